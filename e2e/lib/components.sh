@@ -1,0 +1,188 @@
+# The stack's components: etcd, kube-apiserver, kube-controller-manager and a
+# single-node Kafka broker in KRaft mode. Sourced by e2e/stack.
+# shellcheck shell=bash
+
+ETCD_PORT=${MCPK_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${MCPK_ETCD_PEER_PORT:-12380}
+APISERVER_PORT=${MCPK_APISERVER_PORT:-16443}
+KAFKA_PORT=${MCPK_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${MCPK_KAFKA_CONTROLLER_PORT:-19093}
+
+APISERVER_URL=https://127.0.0.1:$APISERVER_PORT
+ADMIN_KUBECONFIG=$STATE_DIR/kubeconfig
+SA_ISSUER=https://kubernetes.default.svc.cluster.local
+KAFKA_DIR=$STATE_DIR/kafka
+
+# --- etcd ------------------------------------------------------------------
+
+etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+
+start_etcd() {
+  if proc_pid etcd >/dev/null; then log "etcd already running"; return 0; fi
+  check_port etcd "$ETCD_PORT" MCPK_ETCD_PORT
+  check_port "etcd (peer)" "$ETCD_PEER_PORT" MCPK_ETCD_PEER_PORT
+  log "starting etcd $ETCD_VERSION on 127.0.0.1:$ETCD_PORT"
+  # --unsafe-no-fsync: a throwaway test store, as envtest runs it.
+  start_proc etcd "$ETCD_BIN" --name mcpk --data-dir "$STATE_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "mcpk=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true --log-level=warn
+  wait_until etcd 60 etcd_healthy
+}
+
+# --- kube-apiserver ----------------------------------------------------------
+
+apiserver_ready() {
+  curl -fsS --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" \
+    "$APISERVER_URL/readyz" | grep -qx ok
+}
+
+# write_kubeconfig FILE USER: a kubeconfig for one client certificate.
+write_kubeconfig() {
+  cat >"$1" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: mcpk
+  cluster:
+    server: $APISERVER_URL
+    certificate-authority: $PKI_DIR/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: $PKI_DIR/$2.crt
+    client-key: $PKI_DIR/$2.key
+contexts:
+- name: mcpk
+  context: {cluster: mcpk, user: $2}
+current-context: mcpk
+KCFG
+}
+
+start_apiserver() {
+  write_kubeconfig "$ADMIN_KUBECONFIG" admin
+  write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" controller-manager
+  if proc_pid kube-apiserver >/dev/null; then log "kube-apiserver already running"; return 0; fi
+  check_port kube-apiserver "$APISERVER_PORT" MCPK_APISERVER_PORT
+  mkdir -p "$STATE_DIR/apiserver"
+  # Write requests only, at Metadata level: enough to count the API writes a
+  # controller makes (GitOps tools must see no churn), small enough to keep.
+  cat >"$STATE_DIR/apiserver/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+POLICY
+  log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
+  start_proc kube-apiserver "$K8S_BIN_DIR/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --cert-dir="$STATE_DIR/apiserver" \
+    --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
+    --client-ca-file="$PKI_DIR/ca.crt" \
+    --authorization-mode=RBAC \
+    --service-cluster-ip-range=10.96.0.0/24 \
+    --service-account-issuer="$SA_ISSUER" \
+    --service-account-key-file="$PKI_DIR/sa.pub" \
+    --service-account-signing-key-file="$PKI_DIR/sa.key" \
+    --audit-policy-file="$STATE_DIR/apiserver/audit-policy.yaml" \
+    --audit-log-path="$LOG_DIR/apiserver-audit.log" --audit-log-maxsize=200 --audit-log-maxbackup=1 \
+    --allow-privileged=true
+  wait_until kube-apiserver 120 apiserver_ready
+}
+
+# --- kube-controller-manager -------------------------------------------------
+
+# The controllers that make ownership and ServiceAccounts real. Deliberately
+# not the deployment/replicaset controllers: with no kubelet, tests write a
+# Deployment's status themselves, as those controllers would.
+CONTROLLERS=garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,namespace-controller,clusterrole-aggregation-controller
+
+# The serviceaccount controller creates `default` in every namespace: its
+# appearance shows the controller-manager is up and acting.
+controller_manager_acting() {
+  "$K8S_BIN_DIR/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" -n default get serviceaccount default
+}
+
+start_controller_manager() {
+  if proc_pid kube-controller-manager >/dev/null; then log "kube-controller-manager already running"; return 0; fi
+  log "starting kube-controller-manager ($CONTROLLERS)"
+  start_proc kube-controller-manager "$K8S_BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$STATE_DIR/controller-manager.kubeconfig" \
+    --controllers="$CONTROLLERS" \
+    --service-account-private-key-file="$PKI_DIR/sa.key" \
+    --root-ca-file="$PKI_DIR/ca.crt" \
+    --use-service-account-credentials=true \
+    --leader-elect=false --secure-port=0
+  wait_until kube-controller-manager 90 controller_manager_acting
+}
+
+# --- Kafka -------------------------------------------------------------------
+
+# kafka_java_argv: the java command line (without main class) in KAFKA_JAVA.
+kafka_java_argv() {
+  need_cmd java "Java 17 runs the Kafka broker"
+  KAFKA_JAVA=(java -Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -Dkafka.logs.dir="$LOG_DIR"
+    -cp "$(cat "$KAFKA_CLASSPATH_FILE")")
+}
+kafka_java() { kafka_java_argv; "${KAFKA_JAVA[@]}" "$@"; }
+
+# A metadata answer from the broker: what "ready" means for a client.
+kafka_answers_metadata() {
+  kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list
+}
+
+write_kafka_config() {
+  mkdir -p "$KAFKA_DIR/data"
+  cat >"$KAFKA_DIR/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  cat >"$KAFKA_DIR/log4j2.properties" <<LOG4J
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = $LOG_DIR/kafka-server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+LOG4J
+}
+
+start_kafka() {
+  if proc_pid kafka >/dev/null; then log "kafka already running"; return 0; fi
+  check_port kafka "$KAFKA_PORT" MCPK_KAFKA_PORT
+  check_port "kafka (controller)" "$KAFKA_CONTROLLER_PORT" MCPK_KAFKA_CONTROLLER_PORT
+  write_kafka_config
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    # A KRaft cluster ID is a base64url UUID without padding (22 chars).
+    python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' \
+      >"$KAFKA_DIR/cluster-id"
+    log "formatting Kafka storage (cluster id $(cat "$KAFKA_DIR/cluster-id"))"
+    run_logged "$LOG_DIR/kafka-format.log" kafka_java kafka.tools.StorageTool format \
+      -t "$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties"
+  fi
+  log "starting Apache Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT"
+  kafka_java_argv
+  start_proc kafka "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties"
+  wait_until kafka 120 kafka_answers_metadata
+}

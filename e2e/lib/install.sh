@@ -1,0 +1,76 @@
+# Installs (once, into CACHE_DIR) everything except Kubernetes itself, which
+# build-k8s.sh builds. Every function is idempotent: a cached, complete result
+# is reused; a half-finished one is redone. Sourced by e2e/stack.
+# shellcheck shell=bash
+
+ETCD_BIN=$CACHE_DIR/etcd-$ETCD_VERSION/etcd
+HELM_BIN=$CACHE_DIR/helm-$HELM_VERSION/helm
+K8S_BIN_DIR=$CACHE_DIR/k8s-$K8S_VERSION
+KAFKA_CLASSPATH_FILE=$CACHE_DIR/kafka-$KAFKA_VERSION/classpath
+# Keyed by the requirements file, so changing a pin makes a new venv.
+VENV_DIR=$CACHE_DIR/venv-$(sha256sum "$E2E_DIR/requirements.txt" | cut -c1-12)
+
+# etcd's main package is the module root of go.etcd.io/etcd/server/v3, whose
+# go.mod has replace lines too, so it is built through a wrapper module.
+# (Debian's etcd-server is 3.4: too old for Kubernetes 1.34+.)
+build_etcd() {
+  [ -x "$ETCD_BIN" ] && return 0
+  need_cmd go "Go is needed to build etcd"
+  log "building etcd $ETCD_VERSION from the Go module proxy (once)"
+  local work=$CACHE_DIR/build/etcd-$ETCD_VERSION
+  mkdir -p "$work" "$(dirname "$ETCD_BIN")"
+  printf 'module mcpkafka.dev/testground/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$work/go.mod"
+  (
+    cd "$work" || exit 1
+    export CGO_ENABLED=0 GOFLAGS=-mod=mod
+    run_logged "$work/build.log" go build -trimpath -ldflags "-s -w" -o "$ETCD_BIN.tmp" go.etcd.io/etcd/server/v3
+    mv "$ETCD_BIN.tmp" "$ETCD_BIN"
+  )
+}
+
+build_helm() {
+  [ -x "$HELM_BIN" ] && return 0
+  need_cmd go "Go is needed to build helm"
+  log "building helm $HELM_VERSION from the Go module proxy (once)"
+  local major=${HELM_VERSION%%.*}
+  mkdir -p "$(dirname "$HELM_BIN")"
+  GOBIN=$(dirname "$HELM_BIN") CGO_ENABLED=0 run_logged "$CACHE_DIR/build/helm-$HELM_VERSION.log" \
+    go install -trimpath "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+}
+
+# The broker's runtime classpath, resolved by Maven from Maven Central into
+# ~/.m2 and written to one file that the stack passes to `java -cp`.
+resolve_kafka() {
+  [ -s "$KAFKA_CLASSPATH_FILE" ] && return 0
+  need_cmd mvn "Maven resolves the Kafka jars"
+  log "resolving Apache Kafka $KAFKA_VERSION jars from Maven Central (once)"
+  mkdir -p "$(dirname "$KAFKA_CLASSPATH_FILE")"
+  run_logged "$CACHE_DIR/build/kafka-$KAFKA_VERSION.log" \
+    mvn -B -q -f "$E2E_DIR/kafka/pom.xml" \
+      -Dkafka.version="$KAFKA_VERSION" -Dscala.binary.version="$SCALA_BINARY" -Dlog4j.version="$LOG4J_VERSION" \
+      dependency:build-classpath -Dmdep.outputFile="$KAFKA_CLASSPATH_FILE.tmp"
+  mv "$KAFKA_CLASSPATH_FILE.tmp" "$KAFKA_CLASSPATH_FILE"
+}
+
+# A virtualenv with the official MCP Python SDK and pytest, for client-side
+# tests. Its requirements file is the single list of what goes in.
+install_venv() {
+  local stamp=$VENV_DIR/.complete
+  [ -f "$stamp" ] && return 0
+  need_cmd python3
+  log "creating the Python virtualenv from e2e/requirements.txt (once)"
+  rm -rf "$VENV_DIR"
+  run_logged "$CACHE_DIR/build/venv.log" python3 -m venv "$VENV_DIR"
+  run_logged "$CACHE_DIR/build/venv.log" "$VENV_DIR/bin/pip" install -q -r "$E2E_DIR/requirements.txt"
+  touch "$stamp"
+}
+
+install_all() {
+  mkdir -p "$CACHE_DIR/build"
+  # Cheap, network-bound steps first; the Go builds are CPU-bound.
+  resolve_kafka
+  install_venv
+  build_etcd
+  build_k8s
+  build_helm
+}

@@ -1,0 +1,10 @@
+# Pinned versions of everything the test ground builds or downloads.
+# Changing one of these changes the cache key, so the next `e2e/stack up`
+# rebuilds just that component.
+K8S_VERSION=v1.36.3      # kube-apiserver, kube-controller-manager, kubectl
+ETCD_VERSION=v3.6.16     # Kubernetes 1.34+ is tested against etcd 3.6
+HELM_VERSION=v4.3.1
+KUBECONFORM_VERSION=v0.7.0
+KAFKA_VERSION=4.1.1      # Apache Kafka, KRaft mode, jars from Maven Central
+SCALA_BINARY=2.13
+LOG4J_VERSION=2.24.3     # log4j bindings are not in kafka's POM

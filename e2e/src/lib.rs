@@ -1,0 +1,162 @@
+//! The local test ground, as tests see it.
+//!
+//! `e2e/stack up` starts a real kube-apiserver, kube-controller-manager, etcd
+//! and Kafka broker and writes `e2e/.stack/env`. [`Ground::get`] reads that
+//! file (or the one `MCPK_STACK_ENV` names). A missing or unreachable ground is a test
+//! failure with a message saying what to run, never a silent skip.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the local test ground's parts are.
+#[derive(Debug, Clone)]
+pub struct Ground {
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    pub kafka_bootstrap_servers: String,
+    pub kafka_cluster_id: String,
+    /// The apiserver's audit log (write requests only), for counting API writes.
+    pub apiserver_audit_log: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Ground {
+    /// The ground started by `e2e/stack up`. Panics with instructions when it
+    /// is not up: a test that needs it must fail, not pass vacuously.
+    pub fn get() -> &'static Ground {
+        static GROUND: OnceLock<Ground> = OnceLock::new();
+        GROUND.get_or_init(|| match Self::load() {
+            Ok(g) => g,
+            Err(e) => panic!("the test ground is not available: {e}\nstart it with `e2e/stack up` (see README.md)"),
+        })
+    }
+
+    fn load() -> Result<Ground, String> {
+        // Only the stack's env file counts, never the process environment: a
+        // developer's own KUBECONFIG must not point these tests at a real cluster.
+        let env_file = std::env::var_os("MCPK_STACK_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".stack/env"));
+        if !env_file.exists() {
+            return Err(format!("{} does not exist", env_file.display()));
+        }
+        let vars = parse_env_file(&env_file)?;
+        let var = |key: &str| -> Result<String, String> {
+            vars.get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .ok_or_else(|| format!("{key} is missing from {}", env_file.display()))
+        };
+        let g = Ground {
+            kubeconfig: var("KUBECONFIG")?.into(),
+            kubectl: var("MCPK_KUBECTL")?.into(),
+            kafka_bootstrap_servers: var("KAFKA_BOOTSTRAP_SERVERS")?,
+            kafka_cluster_id: var("KAFKA_CLUSTER_ID")?,
+            apiserver_audit_log: var("MCPK_APISERVER_AUDIT_LOG")?.into(),
+            log_dir: var("MCPK_LOG_DIR")?.into(),
+        };
+        for (what, path) in [("kubeconfig", &g.kubeconfig), ("kubectl", &g.kubectl)] {
+            if !path.exists() {
+                return Err(format!("{what} {} does not exist", path.display()));
+            }
+        }
+        Ok(g)
+    }
+
+    /// A client for the local apiserver with the admin identity. Panics (the
+    /// test fails) when the apiserver does not answer.
+    pub async fn kube_admin(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("loading {}: {e}", self.kubeconfig.display()));
+        let client = kube::Client::try_from(config).expect("building the kube client");
+        if let Err(e) = client.apiserver_version().await {
+            panic!(
+                "kube-apiserver did not answer: {e}\nlogs: {}/kube-apiserver.log; check `e2e/stack status`",
+                self.log_dir.display()
+            );
+        }
+        client
+    }
+
+    /// Runs the stack's kubectl against the local apiserver.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {}: {e}", self.kubectl.display()));
+        let mut pipe = child.stdin.take().expect("kubectl stdin");
+        if let Some(input) = stdin {
+            pipe.write_all(input.as_bytes()).expect("writing kubectl stdin");
+        }
+        drop(pipe);
+        child.wait_with_output().expect("waiting for kubectl")
+    }
+
+    /// Common librdkafka settings for the local broker. Panics (the test
+    /// fails) when the broker does not accept connections, rather than
+    /// letting librdkafka retry until some later timeout.
+    pub fn kafka_config(&self) -> rdkafka::ClientConfig {
+        static CHECKED: OnceLock<()> = OnceLock::new();
+        CHECKED.get_or_init(|| {
+            let addr = self.kafka_bootstrap_servers.split(',').next().unwrap_or_default();
+            let reachable = std::net::ToSocketAddrs::to_socket_addrs(addr)
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
+            assert!(
+                reachable,
+                "Kafka at {addr} does not accept connections\nlogs: {}/kafka.log; check `e2e/stack status`",
+                self.log_dir.display()
+            );
+        });
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.kafka_bootstrap_servers);
+        c
+    }
+}
+
+fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// A name unique to this test run, so that tests can run again against the
+/// same long-lived ground without colliding with what earlier runs left.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
+    format!("{prefix}-{:x}", (nanos % 0xffff_ffff) as u64 ^ std::process::id() as u64)
+}
+
+/// Polls `check` until it returns `Some`, for effects that Kubernetes or
+/// Kafka apply asynchronously. The deadline is generous: it only stops a test
+/// that would otherwise hang; it is not a performance assertion.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("gave up waiting for {what} after 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,1 @@
+//! The sidecar configuration (rendered by the operator, parsed by the sidecar).
