@@ -1,1 +1,348 @@
-//! The sidecar configuration (rendered by the operator, parsed by the sidecar).
+//! The sidecar's configuration: one YAML (or JSON) file, rendered by the
+//! operator into a ConfigMap and parsed here. Credentials are never in it:
+//! it names files (mounted Secrets) that hold them.
+//!
+//! Parsing is strict (unknown fields are errors) and every error names the
+//! field it is about, so a typo fails at start-up instead of being ignored.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::tool_name::ToolName;
+
+/// The whole configuration of one sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// Which server this is (the `McpKafkaServer`).
+    pub server: ServerIdentity,
+    #[serde(default)]
+    pub listen: ListenConfig,
+    pub kafka: KafkaConfig,
+    /// The tools this server exposes (already cut down by policy).
+    pub tools: Vec<ToolName>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerIdentity {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `dev`, `staging`, `prod` or another DNS-label-like name.
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address of the HTTP listener (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
+    #[serde(default = "ListenConfig::default_address")]
+    pub address: SocketAddr,
+    /// `Host` header values accepted on `/mcp` besides loopback names
+    /// (DNS-rebinding protection): e.g. the Service's DNS names.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ListenConfig {
+    /// In a pod; a workstation's standalone mode binds loopback instead.
+    fn default_address() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 8090))
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self { address: Self::default_address(), allowed_hosts: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: Vec<String>,
+    /// Refuse to serve any cluster whose ID differs (environment fence).
+    #[serde(default)]
+    pub expected_cluster_id: Option<String>,
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+    /// Upper bound for one Kafka request made by a tool.
+    #[serde(default = "KafkaConfig::default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+impl KafkaConfig {
+    fn default_request_timeout_ms() -> u64 {
+        10_000
+    }
+}
+
+/// PEM files, as mounted from Secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsFiles {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaslConfig {
+    pub mechanism: SaslMechanism,
+    pub username_file: PathBuf,
+    pub password_file: PathBuf,
+}
+
+/// Caps that keep every answer inside an agent's context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most items in one list answer (topics, groups, partitions...).
+    pub max_list_items: usize,
+    /// `consume_messages` messages when the caller does not say.
+    pub default_consume_messages: usize,
+    /// `consume_messages` hard cap on messages.
+    pub max_consume_messages: usize,
+    /// `consume_messages` bytes (keys + values) when the caller does not say.
+    pub default_consume_bytes: usize,
+    /// `consume_messages` hard cap on bytes.
+    pub max_consume_bytes: usize,
+    /// Longest a `consume_messages` call may wait for messages.
+    pub max_consume_timeout_ms: u64,
+    /// Largest key + value + headers `publish_message` accepts.
+    pub max_publish_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_list_items: 500,
+            default_consume_messages: 10,
+            max_consume_messages: 100,
+            default_consume_bytes: 64 * 1024,
+            max_consume_bytes: 1024 * 1024,
+            max_consume_timeout_ms: 10_000,
+            max_publish_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Who may call. The Kubernetes mode (TokenReview + SubjectAccessReview) is
+/// the default; `none` is only for a dev server on loopback.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub mode: AuthMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthMode {
+    #[default]
+    Kubernetes,
+    None,
+}
+
+/// A config that cannot be used, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid sidecar config at `{field}`: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl SidecarConfig {
+    /// Parses YAML or JSON and validates the result.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: SidecarConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(if path == "." { "(document)".to_string() } else { path }, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the config as the operator writes it into a ConfigMap.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a config always serializes")
+    }
+
+    /// Checks what the types cannot: non-empty lists, sane caps, names, and
+    /// the one place where `auth: none` is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !is_dns_label(&self.server.environment) {
+            return Err(ConfigError::new(
+                "server.environment",
+                format!("{:?} is not a lowercase DNS label (e.g. dev, staging, prod)", self.server.environment),
+            ));
+        }
+        if self.server.name.trim().is_empty() {
+            return Err(ConfigError::new("server.name", "must not be empty"));
+        }
+        if self.kafka.bootstrap_servers.is_empty() {
+            return Err(ConfigError::new("kafka.bootstrapServers", "must name at least one broker"));
+        }
+        for (i, server) in self.kafka.bootstrap_servers.iter().enumerate() {
+            let ok = server.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(ConfigError::new(format!("kafka.bootstrapServers[{i}]"), format!("{server:?} is not HOST:PORT")));
+            }
+        }
+        if !(100..=300_000).contains(&self.kafka.request_timeout_ms) {
+            return Err(ConfigError::new("kafka.requestTimeoutMs", "must be between 100 and 300000"));
+        }
+        let l = &self.limits;
+        let caps = [
+            ("limits.maxListItems", l.max_list_items, 1),
+            ("limits.maxConsumeMessages", l.max_consume_messages, 1),
+            ("limits.maxConsumeBytes", l.max_consume_bytes, 1),
+            ("limits.maxPublishBytes", l.max_publish_bytes, 1),
+        ];
+        for (field, value, min) in caps {
+            if value < min {
+                return Err(ConfigError::new(field, format!("must be at least {min}")));
+            }
+        }
+        if l.default_consume_messages > l.max_consume_messages || l.default_consume_messages == 0 {
+            return Err(ConfigError::new("limits.defaultConsumeMessages", "must be between 1 and maxConsumeMessages"));
+        }
+        if l.default_consume_bytes > l.max_consume_bytes || l.default_consume_bytes == 0 {
+            return Err(ConfigError::new("limits.defaultConsumeBytes", "must be between 1 and maxConsumeBytes"));
+        }
+        if self.auth.mode == AuthMode::None
+            && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
+        {
+            return Err(ConfigError::new(
+                "auth.mode",
+                "`none` is allowed only for environment dev on a loopback listen address",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a tool is enabled.
+    pub fn enables(&self, tool: ToolName) -> bool {
+        self.tools.contains(&tool)
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+server: {name: orders, namespace: team-a, environment: staging}
+kafka: {bootstrapServers: ["kafka-0.kafka:9092"]}
+tools: [list_topics, describe_topic]
+"#;
+
+    #[test]
+    fn a_minimal_config_gets_defaults() {
+        let c = SidecarConfig::parse(MINIMAL).unwrap();
+        assert_eq!(c.listen.address.to_string(), "0.0.0.0:8090");
+        assert_eq!(c.auth.mode, AuthMode::Kubernetes);
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.enables(ToolName::ListTopics) && !c.enables(ToolName::CreateTopic));
+    }
+
+    #[test]
+    fn rendering_and_parsing_round_trip() {
+        let c = SidecarConfig::parse(MINIMAL).unwrap();
+        assert_eq!(SidecarConfig::parse(&c.to_yaml()).unwrap(), c);
+    }
+
+    fn error_for(text: &str) -> ConfigError {
+        SidecarConfig::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = error_for(&MINIMAL.replace("bootstrapServers", "bootstrapServer"));
+        assert_eq!(e.field, "kafka.bootstrapServer", "{e}");
+        assert!(e.message.contains("bootstrapServer"), "{e}");
+
+        let e = error_for(&MINIMAL.replace("describe_topic", "drop_everything"));
+        assert_eq!(e.field, "tools[1]", "{e}");
+
+        let e = error_for(&MINIMAL.replace(r#"["kafka-0.kafka:9092"]"#, "[]"));
+        assert_eq!(e.field, "kafka.bootstrapServers");
+
+        let e = error_for(&MINIMAL.replace("kafka-0.kafka:9092", "kafka-0.kafka"));
+        assert_eq!(e.field, "kafka.bootstrapServers[0]");
+
+        let e = error_for(&MINIMAL.replace("staging", "Prod!"));
+        assert_eq!(e.field, "server.environment");
+
+        let e = error_for(&format!("{MINIMAL}limits: {{maxConsumeMessages: 5, defaultConsumeMessages: 10}}\n"));
+        assert_eq!(e.field, "limits.defaultConsumeMessages");
+
+        let e = error_for(&format!("{MINIMAL}listen: {{address: 'not an address'}}\n"));
+        assert_eq!(e.field, "listen.address");
+    }
+
+    #[test]
+    fn auth_none_only_for_dev_on_loopback() {
+        let none = format!("{MINIMAL}auth: {{mode: none}}\n");
+        assert_eq!(error_for(&none).field, "auth.mode", "staging");
+        let dev_any = none.replace("staging", "dev");
+        assert_eq!(error_for(&dev_any).field, "auth.mode", "dev on 0.0.0.0");
+        let dev_loopback = format!("{dev_any}listen: {{address: '127.0.0.1:8090'}}\n");
+        assert_eq!(SidecarConfig::parse(&dev_loopback).unwrap().auth.mode, AuthMode::None);
+    }
+
+    #[test]
+    fn json_is_accepted_too() {
+        let json = r#"{"server":{"name":"o","environment":"dev"},"kafka":{"bootstrapServers":["k:9092"]},"tools":[]}"#;
+        assert!(SidecarConfig::parse(json).unwrap().tools.is_empty());
+    }
+}

@@ -1,7 +1,25 @@
 //! The MCP server for one Apache Kafka cluster.
 //!
-//! Without the default `server` feature this crate is only [`config`], the
-//! sidecar's configuration type, so that the operator renders exactly what
-//! the sidecar parses without pulling in Kafka or MCP.
+//! Without the default `server` feature this crate is only [`config`] and
+//! [`tool_name`], the sidecar's configuration types, so that the operator
+//! renders exactly what the sidecar parses without pulling in Kafka or MCP.
 
 pub mod config;
+pub mod tool_name;
+
+#[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod incremental_alter;
+#[cfg(feature = "server")]
+pub mod kafka;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod reload;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod tools;

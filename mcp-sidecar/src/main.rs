@@ -1,6 +1,145 @@
-//! mcp-kafka-sidecar: the MCP server binary.
+//! mcp-kafka-sidecar: the MCP server for one Apache Kafka cluster.
 
-fn main() {
-    eprintln!("mcp-kafka-sidecar {}: the server is not implemented yet", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use mcp_kafka_sidecar::config::{AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig};
+use mcp_kafka_sidecar::kafka::Kafka;
+use mcp_kafka_sidecar::metrics::Metrics;
+use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
+use mcp_kafka_sidecar::tool_name::{ToolGroup, ToolName};
+use mcp_kafka_sidecar::{http, reload};
+use tokio_util::sync::CancellationToken;
+
+/// An MCP server (Streamable HTTP at /mcp, or stdio) for one Apache Kafka cluster.
+///
+/// In a pod the operator passes --config. On a workstation, --bootstrap-servers
+/// alone runs a `dev` server on loopback without authentication, with the
+/// observe tools (add mutations with --tools).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// The config file (YAML or JSON) rendered by the operator; reloaded when it changes.
+    #[arg(long, env = "MCP_KAFKA_CONFIG", conflicts_with = "bootstrap_servers")]
+    config: Option<PathBuf>,
+    /// Standalone mode: Kafka brokers as HOST:PORT[,HOST:PORT...].
+    #[arg(long, value_delimiter = ',')]
+    bootstrap_servers: Vec<String>,
+    /// Standalone mode: the listen address (must be loopback: there is no auth).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// Standalone mode: tools to enable, by name or group (observe, mutate, all), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "observe")]
+    tools: Vec<String>,
+    /// Serve MCP over stdin/stdout instead of HTTP (for local MCP clients).
+    #[arg(long)]
+    stdio: bool,
+    /// Extra Host header values accepted on /mcp (e.g. a Service DNS name).
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+}
+
+fn parse_tools(list: &[String]) -> anyhow::Result<Vec<ToolName>> {
+    let mut tools = Vec::new();
+    for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match item {
+            "observe" => tools.extend(ToolName::in_group(ToolGroup::Observe)),
+            "mutate" => tools.extend(ToolName::in_group(ToolGroup::Mutate)),
+            "all" => tools.extend(ToolName::ALL.iter().copied()),
+            name => tools.push(name.parse().map_err(|e| anyhow::anyhow!("--tools: {e}"))?),
+        }
+    }
+    tools.sort();
+    tools.dedup();
+    Ok(tools)
+}
+
+/// The config of a workstation's standalone server.
+fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
+    let config = SidecarConfig {
+        server: ServerIdentity { name: "standalone".into(), namespace: None, environment: "dev".into() },
+        listen: ListenConfig { address: cli.listen, allowed_hosts: cli.allowed_hosts.clone() },
+        kafka: KafkaConfig {
+            bootstrap_servers: cli.bootstrap_servers.clone(),
+            expected_cluster_id: None,
+            tls: None,
+            sasl: None,
+            request_timeout_ms: 10_000,
+        },
+        tools: parse_tools(&cli.tools)?,
+        limits: Limits::default(),
+        auth: AuthConfig { mode: AuthMode::None },
+    };
+    config.validate().context("standalone mode")?;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr as JSON: stdout belongs to the stdio transport.
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let (config, config_source) = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let config = SidecarConfig::parse(&text).with_context(|| format!("in {}", path.display()))?;
+            (config, Some((path.clone(), text)))
+        }
+        None if cli.bootstrap_servers.is_empty() => {
+            anyhow::bail!("give --config FILE, or --bootstrap-servers HOST:PORT for a standalone dev server (see --help)")
+        }
+        None => (standalone_config(&cli)?, None),
+    };
+    let kafka = Kafka::connect(&config.kafka, &reload::client_id(&config))?;
+    kafka.spawn_probe();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let listen = config.listen.clone();
+    let tools: Vec<&str> = config.tools.iter().map(|t| t.as_str()).collect();
+    tracing::info!(server = %config.server.name, environment = %config.server.environment, ?tools, "starting");
+    let mcp = KafkaMcp::new(Runtime { config, kafka }, metrics);
+    if let Some((path, text)) = config_source {
+        reload::spawn(mcp.clone(), path, text);
+    }
+
+    if cli.stdio {
+        use rmcp::ServiceExt;
+        let service = mcp.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
+        service.waiting().await.context("serving stdio")?;
+        return Ok(());
+    }
+
+    let shutdown = CancellationToken::new();
+    let app = http::router(mcp, &listen.allowed_hosts, shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(listen.address)
+        .await
+        .with_context(|| format!("listening on {}", listen.address))?;
+    tracing::info!(address = %listen.address, "serving MCP at /mcp");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
 }

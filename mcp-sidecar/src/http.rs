@@ -1,0 +1,61 @@
+//! The HTTP face of the sidecar: MCP at `/mcp` (rmcp's Streamable HTTP
+//! service), `/healthz`, `/readyz` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::KafkaMcp;
+
+/// Host names always accepted on `/mcp` (rmcp's DNS-rebinding guard).
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationToken) -> Router {
+    let mut config = StreamableHttpServerConfig::default();
+    config.allowed_hosts = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).chain(allowed_hosts.iter().cloned()).collect();
+    config.cancellation_token = shutdown;
+    let handler = mcp.clone();
+    let service: StreamableHttpService<KafkaMcp, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(mcp.clone(), count_inflight))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(mcp)
+}
+
+async fn count_inflight(State(mcp): State<KafkaMcp>, request: Request, next: Next) -> Response {
+    mcp.metrics.inflight_requests.inc();
+    let response = next.run(request).await;
+    mcp.metrics.inflight_requests.dec();
+    response
+}
+
+/// Ready when the config is loaded (it is, once serving) and Kafka answered
+/// metadata recently.
+async fn readyz(State(mcp): State<KafkaMcp>) -> Response {
+    let rt = mcp.runtime();
+    let up = rt.kafka.is_healthy();
+    mcp.metrics.kafka_up.set(i64::from(up));
+    if up {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "kafka: no metadata answer recently\n").into_response()
+    }
+}
+
+async fn metrics(State(mcp): State<KafkaMcp>) -> Response {
+    mcp.metrics.kafka_up.set(i64::from(mcp.runtime().kafka.is_healthy()));
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], mcp.metrics.encode())
+        .into_response()
+}

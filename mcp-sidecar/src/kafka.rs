@@ -1,0 +1,183 @@
+//! Kafka access: one long-lived admin client and producer per process
+//! (librdkafka reconnects on its own), short-lived consumers per peek, and a
+//! health probe that `/readyz` and error classification read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::KafkaConfig;
+use crate::error::{ErrorCode, ToolError, ToolResult};
+
+/// How often the health probe asks for metadata, and how old its last
+/// success may be before the server counts Kafka as unreachable.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+const HEALTHY_WITHIN: Duration = Duration::from_secs(6);
+
+pub struct Kafka {
+    base: ClientConfig,
+    pub admin: AdminClient<DefaultClientContext>,
+    pub producer: FutureProducer,
+    /// Bound for one request to Kafka.
+    pub timeout: Duration,
+    started: Instant,
+    /// Millis since `started` of the last successful probe (0 = never).
+    last_ok_ms: AtomicU64,
+    cluster_id: std::sync::Mutex<Option<String>>,
+}
+
+impl Kafka {
+    /// Builds the clients. Credentials are read from their files here and
+    /// only handed to librdkafka; they never reach logs or errors.
+    pub fn connect(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Arc<Kafka>> {
+        let base = client_config(config, client_id)?;
+        let admin = base.create().map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
+        let producer = base
+            .clone()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", config.request_timeout_ms.to_string())
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        Ok(Arc::new(Kafka {
+            base,
+            admin,
+            producer,
+            timeout: Duration::from_millis(config.request_timeout_ms),
+            started: Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
+            cluster_id: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// A new consumer that never joins or commits for `group` unless the
+    /// caller commits explicitly (offset resets do; peeks never do).
+    pub fn consumer(&self, group: &str) -> ToolResult<BaseConsumer> {
+        self.base
+            .clone()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(|e| ToolError::from_kafka("creating a consumer", &e))
+    }
+
+    /// Runs blocking librdkafka work off the async runtime.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> ToolResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Kafka) -> ToolResult<T> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| ToolError::new(ErrorCode::Internal, format!("a Kafka task failed: {e}")))?;
+        // A timeout while the probe also cannot reach Kafka is an outage, not
+        // a slow request: say so, so that agents back off instead of retrying.
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Cluster metadata for one topic or all.
+    pub fn metadata(&self, topic: Option<&str>) -> ToolResult<Metadata> {
+        self.admin
+            .inner()
+            .fetch_metadata(topic, self.timeout)
+            .map_err(|e| ToolError::from_kafka("fetching cluster metadata", &e))
+    }
+
+    pub fn classify(&self, err: ToolError) -> ToolError {
+        if err.code == ErrorCode::Timeout && !self.is_healthy() {
+            ToolError::new(ErrorCode::KafkaUnavailable, format!("Kafka is unreachable ({})", err.message))
+        } else {
+            err
+        }
+    }
+
+    /// Whether metadata was fetched recently.
+    pub fn is_healthy(&self) -> bool {
+        let last = self.last_ok_ms.load(Ordering::Relaxed);
+        last != 0 && self.started.elapsed().saturating_sub(Duration::from_millis(last)) < HEALTHY_WITHIN
+    }
+
+    /// The cluster ID seen by the last successful probe.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.cluster_id.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// One probe: metadata and the cluster ID. Blocking.
+    pub fn probe(&self) -> bool {
+        let timeout = PROBE_INTERVAL.min(self.timeout);
+        if self.admin.inner().fetch_metadata(None, timeout).is_err() {
+            return false;
+        }
+        if let Some(id) = self.admin.inner().fetch_cluster_id(timeout)
+            && let Ok(mut slot) = self.cluster_id.lock()
+        {
+            *slot = Some(id);
+        }
+        let now = (self.started.elapsed().as_millis() as u64).max(1);
+        self.last_ok_ms.store(now, Ordering::Relaxed);
+        true
+    }
+
+    /// Probes while this client is in use (a config reload that replaces it
+    /// ends its probe); `/readyz` reads the result.
+    pub fn spawn_probe(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(probe) = this.upgrade() else { return };
+                let ok = tokio::task::spawn_blocking(move || probe.probe()).await.unwrap_or(false);
+                tracing::debug!(ok, "kafka probe");
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+        })
+    }
+}
+
+fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading the {what} file {}: {e}", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// librdkafka settings for the configured cluster.
+fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", config.bootstrap_servers.join(","))
+        .set("client.id", client_id)
+        .set("socket.timeout.ms", config.request_timeout_ms.to_string())
+        // Reconnect quickly after an outage, without hammering the broker.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("log_level", "4");
+    let protocol = match (config.tls.is_some(), config.sasl.is_some()) {
+        (false, false) => "PLAINTEXT",
+        (true, false) => "SSL",
+        (false, true) => "SASL_PLAINTEXT",
+        (true, true) => "SASL_SSL",
+    };
+    c.set("security.protocol", protocol);
+    if let Some(tls) = &config.tls {
+        let files = [("ssl.ca.location", &tls.ca_file), ("ssl.certificate.location", &tls.cert_file), ("ssl.key.location", &tls.key_file)];
+        for (key, file) in files {
+            if let Some(path) = file {
+                c.set(key, path.display().to_string());
+            }
+        }
+    }
+    if let Some(sasl) = &config.sasl {
+        c.set("sasl.mechanism", sasl.mechanism.as_str())
+            .set("sasl.username", read_secret_file(&sasl.username_file, "SASL username")?)
+            .set("sasl.password", read_secret_file(&sasl.password_file, "SASL password")?);
+    }
+    Ok(c)
+}

@@ -1,0 +1,78 @@
+//! Prometheus metrics of the sidecar, in the text format, through
+//! prometheus-client.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    tool: String,
+    /// `ok` or the error code.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabel {
+    tool: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    duration: Family<ToolLabel, Histogram>,
+    /// MCP HTTP requests being served now.
+    pub inflight_requests: Gauge,
+    /// 1 while Kafka answered the health probe recently.
+    pub kafka_up: Gauge,
+    pub config_reloads: Family<Vec<(String, String)>, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcp_kafka");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register("tool_calls", "Tool calls by tool and outcome (ok or error code)", calls.clone());
+        let duration = Family::<ToolLabel, Histogram>::new_with_constructor(|| {
+            // 0.5 ms .. ~16 s
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("tool_call_duration_seconds", "Tool call latency", duration.clone());
+        let inflight_requests = Gauge::default();
+        registry.register("inflight_requests", "MCP HTTP requests being served", inflight_requests.clone());
+        let kafka_up = Gauge::default();
+        registry.register("kafka_up", "Whether Kafka answered metadata recently", kafka_up.clone());
+        let config_reloads = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register("config_reloads", "Config file reloads by result (ok, invalid)", config_reloads.clone());
+        Self { registry, calls, duration, inflight_requests, kafka_up, config_reloads }
+    }
+
+    pub fn record_call(&self, tool: &str, outcome: &str, took: Duration) {
+        // Unknown tool names would make label cardinality caller-controlled.
+        let tool = if tool.parse::<crate::tool_name::ToolName>().is_ok() { tool } else { "unknown" };
+        self.calls.get_or_create(&CallLabels { tool: tool.to_string(), outcome: outcome.to_string() }).inc();
+        self.duration.get_or_create(&ToolLabel { tool: tool.to_string() }).observe(took.as_secs_f64());
+    }
+
+    pub fn record_reload(&self, result: &str) {
+        self.config_reloads.get_or_create(&vec![("result".to_string(), result.to_string())]).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

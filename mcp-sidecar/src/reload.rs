@@ -1,0 +1,64 @@
+//! Config reload: the file is re-read when its content changes (polling
+//! copes with the symlink swaps of a mounted ConfigMap, which file-event
+//! watchers often miss). A bad file keeps the last good config running.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::SidecarConfig;
+use crate::kafka::Kafka;
+use crate::server::{KafkaMcp, Runtime};
+
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+pub fn spawn(mcp: KafkaMcp, path: PathBuf, mut last_text: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(POLL_EVERY).await;
+            let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                tracing::warn!(path = %path.display(), "config file unreadable; keeping the last good config");
+                continue;
+            };
+            if text == last_text {
+                continue;
+            }
+            last_text = text.clone();
+            match apply(&mcp, &text) {
+                Ok(()) => {
+                    mcp.metrics.record_reload("ok");
+                    tracing::info!(path = %path.display(), "config reloaded");
+                }
+                Err(e) => {
+                    mcp.metrics.record_reload("invalid");
+                    tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping the last good config");
+                }
+            }
+        }
+    })
+}
+
+fn apply(mcp: &KafkaMcp, text: &str) -> anyhow::Result<()> {
+    let config = SidecarConfig::parse(text)?;
+    let current = mcp.runtime();
+    if config.listen != current.config.listen {
+        tracing::warn!("listen settings changed; they take effect at the next restart");
+    }
+    // New Kafka clients only when the connection changed; sessions stay.
+    let kafka = if config.kafka == current.config.kafka {
+        current.kafka.clone()
+    } else {
+        let kafka = Kafka::connect(&config.kafka, &client_id(&config))?;
+        kafka.spawn_probe();
+        kafka
+    };
+    mcp.replace_runtime(Runtime { config, kafka });
+    Ok(())
+}
+
+/// The Kafka client.id: which sidecar made a request, in broker logs.
+pub fn client_id(config: &SidecarConfig) -> String {
+    match &config.server.namespace {
+        Some(ns) => format!("mcp-kafka-sidecar/{ns}/{}", config.server.name),
+        None => format!("mcp-kafka-sidecar/{}", config.server.name),
+    }
+}

@@ -1,0 +1,190 @@
+//! The MCP handler: lists the enabled tools and resources, and runs every
+//! tool call through one path (`call`), where the authorization, fence and
+//! audit checks of later layers go, and where metrics are recorded.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::config::SidecarConfig;
+use crate::error::{ErrorCode, ToolError};
+use crate::kafka::Kafka;
+use crate::metrics::Metrics;
+use crate::tool_name::ToolName;
+use crate::tools::{self, ToolContext};
+
+/// What the server runs with now; replaced as a whole on config reload, so
+/// one call sees one consistent config.
+pub struct Runtime {
+    pub config: SidecarConfig,
+    pub kafka: Arc<Kafka>,
+}
+
+/// Shared by every MCP session.
+#[derive(Clone)]
+pub struct KafkaMcp {
+    runtime: Arc<RwLock<Arc<Runtime>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl KafkaMcp {
+    pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
+        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics }
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.read().map(|r| Arc::clone(&r)).unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    pub fn replace_runtime(&self, runtime: Runtime) {
+        let mut slot = self.runtime.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Arc::new(runtime);
+    }
+
+    /// Runs one tool call: the single path every call takes.
+    pub async fn call(&self, name: &str, args: Value) -> Result<Value, ToolError> {
+        let rt = self.runtime();
+        let tool: ToolName = name
+            .parse()
+            .ok()
+            .filter(|t| rt.config.enables(*t))
+            .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
+        let ctx = ToolContext { kafka: Arc::clone(&rt.kafka), limits: rt.config.limits.clone() };
+        // Every call ends within the Kafka timeout plus slack, whatever a
+        // librdkafka call does; the tool's own timeouts normally fire first.
+        let bound = rt.kafka.timeout.saturating_mul(3) + Duration::from_millis(rt.config.limits.max_consume_timeout_ms);
+        match tokio::time::timeout(bound, tools::dispatch(tool, &ctx, args)).await {
+            Ok(result) => result,
+            Err(_) => Err(rt.kafka.classify(ToolError::new(ErrorCode::Timeout, format!("{tool} did not finish in {bound:?}")))),
+        }
+    }
+}
+
+/// A tool error as MCP wants it: `isError`, a readable text, and the same
+/// fields as structured content for programs.
+pub fn error_result(err: &ToolError) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(err.to_string())]);
+    result.structured_content = Some(json!({ "error": err }));
+    result
+}
+
+fn success_result(value: Value) -> CallToolResult {
+    // Text content for clients that ignore structured content.
+    let text = serde_json::to_string(&value).unwrap_or_default();
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(value);
+    result
+}
+
+const RESOURCES: [(&str, &str, ToolName, &str); 3] = [
+    ("kafka://brokers", "brokers", ToolName::ListBrokers, "The cluster's brokers."),
+    ("kafka://topics", "topics", ToolName::ListTopics, "Topics with partition counts (first page)."),
+    ("kafka://consumer-groups", "consumer-groups", ToolName::ListGroups, "Consumer groups with their states."),
+];
+const TOPIC_TEMPLATE: &str = "kafka://topics/{name}";
+
+impl ServerHandler for KafkaMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
+            .with_server_info(Implementation::new("mcp-kafka-sidecar", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools for one Apache Kafka cluster. Answers are capped; list tools paginate. \
+                 Mutations accept dry_run: true to see what would change.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools::describe_all(&self.runtime().config.tools)))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
+        let result = self.call(&request.name, args).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        self.metrics.record_call(&request.name, outcome, started.elapsed());
+        match result {
+            Ok(value) => Ok(success_result(value).into()),
+            Err(err) => {
+                tracing::info!(tool = %request.name, code = err.code.as_str(), "tool call failed");
+                Ok(error_result(&err).into())
+            }
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let config = &self.runtime().config;
+        let resources = RESOURCES
+            .iter()
+            .filter(|(_, _, tool, _)| config.enables(*tool))
+            .map(|(uri, name, _, desc)| Resource::new(*uri, *name).with_description(*desc).with_mime_type("application/json"))
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = if self.runtime().config.enables(ToolName::DescribeTopic) {
+            vec![ResourceTemplate::new(TOPIC_TEMPLATE, "topic")
+                .with_description("One topic: partitions, offsets and non-default configs.")
+                .with_mime_type("application/json")]
+        } else {
+            Vec::new()
+        };
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        // A resource is a fixed call of the tool behind it, under the same checks.
+        let (tool, args) = if let Some((_, _, tool, _)) = RESOURCES.iter().find(|(u, ..)| *u == uri) {
+            (*tool, json!({}))
+        } else if let Some(name) = uri.strip_prefix("kafka://topics/") {
+            (ToolName::DescribeTopic, json!({ "topic": name }))
+        } else {
+            return Err(ErrorData::resource_not_found(format!("no resource {uri}"), None));
+        };
+        let started = Instant::now();
+        let result = self.call(tool.as_str(), args).await;
+        self.metrics.record_call(tool.as_str(), result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"), started.elapsed());
+        match result {
+            Ok(value) => {
+                let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+                let contents = ResourceContents::text(text, uri).with_mime_type("application/json");
+                Ok(ReadResourceResult::new(vec![contents]).into())
+            }
+            Err(e) if e.code == ErrorCode::NotFound => Err(ErrorData::resource_not_found(e.to_string(), None)),
+            Err(e) => Err(ErrorData::internal_error(e.to_string(), Some(json!({ "error": e })))),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `consume_messages`: a bounded peek. A fresh consumer is assigned explicit
+//! start offsets (no group join), reads until a cap or the end offsets seen
+//! at the start, and is dropped without committing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::observe::{offsets_for_timestamp, select_partitions};
+use super::{ToolContext, validate};
+use crate::error::{ErrorCode, ToolError, ToolResult};
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// The oldest retained message.
+    Earliest,
+    /// The newest `max_messages` messages of each partition.
+    #[default]
+    Latest,
+    /// `offset` (needs `partition`).
+    Offset,
+    /// The first message at or after `timestamp_ms`.
+    Timestamp,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// One partition (default: all).
+    #[serde(default)]
+    pub partition: Option<i32>,
+    #[serde(default)]
+    pub from: StartFrom,
+    #[serde(default)]
+    pub offset: Option<i64>,
+    #[serde(default)]
+    pub timestamp_ms: Option<i64>,
+    /// Most messages to return (small default; the server caps it).
+    #[serde(default)]
+    pub max_messages: Option<usize>,
+    /// Most bytes of keys and values to return (the server caps it).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+    /// Longest to wait for messages, in milliseconds (the server caps it).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Messages {
+    pub topic: String,
+    pub messages: Vec<ConsumedMessage>,
+    /// Why reading stopped: `end` (reached the latest offsets seen at the
+    /// start), `max_messages`, `max_bytes` or `timeout`.
+    pub stopped_by: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConsumedMessage {
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the message has a timestamp.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Payload>,
+    pub value: Option<Payload>,
+    pub headers: BTreeMap<String, Option<Payload>>,
+}
+
+/// Bytes shown the most readable way that is exact.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    Json(serde_json::Value),
+    Text(String),
+    Base64(String),
+}
+
+impl Payload {
+    pub fn decode(bytes: &[u8]) -> Payload {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => Payload::Json(v),
+                _ => Payload::Text(text.to_string()),
+            },
+            Err(_) => Payload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+}
+
+pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResult<Messages> {
+    validate::topic_name(&args.topic)?;
+    let l = &ctx.limits;
+    let max_messages = validate::capped("max_messages", args.max_messages, l.default_consume_messages, l.max_consume_messages)?;
+    let max_bytes = validate::capped("max_bytes", args.max_bytes, l.default_consume_bytes, l.max_consume_bytes)?;
+    let timeout_ms = args.timeout_ms.unwrap_or(2_000);
+    if timeout_ms == 0 || timeout_ms > l.max_consume_timeout_ms {
+        return Err(ToolError::new(
+            ErrorCode::LimitExceeded,
+            format!("timeout_ms must be between 1 and this server's limit of {}", l.max_consume_timeout_ms),
+        ));
+    }
+    match (args.from, args.partition, args.offset, args.timestamp_ms) {
+        (StartFrom::Offset, None, _, _) => return Err(ToolError::invalid("from: offset needs partition")),
+        (StartFrom::Offset, _, None, _) => return Err(ToolError::invalid("from: offset needs offset")),
+        (StartFrom::Offset, _, Some(o), _) if o < 0 => return Err(ToolError::invalid("offset must not be negative")),
+        (StartFrom::Timestamp, _, _, None) => return Err(ToolError::invalid("from: timestamp needs timestamp_ms")),
+        _ => {}
+    }
+    ctx.kafka
+        .blocking(move |k| {
+            let partitions = select_partitions(k, &args.topic, args.partition)?;
+            let at_time = match args.from {
+                StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
+                _ => None,
+            };
+            // Start and end per partition; partitions with nothing to read are skipped.
+            let mut ends: HashMap<i32, i64> = HashMap::new();
+            let mut tpl = TopicPartitionList::new();
+            for &p in &partitions {
+                let (low, high) = k
+                    .admin
+                    .inner()
+                    .fetch_watermarks(&args.topic, p, k.timeout)
+                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let start = match args.from {
+                    StartFrom::Earliest => low,
+                    StartFrom::Latest => (high - max_messages as i64).max(low),
+                    StartFrom::Offset => args.offset.unwrap_or(low).clamp(low, high),
+                    StartFrom::Timestamp => match at_time.as_ref().and_then(|m| m.get(&p)) {
+                        Some(Offset::Offset(o)) => *o,
+                        _ => high,
+                    },
+                };
+                if start < high {
+                    ends.insert(p, high);
+                    tpl.add_partition_offset(&args.topic, p, Offset::Offset(start))
+                        .map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
+                }
+            }
+            let mut messages = Vec::new();
+            let mut stopped_by = "end";
+            if !ends.is_empty() {
+                // The group ID is required by librdkafka but never joined or committed.
+                let consumer = k.consumer("mcp-kafka-sidecar-peek")?;
+                consumer.assign(&tpl).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
+                let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+                let mut bytes = 0usize;
+                'read: while !ends.is_empty() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        stopped_by = "timeout";
+                        break;
+                    }
+                    let Some(next) = consumer.poll(left.min(Duration::from_millis(200))) else { continue };
+                    let msg = next.map_err(|e| ToolError::from_kafka("reading messages", &e))?;
+                    let (p, offset) = (msg.partition(), msg.offset());
+                    let Some(&end) = ends.get(&p) else { continue };
+                    let size = msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
+                    if bytes + size > max_bytes {
+                        stopped_by = "max_bytes";
+                        break 'read;
+                    }
+                    bytes += size;
+                    let headers = msg
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(Payload::decode))).collect())
+                        .unwrap_or_default();
+                    messages.push(ConsumedMessage {
+                        partition: p,
+                        offset,
+                        timestamp_ms: msg.timestamp().to_millis(),
+                        key: msg.key().map(Payload::decode),
+                        value: msg.payload().map(Payload::decode),
+                        headers,
+                    });
+                    if offset + 1 >= end {
+                        ends.remove(&p);
+                    }
+                    if messages.len() >= max_messages {
+                        stopped_by = if ends.is_empty() { "end" } else { "max_messages" };
+                        break;
+                    }
+                }
+            }
+            messages.sort_by_key(|m| (m.partition, m.offset));
+            Ok(Messages { topic: args.topic, messages, stopped_by: stopped_by.to_string() })
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_shown_exactly() {
+        assert!(matches!(Payload::decode(br#"{"a":1}"#), Payload::Json(_)));
+        assert!(matches!(Payload::decode(b"plain text"), Payload::Text(t) if t == "plain text"));
+        // A bare JSON scalar stays text, so "42" and 42 are not confused.
+        assert!(matches!(Payload::decode(b"42"), Payload::Text(_)));
+        assert!(matches!(Payload::decode(&[0xff, 0xfe, 0x00]), Payload::Base64(b) if b == "//4A"));
+    }
+}

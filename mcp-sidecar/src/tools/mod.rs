@@ -1,0 +1,140 @@
+//! The tool surface: each tool is an argument type (its input schema), an
+//! output type (its output schema) and an async function. One table below
+//! ties them to names, descriptions and MCP annotations; `dispatch` is the
+//! single entry point that the MCP handler calls after authorization.
+
+mod consume;
+mod groups;
+mod mutate;
+mod observe;
+mod validate;
+
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::Limits;
+use crate::error::{ToolError, ToolResult};
+use crate::kafka::Kafka;
+use crate::tool_name::ToolName;
+
+/// What a tool runs with.
+#[derive(Clone)]
+pub struct ToolContext {
+    pub kafka: Arc<Kafka>,
+    pub limits: Limits,
+}
+
+/// The MCP hints of a tool, from what it does to Kafka.
+#[derive(Clone, Copy)]
+enum Effect {
+    /// Reads only.
+    Read,
+    /// Adds or changes; repeating the same call changes nothing more.
+    Idempotent,
+    /// Adds data or changes; a repeat adds again.
+    Additive,
+    /// Removes or rewinds something that cannot be restored.
+    Destructive,
+}
+
+fn annotations(effect: Effect) -> ToolAnnotations {
+    let (read_only, destructive, idempotent) = match effect {
+        Effect::Read => (true, false, true),
+        Effect::Idempotent => (false, false, true),
+        Effect::Additive => (false, false, false),
+        Effect::Destructive => (false, true, false),
+    };
+    // Kafka is a system outside this server: every tool is open-world.
+    ToolAnnotations::new().read_only(read_only).destructive(destructive).idempotent(idempotent).open_world(true)
+}
+
+fn schema<T: JsonSchema>() -> Arc<JsonObject> {
+    let schema = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12()).into_root_schema_for::<T>();
+    match serde_json::to_value(schema) {
+        Ok(Value::Object(map)) => Arc::new(map),
+        _ => unreachable!("a JSON schema is an object"),
+    }
+}
+
+/// Decodes arguments strictly: unknown fields and wrong types are
+/// `INVALID_ARGUMENT` with serde's description of what is wrong.
+fn decode<A: DeserializeOwned>(tool: ToolName, args: Value) -> ToolResult<A> {
+    let args = if args.is_null() { Value::Object(Default::default()) } else { args };
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!(" at `{path}`") };
+        ToolError::invalid(format!("invalid arguments for {tool}{at}: {}", e.into_inner()))
+    })
+}
+
+fn encode<O: Serialize>(out: O) -> ToolResult<Value> {
+    serde_json::to_value(out).map_err(|e| ToolError::new(crate::error::ErrorCode::Internal, e.to_string()))
+}
+
+macro_rules! tool_table {
+    ($($tool:ident => $module:ident::$func:ident($args:ty) -> $out:ty, $effect:ident, $desc:expr;)*) => {
+        /// The MCP description of a tool.
+        pub fn describe(tool: ToolName) -> Tool {
+            match tool {
+                $(ToolName::$tool => Tool::new_with_raw(tool.as_str(), Some($desc.into()), schema::<$args>())
+                    .with_raw_output_schema(schema::<$out>())
+                    .with_annotations(annotations(Effect::$effect)),)*
+            }
+        }
+
+        /// Runs a tool with raw JSON arguments; the result is the tool's
+        /// structured output.
+        pub async fn dispatch(tool: ToolName, ctx: &ToolContext, args: Value) -> ToolResult<Value> {
+            match tool {
+                $(ToolName::$tool => encode($module::$func(ctx, decode::<$args>(tool, args)?).await?),)*
+            }
+        }
+    };
+}
+
+tool_table! {
+    ClusterStatus => observe::cluster_status(observe::ClusterStatusArgs) -> observe::ClusterStatus, Read,
+        "Overview of the Kafka cluster: cluster ID, brokers, topic and partition counts, and partitions that are under-replicated or have no leader.";
+    ListBrokers => observe::list_brokers(observe::ListBrokersArgs) -> observe::BrokerList, Read,
+        "List the brokers of the cluster with their IDs, hosts and ports.";
+    ListTopics => observe::list_topics(observe::ListTopicsArgs) -> observe::TopicList, Read,
+        "List topics with partition counts. Filter by a name substring; internal topics (starting with '_' or '__') are hidden unless include_internal is true. Paginated: pass next_cursor back as cursor.";
+    DescribeTopic => observe::describe_topic(observe::TopicArgs) -> observe::TopicDescription, Read,
+        "Describe one topic: per partition the leader, replicas, in-sync replicas, earliest and latest offsets; plus the topic's non-default configs.";
+    DescribeConfigs => observe::describe_configs(observe::DescribeConfigsArgs) -> observe::ConfigDescription, Read,
+        "Show the configuration of a topic or a broker. Only non-default values unless include_defaults is true. Sensitive values are never shown.";
+    ListGroups => groups::list_groups(groups::ListGroupsArgs) -> groups::GroupList, Read,
+        "List consumer groups with their state and protocol type. Filter by a name substring.";
+    DescribeGroup => groups::describe_group(groups::GroupArgs) -> groups::GroupDescription, Read,
+        "Describe a consumer group: state, protocol, members with client IDs, hosts and assigned partitions.";
+    GetConsumerLag => groups::get_consumer_lag(groups::LagArgs) -> groups::Lag, Read,
+        "A consumer group's lag: per partition the committed offset, latest offset and lag, and the total. Optionally for one topic only.";
+    FetchOffsets => observe::fetch_offsets(observe::FetchOffsetsArgs) -> observe::TopicOffsets, Read,
+        "Earliest and latest offsets of a topic's partitions, and optionally the first offset at or after a timestamp.";
+    ConsumeMessages => consume::consume_messages(consume::ConsumeArgs) -> consume::Messages, Read,
+        "Peek at messages without joining a group or committing: from earliest, from the latest N (from = latest), from an offset or from a timestamp, on one partition or all. Capped by max_messages, max_bytes and timeout_ms. Values are shown as JSON or UTF-8 text when valid, else base64.";
+    CreateTopic => mutate::create_topic(mutate::CreateTopicArgs) -> mutate::CreateTopicResult, Idempotent,
+        "Create a topic with a partition count, replication factor and configs. dry_run: true asks Kafka to validate without creating.";
+    DeleteTopic => mutate::delete_topic(mutate::DeleteTopicArgs) -> mutate::DeleteTopicResult, Destructive,
+        "Delete a topic and all its messages. dry_run: true shows what would be deleted (partitions, message counts).";
+    CreatePartitions => mutate::create_partitions(mutate::CreatePartitionsArgs) -> mutate::CreatePartitionsResult, Idempotent,
+        "Raise a topic's partition count to a new total (Kafka cannot lower it). dry_run: true asks Kafka to validate.";
+    UpdateTopicConfig => mutate::update_topic_config(mutate::UpdateTopicConfigArgs) -> mutate::UpdateTopicConfigResult, Idempotent,
+        "Set or remove (reset to default) individual topic configs, leaving others as they are. Returns the before/after diff. dry_run: true asks Kafka to validate.";
+    PublishMessage => mutate::publish_message(mutate::PublishArgs) -> mutate::PublishResult, Additive,
+        "Produce one message (key, value, headers, optional partition) with acks=all; returns its partition and offset. dry_run: true only checks topic, partition and size.";
+    DeleteGroup => groups::delete_group(groups::DeleteGroupArgs) -> groups::DeleteGroupResult, Destructive,
+        "Delete a consumer group and its committed offsets. Kafka refuses while the group has members. dry_run: true shows the group's state and offsets.";
+    ResetGroupOffsets => groups::reset_group_offsets(groups::ResetOffsetsArgs) -> groups::ResetOffsetsResult, Destructive,
+        "Move a consumer group's committed offsets on a topic to earliest, latest, a timestamp or an explicit offset. Refused while the group has members. dry_run: true shows current and target offsets.";
+}
+
+/// Descriptions of the given tools, in the table's order.
+pub fn describe_all(tools: &[ToolName]) -> Vec<Tool> {
+    ToolName::ALL.iter().copied().filter(|t| tools.contains(t)).map(describe).collect()
+}

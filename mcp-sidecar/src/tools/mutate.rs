@@ -1,0 +1,352 @@
+//! Tools that change Kafka. Each accepts `dry_run`, which validates against
+//! the live cluster (Kafka's validate-only admin requests where they exist)
+//! and returns what would change without changing it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use rdkafka::admin::{AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::observe::{partitions_of, topic_configs};
+use super::{ToolContext, validate};
+use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::incremental_alter::{ConfigOp, alter_topic_configs};
+use crate::kafka::Kafka;
+
+fn admin_options(kafka: &Kafka, dry_run: bool) -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(kafka.timeout))
+        .operation_timeout(Some(kafka.timeout))
+        .validate_only(dry_run)
+}
+
+/// The first per-resource error of an admin call, mapped.
+fn first_error<T>(what: &str, results: Vec<Result<T, (String, rdkafka::types::RDKafkaErrorCode)>>) -> ToolResult<()> {
+    for r in results {
+        r.map_err(|(_, code)| ToolError::from_kafka_code(what, code))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopicArgs {
+    pub topic: String,
+    pub partitions: i32,
+    /// Copies of each partition; default: the broker's default.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// Topic configs, e.g. {"retention.ms": "86400000"}.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreateTopicResult {
+    pub topic: String,
+    pub partitions: i32,
+    pub replication_factor: Option<i32>,
+    pub configs: BTreeMap<String, String>,
+    pub dry_run: bool,
+    pub created: bool,
+}
+
+pub async fn create_topic(ctx: &ToolContext, args: CreateTopicArgs) -> ToolResult<CreateTopicResult> {
+    validate::topic_name(&args.topic)?;
+    if !(1..=10_000).contains(&args.partitions) {
+        return Err(ToolError::invalid("partitions must be between 1 and 10000"));
+    }
+    if let Some(rf) = args.replication_factor
+        && !(1..=32).contains(&rf)
+    {
+        return Err(ToolError::invalid("replication_factor must be between 1 and 32"));
+    }
+    let mut topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)));
+    for (k, v) in &args.configs {
+        topic = topic.set(k, v);
+    }
+    let what = format!("create topic {:?}", args.topic);
+    let results = ctx
+        .kafka
+        .admin
+        .create_topics(&[topic], &admin_options(&ctx.kafka, args.dry_run))
+        .await
+        .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
+    first_error(&what, results)?;
+    Ok(CreateTopicResult {
+        created: !args.dry_run,
+        topic: args.topic,
+        partitions: args.partitions,
+        replication_factor: args.replication_factor,
+        configs: args.configs,
+        dry_run: args.dry_run,
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteTopicArgs {
+    pub topic: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteTopicResult {
+    pub topic: String,
+    pub partitions: usize,
+    /// Messages retained when the call was made (all lost on delete).
+    pub retained_messages: i64,
+    pub dry_run: bool,
+    pub deleted: bool,
+}
+
+pub async fn delete_topic(ctx: &ToolContext, args: DeleteTopicArgs) -> ToolResult<DeleteTopicResult> {
+    validate::topic_name(&args.topic)?;
+    // Kafka has no validate-only delete: the dry run reads what would go.
+    let topic = args.topic.clone();
+    let (partitions, retained) = ctx
+        .kafka
+        .blocking(move |k| {
+            let partitions = partitions_of(k, &topic)?;
+            let mut retained = 0;
+            for &p in &partitions {
+                let (low, high) = k
+                    .admin
+                    .inner()
+                    .fetch_watermarks(&topic, p, k.timeout)
+                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                retained += high - low;
+            }
+            Ok((partitions.len(), retained))
+        })
+        .await?;
+    if !args.dry_run {
+        let what = format!("delete topic {:?}", args.topic);
+        let results = ctx
+            .kafka
+            .admin
+            .delete_topics(&[&args.topic], &admin_options(&ctx.kafka, false))
+            .await
+            .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
+        first_error(&what, results)?;
+    }
+    Ok(DeleteTopicResult { topic: args.topic, partitions, retained_messages: retained, dry_run: args.dry_run, deleted: !args.dry_run })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePartitionsArgs {
+    pub topic: String,
+    /// The new total partition count (must exceed the current one).
+    pub total: usize,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CreatePartitionsResult {
+    pub topic: String,
+    pub before: usize,
+    pub after: usize,
+    pub dry_run: bool,
+}
+
+pub async fn create_partitions(ctx: &ToolContext, args: CreatePartitionsArgs) -> ToolResult<CreatePartitionsResult> {
+    validate::topic_name(&args.topic)?;
+    if args.total > 10_000 {
+        return Err(ToolError::invalid("total must be at most 10000"));
+    }
+    let topic = args.topic.clone();
+    let before = ctx.kafka.blocking(move |k| partitions_of(k, &topic).map(|p| p.len())).await?;
+    if args.total <= before {
+        return Err(ToolError::invalid(format!(
+            "topic {:?} already has {before} partitions; the new total must be larger (Kafka cannot remove partitions)",
+            args.topic
+        )));
+    }
+    let what = format!("create partitions for {:?}", args.topic);
+    let results = ctx
+        .kafka
+        .admin
+        .create_partitions(&[NewPartitions::new(&args.topic, args.total)], &admin_options(&ctx.kafka, args.dry_run))
+        .await
+        .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
+    first_error(&what, results)?;
+    Ok(CreatePartitionsResult { topic: args.topic, before, after: args.total, dry_run: args.dry_run })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTopicConfigArgs {
+    pub topic: String,
+    /// Configs to set, e.g. {"retention.ms": "3600000"}.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Configs to remove (they fall back to the broker default).
+    #[serde(default)]
+    pub delete: Vec<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UpdateTopicConfigResult {
+    pub topic: String,
+    pub changes: Vec<ConfigChange>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConfigChange {
+    pub name: String,
+    /// Absent when the config had its default value.
+    pub before: Option<String>,
+    /// Absent when the config is removed (back to its default).
+    pub after: Option<String>,
+}
+
+/// Kafka's IncrementalAlterConfigs (see `incremental_alter`): only the named
+/// configs change. The current values are read first for the diff.
+pub async fn update_topic_config(ctx: &ToolContext, args: UpdateTopicConfigArgs) -> ToolResult<UpdateTopicConfigResult> {
+    validate::topic_name(&args.topic)?;
+    if args.set.is_empty() && args.delete.is_empty() {
+        return Err(ToolError::invalid("name at least one config in set or delete"));
+    }
+    if let Some(both) = args.delete.iter().find(|k| args.set.contains_key(*k)) {
+        return Err(ToolError::invalid(format!("config {both:?} is both set and deleted")));
+    }
+    let topic = args.topic.clone();
+    ctx.kafka.blocking(move |k| partitions_of(k, &topic)).await?;
+    let current: BTreeMap<String, Option<String>> =
+        topic_configs(&ctx.kafka, &args.topic, false).await?.into_iter().map(|c| (c.name, c.value)).collect();
+    let before = |name: &str| current.get(name).cloned().flatten();
+    let mut changes: Vec<ConfigChange> =
+        args.delete.iter().map(|name| ConfigChange { name: name.clone(), before: before(name), after: None }).collect();
+    changes.extend(
+        args.set.iter().map(|(name, value)| ConfigChange { name: name.clone(), before: before(name), after: Some(value.clone()) }),
+    );
+    let dry_run = args.dry_run;
+    let (topic, set, delete) = (args.topic.clone(), args.set, args.delete);
+    ctx.kafka
+        .blocking(move |k| {
+            let ops: Vec<ConfigOp<'_>> = delete
+                .iter()
+                .map(|name| ConfigOp::Delete(name))
+                .chain(set.iter().map(|(name, value)| ConfigOp::Set(name, value)))
+                .collect();
+            alter_topic_configs(&k.admin, &topic, &ops, dry_run, k.timeout)
+        })
+        .await?;
+    Ok(UpdateTopicConfigResult { topic: args.topic, changes, dry_run })
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The string's UTF-8 bytes.
+    #[default]
+    Text,
+    /// The string is base64 of the bytes.
+    Base64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishArgs {
+    pub topic: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: String,
+    /// How `key` and `value` are encoded.
+    #[serde(default)]
+    pub encoding: Encoding,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A partition; default: chosen by the key's hash.
+    #[serde(default)]
+    pub partition: Option<i32>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PublishResult {
+    pub topic: String,
+    /// The partition written (the requested one in a dry run, if any).
+    pub partition: Option<i32>,
+    /// The message's offset; absent in a dry run.
+    pub offset: Option<i64>,
+    pub bytes: usize,
+    pub dry_run: bool,
+}
+
+fn bytes_of(text: &str, encoding: Encoding, field: &str) -> ToolResult<Vec<u8>> {
+    match encoding {
+        Encoding::Text => Ok(text.as_bytes().to_vec()),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| ToolError::invalid(format!("{field} is not valid base64: {e}"))),
+    }
+}
+
+pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult<PublishResult> {
+    validate::topic_name(&args.topic)?;
+    let key = args.key.as_deref().map(|k| bytes_of(k, args.encoding, "key")).transpose()?;
+    let value = bytes_of(&args.value, args.encoding, "value")?;
+    let size = key.as_ref().map_or(0, Vec::len)
+        + value.len()
+        + args.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    if size > ctx.limits.max_publish_bytes {
+        return Err(ToolError::new(
+            ErrorCode::LimitExceeded,
+            format!("message is {size} bytes; this server accepts at most {}", ctx.limits.max_publish_bytes),
+        ));
+    }
+    let topic = args.topic.clone();
+    let partition = args.partition;
+    ctx.kafka
+        .blocking(move |k| {
+            let partitions = partitions_of(k, &topic)?;
+            match partition {
+                Some(p) if !partitions.contains(&p) => {
+                    Err(ToolError::not_found(format!("topic {topic:?} has no partition {p} (it has {})", partitions.len())))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await?;
+    if args.dry_run {
+        return Ok(PublishResult { topic: args.topic, partition: args.partition, offset: None, bytes: size, dry_run: true });
+    }
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &args.headers {
+        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+    }
+    let mut record = FutureRecord::to(&args.topic).payload(&value).headers(headers);
+    if let Some(k) = &key {
+        record = record.key(k);
+    }
+    if let Some(p) = args.partition {
+        record = record.partition(p);
+    }
+    let timeout = ctx.kafka.timeout;
+    let delivered = tokio::time::timeout(timeout + Duration::from_secs(1), ctx.kafka.producer.send(record, timeout))
+        .await
+        .map_err(|_| ctx.kafka.classify(ToolError::new(ErrorCode::Timeout, "publishing timed out")))?
+        .map_err(|(e, _)| ctx.kafka.classify(ToolError::from_kafka(&format!("publish to {:?}", args.topic), &e)))?;
+    Ok(PublishResult {
+        topic: args.topic,
+        partition: Some(delivered.partition),
+        offset: Some(delivered.offset),
+        bytes: size,
+        dry_run: false,
+    })
+}

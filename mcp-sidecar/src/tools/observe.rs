@@ -1,0 +1,441 @@
+//! Read-only tools over cluster metadata, topic offsets and configs.
+
+use std::collections::BTreeMap;
+
+use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::metadata::Metadata;
+use rdkafka::{Offset, TopicPartitionList};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ToolContext, validate};
+use crate::error::{ToolError, ToolResult};
+use crate::kafka::Kafka;
+
+/// No arguments.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterStatusArgs {}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ClusterStatus {
+    pub cluster_id: Option<String>,
+    pub broker_count: usize,
+    pub brokers: Vec<Broker>,
+    pub topic_count: usize,
+    pub partition_count: usize,
+    /// Partitions whose in-sync replicas are fewer than their replicas.
+    pub under_replicated_partitions: usize,
+    /// Partitions with no leader (unavailable for reads and writes).
+    pub offline_partitions: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Broker {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+fn brokers(md: &Metadata) -> Vec<Broker> {
+    let mut brokers: Vec<Broker> =
+        md.brokers().iter().map(|b| Broker { id: b.id(), host: b.host().to_string(), port: b.port() }).collect();
+    brokers.sort_by_key(|b| b.id);
+    brokers
+}
+
+pub async fn cluster_status(ctx: &ToolContext, _: ClusterStatusArgs) -> ToolResult<ClusterStatus> {
+    ctx.kafka
+        .blocking(|k| {
+            let md = k.metadata(None)?;
+            let partitions = md.topics().iter().flat_map(|t| t.partitions());
+            let (mut total, mut under, mut offline) = (0, 0, 0);
+            for p in partitions {
+                total += 1;
+                under += usize::from(p.isr().len() < p.replicas().len());
+                offline += usize::from(p.leader() < 0);
+            }
+            Ok(ClusterStatus {
+                cluster_id: k.admin.inner().fetch_cluster_id(k.timeout),
+                broker_count: md.brokers().len(),
+                brokers: brokers(&md),
+                topic_count: md.topics().len(),
+                partition_count: total,
+                under_replicated_partitions: under,
+                offline_partitions: offline,
+            })
+        })
+        .await
+}
+
+/// No arguments.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListBrokersArgs {}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BrokerList {
+    pub brokers: Vec<Broker>,
+}
+
+pub async fn list_brokers(ctx: &ToolContext, _: ListBrokersArgs) -> ToolResult<BrokerList> {
+    ctx.kafka.blocking(|k| Ok(BrokerList { brokers: brokers(&k.metadata(None)?) })).await
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListTopicsArgs {
+    /// Only topics whose name contains this substring.
+    #[serde(default)]
+    pub name_contains: Option<String>,
+    /// Include internal topics (names starting with `_`).
+    #[serde(default)]
+    pub include_internal: bool,
+    /// Most topics to return (default and cap: the server's list limit).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `next_cursor` from a previous answer, to continue after it.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TopicList {
+    pub topics: Vec<TopicSummary>,
+    /// Topics matching the filter, across all pages.
+    pub total: usize,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TopicSummary {
+    pub name: String,
+    pub partitions: usize,
+    pub replication_factor: usize,
+    pub internal: bool,
+}
+
+fn is_internal(topic: &str) -> bool {
+    topic.starts_with('_')
+}
+
+pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<TopicList> {
+    let limit = validate::capped("limit", args.limit, ctx.limits.max_list_items, ctx.limits.max_list_items)?;
+    ctx.kafka
+        .blocking(move |k| {
+            let md = k.metadata(None)?;
+            let mut topics: Vec<TopicSummary> = md
+                .topics()
+                .iter()
+                .filter(|t| args.include_internal || !is_internal(t.name()))
+                .filter(|t| args.name_contains.as_deref().is_none_or(|s| t.name().contains(s)))
+                .map(|t| TopicSummary {
+                    name: t.name().to_string(),
+                    partitions: t.partitions().len(),
+                    replication_factor: t.partitions().first().map_or(0, |p| p.replicas().len()),
+                    internal: is_internal(t.name()),
+                })
+                .collect();
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            let total = topics.len();
+            // The cursor is the last name of the previous page: stable while
+            // topics come and go, unlike an index.
+            let start = args.cursor.as_deref().map_or(0, |c| topics.partition_point(|t| t.name.as_str() <= c));
+            let page: Vec<TopicSummary> = topics.into_iter().skip(start).take(limit).collect();
+            let next_cursor = (start + page.len() < total).then(|| page.last().map(|t| t.name.clone())).flatten();
+            Ok(TopicList { topics: page, total, next_cursor })
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicArgs {
+    pub topic: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TopicDescription {
+    pub name: String,
+    pub internal: bool,
+    pub partitions: Vec<PartitionDescription>,
+    /// Total messages currently retained (sum of latest - earliest).
+    pub retained_messages: i64,
+    /// Configs that differ from the broker's defaults.
+    pub configs: BTreeMap<String, String>,
+    /// Set when the topic has more partitions than the list limit shows.
+    pub partitions_truncated: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PartitionDescription {
+    pub partition: i32,
+    /// Broker ID of the leader, or -1 when there is none.
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub earliest_offset: i64,
+    pub latest_offset: i64,
+}
+
+/// Partition IDs of a topic, or `NOT_FOUND`.
+pub(super) fn partitions_of(k: &Kafka, topic: &str) -> ToolResult<Vec<i32>> {
+    let md = k.metadata(Some(topic))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| ToolError::not_found(format!("topic {topic:?} does not exist")))?;
+    if let Some(err) = t.error() {
+        return Err(ToolError::from_kafka_code(&format!("topic {topic:?}"), err.into()));
+    }
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<TopicDescription> {
+    validate::topic_name(&args.topic)?;
+    let cap = ctx.limits.max_list_items;
+    let kafka = ctx.kafka.clone();
+    let topic = args.topic.clone();
+    let configs = topic_configs(&kafka, &topic, false);
+    let description = ctx.kafka.blocking(move |k| {
+        let md = k.metadata(Some(&args.topic))?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == args.topic)
+            .ok_or_else(|| ToolError::not_found(format!("topic {:?} does not exist", args.topic)))?;
+        if let Some(err) = t.error() {
+            return Err(ToolError::from_kafka_code(&format!("describe topic {:?}", args.topic), err.into()));
+        }
+        let mut partitions = Vec::new();
+        let mut retained = 0;
+        for p in t.partitions() {
+            let (low, high) = k
+                .admin
+                .inner()
+                .fetch_watermarks(&args.topic, p.id(), k.timeout)
+                .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+            retained += high - low;
+            partitions.push(PartitionDescription {
+                partition: p.id(),
+                leader: p.leader(),
+                replicas: p.replicas().to_vec(),
+                isr: p.isr().to_vec(),
+                earliest_offset: low,
+                latest_offset: high,
+            });
+        }
+        partitions.sort_by_key(|p| p.partition);
+        let truncated = partitions.len() > cap;
+        partitions.truncate(cap);
+        Ok(TopicDescription {
+            name: args.topic.clone(),
+            internal: is_internal(&args.topic),
+            partitions,
+            retained_messages: retained,
+            configs: BTreeMap::new(),
+            partitions_truncated: truncated,
+        })
+    });
+    let (description, configs) = tokio::join!(description, configs);
+    let mut description = description?;
+    description.configs = configs?.into_iter().map(|c| (c.name, c.value.unwrap_or_default())).collect();
+    Ok(description)
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceType {
+    Topic,
+    Broker,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeConfigsArgs {
+    pub resource_type: ResourceType,
+    /// The topic name, or the broker ID as a string.
+    pub name: String,
+    /// Also list settings that have their default value.
+    #[serde(default)]
+    pub include_defaults: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConfigDescription {
+    pub configs: Vec<ConfigValue>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ConfigValue {
+    pub name: String,
+    /// Absent for sensitive values, which are never shown.
+    pub value: Option<String>,
+    pub source: String,
+    pub is_default: bool,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+fn source_name(s: &ConfigSource) -> &'static str {
+    match s {
+        ConfigSource::Unknown => "unknown",
+        ConfigSource::DynamicTopic => "dynamic_topic",
+        ConfigSource::DynamicBroker => "dynamic_broker",
+        ConfigSource::DynamicDefaultBroker => "dynamic_default_broker",
+        ConfigSource::StaticBroker => "static_broker",
+        ConfigSource::Default => "default",
+    }
+}
+
+/// Describes one resource's configs through the admin API.
+pub(super) async fn resource_configs(
+    kafka: &Kafka,
+    resource: ResourceSpecifier<'_>,
+    include_defaults: bool,
+) -> ToolResult<Vec<ConfigValue>> {
+    let opts = AdminOptions::new().request_timeout(Some(kafka.timeout));
+    let what = format!("describe configs of {resource:?}");
+    let results = kafka
+        .admin
+        .describe_configs(&[resource], &opts)
+        .await
+        .map_err(|e| kafka.classify(ToolError::from_kafka(&what, &e)))?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| ToolError::new(crate::error::ErrorCode::Internal, "Kafka returned no config result"))?
+        .map_err(|code| ToolError::from_kafka_code(&what, code))?;
+    let mut values: Vec<ConfigValue> = resource
+        .entries
+        .into_iter()
+        .filter(|e| include_defaults || !e.is_default)
+        .map(|e| ConfigValue {
+            value: if e.is_sensitive { None } else { e.value },
+            source: source_name(&e.source).to_string(),
+            name: e.name,
+            is_default: e.is_default,
+            read_only: e.is_read_only,
+            sensitive: e.is_sensitive,
+        })
+        .collect();
+    values.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(values)
+}
+
+pub(super) async fn topic_configs(kafka: &Kafka, topic: &str, include_defaults: bool) -> ToolResult<Vec<ConfigValue>> {
+    resource_configs(kafka, ResourceSpecifier::Topic(topic), include_defaults).await
+}
+
+pub async fn describe_configs(ctx: &ToolContext, args: DescribeConfigsArgs) -> ToolResult<ConfigDescription> {
+    let mut configs = match args.resource_type {
+        ResourceType::Topic => {
+            validate::topic_name(&args.name)?;
+            // The admin API answers an unknown topic with an empty config set
+            // on some versions: check existence first for a precise NOT_FOUND.
+            let topic = args.name.clone();
+            ctx.kafka.blocking(move |k| partitions_of(k, &topic)).await?;
+            topic_configs(&ctx.kafka, &args.name, args.include_defaults).await?
+        }
+        ResourceType::Broker => {
+            let id: i32 = args
+                .name
+                .parse()
+                .map_err(|_| ToolError::invalid(format!("broker name must be a broker ID, got {:?}", args.name)))?;
+            resource_configs(&ctx.kafka, ResourceSpecifier::Broker(id), args.include_defaults).await?
+        }
+    };
+    let truncated = configs.len() > ctx.limits.max_list_items;
+    configs.truncate(ctx.limits.max_list_items);
+    Ok(ConfigDescription { configs, truncated })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchOffsetsArgs {
+    pub topic: String,
+    /// Only this partition (default: all).
+    #[serde(default)]
+    pub partition: Option<i32>,
+    /// Also find, per partition, the first offset whose timestamp is at or
+    /// after this time (milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub timestamp_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TopicOffsets {
+    pub topic: String,
+    pub partitions: Vec<PartitionOffsets>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PartitionOffsets {
+    pub partition: i32,
+    pub earliest: i64,
+    pub latest: i64,
+    /// With `timestamp_ms`: the first offset at or after it; `latest` when
+    /// no message is that recent.
+    pub at_timestamp: Option<i64>,
+}
+
+/// The partitions a call names: one (checked to exist) or all.
+pub(super) fn select_partitions(k: &Kafka, topic: &str, partition: Option<i32>) -> ToolResult<Vec<i32>> {
+    let all = partitions_of(k, topic)?;
+    match partition {
+        None => Ok(all),
+        Some(p) if all.contains(&p) => Ok(vec![p]),
+        Some(p) => Err(ToolError::not_found(format!("topic {topic:?} has no partition {p} (it has {})", all.len()))),
+    }
+}
+
+/// First offsets at or after `timestamp_ms`, per partition.
+pub(super) fn offsets_for_timestamp(k: &Kafka, topic: &str, partitions: &[i32], timestamp_ms: i64) -> ToolResult<BTreeMap<i32, Offset>> {
+    if timestamp_ms < 0 {
+        return Err(ToolError::invalid("timestamp_ms must not be negative"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Offset(timestamp_ms))
+            .map_err(|e| ToolError::from_kafka("preparing a timestamp lookup", &e))?;
+    }
+    let consumer = k.consumer("mcp-kafka-sidecar-offsets")?;
+    let found = rdkafka::consumer::Consumer::offsets_for_times(&consumer, tpl, k.timeout)
+        .map_err(|e| ToolError::from_kafka("looking up offsets by timestamp", &e))?;
+    Ok(found.elements().iter().map(|e| (e.partition(), e.offset())).collect())
+}
+
+pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolResult<TopicOffsets> {
+    validate::topic_name(&args.topic)?;
+    let cap = ctx.limits.max_list_items;
+    ctx.kafka
+        .blocking(move |k| {
+            let mut partitions = select_partitions(k, &args.topic, args.partition)?;
+            partitions.sort_unstable();
+            let truncated = partitions.len() > cap;
+            partitions.truncate(cap);
+            let at = match args.timestamp_ms {
+                Some(ts) => Some(offsets_for_timestamp(k, &args.topic, &partitions, ts)?),
+                None => None,
+            };
+            let mut out = Vec::new();
+            for p in partitions {
+                let (low, high) = k
+                    .admin
+                    .inner()
+                    .fetch_watermarks(&args.topic, p, k.timeout)
+                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let at_timestamp = at.as_ref().map(|m| match m.get(&p) {
+                    Some(Offset::Offset(o)) => *o,
+                    _ => high,
+                });
+                out.push(PartitionOffsets { partition: p, earliest: low, latest: high, at_timestamp });
+            }
+            Ok(TopicOffsets { topic: args.topic, partitions: out, truncated })
+        })
+        .await
+}

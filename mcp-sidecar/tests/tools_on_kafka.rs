@@ -1,0 +1,364 @@
+//! Every tool against the real broker of the test ground, through the same
+//! call path the MCP handler uses, with the effect checked on Kafka itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_kafka_sidecar::config::SidecarConfig;
+use mcp_kafka_sidecar::error::ErrorCode;
+use mcp_kafka_sidecar::kafka::Kafka;
+use mcp_kafka_sidecar::metrics::Metrics;
+use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
+use mcpk_e2e::{Ground, eventually, unique_name};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn server_with(extra: &str) -> KafkaMcp {
+    let ground = Ground::get();
+    let text = format!(
+        "server: {{name: tools-test, environment: dev}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\n{extra}",
+        ground.kafka_bootstrap_servers,
+        mcp_kafka_sidecar::tool_name::ToolName::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let config = SidecarConfig::parse(&text).expect("test config");
+    let kafka = Kafka::connect(&config.kafka, "tools-test").expect("kafka clients");
+    KafkaMcp::new(Runtime { config, kafka }, Arc::new(Metrics::new()))
+}
+
+fn server() -> KafkaMcp {
+    server_with("")
+}
+
+async fn ok(mcp: &KafkaMcp, tool: &str, args: Value) -> Value {
+    match mcp.call(tool, args.clone()).await {
+        Ok(v) => v,
+        Err(e) => panic!("{tool}({args}) failed: {e}"),
+    }
+}
+
+async fn err(mcp: &KafkaMcp, tool: &str, args: Value) -> ErrorCode {
+    match mcp.call(tool, args.clone()).await {
+        Ok(v) => panic!("{tool}({args}) succeeded but should fail: {v}"),
+        Err(e) => e.code,
+    }
+}
+
+fn partition_count(topic: &str) -> usize {
+    let c: BaseConsumer = Ground::get().kafka_config().create().unwrap();
+    let md = c.fetch_metadata(Some(topic), TIMEOUT).unwrap();
+    md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+}
+
+fn topic_exists(topic: &str) -> bool {
+    let c: BaseConsumer = Ground::get().kafka_config().create().unwrap();
+    let md = c.fetch_metadata(None, TIMEOUT).unwrap();
+    md.topics().iter().any(|t| t.name() == topic)
+}
+
+async fn produce(topic: &str, count: usize, value: impl Fn(usize) -> String) {
+    let producer: FutureProducer = Ground::get().kafka_config().create().unwrap();
+    for i in 0..count {
+        let v = value(i);
+        let key = format!("k{i}");
+        producer.send(FutureRecord::to(topic).key(&key).payload(&v), TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+async fn new_topic(mcp: &KafkaMcp, prefix: &str, partitions: i32) -> String {
+    let topic = unique_name(prefix);
+    ok(mcp, "create_topic", json!({"topic": topic, "partitions": partitions})).await;
+    let t = topic.clone();
+    eventually("the new topic in metadata", || {
+        let t = t.clone();
+        async move { (partition_count(&t) == partitions as usize).then_some(()) }
+    })
+    .await;
+    topic
+}
+
+#[tokio::test]
+async fn create_topic_dry_run_validates_without_creating_then_creates() {
+    let mcp = server();
+    let topic = unique_name("t-create");
+    let dry = ok(&mcp, "create_topic", json!({"topic": topic, "partitions": 3, "dry_run": true})).await;
+    assert_eq!(dry["created"], false);
+    assert!(!topic_exists(&topic), "a dry run created the topic");
+    // Kafka itself validates in a dry run: an impossible replication factor is refused.
+    let code = err(&mcp, "create_topic", json!({"topic": topic, "partitions": 1, "replication_factor": 3, "dry_run": true})).await;
+    assert_eq!(code, ErrorCode::InvalidArgument);
+
+    let made = ok(&mcp, "create_topic", json!({"topic": topic, "partitions": 3, "configs": {"retention.ms": "3600000"}})).await;
+    assert_eq!(made["created"], true);
+    eventually("3 partitions", || async { (partition_count(&topic) == 3).then_some(()) }).await;
+    assert_eq!(err(&mcp, "create_topic", json!({"topic": topic, "partitions": 3})).await, ErrorCode::Conflict);
+    assert_eq!(err(&mcp, "create_topic", json!({"topic": "bad/name", "partitions": 1})).await, ErrorCode::InvalidArgument);
+    assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": -1})).await, ErrorCode::InvalidArgument);
+    assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": "three"})).await, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn list_and_describe_topics_report_real_partitions_and_offsets() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-describe", 2).await;
+    produce(&topic, 7, |i| format!("m{i}")).await;
+
+    let listed = ok(&mcp, "list_topics", json!({"name_contains": topic})).await;
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["topics"][0]["partitions"], 2);
+    let with_internal = ok(&mcp, "list_topics", json!({"include_internal": true})).await;
+    let names: Vec<&str> = with_internal["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(!ok(&mcp, "list_topics", json!({})).await["topics"].as_array().unwrap().iter().any(|t| t["internal"] == true));
+    assert!(names.iter().any(|n| n.starts_with("__")), "internal topics shown when asked: {names:?}");
+
+    let d = ok(&mcp, "describe_topic", json!({"topic": topic})).await;
+    assert_eq!(d["partitions"].as_array().unwrap().len(), 2);
+    assert_eq!(d["retained_messages"], 7);
+    assert_eq!(d["partitions"][0]["leader"], 1);
+    assert_eq!(err(&mcp, "describe_topic", json!({"topic": unique_name("missing")})).await, ErrorCode::NotFound);
+    assert_eq!(err(&mcp, "describe_topic", json!({"topic": topic, "extra": 1})).await, ErrorCode::InvalidArgument);
+
+    let offsets = ok(&mcp, "fetch_offsets", json!({"topic": topic, "timestamp_ms": 0})).await;
+    let latest: i64 = offsets["partitions"].as_array().unwrap().iter().map(|p| p["latest"].as_i64().unwrap()).sum();
+    assert_eq!(latest, 7);
+    assert!(offsets["partitions"].as_array().unwrap().iter().all(|p| p["at_timestamp"] == p["earliest"]));
+    assert_eq!(err(&mcp, "fetch_offsets", json!({"topic": topic, "partition": 9})).await, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn list_topics_paginates_with_a_cursor() {
+    let mcp = server();
+    let prefix = unique_name("t-page");
+    for i in 0..5 {
+        ok(&mcp, "create_topic", json!({"topic": format!("{prefix}-{i}"), "partitions": 1})).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut args = json!({"name_contains": prefix, "limit": 2});
+        if let Some(c) = &cursor {
+            args["cursor"] = json!(c);
+        }
+        let page = eventually("a page of 5 topics", || {
+            let (mcp, args) = (mcp.clone(), args.clone());
+            async move { Some(mcp.call("list_topics", args).await.unwrap()).filter(|p| p["total"] == 5) }
+        })
+        .await;
+        assert!(page["topics"].as_array().unwrap().len() <= 2);
+        seen.extend(page["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..5).map(|i| format!("{prefix}-{i}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(err(&mcp, "list_topics", json!({"limit": 100_000})).await, ErrorCode::LimitExceeded);
+}
+
+#[tokio::test]
+async fn cluster_status_brokers_and_configs() {
+    let mcp = server();
+    let status = ok(&mcp, "cluster_status", json!({})).await;
+    assert_eq!(status["cluster_id"], Ground::get().kafka_cluster_id.as_str());
+    assert_eq!(status["broker_count"], 1);
+    assert_eq!(status["offline_partitions"], 0);
+    let brokers = ok(&mcp, "list_brokers", json!({})).await;
+    assert_eq!(brokers["brokers"][0]["id"], 1);
+
+    let broker = ok(&mcp, "describe_configs", json!({"resource_type": "broker", "name": "1", "include_defaults": true})).await;
+    assert!(broker["configs"].as_array().unwrap().iter().any(|c| c["name"] == "log.dirs"));
+    assert_eq!(err(&mcp, "describe_configs", json!({"resource_type": "broker", "name": "one"})).await, ErrorCode::InvalidArgument);
+    assert_eq!(err(&mcp, "describe_configs", json!({"resource_type": "queue", "name": "1"})).await, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn create_partitions_and_update_topic_config_change_kafka() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-grow", 2).await;
+
+    let dry = ok(&mcp, "create_partitions", json!({"topic": topic, "total": 4, "dry_run": true})).await;
+    assert_eq!((dry["before"].as_u64(), dry["after"].as_u64()), (Some(2), Some(4)));
+    assert_eq!(partition_count(&topic), 2, "a dry run added partitions");
+    ok(&mcp, "create_partitions", json!({"topic": topic, "total": 4})).await;
+    eventually("4 partitions", || async { (partition_count(&topic) == 4).then_some(()) }).await;
+    assert_eq!(err(&mcp, "create_partitions", json!({"topic": topic, "total": 3})).await, ErrorCode::InvalidArgument);
+
+    ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "7200000", "cleanup.policy": "compact"}})).await;
+    let before = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    let value = |d: &Value, name: &str| {
+        d["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).and_then(|c| c["value"].as_str().map(String::from))
+    };
+    assert_eq!(value(&before, "retention.ms").as_deref(), Some("7200000"));
+
+    // Incremental: changing one config keeps the other; deleting restores the default.
+    let change = ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "60000"}, "delete": ["cleanup.policy"]})).await;
+    let changes = change["changes"].as_array().unwrap();
+    assert!(changes.iter().any(|c| c["name"] == "retention.ms" && c["before"] == "7200000" && c["after"] == "60000"));
+    let after = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    assert_eq!(value(&after, "retention.ms").as_deref(), Some("60000"));
+    assert_eq!(value(&after, "cleanup.policy"), None, "deleted config is back to default");
+
+    let dry = ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "1000"}, "dry_run": true})).await;
+    assert_eq!(dry["dry_run"], true);
+    let unchanged = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    assert_eq!(value(&unchanged, "retention.ms").as_deref(), Some("60000"));
+    let code = err(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "not-a-number"}})).await;
+    assert_eq!(code, ErrorCode::InvalidArgument);
+    let kept = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    assert_eq!(value(&kept, "retention.ms").as_deref(), Some("60000"), "a rejected change altered Kafka");
+}
+
+#[tokio::test]
+async fn publish_then_consume_round_trips_keys_values_and_headers() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-pub", 1).await;
+    let sent = ok(&mcp, "publish_message", json!({"topic": topic, "key": "order-1", "value": "{\"total\": 42}", "headers": {"trace": "abc"}})).await;
+    assert_eq!((sent["partition"].as_i64(), sent["offset"].as_i64()), (Some(0), Some(0)));
+    ok(&mcp, "publish_message", json!({"topic": topic, "value": "//4A", "encoding": "base64"})).await;
+    let dry = ok(&mcp, "publish_message", json!({"topic": topic, "value": "x", "dry_run": true})).await;
+    assert_eq!(dry["offset"], Value::Null);
+    assert_eq!(err(&mcp, "publish_message", json!({"topic": topic, "value": "x", "partition": 5})).await, ErrorCode::NotFound);
+    assert_eq!(err(&mcp, "publish_message", json!({"topic": topic, "value": "***", "encoding": "base64"})).await, ErrorCode::InvalidArgument);
+
+    let got = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest"})).await;
+    let msgs = got["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2, "{got}");
+    assert_eq!(msgs[0]["key"], json!({"text": "order-1"}));
+    assert_eq!(msgs[0]["value"], json!({"json": {"total": 42}}));
+    assert_eq!(msgs[0]["headers"]["trace"], json!({"text": "abc"}));
+    assert_eq!(msgs[1]["value"], json!({"base64": "//4A"}));
+    assert_eq!(got["stopped_by"], "end");
+}
+
+#[tokio::test]
+async fn consume_respects_start_positions_and_caps_on_10000_large_messages() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-caps", 2).await;
+    let big = "v".repeat(2_000);
+    let producer: FutureProducer = Ground::get().kafka_config().set("linger.ms", "20").create().unwrap();
+    let sends = (0..10_000).map(|i| {
+        let p = producer.clone();
+        let (topic, big) = (topic.clone(), big.clone());
+        async move {
+            let key = format!("k{i}");
+            p.send(FutureRecord::to(&topic).key(&key).payload(&big), TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+        }
+    });
+    futures::future::join_all(sends).await;
+
+    let default = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest"})).await;
+    assert_eq!(default["messages"].as_array().unwrap().len(), 10, "default message cap");
+    let most = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 100, "max_bytes": 1_048_576})).await;
+    assert_eq!(most["messages"].as_array().unwrap().len(), 100);
+    let by_bytes = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 100, "max_bytes": 10_000})).await;
+    let n = by_bytes["messages"].as_array().unwrap().len();
+    assert!(n < 5 && by_bytes["stopped_by"] == "max_bytes", "{n} messages, {}", by_bytes["stopped_by"]);
+    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "max_messages": 101})).await, ErrorCode::LimitExceeded);
+    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "max_bytes": 2_000_000})).await, ErrorCode::LimitExceeded);
+    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "timeout_ms": 60_000})).await, ErrorCode::LimitExceeded);
+
+    let latest = ok(&mcp, "consume_messages", json!({"topic": topic, "partition": 0, "from": "latest", "max_messages": 3})).await;
+    let offsets: Vec<i64> = latest["messages"].as_array().unwrap().iter().map(|m| m["offset"].as_i64().unwrap()).collect();
+    let high = ok(&mcp, "fetch_offsets", json!({"topic": topic, "partition": 0})).await["partitions"][0]["latest"].as_i64().unwrap();
+    assert_eq!(offsets, vec![high - 3, high - 2, high - 1]);
+    let at = ok(&mcp, "consume_messages", json!({"topic": topic, "partition": 1, "from": "offset", "offset": 5, "max_messages": 2})).await;
+    assert_eq!(at["messages"][0]["offset"], 5);
+    let future = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": 4_102_444_800_000i64})).await;
+    assert!(future["messages"].as_array().unwrap().is_empty(), "nothing is newer than the year 2100");
+    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "from": "offset", "offset": 1})).await, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn groups_lag_reset_and_delete_follow_the_real_group() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-group", 2).await;
+    let group = unique_name("g");
+    produce(&topic, 100, |i| format!("m{i}")).await;
+
+    // A real consumer reads 100 messages and commits, then stays in the group.
+    let consumer: BaseConsumer = Ground::get()
+        .kafka_config()
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut read = 0;
+    while read < 100 {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m.unwrap();
+            read += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    produce(&topic, 30, |i| format!("late{i}")).await;
+
+    let lag = ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await;
+    assert_eq!(lag["total_lag"], 30, "{lag}");
+    let all_topics = ok(&mcp, "get_consumer_lag", json!({"group_id": group})).await;
+    assert_eq!(all_topics["total_lag"], 30);
+
+    let listed = ok(&mcp, "list_groups", json!({"name_contains": group})).await;
+    assert_eq!(listed["groups"][0]["group_id"], group.as_str());
+    let described = ok(&mcp, "describe_group", json!({"group_id": group})).await;
+    assert_eq!(described["state"], "Stable");
+    let assigned: usize = described["members"][0]["assignment"][&topic].as_array().map_or(0, Vec::len);
+    assert_eq!(assigned, 2, "{described}");
+
+    // While the consumer is a member, resets and deletes are refused.
+    let reset = json!({"group_id": group, "topic": topic, "to": "earliest"});
+    assert_eq!(err(&mcp, "reset_group_offsets", reset.clone()).await, ErrorCode::Conflict);
+    assert_eq!(err(&mcp, "delete_group", json!({"group_id": group})).await, ErrorCode::Conflict);
+    consumer.unsubscribe();
+    drop(consumer);
+    eventually("the group to become empty", || {
+        let (mcp, group) = (mcp.clone(), group.clone());
+        async move { (mcp.call("describe_group", json!({"group_id": group})).await.ok()?["state"] == "Empty").then_some(()) }
+    })
+    .await;
+
+    let dry = ok(&mcp, "reset_group_offsets", json!({"group_id": group, "topic": topic, "to": "earliest", "dry_run": true})).await;
+    assert!(dry["partitions"].as_array().unwrap().iter().all(|p| p["after"] == 0));
+    assert_eq!(ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await["total_lag"], 30);
+    ok(&mcp, "reset_group_offsets", reset).await;
+    assert_eq!(ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await["total_lag"], 130);
+    ok(&mcp, "reset_group_offsets", json!({"group_id": group, "topic": topic, "partition": 0, "to": "offset", "offset": 10})).await;
+    let lag = ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await;
+    let p0 = lag["partitions"].as_array().unwrap().iter().find(|p| p["partition"] == 0).unwrap().clone();
+    assert_eq!(p0["committed_offset"], 10);
+    assert_eq!(err(&mcp, "reset_group_offsets", json!({"group_id": group, "topic": topic, "to": "timestamp"})).await, ErrorCode::InvalidArgument);
+
+    ok(&mcp, "delete_group", json!({"group_id": group, "dry_run": true})).await;
+    ok(&mcp, "delete_group", json!({"group_id": group})).await;
+    assert_eq!(err(&mcp, "describe_group", json!({"group_id": group})).await, ErrorCode::NotFound);
+    assert_eq!(err(&mcp, "delete_group", json!({"group_id": group})).await, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn delete_topic_dry_run_reports_then_deletes() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-delete", 2).await;
+    produce(&topic, 5, |i| format!("m{i}")).await;
+    let dry = ok(&mcp, "delete_topic", json!({"topic": topic, "dry_run": true})).await;
+    assert_eq!((dry["partitions"].as_u64(), dry["retained_messages"].as_i64()), (Some(2), Some(5)));
+    assert!(topic_exists(&topic), "a dry run deleted the topic");
+    ok(&mcp, "delete_topic", json!({"topic": topic})).await;
+    eventually("the topic to disappear", || async { (!topic_exists(&topic)).then_some(()) }).await;
+    assert_eq!(err(&mcp, "delete_topic", json!({"topic": topic})).await, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn tools_not_enabled_are_not_callable() {
+    let ground = Ground::get();
+    let text = format!("server: {{name: ro, environment: dev}}\nkafka: {{bootstrapServers: ['{}']}}\ntools: [list_topics]\n", ground.kafka_bootstrap_servers);
+    let config = SidecarConfig::parse(&text).unwrap();
+    let kafka = Kafka::connect(&config.kafka, "ro-test").unwrap();
+    let mcp = KafkaMcp::new(Runtime { config, kafka }, Arc::new(Metrics::new()));
+    assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": 1})).await, ErrorCode::NotFound);
+    assert_eq!(err(&mcp, "no_such_tool", json!({})).await, ErrorCode::NotFound);
+    ok(&mcp, "list_topics", json!({})).await;
+}
