@@ -154,6 +154,10 @@ fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Client
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", config.bootstrap_servers.join(","))
         .set("client.id", client_id)
+        // A lookup of a missing topic must never create it, whatever the
+        // broker's auto.create.topics.enable says (librdkafka's producer-side
+        // default is true, and the admin client is a producer handle).
+        .set("allow.auto.create.topics", "false")
         .set("socket.timeout.ms", config.request_timeout_ms.to_string())
         // Reconnect quickly after an outage, without hammering the broker.
         .set("reconnect.backoff.ms", "100")

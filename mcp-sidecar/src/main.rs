@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use mcp_kafka_sidecar::config::{AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig};
-use mcp_kafka_sidecar::kafka::Kafka;
 use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcp_kafka_sidecar::tool_name::{ToolGroup, ToolName};
@@ -96,13 +95,13 @@ async fn main() -> anyhow::Result<()> {
         }
         None => (standalone_config(&cli)?, None),
     };
-    let kafka = Kafka::connect(&config.kafka, &reload::client_id(&config))?;
-    kafka.spawn_probe();
+    let runtime = Runtime::start(config, None)?;
+    let config = &runtime.config;
     let metrics = std::sync::Arc::new(Metrics::new());
     let listen = config.listen.clone();
     let tools: Vec<&str> = config.tools.iter().map(|t| t.as_str()).collect();
     tracing::info!(server = %config.server.name, environment = %config.server.environment, ?tools, "starting");
-    let mcp = KafkaMcp::new(Runtime { config, kafka }, metrics);
+    let mcp = KafkaMcp::new(runtime, metrics);
     if let Some((path, text)) = config_source {
         reload::spawn(mcp.clone(), path, text);
     }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::SidecarConfig;
-use crate::kafka::Kafka;
 use crate::server::{KafkaMcp, Runtime};
 
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -44,21 +43,6 @@ fn apply(mcp: &KafkaMcp, text: &str) -> anyhow::Result<()> {
         tracing::warn!("listen settings changed; they take effect at the next restart");
     }
     // New Kafka clients only when the connection changed; sessions stay.
-    let kafka = if config.kafka == current.config.kafka {
-        current.kafka.clone()
-    } else {
-        let kafka = Kafka::connect(&config.kafka, &client_id(&config))?;
-        kafka.spawn_probe();
-        kafka
-    };
-    mcp.replace_runtime(Runtime { config, kafka });
+    mcp.replace_runtime(Runtime::start(config, Some(&current))?);
     Ok(())
-}
-
-/// The Kafka client.id: which sidecar made a request, in broker logs.
-pub fn client_id(config: &SidecarConfig) -> String {
-    match &config.server.namespace {
-        Some(ns) => format!("mcp-kafka-sidecar/{ns}/{}", config.server.name),
-        None => format!("mcp-kafka-sidecar/{}", config.server.name),
-    }
 }

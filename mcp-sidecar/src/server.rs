@@ -28,6 +28,38 @@ pub struct Runtime {
     pub kafka: Arc<Kafka>,
 }
 
+impl Runtime {
+    /// Checks that this build can serve the config, and connects to Kafka
+    /// (reusing `kafka` when the connection settings did not change).
+    pub fn start(config: SidecarConfig, reuse: Option<&Runtime>) -> anyhow::Result<Runtime> {
+        // Fail closed: Kubernetes authentication is not in this build yet, so
+        // a config that asks for it must not be served without it.
+        if config.auth.mode != crate::config::AuthMode::None {
+            anyhow::bail!(
+                "auth.mode {:?} is not supported by this build yet; only `none` (dev on loopback) is",
+                config.auth.mode
+            );
+        }
+        let kafka = match reuse {
+            Some(current) if current.config.kafka == config.kafka => Arc::clone(&current.kafka),
+            _ => {
+                let kafka = Kafka::connect(&config.kafka, &client_id(&config))?;
+                kafka.spawn_probe();
+                kafka
+            }
+        };
+        Ok(Runtime { config, kafka })
+    }
+}
+
+/// The Kafka client.id: which sidecar made a request, in broker logs.
+pub fn client_id(config: &SidecarConfig) -> String {
+    match &config.server.namespace {
+        Some(ns) => format!("mcp-kafka-sidecar/{ns}/{}", config.server.name),
+        None => format!("mcp-kafka-sidecar/{}", config.server.name),
+    }
+}
+
 /// Shared by every MCP session.
 #[derive(Clone)]
 pub struct KafkaMcp {

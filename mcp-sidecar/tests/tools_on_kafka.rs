@@ -117,7 +117,12 @@ async fn list_and_describe_topics_report_real_partitions_and_offsets() {
     assert_eq!(d["partitions"].as_array().unwrap().len(), 2);
     assert_eq!(d["retained_messages"], 7);
     assert_eq!(d["partitions"][0]["leader"], 1);
-    assert_eq!(err(&mcp, "describe_topic", json!({"topic": unique_name("missing")})).await, ErrorCode::NotFound);
+    let missing = unique_name("missing");
+    assert_eq!(err(&mcp, "describe_topic", json!({"topic": missing})).await, ErrorCode::NotFound);
+    assert_eq!(err(&mcp, "publish_message", json!({"topic": missing, "value": "x"})).await, ErrorCode::NotFound);
+    assert_eq!(err(&mcp, "consume_messages", json!({"topic": missing})).await, ErrorCode::NotFound);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!topic_exists(&missing), "looking up a missing topic created it (broker auto-creation)");
     assert_eq!(err(&mcp, "describe_topic", json!({"topic": topic, "extra": 1})).await, ErrorCode::InvalidArgument);
 
     let offsets = ok(&mcp, "fetch_offsets", json!({"topic": topic, "timestamp_ms": 0})).await;

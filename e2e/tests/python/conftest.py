@@ -32,3 +32,78 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def sidecar_binary() -> pathlib.Path:
+    """The sidecar built by e2e/test (cargo build --workspace --bins)."""
+    explicit = os.environ.get("MCPK_SIDECAR_BIN")
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", E2E_DIR.parent / "target"))
+    path = pathlib.Path(explicit) if explicit else target / "debug" / "mcp-kafka-sidecar"
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: build it with `cargo build --bins` (e2e/test does)", pytrace=False)
+    return path
+
+
+class Sidecar:
+    """A sidecar process on a free loopback port, stopped at the end of the test."""
+
+    def __init__(self, args: list[str], port: int, log: pathlib.Path):
+        import subprocess
+
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            [str(sidecar_binary()), "--listen", f"127.0.0.1:{port}", *args],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the sidecar exited ({self.proc.returncode}); log: {self.log}\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"the sidecar was not ready after {timeout}s; log: {self.log}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+        self._log_file.close()
+
+
+@pytest.fixture
+def start_sidecar(free_port, tmp_path, stack_env):
+    """start_sidecar(*args): a running sidecar against the stack's Kafka."""
+    started = []
+
+    def start(*args: str, bootstrap: str | None = None) -> Sidecar:
+        kafka = ["--bootstrap-servers", bootstrap or stack_env["KAFKA_BOOTSTRAP_SERVERS"]]
+        extra = [] if "--config" in args else kafka
+        s = Sidecar([*extra, *args], free_port if not started else _another_port(), tmp_path / f"sidecar{len(started)}.log")
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def _another_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

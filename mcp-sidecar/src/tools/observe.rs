@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
-use rdkafka::metadata::Metadata;
+use rdkafka::metadata::{Metadata, MetadataTopic};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -179,18 +180,21 @@ pub struct PartitionDescription {
     pub latest_offset: i64,
 }
 
+/// One topic's metadata, or `NOT_FOUND` saying so plainly.
+fn find_topic<'a>(md: &'a Metadata, topic: &str) -> ToolResult<&'a MetadataTopic> {
+    let missing = || ToolError::not_found(format!("topic {topic:?} does not exist"));
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(missing)?;
+    match t.error().map(RDKafkaErrorCode::from) {
+        None => Ok(t),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => Err(missing()),
+        Some(code) => Err(ToolError::from_kafka_code(&format!("topic {topic:?}"), code)),
+    }
+}
+
 /// Partition IDs of a topic, or `NOT_FOUND`.
 pub(super) fn partitions_of(k: &Kafka, topic: &str) -> ToolResult<Vec<i32>> {
     let md = k.metadata(Some(topic))?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| ToolError::not_found(format!("topic {topic:?} does not exist")))?;
-    if let Some(err) = t.error() {
-        return Err(ToolError::from_kafka_code(&format!("topic {topic:?}"), err.into()));
-    }
-    Ok(t.partitions().iter().map(|p| p.id()).collect())
+    Ok(find_topic(&md, topic)?.partitions().iter().map(|p| p.id()).collect())
 }
 
 pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<TopicDescription> {
@@ -201,14 +205,7 @@ pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<To
     let configs = topic_configs(&kafka, &topic, false);
     let description = ctx.kafka.blocking(move |k| {
         let md = k.metadata(Some(&args.topic))?;
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == args.topic)
-            .ok_or_else(|| ToolError::not_found(format!("topic {:?} does not exist", args.topic)))?;
-        if let Some(err) = t.error() {
-            return Err(ToolError::from_kafka_code(&format!("describe topic {:?}", args.topic), err.into()));
-        }
+        let t = find_topic(&md, &args.topic)?;
         let mut partitions = Vec::new();
         let mut retained = 0;
         for p in t.partitions() {

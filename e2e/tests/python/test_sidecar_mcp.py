@@ -1,0 +1,196 @@
+"""The sidecar as an MCP client sees it: the official MCP Python SDK over
+Streamable HTTP lists tools with schemas and annotations, calls them against
+the real broker, reads resources, and gets typed errors."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import anyio
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+OBSERVE = {
+    "cluster_status", "list_brokers", "list_topics", "describe_topic", "describe_configs",
+    "list_groups", "describe_group", "get_consumer_lag", "fetch_offsets", "consume_messages",
+}
+MUTATE = {
+    "create_topic", "delete_topic", "create_partitions", "update_topic_config",
+    "publish_message", "delete_group", "reset_group_offsets",
+}
+
+
+def with_session(url: str, body):
+    """Runs `body(session)` in one initialized MCP session."""
+
+    async def run():
+        async with streamable_http_client(f"{url}/mcp") as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                return await body(session, init)
+
+    return anyio.run(run)
+
+
+def test_tools_are_listed_with_schemas_and_annotations(start_sidecar):
+    sidecar = start_sidecar("--tools", "all")
+    sidecar.wait_ready()
+
+    async def body(session, init):
+        return init, (await session.list_tools()).tools
+
+    init, tools = with_session(sidecar.url, body)
+    assert init.server_info.name == "mcp-kafka-sidecar"
+    by_name = {t.name: t for t in tools}
+    assert set(by_name) == OBSERVE | MUTATE
+    for name in OBSERVE:
+        a = by_name[name].annotations
+        assert a.read_only_hint is True and a.destructive_hint is False, name
+    for name in MUTATE:
+        assert by_name[name].annotations.read_only_hint is False, name
+        assert "dry_run" in by_name[name].input_schema["properties"], name
+    assert by_name["delete_topic"].annotations.destructive_hint is True
+    assert by_name["create_topic"].annotations.idempotent_hint is True
+    assert by_name["publish_message"].annotations.idempotent_hint is False
+    assert all(t.annotations.open_world_hint is True for t in tools)
+    assert set(by_name["create_topic"].input_schema["required"]) == {"topic", "partitions"}
+    assert all(t.output_schema and t.output_schema.get("type") == "object" for t in tools)
+    assert all(len(t.description) > 30 for t in tools)
+
+
+def test_only_observe_tools_by_default_and_others_are_not_callable(start_sidecar):
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+
+    async def body(session, _):
+        names = {t.name for t in (await session.list_tools()).tools}
+        refused = await session.call_tool("create_topic", {"topic": "never", "partitions": 1})
+        return names, refused
+
+    names, refused = with_session(sidecar.url, body)
+    assert names == OBSERVE
+    assert refused.is_error
+    assert refused.structured_content["error"]["code"] == "NOT_FOUND"
+
+
+def test_calls_change_and_read_real_kafka_with_structured_results(start_sidecar):
+    sidecar = start_sidecar("--tools", "observe,create_topic,publish_message")
+    sidecar.wait_ready()
+    topic = f"sdk-{uuid.uuid4().hex[:8]}"
+
+    async def body(session, _):
+        created = await session.call_tool("create_topic", {"topic": topic, "partitions": 3})
+        for _ in range(100):  # metadata propagates asynchronously
+            described = await session.call_tool("describe_topic", {"topic": topic})
+            if not described.is_error and len(described.structured_content["partitions"]) == 3:
+                break
+            await anyio.sleep(0.1)
+        sent = await session.call_tool("publish_message", {"topic": topic, "key": "k", "value": '{"n": 1}', "partition": 2})
+        peek = await session.call_tool("consume_messages", {"topic": topic, "from": "earliest"})
+        missing = await session.call_tool("describe_topic", {"topic": "no-such-" + topic})
+        bad = await session.call_tool("describe_topic", {"topic": "../etc/passwd"})
+        wrong_type = await session.call_tool("consume_messages", {"topic": topic, "max_messages": "many"})
+        return created, described, sent, peek, missing, bad, wrong_type
+
+    created, described, sent, peek, missing, bad, wrong_type = with_session(sidecar.url, body)
+    assert not created.is_error and created.structured_content["created"] is True
+    assert [p["partition"] for p in described.structured_content["partitions"]] == [0, 1, 2]
+    assert json.loads(described.content[0].text) == described.structured_content
+    assert sent.structured_content["partition"] == 2 and sent.structured_content["offset"] == 0
+    assert [m["value"] for m in peek.structured_content["messages"]] == [{"json": {"n": 1}}]
+    assert missing.is_error
+    assert missing.structured_content["error"] == {
+        "code": "NOT_FOUND", "message": missing.structured_content["error"]["message"], "retriable": False,
+    }
+    assert "does not exist" in missing.content[0].text
+    assert bad.is_error and bad.structured_content["error"]["code"] == "INVALID_ARGUMENT"
+    assert wrong_type.is_error and wrong_type.structured_content["error"]["code"] == "INVALID_ARGUMENT"
+    assert "max_messages" in wrong_type.structured_content["error"]["message"]
+
+
+def test_resources_list_and_read_json(start_sidecar):
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+
+    async def body(session, _):
+        resources = await session.list_resources()
+        templates = await session.list_resource_templates()
+        brokers = await session.read_resource("kafka://brokers")
+        return resources, templates, brokers
+
+    resources, templates, brokers = with_session(sidecar.url, body)
+    assert {str(r.uri) for r in resources.resources} == {"kafka://brokers", "kafka://topics", "kafka://consumer-groups"}
+    assert [t.uri_template for t in templates.resource_templates] == ["kafka://topics/{name}"]
+    assert json.loads(brokers.contents[0].text)["brokers"][0]["id"] == 1
+
+
+def post_initialize(url: str, host: str) -> int:
+    body = json.dumps({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }).encode()
+    req = urllib.request.Request(f"{url}/mcp", data=body, method="POST", headers={
+        "Host": host, "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+    })
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_host_header_allow_list(start_sidecar):
+    sidecar = start_sidecar("--allowed-host", "orders-mcp.team-a.svc")
+    sidecar.wait_ready()
+    assert post_initialize(sidecar.url, f"127.0.0.1:{sidecar.port}") == 200
+    assert post_initialize(sidecar.url, "orders-mcp.team-a.svc") == 200
+    assert 400 <= post_initialize(sidecar.url, "attacker.example") < 500
+
+
+def test_metrics_count_calls_by_tool_and_outcome(start_sidecar):
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+
+    async def body(session, _):
+        await session.call_tool("list_topics", {})
+        await session.call_tool("describe_topic", {"topic": f"no-such-{uuid.uuid4().hex}"})
+
+    with_session(sidecar.url, body)
+    text = urllib.request.urlopen(f"{sidecar.url}/metrics", timeout=5).read().decode()
+    assert 'mcp_kafka_tool_calls_total{tool="list_topics",outcome="ok"} 1' in text
+    assert 'mcp_kafka_tool_calls_total{tool="describe_topic",outcome="NOT_FOUND"} 1' in text
+    assert "mcp_kafka_kafka_up 1" in text
+
+
+def test_readyz_fails_while_kafka_is_unreachable_and_calls_say_so(start_sidecar, free_port):
+    # A bootstrap address where no broker listens: Kafka is down from the
+    # sidecar's point of view from the start.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    sidecar = start_sidecar(bootstrap=f"127.0.0.1:{dead}")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{sidecar.url}/healthz", timeout=1)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the sidecar never served /healthz"
+            time.sleep(0.1)
+    with pytest.raises(urllib.error.HTTPError) as not_ready:
+        urllib.request.urlopen(f"{sidecar.url}/readyz", timeout=5)
+    assert not_ready.value.code == 503
+
+    async def body(session, _):
+        return await session.call_tool("list_topics", {})
+
+    result = with_session(sidecar.url, body)
+    assert result.is_error
+    assert result.structured_content["error"]["code"] == "KAFKA_UNAVAILABLE"
+    assert result.structured_content["error"]["retriable"] is True
+    assert sidecar.proc.poll() is None, "the sidecar exited"
