@@ -7,11 +7,22 @@ ETCD_PEER_PORT=${MCPK_ETCD_PEER_PORT:-12380}
 APISERVER_PORT=${MCPK_APISERVER_PORT:-16443}
 KAFKA_PORT=${MCPK_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${MCPK_KAFKA_CONTROLLER_PORT:-19093}
+# The stack's broker is the instance named `kafka`; tests that kill and
+# restart a broker start extra instances (`e2e/stack kafka ...`) instead of
+# disturbing the shared one.
+KAFKA_NAME=kafka
 
 APISERVER_URL=https://127.0.0.1:$APISERVER_PORT
 ADMIN_KUBECONFIG=$STATE_DIR/kubeconfig
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
-KAFKA_DIR=$STATE_DIR/kafka
+KAFKA_DIR=$STATE_DIR/$KAFKA_NAME
+
+# use_kafka_instance NAME PORT CONTROLLER_PORT: point the Kafka functions at
+# another broker instance, with its own data, config, log and PID file.
+use_kafka_instance() {
+  [[ $1 =~ ^[a-z0-9-]+$ ]] || die "a Kafka instance name is lowercase letters, digits and '-'"
+  KAFKA_NAME=$1 KAFKA_PORT=$2 KAFKA_CONTROLLER_PORT=$3 KAFKA_DIR=$STATE_DIR/$1
+}
 
 # --- etcd ------------------------------------------------------------------
 
@@ -162,27 +173,27 @@ rootLogger.level = INFO
 rootLogger.appenderRef.file.ref = FILE
 appender.file.type = File
 appender.file.name = FILE
-appender.file.fileName = $LOG_DIR/kafka-server.log
+appender.file.fileName = $LOG_DIR/$KAFKA_NAME-server.log
 appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
 LOG4J
 }
 
 start_kafka() {
-  if proc_pid kafka >/dev/null; then log "kafka already running"; return 0; fi
-  check_port kafka "$KAFKA_PORT" MCPK_KAFKA_PORT
-  check_port "kafka (controller)" "$KAFKA_CONTROLLER_PORT" MCPK_KAFKA_CONTROLLER_PORT
+  if proc_pid "$KAFKA_NAME" >/dev/null; then log "$KAFKA_NAME already running"; return 0; fi
+  check_port "$KAFKA_NAME" "$KAFKA_PORT" MCPK_KAFKA_PORT
+  check_port "$KAFKA_NAME (controller)" "$KAFKA_CONTROLLER_PORT" MCPK_KAFKA_CONTROLLER_PORT
   write_kafka_config
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     # A KRaft cluster ID is a base64url UUID without padding (22 chars).
     python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' \
       >"$KAFKA_DIR/cluster-id"
     log "formatting Kafka storage (cluster id $(cat "$KAFKA_DIR/cluster-id"))"
-    run_logged "$LOG_DIR/kafka-format.log" kafka_java kafka.tools.StorageTool format \
+    run_logged "$LOG_DIR/$KAFKA_NAME-format.log" kafka_java kafka.tools.StorageTool format \
       -t "$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties"
   fi
-  log "starting Apache Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT"
+  log "starting Apache Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT ($KAFKA_NAME)"
   kafka_java_argv
-  start_proc kafka "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties"
-  wait_until kafka 120 kafka_answers_metadata
+  start_proc "$KAFKA_NAME" "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties"
+  wait_until "$KAFKA_NAME" 120 kafka_answers_metadata
 }

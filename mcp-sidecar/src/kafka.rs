@@ -185,3 +185,55 @@ fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Client
     }
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SaslConfig, SaslMechanism, TlsFiles};
+
+    fn kafka_config() -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: vec!["kafka-0:9093".into(), "kafka-1:9093".into()],
+            expected_cluster_id: None,
+            tls: None,
+            sasl: None,
+            request_timeout_ms: 5_000,
+        }
+    }
+
+    #[test]
+    fn plaintext_by_default_and_never_auto_creates_topics() {
+        let c = client_config(&kafka_config(), "id").unwrap();
+        assert_eq!(c.get("security.protocol"), Some("PLAINTEXT"));
+        assert_eq!(c.get("bootstrap.servers"), Some("kafka-0:9093,kafka-1:9093"));
+        assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
+    }
+
+    #[test]
+    fn tls_and_scram_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("mcpk-kafka-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("username"), "agent\n").unwrap();
+        std::fs::write(dir.join("password"), "canary-s3cret\n").unwrap();
+        let mut config = kafka_config();
+        config.tls = Some(TlsFiles { ca_file: Some(dir.join("ca.crt")), cert_file: None, key_file: None });
+        config.sasl = Some(SaslConfig {
+            mechanism: SaslMechanism::ScramSha512,
+            username_file: dir.join("username"),
+            password_file: dir.join("password"),
+        });
+        let c = client_config(&config, "id").unwrap();
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.username"), Some("agent"));
+        assert_eq!(c.get("sasl.password"), Some("canary-s3cret"), "trailing newline of the mounted file dropped");
+        assert_eq!(c.get("ssl.ca.location"), Some(dir.join("ca.crt").to_str().unwrap()));
+
+        // A missing credential file is an error that names the file, not a secret.
+        std::fs::remove_file(dir.join("password")).unwrap();
+        let err = client_config(&config, "id").unwrap_err().to_string();
+        assert!(err.contains("SASL password file") && err.contains("password"), "{err}");
+        assert!(!err.contains("canary-s3cret"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

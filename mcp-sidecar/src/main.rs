@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use mcp_kafka_sidecar::config::{AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig};
 use mcp_kafka_sidecar::metrics::Metrics;
@@ -117,7 +118,12 @@ async fn main() -> anyhow::Result<()> {
     let app = http::router(mcp, &listen.allowed_hosts, shutdown.clone());
     let listener = tokio::net::TcpListener::bind(listen.address)
         .await
-        .with_context(|| format!("listening on {}", listen.address))?;
+        .with_context(|| format!("listening on {}", listen.address))?
+        // An SSE answer is several small writes: without TCP_NODELAY, Nagle
+        // holds the last one until the client's delayed ACK (~40 ms a call).
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     tracing::info!(address = %listen.address, "serving MCP at /mcp");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -194,3 +194,28 @@ def test_readyz_fails_while_kafka_is_unreachable_and_calls_say_so(start_sidecar,
     assert result.structured_content["error"]["code"] == "KAFKA_UNAVAILABLE"
     assert result.structured_content["error"]["retriable"] is True
     assert sidecar.proc.poll() is None, "the sidecar exited"
+
+
+def test_stdio_mode_serves_the_same_tools(stack_env, tmp_path):
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    from conftest import sidecar_binary
+
+    params = StdioServerParameters(
+        command=str(sidecar_binary()),
+        args=["--stdio", "--bootstrap-servers", stack_env["KAFKA_BOOTSTRAP_SERVERS"]],
+    )
+
+    async def run():
+        with (tmp_path / "stderr.log").open("w") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    init = await session.initialize()
+                    tools = {t.name for t in (await session.list_tools()).tools}
+                    status = await session.call_tool("cluster_status", {})
+                    return init, tools, status
+
+    init, tools, status = anyio.run(run)
+    assert init.server_info.name == "mcp-kafka-sidecar"
+    assert tools == OBSERVE
+    assert status.structured_content["cluster_id"] == stack_env["KAFKA_CLUSTER_ID"]

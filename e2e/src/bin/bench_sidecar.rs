@@ -1,0 +1,286 @@
+//! Benchmark of the sidecar against the local broker (run by `e2e/bench`).
+//!
+//! In one run it measures, for `list_topics` and `describe_topic`:
+//! - MCP over Streamable HTTP, by a Rust client holding one MCP session per
+//!   concurrent worker (keep-alive, no per-call handshake), at 1 and 16
+//!   concurrent sessions;
+//! - the same Kafka work done directly with rdkafka (the baseline), at the
+//!   same concurrency;
+//! - the client's own ceiling against the sidecar's no-op `/healthz`;
+//! and prints p50/p99 and calls/s with the ratios, plus the sidecar's time
+//! from start to ready and its idle RSS. Figures, not pass/fail.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use serde_json::{Value, json};
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Args {
+    sidecar: String,
+    bootstrap: String,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args { sidecar: String::new(), bootstrap: String::new(), seconds: 5 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sidecar" => a.sidecar = value,
+            "--bootstrap-servers" => a.bootstrap = value,
+            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(!a.sidecar.is_empty() && !a.bootstrap.is_empty(), "usage: bench-sidecar --sidecar BIN --bootstrap-servers HOST:PORT [--seconds N]");
+    a
+}
+
+/// Latencies and throughput of one measured run.
+struct Figures {
+    p50_ms: f64,
+    p99_ms: f64,
+    per_second: f64,
+    errors: u64,
+}
+
+/// Runs `op` on `workers` concurrent workers for `seconds` after a short
+/// warm-up, and summarizes.
+async fn measure<W, F, Fut>(workers: usize, seconds: u64, make: W) -> Figures
+where
+    W: Fn(usize) -> F,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let warmup = Duration::from_millis(500);
+    let run = Duration::from_secs(seconds);
+    let start = Instant::now() + warmup;
+    let end = start + run;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let mut op = make(w);
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut errors = 0;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let ok = op().await;
+                if t0 >= start {
+                    h.record(t0.elapsed().as_micros().max(1) as u64).ok();
+                    errors += u64::from(!ok);
+                }
+            }
+            (h, errors)
+        }));
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut errors = 0;
+    for t in tasks {
+        let (h, e) = t.await.expect("worker");
+        all.add(h).expect("merge");
+        errors += e;
+    }
+    Figures {
+        p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+        per_second: all.len() as f64 / run.as_secs_f64(),
+        errors,
+    }
+}
+
+/// One MCP session over Streamable HTTP.
+struct Session {
+    http: reqwest::Client,
+    url: String,
+    id: String,
+    next_id: u64,
+}
+
+impl Session {
+    async fn open(http: reqwest::Client, url: &str) -> Session {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+        let resp = http.post(url).header("accept", "application/json, text/event-stream").json(&init).send().await.expect("initialize");
+        let id = resp.headers().get("mcp-session-id").expect("a session id").to_str().unwrap().to_string();
+        resp.bytes().await.expect("initialize body");
+        let s = Session { http, url: url.to_string(), id, next_id: 1 };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        s.post(&note).await;
+        s
+    }
+
+    async fn post(&self, body: &Value) -> bytes::Bytes {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        resp.bytes().await.unwrap_or_default()
+    }
+
+    /// A tool call; true when the result is not an error.
+    async fn call(&mut self, tool: &str, args: &Value) -> bool {
+        self.next_id += 1;
+        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": tool, "arguments": args}});
+        let text = self.post(&body).await;
+        let text = String::from_utf8_lossy(&text);
+        text.contains("\"result\"") && !text.contains("\"isError\":true")
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+struct Sidecar(Child);
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("admin client"),
+    );
+    let topic = format!("bench-{}", std::process::id());
+    let created = admin
+        .create_topics(&[NewTopic::new(&topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .expect("create topic");
+    created[0].as_ref().expect("bench topic");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Start to ready.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let started = Instant::now();
+    let child = Command::new(&a.sidecar)
+        .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sidecar");
+    let sidecar = Sidecar(child);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the sidecar did not become ready");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(sidecar.0.id());
+
+    let url = format!("{base}/mcp");
+    println!("mcp-kafka-sidecar benchmark: {}s per cell, topic {topic} (6 partitions), broker {}", a.seconds, a.bootstrap);
+    println!("start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
+    println!();
+    println!("{:<16} {:>4} {:>11} {:>11} {:>10} {:>10} {:>10} {:>9}", "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "direct p50", "direct /s", "p50 ratio");
+    for workers in [1usize, 16] {
+        // The load client's own ceiling: the same HTTP client against a no-op endpoint.
+        let noop = measure(workers, a.seconds, |_| {
+            let (http, u) = (http.clone(), format!("{base}/healthz"));
+            move || {
+                let (http, u) = (http.clone(), u.clone());
+                async move { http.get(&u).send().await.is_ok() }
+            }
+        })
+        .await;
+        println!("{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", "-", "-");
+        for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic}))] {
+            let mut sessions = Vec::new();
+            for _ in 0..workers {
+                sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
+            }
+            let over_mcp = measure(workers, a.seconds, |w| {
+                let (s, args) = (sessions[w].clone(), args.clone());
+                move || {
+                    let (s, args) = (s.clone(), args.clone());
+                    async move { s.lock().await.call(tool, &args).await }
+                }
+            })
+            .await;
+            let direct = measure(workers, a.seconds, |_| {
+                let (admin, topic) = (admin.clone(), topic.clone());
+                move || {
+                    let (admin, topic) = (admin.clone(), topic.clone());
+                    async move { direct(&admin, tool, &topic).await }
+                }
+            })
+            .await;
+            let errors = over_mcp.errors + direct.errors;
+            println!(
+                "{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>10.0} {:>8.2}x{}",
+                tool,
+                workers,
+                over_mcp.p50_ms,
+                over_mcp.p99_ms,
+                over_mcp.per_second,
+                direct.p50_ms,
+                direct.per_second,
+                over_mcp.p50_ms / direct.p50_ms,
+                if errors > 0 { format!("  ({errors} errors)") } else { String::new() }
+            );
+        }
+    }
+    let loaded_rss = rss_kib(sidecar.0.id());
+    println!();
+    println!("RSS after load: {:.1} MiB", loaded_rss as f64 / 1024.0);
+    println!("targets (issue): p50 <= 1.5x direct rdkafka; idle RSS <= 20 MiB; ready <= 200 ms");
+    drop(sidecar);
+    admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
+}
+
+/// The Kafka work of each tool, done directly with rdkafka: what the sidecar
+/// adds is everything above this.
+async fn direct(admin: &Arc<AdminClient<DefaultClientContext>>, tool: &str, topic: &str) -> bool {
+    match tool {
+        "list_topics" => {
+            let admin = admin.clone();
+            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok()).await.unwrap_or(false)
+        }
+        _ => {
+            let (a2, t2) = (admin.clone(), topic.to_string());
+            let offsets = tokio::task::spawn_blocking(move || {
+                let md = a2.inner().fetch_metadata(Some(&t2), KAFKA_TIMEOUT).ok()?;
+                let t = md.topics().iter().find(|t| t.name() == t2)?;
+                for p in t.partitions() {
+                    a2.inner().fetch_watermarks(&t2, p.id(), KAFKA_TIMEOUT).ok()?;
+                }
+                Some(())
+            });
+            let resources = [ResourceSpecifier::Topic(topic)];
+            let opts = AdminOptions::new();
+            let configs = admin.describe_configs(&resources, &opts);
+            let (offsets, configs) = tokio::join!(offsets, configs);
+            matches!(offsets, Ok(Some(()))) && configs.is_ok()
+        }
+    }
+}
