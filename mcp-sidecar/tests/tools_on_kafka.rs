@@ -200,6 +200,7 @@ async fn create_partitions_and_update_topic_config_change_kafka() {
 
     // Incremental: changing one config keeps the other; deleting restores the default.
     let change = ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "60000"}, "delete": ["cleanup.policy"]})).await;
+    assert_eq!(change["visible"], true, "the tool returned before the broker showed its own change");
     let changes = change["changes"].as_array().unwrap();
     assert!(changes.iter().any(|c| c["name"] == "retention.ms" && c["before"] == "7200000" && c["after"] == "60000"));
     let after = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;

@@ -202,6 +202,9 @@ pub struct UpdateTopicConfigResult {
     pub topic: String,
     pub changes: Vec<ConfigChange>,
     pub dry_run: bool,
+    /// Whether the broker already reports the new values (it applies them
+    /// asynchronously; the call waits up to the Kafka timeout for that).
+    pub visible: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -245,7 +248,28 @@ pub async fn update_topic_config(ctx: &ToolContext, args: UpdateTopicConfigArgs)
             alter_topic_configs(&k.admin, &topic, &ops, dry_run, k.timeout)
         })
         .await?;
-    Ok(UpdateTopicConfigResult { topic: args.topic, changes, dry_run })
+    let visible = !dry_run && wait_until_visible(ctx, &args.topic, &changes).await;
+    Ok(UpdateTopicConfigResult { topic: args.topic, changes, dry_run, visible })
+}
+
+/// In KRaft a broker applies a config change when it replays the metadata
+/// log, so a DescribeConfigs right after the change can still show the old
+/// value. Wait (bounded by the Kafka timeout) until the broker reports the
+/// new values, so that the caller's next read sees its own write.
+async fn wait_until_visible(ctx: &ToolContext, topic: &str, changes: &[ConfigChange]) -> bool {
+    let deadline = tokio::time::Instant::now() + ctx.kafka.timeout;
+    loop {
+        if let Ok(now) = topic_configs(&ctx.kafka, topic, false).await {
+            let value = |name: &str| now.iter().find(|c| c.name == name).and_then(|c| c.value.clone());
+            if changes.iter().all(|c| value(&c.name) == c.after) {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
