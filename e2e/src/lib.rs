@@ -124,6 +124,24 @@ impl Ground {
     }
 }
 
+impl Ground {
+    /// How many partitions the broker reports for `topic` (0 when it has none).
+    pub fn partition_count(&self, topic: &str) -> usize {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self.kafka_config().create().expect("consumer");
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+        md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+    }
+
+    /// Whether the broker lists `topic` (a lookup that cannot create it).
+    pub fn topic_exists(&self, topic: &str) -> bool {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self.kafka_config().create().expect("consumer");
+        let md = consumer.fetch_metadata(None, Duration::from_secs(30)).expect("metadata");
+        md.topics().iter().any(|t| t.name() == topic)
+    }
+}
+
 fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     Ok(text

@@ -19,9 +19,7 @@ fn admin() -> AdminClient<DefaultClientContext> {
 }
 
 fn partition_count(topic: &str) -> usize {
-    let consumer: BaseConsumer = Ground::get().kafka_config().create().expect("consumer");
-    let md = consumer.fetch_metadata(Some(topic), TIMEOUT).expect("metadata");
-    md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+    Ground::get().partition_count(topic)
 }
 
 async fn produce(topic: &str, count: usize, tag: &str) {

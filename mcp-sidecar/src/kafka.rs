@@ -93,6 +93,14 @@ impl Kafka {
             .map_err(|e| ToolError::from_kafka("fetching cluster metadata", &e))
     }
 
+    /// Earliest and latest offsets of one partition.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> ToolResult<(i64, i64)> {
+        self.admin
+            .inner()
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|e| ToolError::from_kafka(&format!("fetching offsets of {topic:?}/{partition}"), &e))
+    }
+
     pub fn classify(&self, err: ToolError) -> ToolError {
         if err.code == ErrorCode::Timeout && !self.is_healthy() {
             ToolError::new(ErrorCode::KafkaUnavailable, format!("Kafka is unreachable ({})", err.message))

@@ -47,15 +47,11 @@ async fn err(mcp: &KafkaMcp, tool: &str, args: Value) -> ErrorCode {
 }
 
 fn partition_count(topic: &str) -> usize {
-    let c: BaseConsumer = Ground::get().kafka_config().create().unwrap();
-    let md = c.fetch_metadata(Some(topic), TIMEOUT).unwrap();
-    md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+    Ground::get().partition_count(topic)
 }
 
 fn topic_exists(topic: &str) -> bool {
-    let c: BaseConsumer = Ground::get().kafka_config().create().unwrap();
-    let md = c.fetch_metadata(None, TIMEOUT).unwrap();
-    md.topics().iter().any(|t| t.name() == topic)
+    Ground::get().topic_exists(topic)
 }
 
 async fn produce(topic: &str, count: usize, value: impl Fn(usize) -> String) {

@@ -6,8 +6,9 @@
 //!   concurrent sessions;
 //! - the same Kafka work done directly with rdkafka (the baseline), at the
 //!   same concurrency;
-//! - the client's own ceiling against the sidecar's no-op `/healthz`;
-//! and prints p50/p99 and calls/s with the ratios, plus the sidecar's time
+//! - the client's own ceiling against the sidecar's no-op `/healthz`.
+//!
+//! It prints p50/p99 and calls/s with the ratios, plus the sidecar's time
 //! from start to ready and its idle RSS. Figures, not pass/fail.
 
 use std::process::{Child, Command, Stdio};

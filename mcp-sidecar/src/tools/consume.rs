@@ -125,11 +125,7 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
             let mut ends: HashMap<i32, i64> = HashMap::new();
             let mut tpl = TopicPartitionList::new();
             for &p in &partitions {
-                let (low, high) = k
-                    .admin
-                    .inner()
-                    .fetch_watermarks(&args.topic, p, k.timeout)
-                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let (low, high) = k.watermarks(&args.topic, p)?;
                 let start = match args.from {
                     StartFrom::Earliest => low,
                     StartFrom::Latest => (high - max_messages as i64).max(low),

@@ -255,11 +255,7 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
             };
             let mut rows = Vec::new();
             for (topic, partition, at) in committed(k, &args.group_id, &partitions)? {
-                let (_, high) = k
-                    .admin
-                    .inner()
-                    .fetch_watermarks(&topic, partition, k.timeout)
-                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let (_, high) = k.watermarks(&topic, partition)?;
                 rows.push(PartitionLag { topic, partition, committed_offset: at, latest_offset: high, lag: (high - at).max(0) });
             }
             if rows.is_empty() && group_info(k, &args.group_id).is_err() {
@@ -405,11 +401,7 @@ pub async fn reset_group_offsets(ctx: &ToolContext, args: ResetOffsetsArgs) -> T
             let mut changes = Vec::new();
             let mut tpl = TopicPartitionList::new();
             for &p in &partitions {
-                let (low, high) = k
-                    .admin
-                    .inner()
-                    .fetch_watermarks(&args.topic, p, k.timeout)
-                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let (low, high) = k.watermarks(&args.topic, p)?;
                 let target = match args.to {
                     ResetTo::Earliest => low,
                     ResetTo::Latest => high,

@@ -118,11 +118,7 @@ pub async fn delete_topic(ctx: &ToolContext, args: DeleteTopicArgs) -> ToolResul
             let partitions = partitions_of(k, &topic)?;
             let mut retained = 0;
             for &p in &partitions {
-                let (low, high) = k
-                    .admin
-                    .inner()
-                    .fetch_watermarks(&topic, p, k.timeout)
-                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let (low, high) = k.watermarks(&topic, p)?;
                 retained += high - low;
             }
             Ok((partitions.len(), retained))

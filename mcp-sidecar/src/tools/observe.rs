@@ -209,11 +209,7 @@ pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<To
         let mut partitions = Vec::new();
         let mut retained = 0;
         for p in t.partitions() {
-            let (low, high) = k
-                .admin
-                .inner()
-                .fetch_watermarks(&args.topic, p.id(), k.timeout)
-                .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+            let (low, high) = k.watermarks(&args.topic, p.id())?;
             retained += high - low;
             partitions.push(PartitionDescription {
                 partition: p.id(),
@@ -421,11 +417,7 @@ pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolRes
             };
             let mut out = Vec::new();
             for p in partitions {
-                let (low, high) = k
-                    .admin
-                    .inner()
-                    .fetch_watermarks(&args.topic, p, k.timeout)
-                    .map_err(|e| ToolError::from_kafka("fetching offsets", &e))?;
+                let (low, high) = k.watermarks(&args.topic, p)?;
                 let at_timestamp = at.as_ref().map(|m| match m.get(&p) {
                     Some(Offset::Offset(o)) => *o,
                     _ => high,
