@@ -1,0 +1,325 @@
+//! The API: `McpKafkaServer` and `McpToolPolicy` (group `mcpkafka.dev`,
+//! version `v1alpha1`). The CRD YAML in `crds/` is generated from these
+//! types (`mcp-kafka-operator crds`); their doc comments are what
+//! `kubectl explain` shows, and their schema and CEL rules are what the
+//! apiserver checks at admission.
+
+// Each printcolumn(...) repeats `type_ = ...`; clippy reads them as one
+// attribute list and flags the repeats.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use mcp_kafka_sidecar::config::SaslMechanism;
+use mcp_kafka_sidecar::tool_name::ToolName;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An MCP server for one Kafka cluster, deployed next to it by the operator:
+/// a Deployment of the sidecar, a Service, RBAC for its clients, and the tool
+/// set that the namespace's McpToolPolicy allows.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mcpkafka.dev",
+    version = "v1alpha1",
+    kind = "McpKafkaServer",
+    namespaced,
+    status = "McpKafkaServerStatus",
+    shortname = "mks",
+    category = "mcpkafka",
+    doc = "An MCP server for one Kafka cluster, fenced to an environment and scoped by Kubernetes RBAC.",
+    printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Tools", type_ = "integer", json_path = ".status.effectiveToolCount", description = "Tools the server exposes"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.clients) || self.clients.all(c, c.tools.all(t, t in self.tools))")
+    .message("every tool of a client must also be listed in spec.tools"))]
+pub struct McpKafkaServerSpec {
+    /// The environment this server belongs to: dev, staging, prod, or another
+    /// name the operator's config defines. It must equal the namespace's
+    /// `mcpkafka.dev/environment` label, or nothing is deployed.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    pub environment: String,
+    /// How to reach the Kafka cluster.
+    pub kafka: KafkaSpec,
+    /// Tools requested. The namespace's McpToolPolicy (or the operator's
+    /// default, read-only) may cut this down; status lists what is exposed
+    /// and why the rest is not.
+    #[schemars(length(max = 17))]
+    #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u == t))").message("tools must not repeat"))]
+    pub tools: Vec<ToolName>,
+    /// Who may call which tools. Each client becomes a Role and RoleBinding
+    /// granting exactly its tools on this server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))").message("client names must be unique"))]
+    pub clients: Vec<ClientSpec>,
+    /// Where audit records go besides stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSpec>,
+    /// Sidecar replicas (a PodDisruptionBudget is added above 1).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 20))]
+    pub replicas: i32,
+    /// The sidecar image; default: the operator's configured image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Resources of the sidecar container; default: the operator's configured resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The Kafka cluster and how to authenticate to it. Credentials stay in
+/// Secrets, mounted as files into the sidecar.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Bootstrap brokers as HOST:PORT.
+    #[schemars(length(min = 1, max = 32), inner(length(min = 3, max = 261)))]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[^:/ ]+:[0-9]{1,5}$'))").message("each bootstrap server must be HOST:PORT"))]
+    pub bootstrap_servers: Vec<String>,
+    /// The cluster ID this server may serve. The sidecar refuses every call
+    /// while the connected cluster reports another ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub expected_cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslSpec>,
+}
+
+/// TLS to the brokers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// The CA certificate (PEM) that signed the brokers' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// A Secret of type kubernetes.io/tls (`tls.crt`, `tls.key`) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<SecretRef>,
+}
+
+/// SASL authentication to the brokers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SaslSpec {
+    pub mechanism: SaslMechanism,
+    /// A Secret in this namespace with keys `username` and `password`.
+    pub secret_ref: SecretRef,
+}
+
+/// A Secret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretRef {
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// One key of a Secret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A caller of this server: an existing ServiceAccount, or a token the
+/// operator issues and rotates in a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.serviceAccountName) != has(self.issueToken)")
+    .message("a client has either serviceAccountName or issueToken, not both and not neither"))]
+pub struct ClientSpec {
+    /// Names the client's Role, RoleBinding and token Secret.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 40))]
+    pub name: String,
+    /// An existing ServiceAccount in this namespace whose tokens may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+    /// Have the operator keep a short-lived token for this client in a
+    /// Secret, rotated before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_token: Option<IssueToken>,
+    /// The tools this client may call (a subset of spec.tools).
+    #[schemars(length(min = 1, max = 17))]
+    pub tools: Vec<ToolName>,
+}
+
+/// A token the operator mints with the TokenRequest API.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueToken {
+    /// Lifetime of each token (10 minutes to 1 day); rotated at 80%.
+    #[serde(default = "default_token_seconds")]
+    #[schemars(range(min = 600, max = 86400))]
+    pub expiration_seconds: i64,
+}
+
+fn default_token_seconds() -> i64 {
+    3600
+}
+
+/// The audit trail. Every call is always written to the sidecar's stdout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// Also write each record to this Kafka topic (acks=all). While it cannot
+    /// be written, mutations are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    pub kafka_topic: Option<String>,
+}
+
+/// What the operator observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct McpKafkaServerStatus {
+    /// The generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Reconciled, Ready, PolicyApplied, EnvironmentFenced, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The tools the server exposes.
+    #[serde(default)]
+    pub effective_tools: Vec<ToolName>,
+    #[serde(default)]
+    pub effective_tool_count: i32,
+    /// Requested tools that are not exposed, with the reason.
+    #[serde(default)]
+    pub denied_tools: Vec<DeniedTool>,
+    /// The MCP endpoint inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Client name -> the Secret holding its token (issueToken clients).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub token_secrets: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct DeniedTool {
+    pub name: ToolName,
+    pub reason: String,
+}
+
+/// Which tools a namespace's McpKafkaServers may expose. Only the policy
+/// named `default` exists per namespace; it is owned by the platform team
+/// (tenants write McpKafkaServers, not policies).
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mcpkafka.dev",
+    version = "v1alpha1",
+    kind = "McpToolPolicy",
+    namespaced,
+    shortname = "mtp",
+    category = "mcpkafka",
+    doc = "The tool policy of a namespace: which MCP Kafka tools its servers may expose, and break-glass windows.",
+    validation = Rule::new("self.metadata.name == 'default'").message("the policy of a namespace must be named 'default'"),
+    printcolumn(name = "Allow", type_ = "string", json_path = ".spec.allow"),
+    printcolumn(name = "Break-glass until", type_ = "string", json_path = ".spec.breakGlass.until"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct McpToolPolicySpec {
+    /// Tools allowed, by name or group: observe, mutate, all.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub allow: Vec<ToolSelector>,
+    /// Tools denied even when allowed (deny wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub deny: Vec<ToolSelector>,
+    /// A time-boxed exception, e.g. to let a prod server add partitions
+    /// during an incident. Ignored once `until` has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlass {
+    /// End of the window (RFC 3339).
+    pub until: Time,
+    /// Why (an incident or change reference); shown in audit records.
+    #[schemars(length(min = 1, max = 512))]
+    pub reason: String,
+    /// The tools the window opens.
+    #[schemars(length(min = 1, max = 17))]
+    pub allow: Vec<ToolName>,
+}
+
+/// A tool name, or a group: `observe`, `mutate`, `all`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+pub enum ToolSelector {
+    Group(ToolGroupSelector),
+    Tool(ToolName),
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolGroupSelector {
+    Observe,
+    Mutate,
+    All,
+}
+
+impl ToolSelector {
+    /// The tools this selector stands for.
+    pub fn tools(self) -> Vec<ToolName> {
+        use mcp_kafka_sidecar::tool_name::ToolGroup;
+        match self {
+            ToolSelector::Tool(t) => vec![t],
+            ToolSelector::Group(ToolGroupSelector::Observe) => ToolName::in_group(ToolGroup::Observe).collect(),
+            ToolSelector::Group(ToolGroupSelector::Mutate) => ToolName::in_group(ToolGroup::Mutate).collect(),
+            ToolSelector::Group(ToolGroupSelector::All) => ToolName::ALL.to_vec(),
+        }
+    }
+}
+
+/// A plain string enum in the schema (an untagged enum's anyOf is not a
+/// structural schema), so the apiserver rejects unknown names at admission.
+impl JsonSchema for ToolSelector {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ToolSelector".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> =
+            ["observe", "mutate", "all"].into_iter().chain(ToolName::ALL.iter().map(|t| t.as_str())).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_names_and_groups() {
+        let s: Vec<ToolSelector> = serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
+        assert_eq!(s[0].tools().len(), 10);
+        assert_eq!(s[1].tools(), vec![ToolName::CreateTopic]);
+        assert_eq!(s[2].tools().len(), ToolName::ALL.len());
+        assert!(serde_json::from_str::<ToolSelector>(r#""drop_all""#).is_err());
+    }
+}
