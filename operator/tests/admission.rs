@@ -152,7 +152,16 @@ fn policies_accept_names_and_groups_and_only_the_name_default() {
 fn kubectl_explain_shows_the_field_docs() {
     let ground = Ground::get();
     install_crds(ground);
-    let out = ground.kubectl(&["explain", "mcpkafkaserver.spec.environment"], None);
+    // The apiserver publishes a new CRD's OpenAPI a few seconds after it is
+    // Established; explain fails until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let out = loop {
+        let out = ground.kubectl(&["explain", "mcpkafkaserver.spec.environment"], None);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("mcpkafka.dev/environment"), "{text}");
