@@ -133,6 +133,21 @@ impl Ground {
         md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
     }
 
+    /// A consumer in `group`, subscribed to `topic` from the earliest offset,
+    /// committing only when the test says so.
+    pub fn group_consumer(&self, group: &str, topic: &str) -> rdkafka::consumer::BaseConsumer {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer = self
+            .kafka_config()
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        consumer
+    }
+
     /// Whether the broker lists `topic` (a lookup that cannot create it).
     pub fn topic_exists(&self, topic: &str) -> bool {
         use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -102,14 +102,7 @@ async fn a_group_consumes_1000_messages_and_its_offsets_and_lag_are_real() {
 
     produce(&topic, 1000, "first").await;
 
-    let consumer: BaseConsumer = Ground::get()
-        .kafka_config()
-        .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[&topic]).expect("subscribe");
+    let consumer = Ground::get().group_consumer(&group, &topic);
     let mut seen: HashMap<String, usize> = HashMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while seen.len() < 1000 {

@@ -10,7 +10,7 @@ use mcp_kafka_sidecar::kafka::Kafka;
 use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcpk_e2e::{Ground, eventually, unique_name};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
@@ -281,14 +281,7 @@ async fn groups_lag_reset_and_delete_follow_the_real_group() {
     produce(&topic, 100, |i| format!("m{i}")).await;
 
     // A real consumer reads 100 messages and commits, then stays in the group.
-    let consumer: BaseConsumer = Ground::get()
-        .kafka_config()
-        .set("group.id", &group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
+    let consumer = Ground::get().group_consumer(&group, &topic);
     let mut read = 0;
     while read < 100 {
         if let Some(m) = consumer.poll(Duration::from_millis(500)) {
