@@ -30,7 +30,6 @@ pub struct Kafka {
     started: Instant,
     /// Millis since `started` of the last successful probe (0 = never).
     last_ok_ms: AtomicU64,
-    cluster_id: std::sync::Mutex<Option<String>>,
 }
 
 impl Kafka {
@@ -53,7 +52,6 @@ impl Kafka {
             timeout: Duration::from_millis(config.request_timeout_ms),
             started: Instant::now(),
             last_ok_ms: AtomicU64::new(0),
-            cluster_id: std::sync::Mutex::new(None),
         }))
     }
 
@@ -115,21 +113,11 @@ impl Kafka {
         last != 0 && self.started.elapsed().saturating_sub(Duration::from_millis(last)) < HEALTHY_WITHIN
     }
 
-    /// The cluster ID seen by the last successful probe.
-    pub fn cluster_id(&self) -> Option<String> {
-        self.cluster_id.lock().ok().and_then(|g| g.clone())
-    }
-
-    /// One probe: metadata and the cluster ID. Blocking.
+    /// One probe: a metadata answer. Blocking.
     pub fn probe(&self) -> bool {
         let timeout = PROBE_INTERVAL.min(self.timeout);
         if self.admin.inner().fetch_metadata(None, timeout).is_err() {
             return false;
-        }
-        if let Some(id) = self.admin.inner().fetch_cluster_id(timeout)
-            && let Ok(mut slot) = self.cluster_id.lock()
-        {
-            *slot = Some(id);
         }
         let now = (self.started.elapsed().as_millis() as u64).max(1);
         self.last_ok_ms.store(now, Ordering::Relaxed);

@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn server_with(extra: &str) -> KafkaMcp {
-    let ground = Ground::get();
+/// A dev server on the ground's broker with the given tools.
+fn server_with_tools(tools: &[&str]) -> KafkaMcp {
     let text = format!(
-        "server: {{name: tools-test, environment: dev}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\n{extra}",
-        ground.kafka_bootstrap_servers,
-        mcp_kafka_sidecar::tool_name::ToolName::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+        "server: {{name: tools-test, environment: dev}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\n",
+        Ground::get().kafka_bootstrap_servers,
+        tools.join(", ")
     );
     let config = SidecarConfig::parse(&text).expect("test config");
     let kafka = Kafka::connect(&config.kafka, "tools-test").expect("kafka clients");
@@ -29,7 +29,8 @@ fn server_with(extra: &str) -> KafkaMcp {
 }
 
 fn server() -> KafkaMcp {
-    server_with("")
+    let all: Vec<&str> = mcp_kafka_sidecar::tool_name::ToolName::ALL.iter().map(|t| t.as_str()).collect();
+    server_with_tools(&all)
 }
 
 async fn ok(mcp: &KafkaMcp, tool: &str, args: Value) -> Value {
@@ -348,11 +349,7 @@ async fn delete_topic_dry_run_reports_then_deletes() {
 
 #[tokio::test]
 async fn tools_not_enabled_are_not_callable() {
-    let ground = Ground::get();
-    let text = format!("server: {{name: ro, environment: dev}}\nkafka: {{bootstrapServers: ['{}']}}\ntools: [list_topics]\n", ground.kafka_bootstrap_servers);
-    let config = SidecarConfig::parse(&text).unwrap();
-    let kafka = Kafka::connect(&config.kafka, "ro-test").unwrap();
-    let mcp = KafkaMcp::new(Runtime { config, kafka }, Arc::new(Metrics::new()));
+    let mcp = server_with_tools(&["list_topics"]);
     assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": 1})).await, ErrorCode::NotFound);
     assert_eq!(err(&mcp, "no_such_tool", json!({})).await, ErrorCode::NotFound);
     ok(&mcp, "list_topics", json!({})).await;
