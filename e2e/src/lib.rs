@@ -37,9 +37,7 @@ impl Ground {
     fn load() -> Result<Ground, String> {
         // Only the stack's env file counts, never the process environment: a
         // developer's own KUBECONFIG must not point these tests at a real cluster.
-        let env_file = std::env::var_os("MCPK_STACK_ENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".stack/env"));
+        let env_file = std::env::var_os("MCPK_STACK_ENV").map(PathBuf::from).unwrap_or_else(default_env_file);
         if !env_file.exists() {
             return Err(format!("{} does not exist", env_file.display()));
         }
@@ -155,6 +153,25 @@ impl Ground {
         let md = consumer.fetch_metadata(None, Duration::from_secs(30)).expect("metadata");
         md.topics().iter().any(|t| t.name() == topic)
     }
+}
+
+/// `e2e/.stack/env` of the checkout being tested. Found from the runtime
+/// `CARGO_MANIFEST_DIR` (set by `cargo test` for the crate under test), not
+/// the compile-time one: a target dir shared between clones keeps one build
+/// of this crate, whose baked-in path may be another clone's.
+fn default_env_file() -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    start
+        .ancestors()
+        .map(|dir| dir.join("e2e/.stack/env"))
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| start.join("e2e/.stack/env"))
+}
+
+/// The checkout's `crds/` directory, found the same way.
+pub fn crds_dir() -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    start.ancestors().map(|dir| dir.join("crds")).find(|d| d.is_dir()).unwrap_or_else(|| start.join("crds"))
 }
 
 fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, String> {

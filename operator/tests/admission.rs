@@ -6,7 +6,8 @@ use mcpk_e2e::{Ground, unique_name};
 use serde_json::{Value, json};
 
 fn install_crds(ground: &Ground) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+    let dir = mcpk_e2e::crds_dir();
+    let dir = dir.to_str().expect("a UTF-8 path");
     let out = ground.kubectl(&["apply", "--server-side", "--field-manager=admission-test", "-f", dir], None);
     assert!(out.status.success(), "installing crds/: {}", String::from_utf8_lossy(&out.stderr));
     let out = ground.kubectl(

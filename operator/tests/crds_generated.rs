@@ -2,7 +2,7 @@
 
 #[test]
 fn checked_in_crds_match_the_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+    let dir = mcpk_e2e::crds_dir();
     for (file, generated) in mcp_kafka_operator::crd_documents() {
         let path = dir.join(file);
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
