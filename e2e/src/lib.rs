@@ -122,6 +122,54 @@ impl Ground {
     }
 }
 
+/// Kubernetes helpers that tests of the operator share.
+impl Ground {
+    /// Installs the checked-in CRDs (server-side, as the README says) and
+    /// waits until the apiserver serves them.
+    pub fn install_crds(&self) {
+        let dir = crds_dir();
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let out = self.kubectl(&["apply", "--server-side", "--field-manager=e2e-tests", "--force-conflicts", "-f", dir], None);
+        assert!(out.status.success(), "installing crds/: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.kubectl(
+            &["wait", "--for=condition=Established", "--timeout=60s", "crd/mcpkafkaservers.mcpkafka.dev", "crd/mcptoolpolicies.mcpkafka.dev"],
+            None,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Creates a namespace with a unique name and, if given, the
+    /// `mcpkafka.dev/environment` label.
+    pub fn namespace(&self, prefix: &str, environment: Option<&str>) -> String {
+        let ns = unique_name(prefix);
+        let out = self.kubectl(&["create", "namespace", &ns], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if let Some(env) = environment {
+            let label = format!("mcpkafka.dev/environment={env}");
+            let out = self.kubectl(&["label", "namespace", &ns, &label], None);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        ns
+    }
+
+    /// Where the audit log ends now; pass it to [`Ground::audit_writes_since`].
+    pub fn audit_mark(&self) -> u64 {
+        std::fs::metadata(&self.apiserver_audit_log).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Write requests (the audit log holds only those) logged after `mark`,
+    /// as JSON audit events, that `keep` selects.
+    pub fn audit_writes_since(&self, mark: u64, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(&self.apiserver_audit_log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.apiserver_audit_log.display()));
+        file.seek(SeekFrom::Start(mark)).expect("seeking the audit log");
+        let mut text = String::new();
+        file.read_to_string(&mut text).expect("reading the audit log");
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).filter(|e| keep(e)).collect()
+    }
+}
+
 impl Ground {
     /// How many partitions the broker reports for `topic` (0 when it has none).
     pub fn partition_count(&self, topic: &str) -> usize {

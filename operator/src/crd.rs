@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
     shortname = "mks",
     category = "mcpkafka",
     doc = "An MCP server for one Kafka cluster, fenced to an environment and scoped by Kubernetes RBAC.",
+    validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("the name must be a DNS label starting with a letter, at most 40 characters (it names the server's Service)"),
     printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Tools", type_ = "integer", json_path = ".status.effectiveToolCount", description = "Tools the server exposes"),

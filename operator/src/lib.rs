@@ -1,6 +1,18 @@
-//! mcp-kafka-operator: CRD types and (to come) the reconcilers.
+//! mcp-kafka-operator: the CRD types, the pure decisions (fence, policy,
+//! build, status) and the controller that applies them.
 
+pub mod apply;
+pub mod build;
+pub mod client_config;
+pub mod config;
+pub mod controller;
 pub mod crd;
+pub mod fence;
+pub mod metrics;
+pub mod policy;
+pub mod run;
+pub mod status;
+pub mod token;
 
 use kube::CustomResourceExt;
 

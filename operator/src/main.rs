@@ -1,6 +1,9 @@
 //! mcp-kafka-operator: the operator binary.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+use mcp_kafka_operator::config::OperatorConfig;
 
 /// Deploys fenced, RBAC-scoped MCP servers for Apache Kafka.
 #[derive(Debug, Parser)]
@@ -12,11 +15,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller (in-cluster config, or KUBECONFIG outside a cluster).
+    Run(mcp_kafka_operator::run::RunArgs),
     /// Print the CustomResourceDefinitions as YAML (apply with `kubectl apply --server-side -f -`).
     Crds {
         /// Write one file per CRD into this directory instead of printing.
         #[arg(long)]
-        write_to: Option<std::path::PathBuf>,
+        write_to: Option<PathBuf>,
+    },
+    /// Mint a token for a client of a server (TokenRequest, the server's
+    /// audience) and print a ready MCP client configuration as JSON.
+    Token(mcp_kafka_operator::client_config::TokenArgs),
+    /// Check an operator config file and print it with defaults filled in.
+    CheckConfig {
+        file: PathBuf,
     },
 }
 
@@ -32,6 +44,16 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(dir.join(file), yaml)?;
             }
         }
+        Command::CheckConfig { file } => {
+            let config = OperatorConfig::parse(&std::fs::read_to_string(&file)?)?;
+            print!("{}", serde_yaml::to_string(&config)?);
+        }
+        Command::Run(args) => runtime()?.block_on(mcp_kafka_operator::run::run(args))?,
+        Command::Token(args) => runtime()?.block_on(mcp_kafka_operator::client_config::print_token(args))?,
     }
     Ok(())
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }

@@ -5,25 +5,6 @@
 use mcpk_e2e::{Ground, unique_name};
 use serde_json::{Value, json};
 
-fn install_crds(ground: &Ground) {
-    let dir = mcpk_e2e::crds_dir();
-    let dir = dir.to_str().expect("a UTF-8 path");
-    let out = ground.kubectl(&["apply", "--server-side", "--field-manager=admission-test", "-f", dir], None);
-    assert!(out.status.success(), "installing crds/: {}", String::from_utf8_lossy(&out.stderr));
-    let out = ground.kubectl(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd/mcpkafkaservers.mcpkafka.dev", "crd/mcptoolpolicies.mcpkafka.dev"],
-        None,
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn namespace(ground: &Ground) -> String {
-    let ns = unique_name("admission");
-    let out = ground.kubectl(&["create", "namespace", &ns], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    ns
-}
-
 fn valid_server(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer",
@@ -73,8 +54,8 @@ fn without(mut object: Value, field: &str) -> Value {
 #[test]
 fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
     let ground = Ground::get();
-    install_crds(ground);
-    let ns = namespace(ground);
+    ground.install_crds();
+    let ns = ground.namespace("admission", None);
     let base = valid_server(&ns, "orders");
     apply(ground, &base).expect("the valid server is admitted");
 
@@ -111,6 +92,14 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
     }
     assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
 
+    // The name becomes the Service's name: a DNS label, short enough for suffixes.
+    for bad_name in ["x".repeat(41), "9orders".to_string()] {
+        let mut object = base.clone();
+        object["metadata"]["name"] = json!(bad_name);
+        let err = apply(ground, &object).expect_err("a bad server name is admitted");
+        assert!(err.contains("the name must be a DNS label starting with a letter"), "{bad_name}: {err}");
+    }
+
     // The printer columns and short name.
     let out = ground.kubectl(&["get", "mks", "-n", &ns], None);
     let table = String::from_utf8_lossy(&out.stdout);
@@ -126,8 +115,8 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
 #[test]
 fn policies_accept_names_and_groups_and_only_the_name_default() {
     let ground = Ground::get();
-    install_crds(ground);
-    let ns = namespace(ground);
+    ground.install_crds();
+    let ns = ground.namespace("admission", None);
     let policy = |name: &str, spec: Value| {
         json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
     };
@@ -152,7 +141,7 @@ fn policies_accept_names_and_groups_and_only_the_name_default() {
 #[test]
 fn kubectl_explain_shows_the_field_docs() {
     let ground = Ground::get();
-    install_crds(ground);
+    ground.install_crds();
     // The apiserver publishes a new CRD's OpenAPI a few seconds after it is
     // Established; explain fails until then.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

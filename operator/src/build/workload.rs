@@ -1,0 +1,242 @@
+//! The sidecar workload: its config (the sidecar's own config type,
+//! rendered), the hardened Deployment, the Service, the NetworkPolicy that
+//! admits only namespaces of the same environment, and a PDB above one replica.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mcp_kafka_sidecar::config::{
+    AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
+};
+
+use super::{CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, labels, names, owned_meta, selector_labels};
+use crate::fence::ENVIRONMENT_LABEL;
+
+/// The key of the config in the ConfigMap, and the file the sidecar reads.
+pub(super) const CONFIG_FILE: &str = "config.yaml";
+const CONFIG_DIR: &str = "/etc/mcp-kafka/config";
+const CA_DIR: &str = "/etc/mcp-kafka/kafka-ca";
+const CLIENT_CERT_DIR: &str = "/etc/mcp-kafka/kafka-client-cert";
+const SASL_DIR: &str = "/etc/mcp-kafka/kafka-sasl";
+/// The distroless `nonroot` user.
+const NON_ROOT_ID: i64 = 65532;
+
+/// The sidecar's config, with credentials as paths of mounted Secret files.
+pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
+    let (server, namespace) = (inputs.name(), inputs.namespace());
+    let spec = &inputs.server.spec;
+    let service = names::sidecar(&server);
+    let domain = &inputs.config.cluster_domain;
+    let file = |dir: &str, name: &str| PathBuf::from(format!("{dir}/{name}"));
+    SidecarConfig {
+        server: ServerIdentity { name: server.clone(), namespace: Some(namespace.clone()), environment: spec.environment.clone() },
+        listen: ListenConfig {
+            address: std::net::SocketAddr::from(([0, 0, 0, 0], MCP_PORT as u16)),
+            // The Service's names, as a client inside the cluster sends them in Host.
+            allowed_hosts: vec![
+                service.clone(),
+                format!("{service}.{namespace}"),
+                format!("{service}.{namespace}.svc"),
+                format!("{service}.{namespace}.svc.{domain}"),
+            ],
+        },
+        kafka: KafkaConfig {
+            bootstrap_servers: spec.kafka.bootstrap_servers.clone(),
+            expected_cluster_id: inputs.fenced.expected_cluster_id.clone(),
+            tls: spec.kafka.tls.as_ref().map(|tls| TlsFiles {
+                ca_file: tls.ca_secret_ref.as_ref().map(|_| file(CA_DIR, "ca.crt")),
+                cert_file: tls.client_cert_secret_ref.as_ref().map(|_| file(CLIENT_CERT_DIR, "tls.crt")),
+                key_file: tls.client_cert_secret_ref.as_ref().map(|_| file(CLIENT_CERT_DIR, "tls.key")),
+            }),
+            sasl: spec.kafka.sasl.as_ref().map(|sasl| SaslConfig {
+                mechanism: sasl.mechanism,
+                username_file: file(SASL_DIR, "username"),
+                password_file: file(SASL_DIR, "password"),
+            }),
+            request_timeout_ms: 10_000,
+        },
+        tools: inputs.tools.to_vec(),
+        limits: Limits::default(),
+        auth: AuthConfig { mode: AuthMode::Kubernetes },
+    }
+}
+
+pub(super) fn config_map(inputs: &Inputs) -> ConfigMap {
+    ConfigMap {
+        metadata: owned_meta(inputs, names::config_map(&inputs.name()), "mcp-server"),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), sidecar_config(inputs).to_yaml())])),
+        ..Default::default()
+    }
+}
+
+/// Volumes and their mounts: the config, then each referenced Secret.
+fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let server = inputs.name();
+    let kafka = &inputs.server.spec.kafka;
+    // Readable by the pod's group (fsGroup) only.
+    let secret = |name: &str, items: Option<Vec<KeyToPath>>| SecretVolumeSource {
+        secret_name: Some(name.to_string()),
+        items,
+        default_mode: Some(0o440),
+        optional: None,
+    };
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: names::config_map(&server), ..Default::default() }),
+        ..Default::default()
+    }];
+    let mut mounts = vec![VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() }];
+    let mut add = |name: &str, dir: &str, source: SecretVolumeSource| {
+        volumes.push(Volume { name: name.into(), secret: Some(source), ..Default::default() });
+        mounts.push(VolumeMount { name: name.into(), mount_path: dir.into(), read_only: Some(true), ..Default::default() });
+    };
+    if let Some(tls) = &kafka.tls {
+        if let Some(ca) = &tls.ca_secret_ref {
+            let item = KeyToPath { key: ca.key.clone(), path: "ca.crt".into(), mode: None };
+            add("kafka-ca", CA_DIR, secret(&ca.name, Some(vec![item])));
+        }
+        if let Some(cert) = &tls.client_cert_secret_ref {
+            add("kafka-client-cert", CLIENT_CERT_DIR, secret(&cert.name, None));
+        }
+    }
+    if let Some(sasl) = &kafka.sasl {
+        add("kafka-sasl", SASL_DIR, secret(&sasl.secret_ref.name, None));
+    }
+    (volumes, mounts)
+}
+
+fn http_probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("mcp".into()), ..Default::default() }),
+        period_seconds: Some(period),
+        ..Default::default()
+    }
+}
+
+pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
+    let server = inputs.name();
+    let spec = &inputs.server.spec;
+    let (volumes, volume_mounts) = volumes(inputs);
+    let mut pod_labels = labels(&server, "mcp-server");
+    pod_labels.remove(super::SERVER_LABEL);
+    let container = Container {
+        name: "sidecar".into(),
+        image: Some(spec.image.clone().unwrap_or_else(|| inputs.config.sidecar.image.clone())),
+        args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
+        ports: Some(vec![ContainerPort { name: Some("mcp".into()), container_port: MCP_PORT, protocol: Some("TCP".into()), ..Default::default() }]),
+        liveness_probe: Some(http_probe("/healthz", 10)),
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        resources: Some(spec.resources.clone().unwrap_or_else(|| inputs.config.sidecar.resources.clone())),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(volume_mounts),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector { match_labels: Some(selector_labels(&server)), match_expressions: None },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(names::sidecar(&server)),
+                    // The sidecar calls TokenReview and SubjectAccessReview with this token.
+                    automount_service_account_token: Some(true),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(NON_ROOT_ID),
+                        run_as_group: Some(NON_ROOT_ID),
+                        fs_group: Some(NON_ROOT_ID),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    node_selector: spec.node_selector.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+pub(super) fn service(inputs: &Inputs) -> Service {
+    let server = inputs.name();
+    Service {
+        metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&server)),
+            ports: Some(vec![ServicePort {
+                name: Some("mcp".into()),
+                port: MCP_PORT,
+                target_port: Some(IntOrString::String("mcp".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Only namespaces labelled with the same environment reach the sidecar.
+pub(super) fn network_policy(inputs: &Inputs) -> NetworkPolicy {
+    let server = inputs.name();
+    let environment = &inputs.server.spec.environment;
+    NetworkPolicy {
+        metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&server)), match_expressions: None }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(ENVIRONMENT_LABEL.to_string(), environment.clone())])),
+                        match_expressions: None,
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort { port: Some(IntOrString::Int(MCP_PORT)), protocol: Some("TCP".into()), end_port: None }]),
+            }]),
+            egress: None,
+        }),
+    }
+}
+
+pub(super) fn pod_disruption_budget(inputs: &Inputs) -> Option<PodDisruptionBudget> {
+    let server = inputs.name();
+    (inputs.server.spec.replicas > 1).then(|| PodDisruptionBudget {
+        metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(&server)), match_expressions: None }),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}

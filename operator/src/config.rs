@@ -1,0 +1,137 @@
+//! The operator's own configuration (a YAML file the chart renders): the
+//! default tool policy for namespaces without one, the environments it
+//! knows with their mutation rules and cluster-ID bindings, and the sidecar
+//! image and resources used when a server does not say.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use serde::{Deserialize, Serialize};
+
+use crate::crd::{ToolGroupSelector, ToolSelector};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// The policy of a namespace that has no `McpToolPolicy` named `default`.
+    pub default_policy: DefaultPolicy,
+    /// Environment name -> its rules. A server naming an environment that is
+    /// not here is not deployed.
+    pub environments: BTreeMap<String, EnvironmentRules>,
+    pub sidecar: SidecarDefaults,
+    /// The ClusterRole each sidecar's ServiceAccount is bound to so it can
+    /// create TokenReviews and SubjectAccessReviews.
+    pub auth_delegator_cluster_role: String,
+    /// The cluster's DNS domain, for endpoints and allowed Host headers.
+    pub cluster_domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DefaultPolicy {
+    pub allow: Vec<ToolSelector>,
+    pub deny: Vec<ToolSelector>,
+}
+
+impl Default for DefaultPolicy {
+    /// Secure by default: read-only tools only.
+    fn default() -> Self {
+        Self { allow: vec![ToolSelector::Group(ToolGroupSelector::Observe)], deny: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentRules {
+    /// How mutation tools may be exposed in this environment.
+    pub mutations: MutationRule,
+    /// The Kafka cluster ID servers of this environment must talk to. A
+    /// server that names another ID is not deployed; one that names none
+    /// gets this one as its fence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MutationRule {
+    /// Mutations may be applied directly (dev).
+    Direct,
+    /// Every mutation is planned (dry run) and then applied (staging).
+    TwoPhase,
+    /// Two-phase, and exposed only inside an open break-glass window (prod).
+    BreakGlass,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SidecarDefaults {
+    pub image: String,
+    pub resources: ResourceRequirements,
+}
+
+impl Default for SidecarDefaults {
+    fn default() -> Self {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        // Written in the apiserver's canonical form, so that reading back
+        // the Deployment finds exactly what was applied (no churn).
+        let q = |s: &str| Quantity(s.to_string());
+        Self {
+            image: format!("ghcr.io/mcpkafka/mcp-kafka-sidecar:{}", env!("CARGO_PKG_VERSION")),
+            resources: ResourceRequirements {
+                requests: Some(BTreeMap::from([("cpu".into(), q("50m")), ("memory".into(), q("32Mi"))])),
+                limits: Some(BTreeMap::from([("memory".into(), q("128Mi"))])),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        let env = |mutations| EnvironmentRules { mutations, cluster_id: None };
+        Self {
+            default_policy: DefaultPolicy::default(),
+            environments: BTreeMap::from([
+                ("dev".into(), env(MutationRule::Direct)),
+                ("staging".into(), env(MutationRule::TwoPhase)),
+                ("prod".into(), env(MutationRule::BreakGlass)),
+            ]),
+            sidecar: SidecarDefaults::default(),
+            auth_delegator_cluster_role: "system:auth-delegator".into(),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+}
+
+impl OperatorConfig {
+    /// Parses the YAML file; an error names the field.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("invalid operator config at `{}`: {}", e.path(), e.inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_read_only_with_three_environments() {
+        let c = OperatorConfig::parse("{}").unwrap();
+        assert_eq!(c, OperatorConfig::default());
+        assert_eq!(c.default_policy.allow, vec![ToolSelector::Group(ToolGroupSelector::Observe)]);
+        assert_eq!(c.environments["prod"].mutations, MutationRule::BreakGlass);
+        assert_eq!(c.environments["staging"].mutations, MutationRule::TwoPhase);
+        assert_eq!(c.environments["dev"].mutations, MutationRule::Direct);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = OperatorConfig::parse("environments: {qa: {mutations: sometimes}}").unwrap_err();
+        assert!(e.to_string().contains("environments.qa.mutations"), "{e}");
+        let e = OperatorConfig::parse("defaultPolicy: {allow: [drop_all]}").unwrap_err();
+        assert!(e.to_string().contains("defaultPolicy.allow"), "{e}");
+    }
+}

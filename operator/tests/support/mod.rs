@@ -1,0 +1,94 @@
+//! The operator, run in-process against the test ground, and helpers the
+//! integration tests share.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::runtime::events::Reporter;
+use mcp_kafka_operator::config::OperatorConfig;
+use mcp_kafka_operator::crd::McpKafkaServer;
+use mcp_kafka_operator::metrics::Metrics;
+use mcp_kafka_operator::status;
+use mcpk_e2e::{Ground, eventually};
+use tokio_util::sync::CancellationToken;
+
+/// A controller running in a thread of its own (its own runtime), so that
+/// it outlives a single test and dies with the test process.
+pub struct Operator {
+    pub metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Operator {
+    pub fn start(config: OperatorConfig) -> Operator {
+        // The operator's warnings in the test output (shown when a test fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let ground = Ground::get();
+        ground.install_crds();
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        let (m, s) = (metrics.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            rt.block_on(async move {
+                let client = ground.kube_admin().await;
+                let reporter = Reporter { controller: "mcp-kafka-operator".into(), instance: Some("integration-test".into()) };
+                mcp_kafka_operator::controller::run(client, config, m, reporter, 8, async move { s.cancelled().await }).await;
+            });
+        });
+        Operator { metrics, stop, thread: Some(thread) }
+    }
+
+    /// One operator for all tests of a test binary.
+    pub fn shared() -> &'static Operator {
+        static SHARED: std::sync::OnceLock<Operator> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Operator::start(OperatorConfig::default()))
+    }
+
+    /// Stops the controller and waits until it has.
+    pub fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the operator thread ends cleanly");
+        }
+    }
+
+    /// A counter from the operator's /metrics text, summed over its labels.
+    pub fn counter(&self, name: &str, label_filter: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(label_filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+pub fn servers(client: &kube::Client, ns: &str) -> Api<McpKafkaServer> {
+    Api::namespaced(client.clone(), ns)
+}
+
+/// Waits until the server's condition `type_` has `status_` (and, if given, `reason`).
+pub async fn wait_condition(api: &Api<McpKafkaServer>, name: &str, type_: &str, status_: &str, reason: Option<&str>) -> McpKafkaServer {
+    let what = format!("{name}: {type_}={status_} {reason:?}");
+    eventually(&what, || async {
+        let s = api.get(name).await.ok()?;
+        let st = s.status.as_ref()?;
+        let c = status::find(st, type_)?;
+        let generation_seen = st.observed_generation == s.metadata.generation;
+        (generation_seen && c.status == status_ && reason.is_none_or(|r| c.reason == r)).then_some(s.clone())
+    })
+    .await
+}
+
+/// Deletes a test namespace while the operator runs (its finalizer needs it).
+pub async fn delete_namespace(client: &kube::Client, ns: &str) {
+    let _ = Api::<Namespace>::all(client.clone()).delete(ns, &Default::default()).await;
+}
