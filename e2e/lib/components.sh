@@ -88,6 +88,8 @@ rules:
 - level: None
 POLICY
   log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
+  # Service CIDR /16: room for thousands of Services (the operator benchmark
+  # makes one per McpKafkaServer, 1,000 of them; a /24 ran out at 254).
   start_proc kube-apiserver "$K8S_BIN_DIR/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
@@ -95,7 +97,7 @@ POLICY
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
     --client-ca-file="$PKI_DIR/ca.crt" \
     --authorization-mode=RBAC \
-    --service-cluster-ip-range=10.96.0.0/24 \
+    --service-cluster-ip-range=10.96.0.0/16 \
     --service-account-issuer="$SA_ISSUER" \
     --service-account-key-file="$PKI_DIR/sa.pub" \
     --service-account-signing-key-file="$PKI_DIR/sa.key" \

@@ -169,8 +169,15 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let controller = Controller::new(Api::<McpKafkaServer>::all(client.clone()), watcher::Config::default());
-    let servers = controller.store();
+    // The servers' own cache, without managed fields (a third of an object's
+    // size, never read here): the largest saving at 1,000 servers.
+    let (servers, servers_writer) = reflector::store();
+    let server_events = watcher(Api::<McpKafkaServer>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut McpKafkaServer| o.meta_mut().managed_fields = None)
+        .reflect(servers_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(server_events, servers.clone());
 
     let (namespaces, namespace_events) = cached::<Namespace>(&client, watcher::Config::default());
     let (policies, policy_events) = cached::<McpToolPolicy>(&client, watcher::Config::default());

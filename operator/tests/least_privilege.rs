@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -17,22 +17,12 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use mcpk_e2e::{Ground, eventually, unique_name};
 use serde_json::json;
-use support::{delete_namespace, servers};
+use support::{OperatorProcess, delete_namespace, servers};
 
 fn rules(file: &str) -> Vec<PolicyRule> {
     let path = mcpk_e2e::crds_dir().parent().unwrap().join("charts/mcp-kafka-operator/files").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-/// Kills the operator process when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn operator_identity(client: &Client, ns: &str) -> String {
@@ -86,18 +76,7 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     let token = operator_identity(&admin, &operator_ns).await;
     let kubeconfig = kubeconfig_with_token(ground, &token);
 
-    let log_path = ground.log_dir.join(format!("{operator_ns}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let _operator = Process(
-        Command::new(env!("CARGO_BIN_EXE_mcp-kafka-operator"))
-            .args(["run", "--metrics-address", "127.0.0.1:0", "--lease-namespace", &operator_ns])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starting the operator"),
-    );
+    let operator = OperatorProcess::start(&operator_ns, &kubeconfig, &["--metrics-address", "127.0.0.1:0", "--lease-namespace", &operator_ns]);
 
     // It takes the Lease with its own identity.
     let leases: Api<Lease> = Api::namespaced(admin.clone(), &operator_ns);
@@ -123,7 +102,7 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
         }
     });
     api.patch("orders", &kube::api::PatchParams::apply("least-privilege-test"), &kube::api::Patch::Apply(&object)).await.unwrap();
-    let log_tail = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let log_tail = || operator.log_text();
     // Applied, or the first refusal: fail fast with the apiserver's message.
     let server = eventually("the server to be reconciled or refused", || async {
         let s = api.get("orders").await.ok()?;
@@ -134,6 +113,24 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     assert_eq!(server.1.reason, "Applied", "{}\n{}", server.1.message, log_tail());
     assert_eq!(server.0.status.unwrap().token_secrets.len(), 1);
     assert!(!log_tail().contains("forbidden"), "the operator was refused something:\n{}", log_tail());
+
+    // Its operations endpoint (the address is in its first log line).
+    let address = log_tail()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|l| l["fields"]["address"].as_str().map(str::to_string))
+        .expect("the operator logs its metrics address");
+    let get = |path: &str| {
+        let out = Command::new("curl").args(["-fsS", &format!("http://{address}{path}")]).output().expect("running curl");
+        assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(get("/healthz"), "ok\n");
+    assert_eq!(get("/readyz"), "ok\n");
+    let metrics = get("/metrics");
+    for expected in ["mcp_kafka_operator_reconciles_total{outcome=\"ok\"}", "mcp_kafka_operator_leader 1", "mcp_kafka_operator_api_writes_total{kind=\"Deployment\",verb=\"apply\"}"] {
+        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    }
 
     // Deleting needs the finalizer's cleanup of the cluster-scoped binding.
     api.delete("orders", &Default::default()).await.unwrap();

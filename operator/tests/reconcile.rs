@@ -192,6 +192,17 @@ async fn a_namespace_of_another_environment_gets_nothing_until_relabelled() {
     assert_eq!((fenced.0.as_str(), fenced.1.as_str()), ("False", "EnvironmentMismatch"));
     assert!(fenced.2.contains(r#"labelled mcpkafka.dev/environment="prod""#), "{}", fenced.2);
     assert!(!exists::<Deployment>(&client, &ns, "payments-mcp").await, "nothing is deployed across a fence");
+    // A person sees it in `kubectl describe mks`: a Warning Event on the server.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a Warning Event about the fence", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("EnvironmentMismatch")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("payments")
+        })
+    })
+    .await;
     assert!(!exists::<ConfigMap>(&client, &ns, "payments-mcp-config").await);
 
     // The label is what counts: relabelling the namespace deploys it (namespace watch).

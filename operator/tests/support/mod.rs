@@ -92,3 +92,45 @@ pub async fn wait_condition(api: &Api<McpKafkaServer>, name: &str, type_: &str, 
 pub async fn delete_namespace(client: &kube::Client, ns: &str) {
     let _ = Api::<Namespace>::all(client.clone()).delete(ns, &Default::default()).await;
 }
+
+/// The operator binary as a process, killed when the test ends however it ends.
+pub struct OperatorProcess {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl OperatorProcess {
+    /// `mcp-kafka-operator run ARGS` with `kubeconfig`, logging to a file in the ground's log dir.
+    pub fn start(name: &str, kubeconfig: &std::path::Path, args: &[&str]) -> OperatorProcess {
+        let ground = Ground::get();
+        let log = ground.log_dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("creating the operator log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-kafka-operator"))
+            .arg("run")
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::from(file.try_clone().expect("log file")))
+            .stderr(std::process::Stdio::from(file))
+            .spawn()
+            .expect("starting the operator");
+        OperatorProcess { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().expect("waiting for the operator")
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
