@@ -305,11 +305,13 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
     let now = Timestamp::now();
 
     // Dereference.
-    let label = ctx
-        .caches
-        .namespaces
-        .get(&ObjectRef::new(&namespace))
-        .and_then(|ns| ns.labels().get(ENVIRONMENT_LABEL).cloned());
+    let ns_object = ctx.caches.namespaces.get(&ObjectRef::new(&namespace));
+    // A terminating namespace accepts no new objects, and takes this server
+    // with it (the finalizer's cleanup still runs): nothing to apply.
+    if ns_object.as_ref().is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
+        return Ok(Action::await_change());
+    }
+    let label = ns_object.and_then(|ns| ns.labels().get(ENVIRONMENT_LABEL).cloned());
     let policy = match ctx.caches.policies.get(&ObjectRef::new("default").within(&namespace)) {
         Some(p) => Policy::from_namespace(&namespace, &p.spec),
         None => Policy::operator_default(&ctx.config.default_policy),
