@@ -16,8 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use mcpk_e2e::{Ground, eventually, unique_name};
-use serde_json::json;
-use support::{OperatorProcess, delete_namespace, servers};
+use support::{OperatorProcess, apply_server, delete_namespace, server_manifest, servers, two_clients};
 
 fn rules(file: &str) -> Vec<PolicyRule> {
     let path = mcpk_e2e::crds_dir().parent().unwrap().join("charts/mcp-kafka-operator/files").join(file);
@@ -88,20 +87,7 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
 
     let ns = ground.namespace("least-privilege", Some("dev"));
     let api = servers(&admin, &ns);
-    let object = json!({
-        "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer", "metadata": {"name": "orders"},
-        "spec": {
-            "environment": "dev",
-            "kafka": {"bootstrapServers": [ground.kafka_bootstrap_servers]},
-            "tools": ["list_topics", "describe_topic"],
-            "clients": [
-                {"name": "agent", "serviceAccountName": "agent", "tools": ["list_topics"]},
-                {"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["describe_topic"]}
-            ],
-            "replicas": 2
-        }
-    });
-    api.patch("orders", &kube::api::PatchParams::apply("least-privilege-test"), &kube::api::Patch::Apply(&object)).await.unwrap();
+    apply_server(&admin, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic"], two_clients(), 2)).await;
     let log_tail = || operator.log_text();
     // Applied, or the first refusal: fail fast with the apiserver's message.
     let server = eventually("the server to be reconciled or refused", || async {

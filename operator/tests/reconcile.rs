@@ -19,29 +19,7 @@ use mcp_kafka_sidecar::config::SidecarConfig;
 use mcp_kafka_sidecar::tool_name::ToolName;
 use mcpk_e2e::{Ground, eventually};
 use serde_json::{Value, json};
-use support::{Operator, delete_namespace, servers, wait_condition};
-
-fn server_yaml(name: &str, environment: &str, tools: &[&str], clients: Value, replicas: i32) -> Value {
-    json!({
-        "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer",
-        "metadata": {"name": name},
-        "spec": {
-            "environment": environment,
-            "kafka": {"bootstrapServers": [Ground::get().kafka_bootstrap_servers]},
-            "tools": tools,
-            "clients": clients,
-            "replicas": replicas,
-        }
-    })
-}
-
-async fn apply_server(client: &Client, ns: &str, object: &Value) {
-    let name = object["metadata"]["name"].as_str().unwrap();
-    servers(client, ns)
-        .patch(name, &PatchParams::apply("reconcile-test").force(), &Patch::Apply(object))
-        .await
-        .unwrap_or_else(|e| panic!("applying {name}: {e}"));
-}
+use support::{Operator, apply_server, delete_namespace, server_manifest, servers, wait_condition};
 
 async fn apply_policy(client: &Client, ns: &str, spec: Value) {
     let api: Api<mcp_kafka_operator::crd::McpToolPolicy> = Api::namespaced(client.clone(), ns);
@@ -80,7 +58,7 @@ async fn a_server_becomes_owned_objects_that_follow_its_spec_and_policy() {
         {"name": "support", "serviceAccountName": "support-agent", "tools": ["list_topics", "create_topic"]},
         {"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["describe_topic"]},
     ]);
-    apply_server(&client, &ns, &server_yaml("orders", "dev", &["list_topics", "describe_topic", "create_topic"], clients, 2)).await;
+    apply_server(&client, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic", "create_topic"], clients, 2)).await;
 
     // Created: every object, owned by the server.
     let server = wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
@@ -149,7 +127,7 @@ async fn a_server_becomes_owned_objects_that_follow_its_spec_and_policy() {
 
     // A removed client loses its Role, RoleBinding, ServiceAccount and Secret; replicas 1 drops the PDB.
     let one_client = json!([{"name": "support", "serviceAccountName": "support-agent", "tools": ["list_topics"]}]);
-    apply_server(&client, &ns, &server_yaml("orders", "dev", &["list_topics", "describe_topic", "create_topic"], one_client, 1)).await;
+    apply_server(&client, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic", "create_topic"], one_client, 1)).await;
     wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
     eventually("the laptop client's objects to be deleted", || async {
         let gone = !exists::<Role>(&client, &ns, "orders-mcp-client-laptop").await
@@ -185,7 +163,7 @@ async fn a_namespace_of_another_environment_gets_nothing_until_relabelled() {
     let client = ground.kube_admin().await;
     let ns = ground.namespace("fence", Some("prod"));
     let api = servers(&client, &ns);
-    apply_server(&client, &ns, &server_yaml("payments", "dev", &["list_topics"], json!([]), 1)).await;
+    apply_server(&client, &ns, &server_manifest("payments", "dev", &["list_topics"], json!([]), 1)).await;
 
     let s = wait_condition(&api, "payments", "Ready", "False", Some("EnvironmentMismatch")).await;
     let fenced = support_condition(&s, "EnvironmentFenced");
@@ -235,7 +213,7 @@ async fn prod_mutations_appear_only_inside_a_break_glass_window() {
     let ns = ground.namespace("breakglass", Some("prod"));
     let api = servers(&client, &ns);
     apply_policy(&client, &ns, json!({"allow": ["all"]})).await;
-    apply_server(&client, &ns, &server_yaml("ledger", "prod", &["list_topics", "create_partitions"], json!([]), 1)).await;
+    apply_server(&client, &ns, &server_manifest("ledger", "prod", &["list_topics", "create_partitions"], json!([]), 1)).await;
     let s = wait_condition(&api, "ledger", "Reconciled", "True", None).await;
     assert_eq!(s.status.as_ref().unwrap().effective_tools, vec![ToolName::ListTopics], "no mutation in prod without a window");
 
@@ -265,7 +243,7 @@ async fn issued_tokens_authorize_exactly_the_clients_tools() {
     let api = servers(&client, &ns);
     apply_policy(&client, &ns, json!({"allow": ["all"]})).await;
     let clients = json!([{"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["list_topics", "create_topic"]}]);
-    apply_server(&client, &ns, &server_yaml("orders", "dev", &["list_topics", "describe_topic", "create_topic"], clients, 1)).await;
+    apply_server(&client, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic", "create_topic"], clients, 1)).await;
     wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
 
     let secret = Api::<Secret>::namespaced(client.clone(), &ns).get("orders-mcp-client-laptop-token").await.unwrap();

@@ -7,11 +7,11 @@ mod support;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use mcp_kafka_operator::config::OperatorConfig;
 use mcpk_e2e::{Ground, eventually};
-use serde_json::{Value, json};
-use support::{Operator, delete_namespace, servers, wait_condition};
+use serde_json::Value;
+use support::{Operator, apply_server, delete_namespace, server_manifest, servers, two_clients, wait_condition};
 
 const SERVERS: usize = 3;
 
@@ -35,19 +35,7 @@ async fn a_restarted_operator_finds_everything_in_place_and_writes_nothing() {
     let api = servers(&client, &ns);
     for i in 0..SERVERS {
         let name = format!("server-{i}");
-        let object = json!({
-            "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer", "metadata": {"name": name},
-            "spec": {
-                "environment": "dev",
-                "kafka": {"bootstrapServers": [ground.kafka_bootstrap_servers]},
-                "tools": ["list_topics", "describe_topic"],
-                "clients": [
-                    {"name": "agent", "serviceAccountName": "agent", "tools": ["list_topics"]},
-                    {"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["describe_topic"]}
-                ]
-            }
-        });
-        api.patch(&name, &PatchParams::apply("restart-test"), &Patch::Apply(&object)).await.expect("creating a server");
+        apply_server(&client, &ns, &server_manifest(&name, "dev", &["list_topics", "describe_topic"], two_clients(), 1)).await;
     }
     for i in 0..SERVERS {
         wait_condition(&api, &format!("server-{i}"), "Reconciled", "True", Some("Applied")).await;

@@ -71,6 +71,38 @@ impl Operator {
     }
 }
 
+/// An McpKafkaServer for the ground's broker.
+pub fn server_manifest(name: &str, environment: &str, tools: &[&str], clients: serde_json::Value, replicas: i32) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer",
+        "metadata": {"name": name},
+        "spec": {
+            "environment": environment,
+            "kafka": {"bootstrapServers": [Ground::get().kafka_bootstrap_servers]},
+            "tools": tools,
+            "clients": clients,
+            "replicas": replicas,
+        }
+    })
+}
+
+/// The two kinds of client: an existing ServiceAccount, and an issued token.
+pub fn two_clients() -> serde_json::Value {
+    serde_json::json!([
+        {"name": "agent", "serviceAccountName": "agent", "tools": ["list_topics"]},
+        {"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["describe_topic"]}
+    ])
+}
+
+/// Creates or updates a server (server-side apply, as a user would).
+pub async fn apply_server(client: &kube::Client, ns: &str, manifest: &serde_json::Value) {
+    let name = manifest["metadata"]["name"].as_str().expect("a named manifest");
+    servers(client, ns)
+        .patch(name, &kube::api::PatchParams::apply("integration-test").force(), &kube::api::Patch::Apply(manifest))
+        .await
+        .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+}
+
 pub fn servers(client: &kube::Client, ns: &str) -> Api<McpKafkaServer> {
     Api::namespaced(client.clone(), ns)
 }
