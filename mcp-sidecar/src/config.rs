@@ -163,11 +163,35 @@ impl Default for Limits {
 
 /// Who may call. The Kubernetes mode (TokenReview + SubjectAccessReview) is
 /// the default; `none` is only for a dev server on loopback.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AuthConfig {
-    #[serde(default)]
     pub mode: AuthMode,
+    /// The audience a caller's token must carry; default
+    /// `mcpkafka.dev/<namespace>/<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// How long an allowed decision (a token's identity, a tool grant) is reused.
+    pub allow_cache_seconds: u64,
+    /// How long a refusal is reused (short: a new RoleBinding takes effect soon).
+    pub deny_cache_seconds: u64,
+    /// Most decisions kept, per cache.
+    pub cache_entries: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { mode: AuthMode::default(), audience: None, allow_cache_seconds: 30, deny_cache_seconds: 5, cache_entries: 10_000 }
+    }
+}
+
+impl AuthConfig {
+    /// The audience tokens must be minted for.
+    pub fn audience_for(&self, server: &ServerIdentity) -> String {
+        self.audience.clone().unwrap_or_else(|| {
+            format!("mcpkafka.dev/{}/{}", server.namespace.as_deref().unwrap_or("default"), server.name)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -250,6 +274,12 @@ impl SidecarConfig {
         }
         if l.default_consume_bytes > l.max_consume_bytes || l.default_consume_bytes == 0 {
             return Err(ConfigError::new("limits.defaultConsumeBytes", "must be between 1 and maxConsumeBytes"));
+        }
+        if self.auth.mode == AuthMode::Kubernetes && self.server.namespace.is_none() {
+            return Err(ConfigError::new("server.namespace", "is required with auth.mode kubernetes (RBAC grants are namespaced)"));
+        }
+        if self.auth.allow_cache_seconds > 600 || self.auth.deny_cache_seconds > 600 {
+            return Err(ConfigError::new("auth", "decision caches may keep an answer for at most 600 seconds"));
         }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
@@ -342,7 +372,7 @@ tools: [list_topics, describe_topic]
 
     #[test]
     fn json_is_accepted_too() {
-        let json = r#"{"server":{"name":"o","environment":"dev"},"kafka":{"bootstrapServers":["k:9092"]},"tools":[]}"#;
+        let json = r#"{"server":{"name":"o","namespace":"n","environment":"dev"},"kafka":{"bootstrapServers":["k:9092"]},"tools":[]}"#;
         assert!(SidecarConfig::parse(json).unwrap().tools.is_empty());
     }
 }

@@ -27,6 +27,8 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
     Router::new()
         .nest_service("/mcp", service)
+        // Outermost last: count every request, then authenticate it.
+        .layer(middleware::from_fn_with_state(mcp.clone(), crate::auth::require_token))
         .layer(middleware::from_fn_with_state(mcp.clone(), count_inflight))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

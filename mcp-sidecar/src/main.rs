@@ -7,6 +7,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::Parser;
 use mcp_kafka_sidecar::config::{AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig};
+use mcp_kafka_sidecar::auth::Authorizer;
 use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcp_kafka_sidecar::tool_name::{ToolGroup, ToolName};
@@ -70,7 +71,7 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         },
         tools: parse_tools(&cli.tools)?,
         limits: Limits::default(),
-        auth: AuthConfig { mode: AuthMode::None },
+        auth: AuthConfig { mode: AuthMode::None, ..Default::default() },
     };
     config.validate().context("standalone mode")?;
     Ok(config)
@@ -97,12 +98,24 @@ async fn main() -> anyhow::Result<()> {
         None => (standalone_config(&cli)?, None),
     };
     let runtime = Runtime::start(config, None)?;
-    let config = &runtime.config;
+    let config = runtime.config.clone();
     let metrics = std::sync::Arc::new(Metrics::new());
     let listen = config.listen.clone();
     let tools: Vec<&str> = config.tools.iter().map(|t| t.as_str()).collect();
-    tracing::info!(server = %config.server.name, environment = %config.server.environment, ?tools, "starting");
-    let mcp = KafkaMcp::new(runtime, metrics);
+    tracing::info!(server = %config.server.name, environment = %config.server.environment, ?tools, auth = ?config.auth.mode, "starting");
+    let mcp = match config.auth.mode {
+        AuthMode::None => KafkaMcp::new(runtime, metrics),
+        AuthMode::Kubernetes => {
+            if cli.stdio {
+                anyhow::bail!("--stdio has no callers to authenticate: it is only for auth.mode none");
+            }
+            let client = kube::Client::try_default()
+                .await
+                .context("auth.mode kubernetes needs the Kubernetes API (in-cluster, or KUBECONFIG) for TokenReview and SubjectAccessReview")?;
+            let authorizer = Authorizer::new(client, &runtime.config.auth);
+            KafkaMcp::with_authorizer(runtime, metrics, authorizer)
+        }
+    };
     if let Some((path, text)) = config_source {
         reload::spawn(mcp.clone(), path, text);
     }

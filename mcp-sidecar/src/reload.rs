@@ -39,6 +39,13 @@ pub fn spawn(mcp: KafkaMcp, path: PathBuf, mut last_text: String) -> tokio::task
 fn apply(mcp: &KafkaMcp, text: &str) -> anyhow::Result<()> {
     let config = SidecarConfig::parse(text)?;
     let current = mcp.runtime();
+    // Fail closed: switching authentication on or off needs a restart.
+    if config.auth.mode != current.config.auth.mode {
+        anyhow::bail!("auth.mode changed from {:?} to {:?}; restart the sidecar to change it", current.config.auth.mode, config.auth.mode);
+    }
+    if config.auth != current.config.auth {
+        tracing::warn!("auth cache settings changed; they take effect at the next restart");
+    }
     if config.listen != current.config.listen {
         tracing::warn!("listen settings changed; they take effect at the next restart");
     }

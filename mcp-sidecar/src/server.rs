@@ -14,7 +14,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::config::SidecarConfig;
+use crate::auth::{Authorizer, Subject};
+use crate::config::{AuthMode, SidecarConfig};
 use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
@@ -32,14 +33,6 @@ impl Runtime {
     /// Checks that this build can serve the config, and connects to Kafka
     /// (reusing `kafka` when the connection settings did not change).
     pub fn start(config: SidecarConfig, reuse: Option<&Runtime>) -> anyhow::Result<Runtime> {
-        // Fail closed: Kubernetes authentication is not in this build yet, so
-        // a config that asks for it must not be served without it.
-        if config.auth.mode != crate::config::AuthMode::None {
-            anyhow::bail!(
-                "auth.mode {:?} is not supported by this build yet; only `none` (dev on loopback) is",
-                config.auth.mode
-            );
-        }
         let kafka = match reuse {
             Some(current) if current.config.kafka == config.kafka => Arc::clone(&current.kafka),
             _ => {
@@ -65,11 +58,23 @@ pub fn client_id(config: &SidecarConfig) -> String {
 pub struct KafkaMcp {
     runtime: Arc<RwLock<Arc<Runtime>>>,
     pub metrics: Arc<Metrics>,
+    /// Kubernetes authentication and authorization; None only with `auth.mode: none`.
+    authorizer: Option<Arc<Authorizer>>,
 }
 
 impl KafkaMcp {
+    /// A server without authentication (`auth.mode: none`: dev on loopback).
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
-        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics }
+        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics, authorizer: None }
+    }
+
+    /// A server whose callers Kubernetes authenticates and authorizes.
+    pub fn with_authorizer(runtime: Runtime, metrics: Arc<Metrics>, authorizer: Authorizer) -> Self {
+        Self { authorizer: Some(Arc::new(authorizer)), ..Self::new(runtime, metrics) }
+    }
+
+    pub fn authorizer(&self) -> Option<&Arc<Authorizer>> {
+        self.authorizer.as_ref()
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {
@@ -81,14 +86,64 @@ impl KafkaMcp {
         *slot = Arc::new(runtime);
     }
 
-    /// Runs one tool call: the single path every call takes.
+    /// Runs one tool call without a caller (a server without authentication).
     pub async fn call(&self, name: &str, args: Value) -> Result<Value, ToolError> {
+        self.call_as(None, name, args).await
+    }
+
+    /// Whether `subject` may call `tool` here: always with `auth.mode: none`;
+    /// otherwise what the SubjectAccessReview says. Fails closed.
+    async fn authorize(&self, rt: &Runtime, subject: Option<&Arc<Subject>>, tool: ToolName) -> Result<(), ToolError> {
+        let Some(authorizer) = &self.authorizer else {
+            // Fail closed: a config asking for Kubernetes auth is never served without it.
+            return match rt.config.auth.mode {
+                AuthMode::None => Ok(()),
+                AuthMode::Kubernetes => Err(ToolError::new(ErrorCode::PermissionDenied, "this server has no authorizer for auth.mode kubernetes")),
+            };
+        };
+        let server = &rt.config.server;
+        let Some(subject) = subject else {
+            return Err(ToolError::new(ErrorCode::PermissionDenied, "the call carries no authenticated caller"));
+        };
+        match authorizer.may_call(subject, server, tool).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ToolError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{} may not call {tool} on McpKafkaServer {}/{} (no RBAC grant of verb {tool} on mcpkafkaservers/tools)",
+                    subject.username,
+                    server.namespace.as_deref().unwrap_or_default(),
+                    server.name
+                ),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "SubjectAccessReview failed; refusing the call");
+                let mut err = ToolError::new(ErrorCode::PermissionDenied, "authorization could not be checked now; try again");
+                err.retriable = true;
+                Err(err)
+            }
+        }
+    }
+
+    /// The tools `subject` may call (all enabled ones without authentication).
+    pub async fn tools_for(&self, subject: Option<&Arc<Subject>>) -> Vec<ToolName> {
+        let rt = self.runtime();
+        let checks = rt.config.tools.iter().map(|t| {
+            let rt = &rt;
+            async move { self.authorize(rt, subject, *t).await.ok().map(|_| *t) }
+        });
+        futures::future::join_all(checks).await.into_iter().flatten().collect()
+    }
+
+    /// Runs one tool call: the single path every call takes.
+    pub async fn call_as(&self, subject: Option<&Arc<Subject>>, name: &str, args: Value) -> Result<Value, ToolError> {
         let rt = self.runtime();
         let tool: ToolName = name
             .parse()
             .ok()
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
+        self.authorize(&rt, subject, tool).await?;
         let ctx = ToolContext { kafka: Arc::clone(&rt.kafka), limits: rt.config.limits.clone() };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.
@@ -98,6 +153,12 @@ impl KafkaMcp {
             Err(_) => Err(rt.kafka.classify(ToolError::new(ErrorCode::Timeout, format!("{tool} did not finish in {bound:?}")))),
         }
     }
+}
+
+/// The authenticated caller of an MCP request over HTTP (the `/mcp` guard
+/// put it into the HTTP request, which rmcp hands over with the request).
+fn caller(context: &RequestContext<RoleServer>) -> Option<Arc<Subject>> {
+    context.extensions.get::<http::request::Parts>()?.extensions.get::<Arc<Subject>>().cloned()
 }
 
 /// A tool error as MCP wants it: `isError`, a readable text, and the same
@@ -136,19 +197,21 @@ impl ServerHandler for KafkaMcp {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools::describe_all(&self.runtime().config.tools)))
+        // Each caller sees only the tools it may call.
+        let tools = self.tools_for(caller(&context).as_ref()).await;
+        Ok(ListToolsResult::with_all_items(tools::describe_all(&tools)))
     }
 
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
-        let result = self.call(&request.name, args).await;
+        let result = self.call_as(caller(&context).as_ref(), &request.name, args).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
@@ -195,7 +258,7 @@ impl ServerHandler for KafkaMcp {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
         // A resource is a fixed call of the tool behind it, under the same checks.
@@ -207,7 +270,7 @@ impl ServerHandler for KafkaMcp {
             return Err(ErrorData::resource_not_found(format!("no resource {uri}"), None));
         };
         let started = Instant::now();
-        let result = self.call(tool.as_str(), args).await;
+        let result = self.call_as(caller(&context).as_ref(), tool.as_str(), args).await;
         self.metrics.record_call(tool.as_str(), result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"), started.elapsed());
         match result {
             Ok(value) => {

@@ -19,7 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A dev server on the ground's broker with the given tools.
 fn server_with_tools(tools: &[&str]) -> KafkaMcp {
     let text = format!(
-        "server: {{name: tools-test, environment: dev}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\n",
+        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\n",
         Ground::get().kafka_bootstrap_servers,
         tools.join(", ")
     );

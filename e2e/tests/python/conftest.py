@@ -47,7 +47,7 @@ def sidecar_binary() -> pathlib.Path:
 class Sidecar:
     """A sidecar process on a free loopback port, stopped at the end of the test."""
 
-    def __init__(self, args: list[str], port: int, log: pathlib.Path):
+    def __init__(self, args: list[str], port: int, log: pathlib.Path, env: dict[str, str] | None = None):
         import subprocess
 
         self.port = port
@@ -58,6 +58,7 @@ class Sidecar:
             [str(sidecar_binary()), "--listen", f"127.0.0.1:{port}", *args],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -91,10 +92,11 @@ def start_sidecar(free_port, tmp_path, stack_env):
     """start_sidecar(*args): a running sidecar against the stack's Kafka."""
     started = []
 
-    def start(*args: str, bootstrap: str | None = None) -> Sidecar:
+    def start(*args: str, bootstrap: str | None = None, env: dict[str, str] | None = None, port: int | None = None) -> Sidecar:
         kafka = ["--bootstrap-servers", bootstrap or stack_env["KAFKA_BOOTSTRAP_SERVERS"]]
         extra = [] if "--config" in args else kafka
-        s = Sidecar([*extra, *args], free_port if not started else _another_port(), tmp_path / f"sidecar{len(started)}.log")
+        port = port or (free_port if not started else _another_port())
+        s = Sidecar([*extra, *args], port, tmp_path / f"sidecar{len(started)}.log", env)
         started.append(s)
         return s
 

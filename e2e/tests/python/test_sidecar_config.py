@@ -41,14 +41,6 @@ def test_an_invalid_config_stops_the_process_naming_the_field(tmp_path, stack_en
         assert f"`{field}`" in run.stderr.decode(), run.stderr.decode()
 
 
-def test_kubernetes_auth_is_refused_until_this_build_supports_it(tmp_path, stack_env):
-    path = tmp_path / "k8s.yaml"
-    path.write_text(config_text(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 1, "list_topics").replace("auth: {mode: none}\n", ""))
-    run = subprocess.run([str(sidecar_binary()), "--config", str(path)], capture_output=True, timeout=30)
-    assert run.returncode != 0
-    assert "auth.mode" in run.stderr.decode()
-
-
 def test_a_changed_config_is_reloaded_in_the_same_session(tmp_path, stack_env, free_port):
     bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
     path = tmp_path / "sidecar.yaml"

@@ -69,7 +69,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         },
         tools: inputs.tools.to_vec(),
         limits: Limits::default(),
-        auth: AuthConfig { mode: AuthMode::Kubernetes },
+        auth: AuthConfig { mode: AuthMode::Kubernetes, ..Default::default() },
     }
 }
 

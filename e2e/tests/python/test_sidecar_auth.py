@@ -1,0 +1,157 @@
+"""Kubernetes authenticates and authorizes every caller of the sidecar
+(auth.mode kubernetes): tokens minted with TokenRequest for ServiceAccounts
+that real Roles bind to custom verbs on mcpkafkaservers/tools, checked by
+the real apiserver's TokenReview and SubjectAccessReview."""
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+
+import anyio
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+SERVER = "orders"
+TOOLS = ["cluster_status", "list_topics", "describe_topic"]
+
+
+def kubectl(stack_env, *args, stdin=None):
+    out = subprocess.run([stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], *args],
+                         input=stdin, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture
+def rbac(stack_env):
+    """A namespace with ServiceAccounts: `reader` may call list_topics,
+    `writer` list_topics and describe_topic, `outsider` nothing."""
+    ns = f"sidecar-auth-{uuid.uuid4().hex[:8]}"
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+    for sa, verbs in {"reader": ["list_topics"], "writer": ["list_topics", "describe_topic"], "outsider": None}.items():
+        docs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns}})
+        if verbs:
+            docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": sa, "namespace": ns},
+                         "rules": [{"apiGroups": ["mcpkafka.dev"], "resources": ["mcpkafkaservers/tools"],
+                                    "resourceNames": [SERVER], "verbs": verbs}]})
+            docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": sa, "namespace": ns},
+                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+                         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
+    kubectl(stack_env, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    yield ns
+    subprocess.run([stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "namespace", ns, "--wait=false"],
+                   capture_output=True)
+
+
+def token(stack_env, ns, sa, audience=None):
+    return kubectl(stack_env, "create", "token", sa, "-n", ns, "--audience", audience or f"mcpkafka.dev/{ns}/{SERVER}").strip()
+
+
+@pytest.fixture
+def secured_sidecar(rbac, stack_env, start_sidecar, tmp_path, free_port):
+    config = tmp_path / "sidecar.yaml"
+    config.write_text(json.dumps({
+        "server": {"name": SERVER, "namespace": rbac, "environment": "dev"},
+        "listen": {"address": f"127.0.0.1:{free_port}"},
+        "kafka": {"bootstrapServers": [stack_env["KAFKA_BOOTSTRAP_SERVERS"]]},
+        "tools": TOOLS,
+        "auth": {"mode": "kubernetes"},
+    }))
+    # The sidecar asks TokenReview/SubjectAccessReview with the admin
+    # kubeconfig here; in a pod, with its ServiceAccount (system:auth-delegator).
+    sidecar = start_sidecar("--config", str(config), env={"KUBECONFIG": stack_env["KUBECONFIG"]}, port=free_port)
+    sidecar.wait_ready()
+    return sidecar
+
+
+def post_initialize(url, headers):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).encode()
+    req = urllib.request.Request(f"{url}/mcp", data=body, method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
+
+
+async def as_caller(url, bearer, work):
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
+    async with client:
+        async with streamable_http_client(f"{url}/mcp", http_client=client) as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session)
+
+
+def test_no_token_or_a_token_for_another_audience_gets_401(secured_sidecar, rbac, stack_env):
+    status, headers = post_initialize(secured_sidecar.url, {})
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith('Bearer realm="mcp-kafka-sidecar"'), headers
+
+    other = token(stack_env, rbac, "writer", audience="https://kubernetes.default.svc.cluster.local")
+    status, headers = post_initialize(secured_sidecar.url, {"Authorization": f"Bearer {other}"})
+    assert status == 401
+    assert 'error="invalid_token"' in headers["WWW-Authenticate"], headers
+    assert other not in str(headers)
+
+    status, _ = post_initialize(secured_sidecar.url, {"Authorization": "Bearer not-a-token"})
+    assert status == 401
+    good = token(stack_env, rbac, "writer")
+    status, _ = post_initialize(secured_sidecar.url, {"Authorization": f"Bearer {good}"})
+    assert status == 200
+
+
+def test_each_caller_sees_and_calls_only_its_granted_tools(secured_sidecar, rbac, stack_env):
+    url = secured_sidecar.url
+
+    async def names(session):
+        return sorted(t.name for t in (await session.list_tools()).tools)
+
+    async def reader(session):
+        listed = await names(session)
+        allowed = await session.call_tool("list_topics", {})
+        denied = await session.call_tool("describe_topic", {"topic": "anything"})
+        return listed, allowed, denied
+
+    listed, allowed, denied = anyio.run(as_caller, url, token(stack_env, rbac, "reader"), reader)
+    assert listed == ["list_topics"]
+    assert not allowed.is_error and "topics" in allowed.structured_content
+    assert denied.is_error
+    error = denied.structured_content["error"]
+    assert error["code"] == "PERMISSION_DENIED"
+    assert "describe_topic" in error["message"] and f"system:serviceaccount:{rbac}:reader" in error["message"]
+    assert "cluster_status" not in error["message"], "a refusal says nothing about other tools"
+
+    assert anyio.run(as_caller, url, token(stack_env, rbac, "writer"), names) == ["describe_topic", "list_topics"]
+
+    async def outsider(session):
+        return await names(session), await session.call_tool("list_topics", {})
+
+    listed, refused = anyio.run(as_caller, url, token(stack_env, rbac, "outsider"), outsider)
+    assert listed == []
+    assert refused.is_error and refused.structured_content["error"]["code"] == "PERMISSION_DENIED"
+
+
+def test_a_new_grant_takes_effect_after_the_denial_cache_time(secured_sidecar, rbac, stack_env):
+    import time
+
+    url = secured_sidecar.url
+    bearer = token(stack_env, rbac, "outsider")
+
+    async def call(session):
+        return await session.call_tool("cluster_status", {})
+
+    assert anyio.run(as_caller, url, bearer, call).is_error
+    kubectl(stack_env, "create", "role", "outsider", "-n", rbac, "--verb=cluster_status",
+            "--resource=mcpkafkaservers.mcpkafka.dev/tools", f"--resource-name={SERVER}")
+    kubectl(stack_env, "create", "rolebinding", "outsider", "-n", rbac, "--role=outsider", f"--serviceaccount={rbac}:outsider")
+    deadline = time.monotonic() + 30  # denials are cached for 5 s by default
+    while anyio.run(as_caller, url, bearer, call).is_error:
+        assert time.monotonic() < deadline, "the new RoleBinding never took effect"
+        time.sleep(1)

@@ -1,0 +1,193 @@
+//! Kubernetes does authentication and authorization: a caller's bearer
+//! token is checked with a TokenReview (its audience must be this server's),
+//! and each tool with a SubjectAccessReview for the custom verb `<tool>` on
+//! `mcpkafkaservers/tools` of this server. Decisions are cached briefly, in
+//! bounded caches, allowed and denied for different times (as
+//! kube-rbac-proxy does). Anything that cannot be checked is refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use kube::Api;
+use kube::api::PostParams;
+use sha2::{Digest, Sha256};
+
+use crate::config::{AuthConfig, ServerIdentity};
+use crate::tool_name::ToolName;
+
+/// Who is calling, as the TokenReview said.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Subject {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a token was not accepted (said in `WWW-Authenticate`, never with the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Invalid,
+    /// TokenReview could not be asked: refused, not allowed (fail closed).
+    Unverifiable,
+}
+
+pub struct Authorizer {
+    client: kube::Client,
+    /// sha256(token) -> the subject, or None for a refused token.
+    tokens_allowed: moka::sync::Cache<String, Arc<Subject>>,
+    tokens_denied: moka::sync::Cache<String, ()>,
+    /// (subject, namespace, server, tool) -> allowed?
+    grants_allowed: moka::sync::Cache<(Arc<Subject>, String, String, ToolName), ()>,
+    grants_denied: moka::sync::Cache<(Arc<Subject>, String, String, ToolName), ()>,
+}
+
+impl Authorizer {
+    pub fn new(client: kube::Client, config: &AuthConfig) -> Self {
+        let allowed = Duration::from_secs(config.allow_cache_seconds);
+        let denied = Duration::from_secs(config.deny_cache_seconds);
+        let size = config.cache_entries;
+        Self {
+            client,
+            tokens_allowed: moka::sync::Cache::builder().max_capacity(size).time_to_live(allowed).build(),
+            tokens_denied: moka::sync::Cache::builder().max_capacity(size).time_to_live(denied).build(),
+            grants_allowed: moka::sync::Cache::builder().max_capacity(size).time_to_live(allowed).build(),
+            grants_denied: moka::sync::Cache::builder().max_capacity(size).time_to_live(denied).build(),
+        }
+    }
+
+    /// The subject a bearer token stands for, if its audience is `audience`.
+    pub async fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Subject>, Refusal> {
+        let key = format!("{audience}\n{}", hex(&Sha256::digest(token.as_bytes())));
+        if let Some(subject) = self.tokens_allowed.get(&key) {
+            return Ok(subject);
+        }
+        if self.tokens_denied.contains_key(&key) {
+            return Err(Refusal::Invalid);
+        }
+        let review = TokenReview {
+            spec: TokenReviewSpec { token: token.to_string(), audiences: Some(vec![audience.to_string()]) },
+            ..Default::default()
+        };
+        let answer = Api::<TokenReview>::all(self.client.clone()).create(&PostParams::default(), &review).await.map_err(|e| {
+            tracing::warn!(error = %e, "TokenReview failed; refusing the caller");
+            Refusal::Unverifiable
+        })?;
+        let status = answer.status.unwrap_or_default();
+        let audience_ok = status.audiences.as_ref().is_none_or(|a| a.iter().any(|x| x == audience));
+        match status.user.filter(|_| status.authenticated == Some(true) && audience_ok) {
+            Some(user) => {
+                let subject = Arc::new(Subject {
+                    username: user.username.unwrap_or_default(),
+                    uid: user.uid.unwrap_or_default(),
+                    groups: user.groups.unwrap_or_default(),
+                    extra: user.extra.unwrap_or_default(),
+                });
+                self.tokens_allowed.insert(key, subject.clone());
+                Ok(subject)
+            }
+            None => {
+                self.tokens_denied.insert(key, ());
+                Err(Refusal::Invalid)
+            }
+        }
+    }
+
+    /// Whether `subject` may call `tool` on this server. Errors mean "could
+    /// not ask", which callers must treat as a refusal.
+    pub async fn may_call(&self, subject: &Arc<Subject>, server: &ServerIdentity, tool: ToolName) -> Result<bool, kube::Error> {
+        let namespace = server.namespace.clone().unwrap_or_default();
+        let key = (subject.clone(), namespace.clone(), server.name.clone(), tool);
+        if self.grants_allowed.contains_key(&key) {
+            return Ok(true);
+        }
+        if self.grants_denied.contains_key(&key) {
+            return Ok(false);
+        }
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(subject.username.clone()),
+                uid: Some(subject.uid.clone()),
+                groups: Some(subject.groups.clone()),
+                extra: Some(subject.extra.clone()),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("mcpkafka.dev".into()),
+                    resource: Some("mcpkafkaservers".into()),
+                    subresource: Some("tools".into()),
+                    name: Some(server.name.clone()),
+                    namespace: Some(namespace),
+                    verb: Some(tool.as_str().into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone()).create(&PostParams::default(), &review).await?;
+        let allowed = answer.status.is_some_and(|s| s.allowed);
+        if allowed {
+            self.grants_allowed.insert(key, ());
+        } else {
+            self.grants_denied.insert(key, ());
+        }
+        Ok(allowed)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `/mcp` guard: no valid bearer token for this server's audience, no
+/// MCP session. The subject rides along in the request's extensions, where
+/// the MCP handler finds it.
+pub async fn require_token(State(mcp): State<crate::server::KafkaMcp>, mut request: Request, next: Next) -> Response {
+    let Some(authorizer) = mcp.authorizer() else {
+        return match mcp.runtime().config.auth.mode {
+            crate::config::AuthMode::None => next.run(request).await,
+            // Fail closed: Kubernetes auth asked for but not available.
+            crate::config::AuthMode::Kubernetes => unauthorized(&Refusal::Unverifiable, "unavailable"),
+        };
+    };
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let rt = mcp.runtime();
+    let audience = rt.config.auth.audience_for(&rt.config.server);
+    let result = match token {
+        None => Err(Refusal::Missing),
+        Some(token) => authorizer.authenticate(token, &audience).await,
+    };
+    match result {
+        Ok(subject) => {
+            request.extensions_mut().insert(subject);
+            next.run(request).await
+        }
+        Err(refusal) => unauthorized(&refusal, &audience),
+    }
+}
+
+fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
+    let (error, description) = match refusal {
+        Refusal::Missing => (None, "a bearer token is required"),
+        Refusal::Invalid => (Some("invalid_token"), "the token is not valid for this server's audience"),
+        Refusal::Unverifiable => (Some("invalid_token"), "the token could not be verified now"),
+    };
+    let mut challenge = format!("Bearer realm=\"mcp-kafka-sidecar\", audience=\"{audience}\"");
+    if let Some(e) = error {
+        challenge.push_str(&format!(", error=\"{e}\", error_description=\"{description}\""));
+    }
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], format!("{description}\n")).into_response()
+}
