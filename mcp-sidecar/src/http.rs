@@ -43,16 +43,18 @@ async fn count_inflight(State(mcp): State<KafkaMcp>, request: Request, next: Nex
     response
 }
 
-/// Ready when the config is loaded (it is, once serving) and Kafka answered
-/// metadata recently.
+/// Ready when the config is loaded (it is, once serving), Kafka answered
+/// metadata recently, and the cluster-ID fence holds.
 async fn readyz(State(mcp): State<KafkaMcp>) -> Response {
     let rt = mcp.runtime();
     let up = rt.kafka.is_healthy();
     mcp.metrics.kafka_up.set(i64::from(up));
-    if up {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "kafka: no metadata answer recently\n").into_response()
+    if !up {
+        return (StatusCode::SERVICE_UNAVAILABLE, "kafka: no metadata answer recently\n").into_response();
+    }
+    match rt.kafka.fence() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("fenced: {}\n", e.message)).into_response(),
     }
 }
 

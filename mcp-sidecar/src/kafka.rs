@@ -30,6 +30,10 @@ pub struct Kafka {
     started: Instant,
     /// Millis since `started` of the last successful probe (0 = never).
     last_ok_ms: AtomicU64,
+    /// The cluster this server is fenced to (config), and the one the probe
+    /// last found: while they differ, every tool call is refused.
+    expected_cluster_id: Option<String>,
+    observed_cluster_id: std::sync::RwLock<Option<String>>,
 }
 
 impl Kafka {
@@ -52,6 +56,8 @@ impl Kafka {
             timeout: Duration::from_millis(config.request_timeout_ms),
             started: Instant::now(),
             last_ok_ms: AtomicU64::new(0),
+            expected_cluster_id: config.expected_cluster_id.clone(),
+            observed_cluster_id: std::sync::RwLock::new(None),
         }))
     }
 
@@ -113,11 +119,33 @@ impl Kafka {
         last != 0 && self.started.elapsed().saturating_sub(Duration::from_millis(last)) < HEALTHY_WITHIN
     }
 
-    /// One probe: a metadata answer. Blocking.
+    /// The cluster-ID fence: Ok while the connected cluster is the one this
+    /// server is fenced to (or no fence is configured).
+    pub fn fence(&self) -> ToolResult<()> {
+        let Some(expected) = &self.expected_cluster_id else { return Ok(()) };
+        let observed = self.observed_cluster_id.read().map(|o| o.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        match observed {
+            Some(id) if &id == expected => Ok(()),
+            Some(id) => Err(ToolError::new(
+                ErrorCode::Fenced,
+                format!("connected to Kafka cluster {id:?}, but this server is fenced to cluster {expected:?}: every call is refused"),
+            )),
+            None => Err(ToolError::new(ErrorCode::Fenced, "the connected Kafka cluster's ID is not known yet; calls wait for the fence check")),
+        }
+    }
+
+    /// One probe: a metadata answer, and the cluster's ID when a fence needs
+    /// it (so a reconnect to another cluster is seen within one probe). Blocking.
     pub fn probe(&self) -> bool {
         let timeout = PROBE_INTERVAL.min(self.timeout);
         if self.admin.inner().fetch_metadata(None, timeout).is_err() {
             return false;
+        }
+        if self.expected_cluster_id.is_some() {
+            let Some(id) = self.admin.inner().fetch_cluster_id(timeout) else { return false };
+            if let Ok(mut observed) = self.observed_cluster_id.write() {
+                *observed = Some(id);
+            }
         }
         let now = (self.started.elapsed().as_millis() as u64).max(1);
         self.last_ok_ms.store(now, Ordering::Relaxed);

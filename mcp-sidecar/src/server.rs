@@ -144,6 +144,7 @@ impl KafkaMcp {
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
         self.authorize(&rt, subject, tool).await?;
+        rt.kafka.fence()?;
         let ctx = ToolContext { kafka: Arc::clone(&rt.kafka), limits: rt.config.limits.clone() };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.

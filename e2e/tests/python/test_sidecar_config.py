@@ -5,6 +5,7 @@ reload keeps the last good config and says so in logs and metrics."""
 import subprocess
 import time
 import uuid
+import urllib.error
 import urllib.request
 
 import anyio
@@ -95,3 +96,51 @@ def test_a_changed_config_is_reloaded_in_the_same_session(tmp_path, stack_env, f
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_cluster_id_fence_refuses_every_call_and_readiness_on_another_cluster(tmp_path, stack_env, start_sidecar):
+    import json
+
+    def run_with(expected_id, port):
+        path = tmp_path / f"fence-{expected_id}.yaml"
+        path.write_text(json.dumps({
+            "server": {"name": "fence-test", "environment": "dev"},
+            "listen": {"address": f"127.0.0.1:{port}"},
+            "kafka": {"bootstrapServers": [stack_env["KAFKA_BOOTSTRAP_SERVERS"]], "expectedClusterId": expected_id},
+            "tools": ["list_topics", "cluster_status"],
+            "auth": {"mode": "none"},
+        }))
+        return start_sidecar("--config", str(path), port=port)
+
+    def readyz(url):
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return None, ""
+
+    async def calls(url):
+        async with streamable_http_client(f"{url}/mcp") as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return [await session.call_tool(t, {}) for t in ("list_topics", "cluster_status")]
+
+    from conftest import _another_port
+
+    # Fenced to a cluster that is not the one at the bootstrap address.
+    wrong = run_with("NotTheLocalCluster0000", _another_port())
+    for _ in range(100):
+        status, body = readyz(wrong.url)
+        if "fenced" in body and "NotTheLocalCluster0000" in body:
+            break
+        time.sleep(0.2)
+    assert status == 503 and stack_env["KAFKA_CLUSTER_ID"] in body, (status, body)
+    for result in anyio.run(calls, wrong.url):
+        assert result.is_error and result.structured_content["error"]["code"] == "FENCED", result
+
+    # Fenced to the right one: ready, and calls go through.
+    right = run_with(stack_env["KAFKA_CLUSTER_ID"], _another_port())
+    right.wait_ready()
+    assert all(not r.is_error for r in anyio.run(calls, right.url))
