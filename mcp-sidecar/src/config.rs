@@ -28,6 +28,37 @@ pub struct SidecarConfig {
     pub limits: Limits,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// How mutations may run in this environment. Absent: by the
+    /// environment's name (prod: break-glass, staging: two-phase, else direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutations: Option<MutationRule>,
+    /// An open break-glass window (rendered by the operator from the
+    /// namespace's policy); it closes by itself at `until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassWindow>,
+}
+
+/// How mutation tools may be used in an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MutationRule {
+    /// Mutations may be applied directly (dev).
+    Direct,
+    /// Every mutation is planned (dry run) and then applied (staging).
+    TwoPhase,
+    /// Two-phase, and only the tools of an open break-glass window (prod).
+    BreakGlass,
+}
+
+/// A time-boxed exception that opens some mutation tools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BreakGlassWindow {
+    /// End of the window (RFC 3339).
+    #[schemars(with = "String")]
+    pub until: jiff::Timestamp,
+    pub reason: String,
+    pub tools: Vec<ToolName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -296,6 +327,30 @@ impl SidecarConfig {
     pub fn enables(&self, tool: ToolName) -> bool {
         self.tools.contains(&tool)
     }
+
+    /// The mutation rule in force: the configured one, or the secure
+    /// default for the environment's name.
+    pub fn mutation_rule(&self) -> MutationRule {
+        self.mutations.unwrap_or(match self.server.environment.as_str() {
+            "prod" => MutationRule::BreakGlass,
+            "staging" => MutationRule::TwoPhase,
+            _ => MutationRule::Direct,
+        })
+    }
+
+    /// Whether `tool` may be used at `now`, and if not why (environment rules:
+    /// in break-glass environments a mutation needs an open window naming it).
+    /// Two-phase rules are checked per call, where the arguments are known.
+    pub fn environment_allows(&self, tool: ToolName, now: jiff::Timestamp) -> Result<(), String> {
+        if !tool.is_mutation() || self.mutation_rule() != MutationRule::BreakGlass {
+            return Ok(());
+        }
+        match &self.break_glass {
+            Some(w) if w.until > now && w.tools.contains(&tool) => Ok(()),
+            Some(w) if w.until > now => Err(format!("{tool} is a mutation in {}; the open break-glass window does not name it", self.server.environment)),
+            _ => Err(format!("{tool} is a mutation in {}: it needs an open break-glass window", self.server.environment)),
+        }
+    }
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -368,6 +423,23 @@ tools: [list_topics, describe_topic]
         assert_eq!(error_for(&dev_any).field, "auth.mode", "dev on 0.0.0.0");
         let dev_loopback = format!("{dev_any}listen: {{address: '127.0.0.1:8090'}}\n");
         assert_eq!(SidecarConfig::parse(&dev_loopback).unwrap().auth.mode, AuthMode::None);
+    }
+
+    #[test]
+    fn break_glass_environments_open_mutations_only_inside_a_window() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let prod = SidecarConfig::parse(&MINIMAL.replace("staging", "prod")).unwrap();
+        assert_eq!(prod.mutation_rule(), MutationRule::BreakGlass);
+        let now = t("2026-11-21T12:00:00Z");
+        assert!(prod.environment_allows(ToolName::ListTopics, now).is_ok());
+        assert!(prod.environment_allows(ToolName::CreateTopic, now).unwrap_err().contains("needs an open break-glass window"));
+        let window = format!("{}breakGlass: {{until: '2026-11-21T13:00:00Z', reason: INC-1, tools: [create_partitions]}}\n", MINIMAL.replace("staging", "prod"));
+        let open = SidecarConfig::parse(&window).unwrap();
+        assert!(open.environment_allows(ToolName::CreatePartitions, now).is_ok());
+        assert!(open.environment_allows(ToolName::CreateTopic, now).unwrap_err().contains("does not name it"));
+        assert!(open.environment_allows(ToolName::CreatePartitions, t("2026-11-21T13:00:00Z")).is_err(), "closes by itself");
+        assert_eq!(SidecarConfig::parse(MINIMAL).unwrap().mutation_rule(), MutationRule::TwoPhase);
+        assert_eq!(SidecarConfig::parse(&format!("{MINIMAL}mutations: direct\n")).unwrap().mutation_rule(), MutationRule::Direct);
     }
 
     #[test]

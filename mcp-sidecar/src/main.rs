@@ -72,6 +72,8 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         tools: parse_tools(&cli.tools)?,
         limits: Limits::default(),
         auth: AuthConfig { mode: AuthMode::None, ..Default::default() },
+        mutations: None,
+        break_glass: None,
     };
     config.validate().context("standalone mode")?;
     Ok(config)

@@ -15,7 +15,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::auth::{Authorizer, Subject};
-use crate::config::{AuthMode, SidecarConfig};
+use crate::config::{AuthMode, MutationRule, SidecarConfig};
 use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
@@ -125,10 +125,12 @@ impl KafkaMcp {
         }
     }
 
-    /// The tools `subject` may call (all enabled ones without authentication).
+    /// The tools `subject` may call now (RBAC and the environment's rules).
     pub async fn tools_for(&self, subject: Option<&Arc<Subject>>) -> Vec<ToolName> {
         let rt = self.runtime();
-        let checks = rt.config.tools.iter().map(|t| {
+        let now = jiff::Timestamp::now();
+        let usable = rt.config.tools.iter().filter(|t| rt.config.environment_allows(**t, now).is_ok());
+        let checks = usable.map(|t| {
             let rt = &rt;
             async move { self.authorize(rt, subject, *t).await.ok().map(|_| *t) }
         });
@@ -144,6 +146,7 @@ impl KafkaMcp {
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
         self.authorize(&rt, subject, tool).await?;
+        check_environment(&rt.config, tool, &args)?;
         rt.kafka.fence()?;
         let ctx = ToolContext { kafka: Arc::clone(&rt.kafka), limits: rt.config.limits.clone() };
         // Every call ends within the Kafka timeout plus slack, whatever a
@@ -154,6 +157,24 @@ impl KafkaMcp {
             Err(_) => Err(rt.kafka.classify(ToolError::new(ErrorCode::Timeout, format!("{tool} did not finish in {bound:?}")))),
         }
     }
+}
+
+/// The environment's rules for one call: break-glass windows (prod), and
+/// two-phase mutations (staging, prod). Plans (`plan_id`) are not built yet,
+/// so where two phases are required only the first, `dry_run: true`, runs.
+fn check_environment(config: &SidecarConfig, tool: ToolName, args: &Value) -> Result<(), ToolError> {
+    config.environment_allows(tool, jiff::Timestamp::now()).map_err(|m| ToolError::new(ErrorCode::PermissionDenied, m))?;
+    let two_phase = matches!(config.mutation_rule(), MutationRule::TwoPhase | MutationRule::BreakGlass);
+    if tool.is_mutation() && two_phase && args.get("dry_run") != Some(&Value::Bool(true)) {
+        return Err(ToolError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "mutations in {} are two-phase: call {tool} with dry_run: true to plan it; applying a plan is not available in this version",
+                config.server.environment
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The authenticated caller of an MCP request over HTTP (the `/mcp` guard

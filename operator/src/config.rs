@@ -52,16 +52,8 @@ pub struct EnvironmentRules {
     pub cluster_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum MutationRule {
-    /// Mutations may be applied directly (dev).
-    Direct,
-    /// Every mutation is planned (dry run) and then applied (staging).
-    TwoPhase,
-    /// Two-phase, and exposed only inside an open break-glass window (prod).
-    BreakGlass,
-}
+/// The sidecar enforces the same rule; one type for both.
+pub use mcp_kafka_sidecar::config::MutationRule;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]

@@ -351,7 +351,8 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
         // Keep what runs; a pod without its Secret would not start anyway.
         Ok(_) if !missing_secrets.is_empty() => {}
         Ok(fenced) => {
-            let inputs = Inputs { server: &server, config: &ctx.config, fenced, tools: &decision.effective };
+            let window = policy.open_window(now).filter(|_| decision.changes_at.is_some());
+            let inputs = Inputs { server: &server, config: &ctx.config, fenced, tools: &decision.effective, break_glass: window };
             match apply_children(ctx, &inputs, now).await {
                 Ok(a) => applied = a,
                 Err(e) => {

@@ -225,6 +225,12 @@ async fn prod_mutations_appear_only_inside_a_break_glass_window() {
         (s.status?.effective_tools == vec![ToolName::ListTopics, ToolName::CreatePartitions]).then_some(())
     })
     .await;
+    // The sidecar gets the window too, and enforces it itself.
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns).get("ledger-mcp-config").await.unwrap();
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.mutations, Some(mcp_kafka_sidecar::config::MutationRule::BreakGlass));
+    let window = config.break_glass.expect("the open window is in the sidecar's config");
+    assert_eq!((window.tools, window.until), (vec![ToolName::CreatePartitions], until));
     eventually("create_partitions gone after the window (requeue at its end)", || async {
         let s = api.get("ledger").await.ok()?;
         (s.status?.effective_tools == vec![ToolName::ListTopics]).then_some(())

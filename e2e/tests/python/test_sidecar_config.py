@@ -144,3 +144,76 @@ def test_a_cluster_id_fence_refuses_every_call_and_readiness_on_another_cluster(
     right = run_with(stack_env["KAFKA_CLUSTER_ID"], _another_port())
     right.wait_ready()
     assert all(not r.is_error for r in anyio.run(calls, right.url))
+
+
+def test_prod_mutations_need_an_open_window_and_staging_and_prod_are_two_phase(tmp_path, stack_env, start_sidecar):
+    import datetime
+    import json
+
+    from conftest import _another_port
+
+    topic = f"env-rules-{uuid.uuid4().hex[:8]}"
+
+    def run_with(environment, window=None):
+        port = _another_port()
+        config = {
+            "server": {"name": "env-test", "environment": environment},
+            "listen": {"address": f"127.0.0.1:{port}"},
+            "kafka": {"bootstrapServers": [stack_env["KAFKA_BOOTSTRAP_SERVERS"]]},
+            "tools": ["list_topics", "create_topic"],
+            "auth": {"mode": "none"},
+        }
+        if window:
+            config["breakGlass"] = window
+        if environment != "dev":
+            # auth none is for dev only: these servers say their rule explicitly instead.
+            config["server"]["environment"] = "dev"
+            config["mutations"] = {"prod": "breakGlass", "staging": "twoPhase"}[environment]
+        path = tmp_path / f"{environment}-{port}.yaml"
+        path.write_text(json.dumps(config))
+        sidecar = start_sidecar("--config", str(path), port=port)
+        sidecar.wait_ready()
+        return sidecar
+
+    async def session_calls(url):
+        async with streamable_http_client(f"{url}/mcp") as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                listed = sorted(t.name for t in (await session.list_tools()).tools)
+                direct = await session.call_tool("create_topic", {"topic": topic, "partitions": 1})
+                planned = await session.call_tool("create_topic", {"topic": topic, "partitions": 1, "dry_run": True})
+                return listed, direct, planned
+
+    def code(result):
+        return result.structured_content["error"]["code"] if result.is_error else "ok"
+
+    # Break-glass rule without a window: no mutation listed or callable.
+    listed, direct, planned = anyio.run(session_calls, run_with("prod").url)
+    assert listed == ["list_topics"]
+    assert code(direct) == code(planned) == "PERMISSION_DENIED"
+    assert "break-glass" in direct.structured_content["error"]["message"]
+
+    # An open window naming create_topic: listed, planned, but not applied directly.
+    until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    listed, direct, planned = anyio.run(session_calls, run_with("prod", {"until": until, "reason": "INC-1", "tools": ["create_topic"]}).url)
+    assert listed == ["create_topic", "list_topics"]
+    assert code(direct) == "PERMISSION_DENIED" and "two-phase" in direct.structured_content["error"]["message"]
+    assert code(planned) == "ok"
+
+    # A window that has ended is no window.
+    past = "2026-01-01T00:00:00Z"
+    listed, direct, _ = anyio.run(session_calls, run_with("prod", {"until": past, "reason": "old", "tools": ["create_topic"]}).url)
+    assert listed == ["list_topics"] and code(direct) == "PERMISSION_DENIED"
+
+    # Two-phase rule: listed and planned, never applied directly.
+    listed, direct, planned = anyio.run(session_calls, run_with("staging").url)
+    assert listed == ["create_topic", "list_topics"]
+    assert code(direct) == "PERMISSION_DENIED" and code(planned) == "ok"
+    # Nothing of this created the topic: every apply was refused, every plan only planned.
+    async def topics(url):
+        async with streamable_http_client(f"{url}/mcp") as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return (await session.call_tool("list_topics", {"name_contains": topic})).structured_content["topics"]
+
+    assert anyio.run(topics, run_with("staging").url) == []

@@ -48,6 +48,8 @@ pub struct Inputs<'a> {
     pub fenced: &'a Fenced,
     /// The tools the server exposes (after policy).
     pub tools: &'a [ToolName],
+    /// The namespace policy's break-glass window, if open now.
+    pub break_glass: Option<&'a crate::crd::BreakGlass>,
 }
 
 impl Inputs<'_> {

@@ -33,7 +33,7 @@ fn fenced() -> Fenced {
 
 fn build(server: &McpKafkaServer, tools: &[ToolName]) -> Desired {
     let config = OperatorConfig::default();
-    desired(&Inputs { server, config: &config, fenced: &fenced(), tools })
+    desired(&Inputs { server, config: &config, fenced: &fenced(), tools, break_glass: None })
 }
 
 fn all_metadata(d: &Desired) -> Vec<ObjectMeta> {
@@ -184,7 +184,7 @@ fn token_secrets_carry_token_endpoint_and_times() {
     let s = server(SERVER);
     let config = OperatorConfig::default();
     let tools = [ListTopics];
-    let inputs = Inputs { server: &s, config: &config, fenced: &fenced(), tools: &tools };
+    let inputs = Inputs { server: &s, config: &config, fenced: &fenced(), tools: &tools, break_glass: None };
     let token = IssuedToken {
         token: "eyJ.test".into(),
         issued_at: "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),

@@ -18,7 +18,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_kafka_sidecar::config::{
-    AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
+    AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
 };
 
 use super::{CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, labels, names, owned_meta, selector_labels};
@@ -70,6 +70,14 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         tools: inputs.tools.to_vec(),
         limits: Limits::default(),
         auth: AuthConfig { mode: AuthMode::Kubernetes, ..Default::default() },
+        // The sidecar enforces the environment's rule itself too, and closes
+        // the window at its end even before the operator looks again.
+        mutations: Some(inputs.fenced.mutations),
+        break_glass: inputs.break_glass.map(|w| BreakGlassWindow {
+            until: w.until.0,
+            reason: w.reason.clone(),
+            tools: w.allow.iter().copied().filter(|t| inputs.tools.contains(t)).collect(),
+        }),
     }
 }
 
