@@ -82,10 +82,12 @@ pub fn keep_key<K: Resource<DynamicType = ()>>(object: &K) -> (String, String) {
     (K::kind(&()).into_owned(), object.name_any())
 }
 
-/// Deletes the cached objects of this kind that carry `selector`'s labels
-/// and are not in `keep`. Already gone is fine.
+/// Deletes the cached objects of this kind in `namespace` (None: cluster
+/// scope) that carry `selector`'s labels and are not in `keep`. Already gone
+/// is fine.
 pub async fn prune<K>(
     api: &Api<K>,
+    namespace: Option<&str>,
     cache: &Store<K>,
     selector: &[(&str, &str)],
     keep: &Keep,
@@ -94,11 +96,10 @@ pub async fn prune<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let namespace = api_namespace(api);
     let stale: Vec<String> = cache
         .state()
         .iter()
-        .filter(|o| namespace.is_none() || o.namespace() == namespace)
+        .filter(|o| namespace.is_none() || o.namespace().as_deref() == namespace)
         .filter(|o| selector.iter().all(|(k, v)| o.labels().get(*k).map(String::as_str) == Some(*v)))
         .filter(|o| !keep.contains(&keep_key(o.as_ref())))
         .map(|o| o.name_any())
@@ -111,12 +112,6 @@ where
         }
     }
     Ok(stale.len())
-}
-
-/// The namespace an `Api` is scoped to (None for cluster-wide).
-fn api_namespace<K: Resource>(api: &Api<K>) -> Option<String> {
-    let path = api.resource_url();
-    path.split('/').skip_while(|s| *s != "namespaces").nth(1).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -138,20 +133,5 @@ mod tests {
         assert!(!contains(&json!({"spec": {"replicas": 2, "ports": []}}), &desired));
         assert!(!contains(&json!({"spec": {"replicas": 2}}), &desired));
         assert!(!contains(&json!({"spec": {"replicas": 2, "ports": [{"name": "x", "port": 8090}]}}), &desired));
-    }
-
-    #[test]
-    fn the_namespace_of_an_api_is_read_from_its_url() {
-        let client = || -> kube::Client {
-            let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
-            kube::Client::try_from(config).unwrap()
-        };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let ns: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client(), "team-a");
-            assert_eq!(api_namespace(&ns).as_deref(), Some("team-a"));
-            let all: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client());
-            assert_eq!(api_namespace(&all), None);
-        });
     }
 }

@@ -484,17 +484,17 @@ async fn prune_all(ctx: &Context, server: &McpKafkaServer, keep: &Keep) -> Resul
     let (client, c, m) = (&ctx.client, &ctx.caches, ctx.metrics.as_ref());
     let selector = [(SERVER_LABEL, name.as_str()), MANAGED_BY];
     let ns = namespace.as_str();
-    prune(&Api::namespaced(client.clone(), ns), &c.service_accounts, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.roles, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.role_bindings, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.config_maps, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.secrets, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.services, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.network_policies, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.pod_disruption_budgets, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), &c.deployments, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.service_accounts, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.roles, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.role_bindings, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.config_maps, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.secrets, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.services, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.network_policies, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.pod_disruption_budgets, &selector, keep, m).await?;
+    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.deployments, &selector, keep, m).await?;
     let crb_selector = [(SERVER_LABEL, name.as_str()), (SERVER_NAMESPACE_LABEL, ns), MANAGED_BY];
-    prune(&Api::all(client.clone()), &c.cluster_role_bindings, &crb_selector, keep, m).await?;
+    prune(&Api::all(client.clone()), None, &c.cluster_role_bindings, &crb_selector, keep, m).await?;
     Ok(())
 }
 
@@ -551,8 +551,11 @@ async fn publish_changes(ctx: &Context, server: &McpKafkaServer, new: &crate::cr
     {
         publish(ctx, server, EventType::Warning, &c.reason, c.message.clone()).await;
     }
+    // A broken fence already has its Event above; other failures get theirs.
+    let fence_holds = status::find(new, status::ENVIRONMENT_FENCED).is_some_and(|c| c.status == "True");
     if changed(status::RECONCILED)
-        && let Some(c) = status::find(new, status::RECONCILED).filter(|c| c.status == "False" && c.reason != "EnvironmentMismatch")
+        && fence_holds
+        && let Some(c) = status::find(new, status::RECONCILED).filter(|c| c.status == "False")
     {
         publish(ctx, server, EventType::Warning, &c.reason, c.message.clone()).await;
     }
