@@ -119,6 +119,12 @@ impl Kafka {
         last != 0 && self.started.elapsed().saturating_sub(Duration::from_millis(last)) < HEALTHY_WITHIN
     }
 
+    /// The connected cluster's ID as the probe last read it (read only when
+    /// a fence is configured).
+    pub fn cluster_id(&self) -> Option<String> {
+        self.observed_cluster_id.read().ok().and_then(|o| o.clone())
+    }
+
     /// The cluster-ID fence: Ok while the connected cluster is the one this
     /// server is fenced to (or no fence is configured).
     pub fn fence(&self) -> ToolResult<()> {

@@ -8,6 +8,8 @@ pub mod config;
 pub mod tool_name;
 
 #[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod error;

@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
 
     if cli.stdio {
         use rmcp::ServiceExt;
+        let mcp = mcp.with_auditor(mcp_kafka_sidecar::audit::Auditor::to_stderr());
         let service = mcp.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
         service.waiting().await.context("serving stdio")?;
         return Ok(());

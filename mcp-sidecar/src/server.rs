@@ -14,6 +14,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::audit::{AuditRecord, Auditor, Caller};
 use crate::auth::{Authorizer, Subject};
 use crate::config::{AuthMode, MutationRule, SidecarConfig};
 use crate::error::{ErrorCode, ToolError};
@@ -60,12 +61,18 @@ pub struct KafkaMcp {
     pub metrics: Arc<Metrics>,
     /// Kubernetes authentication and authorization; None only with `auth.mode: none`.
     authorizer: Option<Arc<Authorizer>>,
+    pub auditor: Arc<Auditor>,
 }
 
 impl KafkaMcp {
     /// A server without authentication (`auth.mode: none`: dev on loopback).
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
-        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics, authorizer: None }
+        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics, authorizer: None, auditor: Arc::new(Auditor::to_stdout()) }
+    }
+
+    /// Audit records elsewhere than stdout (stdio mode: stdout carries MCP).
+    pub fn with_auditor(self, auditor: Auditor) -> Self {
+        Self { auditor: Arc::new(auditor), ..self }
     }
 
     /// A server whose callers Kubernetes authenticates and authorizes.
@@ -88,7 +95,7 @@ impl KafkaMcp {
 
     /// Runs one tool call without a caller (a server without authentication).
     pub async fn call(&self, name: &str, args: Value) -> Result<Value, ToolError> {
-        self.call_as(None, name, args).await
+        self.call_as(None, &CallInfo::default(), name, args).await
     }
 
     /// Whether `subject` may call `tool` here: always with `auth.mode: none`;
@@ -137,17 +144,52 @@ impl KafkaMcp {
         futures::future::join_all(checks).await.into_iter().flatten().collect()
     }
 
-    /// Runs one tool call: the single path every call takes.
-    pub async fn call_as(&self, subject: Option<&Arc<Subject>>, name: &str, args: Value) -> Result<Value, ToolError> {
+    /// Runs one tool call: the single path every call takes. Every call,
+    /// allowed or denied, leaves one audit record.
+    pub async fn call_as(&self, subject: Option<&Arc<Subject>>, request: &CallInfo, name: &str, args: Value) -> Result<Value, ToolError> {
+        let started = Instant::now();
         let rt = self.runtime();
+        let (denied, result) = match self.admit(&rt, subject, name, &args).await {
+            Err(refusal) => (true, Err(refusal)),
+            Ok(tool) => (false, self.run(&rt, tool, args.clone()).await),
+        };
+        let config = &rt.config;
+        self.auditor.record(&AuditRecord {
+            kind: crate::audit::RECORD_KIND,
+            time: jiff::Timestamp::now().to_string(),
+            request_id: request.request_id.clone(),
+            session_id: request.session_id.clone(),
+            subject: subject.map(|s| Caller { username: s.username.clone(), uid: s.uid.clone(), groups: s.groups.clone() }),
+            server: config.server.name.clone(),
+            namespace: config.server.namespace.clone(),
+            environment: config.server.environment.clone(),
+            cluster_id: rt.kafka.cluster_id(),
+            tool: name.to_string(),
+            arguments: crate::audit::redact(&args),
+            decision: if denied { "deny" } else { "allow" },
+            reason: result.as_ref().err().filter(|_| denied).map(|e| e.message.clone()),
+            dry_run: args.get("dry_run") == Some(&Value::Bool(true)),
+            outcome: result.as_ref().map_or_else(|e| e.code.as_str().to_string(), |_| "ok".to_string()),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
+        result
+    }
+
+    /// Whether this call may run: a known, enabled tool; RBAC; the
+    /// environment's rules; the cluster-ID fence.
+    async fn admit(&self, rt: &Runtime, subject: Option<&Arc<Subject>>, name: &str, args: &Value) -> Result<ToolName, ToolError> {
         let tool: ToolName = name
             .parse()
             .ok()
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
-        self.authorize(&rt, subject, tool).await?;
-        check_environment(&rt.config, tool, &args)?;
+        self.authorize(rt, subject, tool).await?;
+        check_environment(&rt.config, tool, args)?;
         rt.kafka.fence()?;
+        Ok(tool)
+    }
+
+    async fn run(&self, rt: &Runtime, tool: ToolName, args: Value) -> Result<Value, ToolError> {
         let ctx = ToolContext { kafka: Arc::clone(&rt.kafka), limits: rt.config.limits.clone() };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.
@@ -156,6 +198,29 @@ impl KafkaMcp {
             Ok(result) => result,
             Err(_) => Err(rt.kafka.classify(ToolError::new(ErrorCode::Timeout, format!("{tool} did not finish in {bound:?}")))),
         }
+    }
+}
+
+/// Which request a call came in, for its audit record.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    pub request_id: String,
+    pub session_id: Option<String>,
+}
+
+impl CallInfo {
+    fn of(context: &RequestContext<RoleServer>) -> Self {
+        let request_id = match &context.id {
+            rmcp::model::NumberOrString::Number(n) => n.to_string(),
+            rmcp::model::NumberOrString::String(s) => s.to_string(),
+        };
+        let session_id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Self { request_id, session_id }
     }
 }
 
@@ -233,7 +298,7 @@ impl ServerHandler for KafkaMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
-        let result = self.call_as(caller(&context).as_ref(), &request.name, args).await;
+        let result = self.call_as(caller(&context).as_ref(), &CallInfo::of(&context), &request.name, args).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
@@ -292,7 +357,7 @@ impl ServerHandler for KafkaMcp {
             return Err(ErrorData::resource_not_found(format!("no resource {uri}"), None));
         };
         let started = Instant::now();
-        let result = self.call_as(caller(&context).as_ref(), tool.as_str(), args).await;
+        let result = self.call_as(caller(&context).as_ref(), &CallInfo::of(&context), tool.as_str(), args).await;
         self.metrics.record_call(tool.as_str(), result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"), started.elapsed());
         match result {
             Ok(value) => {

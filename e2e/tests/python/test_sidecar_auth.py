@@ -128,6 +128,15 @@ def test_each_caller_sees_and_calls_only_its_granted_tools(secured_sidecar, rbac
     assert "describe_topic" in error["message"] and f"system:serviceaccount:{rbac}:reader" in error["message"]
     assert "cluster_status" not in error["message"], "a refusal says nothing about other tools"
 
+    # One audit record per call, allowed or denied, with the caller.
+    records = [json.loads(line) for line in secured_sidecar.log.read_text().splitlines() if '"mcp-kafka-sidecar.audit/v1"' in line]
+    reader_name = f"system:serviceaccount:{rbac}:reader"
+    mine = [r for r in records if (r.get("subject") or {}).get("username") == reader_name]
+    assert [(r["tool"], r["decision"], r["outcome"]) for r in mine] == [
+        ("list_topics", "allow", "ok"), ("describe_topic", "deny", "PERMISSION_DENIED")], mine
+    assert mine[1]["reason"] and "describe_topic" in mine[1]["reason"]
+    assert all(r["server"] == SERVER and r["namespace"] == rbac and r["sessionId"] for r in mine)
+
     assert anyio.run(as_caller, url, token(stack_env, rbac, "writer"), names) == ["describe_topic", "list_topics"]
 
     async def outsider(session):

@@ -1,0 +1,143 @@
+//! The audit trail: one JSON record per tool call, allowed or denied,
+//! written as one line to its own stream (stdout over HTTP; stderr in stdio
+//! mode, where stdout carries MCP), apart from the logs. Message payloads
+//! and anything secret-looking in the arguments are replaced by a hash and
+//! a length, so the record proves what was sent without repeating it.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Marks audit lines, so that a reader can tell them from log lines on a shared stream.
+pub const RECORD_KIND: &str = "mcp-kafka-sidecar.audit/v1";
+
+/// Argument names whose values are payloads or secrets.
+const REDACTED_KEYS: [&str; 3] = ["value", "key", "headers"];
+const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "credential"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Caller {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub kind: &'static str,
+    pub time: String,
+    /// The JSON-RPC request id, unique within the session.
+    pub request_id: String,
+    pub session_id: Option<String>,
+    /// None when the server runs without authentication (dev on loopback).
+    pub subject: Option<Caller>,
+    pub server: String,
+    pub namespace: Option<String>,
+    pub environment: String,
+    pub cluster_id: Option<String>,
+    pub tool: String,
+    pub arguments: Value,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    pub reason: Option<String>,
+    pub dry_run: bool,
+    /// `ok` or the error code.
+    pub outcome: String,
+    pub duration_ms: f64,
+}
+
+/// Where records go.
+pub struct Auditor {
+    to_stderr: bool,
+    written: AtomicU64,
+}
+
+impl Auditor {
+    pub fn to_stdout() -> Self {
+        Self { to_stderr: false, written: AtomicU64::new(0) }
+    }
+
+    pub fn to_stderr() -> Self {
+        Self { to_stderr: true, written: AtomicU64::new(0) }
+    }
+
+    /// Writes one record as one line. A failed write is logged, not hidden.
+    pub fn record(&self, record: &AuditRecord) {
+        let mut line = match serde_json::to_vec(record) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "an audit record did not serialize");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let written = if self.to_stderr {
+            std::io::stderr().lock().write_all(&line)
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&line).and_then(|_| out.flush())
+        };
+        match written {
+            Ok(()) => {
+                self.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "writing an audit record failed"),
+        }
+    }
+
+    pub fn records_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// The arguments as they may be kept: payloads and secret-looking values
+/// become `{"sha256": <first 16 hex>, "length": <bytes>}`.
+pub fn redact(args: &Value) -> Value {
+    match args {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let lower = k.to_ascii_lowercase();
+                let sensitive = REDACTED_KEYS.contains(&lower.as_str()) || SECRET_WORDS.iter().any(|w| lower.contains(w));
+                out.insert(k.clone(), if sensitive { fingerprint(v) } else { redact(v) });
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+fn fingerprint(v: &Value) -> Value {
+    let bytes = match v {
+        Value::String(s) => s.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    };
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    json!({ "sha256": hex, "length": bytes.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_and_secrets_are_hashed_not_kept() {
+        let args = json!({"topic": "orders", "value": "card 4111-1111", "key": "k1", "headers": {"h": "v"},
+                          "nested": {"saslPassword": "hunter2"}, "partitions": 3});
+        let kept = redact(&args);
+        let text = kept.to_string();
+        for secret in ["4111", "k1", "hunter2", "\"h\""] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(kept["topic"], "orders");
+        assert_eq!(kept["partitions"], 3);
+        assert_eq!(kept["value"]["length"], 14);
+        assert_eq!(kept["value"], redact(&json!({"value": "card 4111-1111"}))["value"], "stable: the same payload, the same hash");
+    }
+}
