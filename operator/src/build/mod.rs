@@ -22,7 +22,6 @@ use crate::crd::McpKafkaServer;
 use crate::fence::Fenced;
 
 pub use rbac::{IssuedToken, token_secret};
-pub use workload::sidecar_config;
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "mcp-kafka-operator";
