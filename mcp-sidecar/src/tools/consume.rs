@@ -87,11 +87,22 @@ impl Payload {
     pub fn decode(bytes: &[u8]) -> Payload {
         match std::str::from_utf8(bytes) {
             Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => Payload::Json(v),
+                Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) if numbers_are_exact(&v) => Payload::Json(v),
                 _ => Payload::Text(text.to_string()),
             },
             Err(_) => Payload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
         }
+    }
+}
+
+/// Whether every number survived parsing: an integer beyond 64 bits is
+/// parsed as a float that no longer equals it, so such a payload stays text.
+fn numbers_are_exact(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() != 0.0 || f.abs() < 9_007_199_254_740_992.0),
+        serde_json::Value::Array(items) => items.iter().all(numbers_are_exact),
+        serde_json::Value::Object(map) => map.values().all(numbers_are_exact),
+        _ => true,
     }
 }
 
@@ -203,5 +214,11 @@ mod tests {
         // A bare JSON scalar stays text, so "42" and 42 are not confused.
         assert!(matches!(Payload::decode(b"42"), Payload::Text(_)));
         assert!(matches!(Payload::decode(&[0xff, 0xfe, 0x00]), Payload::Base64(b) if b == "//4A"));
+        // Floats keep their exact value; integers beyond 64 bits stay text.
+        let Payload::Json(v) = Payload::decode(br#"{"ms":7.876891,"x":0.1}"#) else { panic!("json") };
+        assert_eq!(v["ms"].as_f64(), Some(7.876891));
+        assert_eq!(v.to_string(), r#"{"ms":7.876891,"x":0.1}"#);
+        assert!(matches!(Payload::decode(br#"{"id":123456789012345678901234567890}"#), Payload::Text(_)));
+        assert!(matches!(Payload::decode(br#"{"n":1e300}"#), Payload::Text(_)), "an integral value past 2^53 may be a rounded integer: kept as text");
     }
 }
