@@ -36,6 +36,37 @@ pub struct SidecarConfig {
     /// namespace's policy); it closes by itself at `until`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlassWindow>,
+    /// Two-phase mutations: how long a dry run's plan stays open.
+    #[serde(default)]
+    pub plans: PlanConfig,
+    /// Where audit records go besides stdout.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// Seconds a plan may be applied after its dry run.
+    pub ttl_seconds: u64,
+    /// Most plans open at once in this process.
+    pub max_open: u64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self { ttl_seconds: 300, max_open: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Also write every record to this topic of the served cluster (acks=all,
+    /// idempotent producer). While it cannot accept records, mutations are
+    /// refused. The topic must exist: it is never created on the fly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_topic: Option<String>,
 }
 
 /// How mutation tools may be used in an environment.
@@ -176,6 +207,13 @@ pub struct Limits {
     pub max_consume_timeout_ms: u64,
     /// Largest key + value + headers `publish_message` accepts.
     pub max_publish_bytes: usize,
+    /// Largest HTTP request body on `/mcp` (a base64 message of
+    /// `maxPublishBytes` must fit).
+    pub max_request_bytes: usize,
+    /// Tool calls per second per caller, sustained (token bucket).
+    pub calls_per_second: u32,
+    /// Tool calls a caller may make at once above the sustained rate.
+    pub call_burst: u32,
 }
 
 impl Default for Limits {
@@ -188,6 +226,9 @@ impl Default for Limits {
             max_consume_bytes: 1024 * 1024,
             max_consume_timeout_ms: 10_000,
             max_publish_bytes: 1024 * 1024,
+            max_request_bytes: 4 * 1024 * 1024,
+            calls_per_second: 50,
+            call_burst: 100,
         }
     }
 }
@@ -294,6 +335,8 @@ impl SidecarConfig {
             ("limits.maxConsumeMessages", l.max_consume_messages, 1),
             ("limits.maxConsumeBytes", l.max_consume_bytes, 1),
             ("limits.maxPublishBytes", l.max_publish_bytes, 1),
+            ("limits.callsPerSecond", l.calls_per_second as usize, 1),
+            ("limits.callBurst", l.call_burst as usize, 1),
         ];
         for (field, value, min) in caps {
             if value < min {
@@ -305,6 +348,25 @@ impl SidecarConfig {
         }
         if l.default_consume_bytes > l.max_consume_bytes || l.default_consume_bytes == 0 {
             return Err(ConfigError::new("limits.defaultConsumeBytes", "must be between 1 and maxConsumeBytes"));
+        }
+        // base64 grows 3 bytes to 4; the JSON-RPC envelope needs some room too.
+        let largest_publish = l.max_publish_bytes / 3 * 4 + 64 * 1024;
+        if l.max_request_bytes < largest_publish {
+            return Err(ConfigError::new(
+                "limits.maxRequestBytes",
+                format!("must be at least {largest_publish} so that a base64 message of maxPublishBytes fits"),
+            ));
+        }
+        if !(1..=3600).contains(&self.plans.ttl_seconds) {
+            return Err(ConfigError::new("plans.ttlSeconds", "must be between 1 and 3600"));
+        }
+        if self.plans.max_open == 0 {
+            return Err(ConfigError::new("plans.maxOpen", "must be at least 1"));
+        }
+        if let Some(topic) = &self.audit.kafka_topic {
+            if let Some(problem) = topic_name_problem(topic) {
+                return Err(ConfigError::new("audit.kafkaTopic", problem));
+            }
         }
         if self.auth.mode == AuthMode::Kubernetes && self.server.namespace.is_none() {
             return Err(ConfigError::new("server.namespace", "is required with auth.mode kubernetes (RBAC grants are namespaced)"));
@@ -351,6 +413,23 @@ impl SidecarConfig {
             _ => Err(format!("{tool} is a mutation in {}: it needs an open break-glass window", self.server.environment)),
         }
     }
+}
+
+/// What is wrong with a topic name by Kafka's own rule (1..=249 of
+/// `[a-zA-Z0-9._-]`, not `.` or `..`), if anything.
+pub fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 249 {
+        return Some(format!("topic name must be 1 to 249 characters, got {}", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Some("topic name cannot be '.' or '..'".into());
+    }
+    let bad = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))?;
+    Some(format!(
+        "topic name {:?} contains {:?}; only letters, digits, '.', '_' and '-' are allowed",
+        name.escape_debug().to_string(),
+        bad
+    ))
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -22,6 +22,10 @@ pub mod kafka;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
+pub mod plan;
+#[cfg(feature = "server")]
+pub mod rate;
+#[cfg(feature = "server")]
 pub mod reload;
 #[cfg(feature = "server")]
 pub mod server;

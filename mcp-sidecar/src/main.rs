@@ -40,6 +40,10 @@ struct Cli {
     /// Extra Host header values accepted on /mcp (e.g. a Service DNS name).
     #[arg(long = "allowed-host")]
     allowed_hosts: Vec<String>,
+    /// Standalone mode: tool calls per second allowed (bursts of twice as many);
+    /// more get LIMIT_EXCEEDED.
+    #[arg(long, default_value_t = Limits::default().calls_per_second)]
+    calls_per_second: u32,
 }
 
 fn parse_tools(list: &[String]) -> anyhow::Result<Vec<ToolName>> {
@@ -70,10 +74,12 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
             request_timeout_ms: 10_000,
         },
         tools: parse_tools(&cli.tools)?,
-        limits: Limits::default(),
+        limits: Limits { calls_per_second: cli.calls_per_second, call_burst: cli.calls_per_second.saturating_mul(2), ..Limits::default() },
         auth: AuthConfig { mode: AuthMode::None, ..Default::default() },
         mutations: None,
         break_glass: None,
+        plans: Default::default(),
+        audit: Default::default(),
     };
     config.validate().context("standalone mode")?;
     Ok(config)

@@ -1,6 +1,7 @@
 //! The MCP handler: lists the enabled tools and resources, and runs every
-//! tool call through one path (`call`), where the authorization, fence and
-//! audit checks of later layers go, and where metrics are recorded.
+//! tool call through one path (`call_as`): rate limit, authorization,
+//! environment rules and fence (`admit`), then two-phase plans and the audit
+//! sink's check for mutations (`execute`), then one audit record.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -14,12 +15,14 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::audit::{AuditRecord, Auditor, Caller};
+use crate::audit::{AuditRecord, Auditor, Caller, KafkaSink};
 use crate::auth::{Authorizer, Subject};
 use crate::config::{AuthMode, MutationRule, SidecarConfig};
 use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
+use crate::plan::{self, Plans};
+use crate::rate::CallRate;
 use crate::tool_name::ToolName;
 use crate::tools::{self, ToolContext};
 
@@ -28,11 +31,15 @@ use crate::tools::{self, ToolContext};
 pub struct Runtime {
     pub config: SidecarConfig,
     pub kafka: Arc<Kafka>,
+    pub rate: Arc<CallRate>,
+    /// The durable audit copy, when `audit.kafkaTopic` is set.
+    pub audit_sink: Option<Arc<KafkaSink>>,
 }
 
 impl Runtime {
     /// Checks that this build can serve the config, and connects to Kafka
-    /// (reusing `kafka` when the connection settings did not change).
+    /// (reusing `kafka` when the connection settings did not change, and the
+    /// callers' rate buckets when the limits did not).
     pub fn start(config: SidecarConfig, reuse: Option<&Runtime>) -> anyhow::Result<Runtime> {
         let kafka = match reuse {
             Some(current) if current.config.kafka == config.kafka => Arc::clone(&current.kafka),
@@ -42,7 +49,12 @@ impl Runtime {
                 kafka
             }
         };
-        Ok(Runtime { config, kafka })
+        let rate = match reuse {
+            Some(current) if current.rate.enforces(&config.limits) => Arc::clone(&current.rate),
+            _ => Arc::new(CallRate::new(&config.limits)),
+        };
+        let audit_sink = config.audit.kafka_topic.clone().map(|topic| Arc::new(KafkaSink::new(Arc::clone(&kafka), topic)));
+        Ok(Runtime { config, kafka, rate, audit_sink })
     }
 }
 
@@ -62,12 +74,15 @@ pub struct KafkaMcp {
     /// Kubernetes authentication and authorization; None only with `auth.mode: none`.
     authorizer: Option<Arc<Authorizer>>,
     pub auditor: Arc<Auditor>,
+    /// Open two-phase plans (in memory: see `plan`).
+    plans: Arc<Plans>,
 }
 
 impl KafkaMcp {
     /// A server without authentication (`auth.mode: none`: dev on loopback).
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
-        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics, authorizer: None, auditor: Arc::new(Auditor::to_stdout()) }
+        let plans = Arc::new(Plans::new(runtime.config.plans.max_open));
+        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics, authorizer: None, auditor: Arc::new(Auditor::to_stdout()), plans }
     }
 
     /// Audit records elsewhere than stdout (stdio mode: stdout carries MCP).
@@ -146,15 +161,22 @@ impl KafkaMcp {
 
     /// Runs one tool call: the single path every call takes. Every call,
     /// allowed or denied, leaves one audit record.
-    pub async fn call_as(&self, subject: Option<&Arc<Subject>>, request: &CallInfo, name: &str, args: Value) -> Result<Value, ToolError> {
+    pub async fn call_as(&self, subject: Option<&Arc<Subject>>, request: &CallInfo, name: &str, mut args: Value) -> Result<Value, ToolError> {
         let started = Instant::now();
         let rt = self.runtime();
-        let (denied, result) = match self.admit(&rt, subject, name, &args).await {
-            Err(refusal) => (true, Err(refusal)),
-            Ok(tool) => (false, self.run(&rt, tool, args.clone()).await),
+        let plan_id = plan::split_plan_id(&mut args);
+        let audited_args = crate::audit::redact(&args);
+        let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
+        let mut outcome = Outcome { plan_id: plan_id.clone().ok().flatten(), ..Outcome::default() };
+        let result = match self.admit(&rt, subject, name, &args, plan_id).await {
+            Err(refusal) => Err(refusal),
+            Ok(admitted) => {
+                outcome.admitted = true;
+                self.execute(&rt, subject, admitted, args, &mut outcome).await
+            }
         };
         let config = &rt.config;
-        self.auditor.record(&AuditRecord {
+        let record = AuditRecord {
             kind: crate::audit::RECORD_KIND,
             time: jiff::Timestamp::now().to_string(),
             request_id: request.request_id.clone(),
@@ -165,28 +187,96 @@ impl KafkaMcp {
             environment: config.server.environment.clone(),
             cluster_id: rt.kafka.cluster_id(),
             tool: name.to_string(),
-            arguments: crate::audit::redact(&args),
-            decision: if denied { "deny" } else { "allow" },
-            reason: result.as_ref().err().filter(|_| denied).map(|e| e.message.clone()),
-            dry_run: args.get("dry_run") == Some(&Value::Bool(true)),
+            arguments: audited_args,
+            decision: if outcome.admitted { "allow" } else { "deny" },
+            reason: result.as_ref().err().filter(|_| !outcome.admitted).map(|e| e.message.clone()),
+            dry_run,
+            plan_id: outcome.plan_id.clone(),
+            diff: result.as_ref().ok().filter(|_| outcome.mutation).map(crate::audit::redact),
             outcome: result.as_ref().map_or_else(|e| e.code.as_str().to_string(), |_| "ok".to_string()),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+        };
+        let line = self.auditor.record(&record);
+        if let (Some(sink), Some(line)) = (&rt.audit_sink, line) {
+            let (sink, metrics, key) = (Arc::clone(sink), Arc::clone(&self.metrics), config.server.name.clone());
+            let deliver = async move { deliver_to_sink(&sink, &metrics, &key, &line).await };
+            // A change to Kafka waits for its record; other calls do not.
+            if outcome.changed_kafka {
+                deliver.await;
+            } else {
+                tokio::spawn(deliver);
+            }
+        }
         result
     }
 
-    /// Whether this call may run: a known, enabled tool; RBAC; the
-    /// environment's rules; the cluster-ID fence.
-    async fn admit(&self, rt: &Runtime, subject: Option<&Arc<Subject>>, name: &str, args: &Value) -> Result<ToolName, ToolError> {
+    /// Whether this call may run: a known, enabled tool; the caller's rate
+    /// (before the apiserver is asked); RBAC; the environment's rules; the
+    /// cluster-ID fence.
+    async fn admit(
+        &self,
+        rt: &Runtime,
+        subject: Option<&Arc<Subject>>,
+        name: &str,
+        args: &Value,
+        plan_id: Result<Option<String>, ToolError>,
+    ) -> Result<Admitted, ToolError> {
         let tool: ToolName = name
             .parse()
             .ok()
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
+        rt.rate.admit(subject.map_or("", |s| s.username.as_str()))?;
         self.authorize(rt, subject, tool).await?;
-        check_environment(&rt.config, tool, args)?;
+        let plan_id = plan_id?;
+        check_environment(&rt.config, tool, args, plan_id.is_some())?;
         rt.kafka.fence()?;
-        Ok(tool)
+        Ok(Admitted { tool, plan_id })
+    }
+
+    /// Runs an admitted call. Mutations: a dry run makes a plan; an apply
+    /// that names a plan re-reads the state and refuses if it changed; a
+    /// change to Kafka needs the audit sink (when configured) to be up.
+    async fn execute(&self, rt: &Runtime, subject: Option<&Arc<Subject>>, admitted: Admitted, args: Value, outcome: &mut Outcome) -> Result<Value, ToolError> {
+        let tool = admitted.tool;
+        if !tool.is_mutation() {
+            return self.run(rt, tool, args).await;
+        }
+        outcome.mutation = true;
+        let caller = subject.map(|s| s.as_ref());
+        let cluster_id = rt.kafka.cluster_id();
+        if args.get("dry_run") == Some(&Value::Bool(true)) {
+            let mut diff = self.run(rt, tool, args.clone()).await?;
+            let ttl = Duration::from_secs(rt.config.plans.ttl_seconds);
+            let ticket = self.plans.make(caller, tool, &args, &diff, cluster_id.as_deref(), ttl);
+            outcome.plan_id = Some(ticket.id.clone());
+            if let Value::Object(map) = &mut diff {
+                map.insert(plan::PLAN_FIELD.into(), serde_json::to_value(ticket).unwrap_or_default());
+            }
+            return Ok(diff);
+        }
+        if let Some(id) = &admitted.plan_id {
+            let planned = self.plans.take(id, caller, tool, &args)?;
+            let mut again = args.clone();
+            if let Value::Object(map) = &mut again {
+                map.insert("dry_run".into(), Value::Bool(true));
+            }
+            let fresh = self.run(rt, tool, again).await.map_err(|e| {
+                if e.retriable { e } else { ToolError::conflict(format!("the cluster changed since plan {id}: {}; plan again", e.message)) }
+            })?;
+            if !plan::still_holds(&planned, tool, &fresh, cluster_id.as_deref()) {
+                return Err(ToolError::conflict(format!(
+                    "the state {tool} depends on changed since plan {id} (now: {fresh}); nothing was changed, plan again"
+                )));
+            }
+        }
+        if let Some(sink) = &rt.audit_sink {
+            sink.check().await.map_err(|why| {
+                ToolError::new(ErrorCode::KafkaUnavailable, format!("the audit sink cannot take records ({why}); changes are refused until it can"))
+            })?;
+        }
+        outcome.changed_kafka = true;
+        self.run(rt, tool, args).await
     }
 
     async fn run(&self, rt: &Runtime, tool: ToolName, args: Value) -> Result<Value, ToolError> {
@@ -197,6 +287,37 @@ impl KafkaMcp {
         match tokio::time::timeout(bound, tools::dispatch(tool, &ctx, args)).await {
             Ok(result) => result,
             Err(_) => Err(rt.kafka.classify(ToolError::new(ErrorCode::Timeout, format!("{tool} did not finish in {bound:?}")))),
+        }
+    }
+}
+
+/// A call that may run.
+struct Admitted {
+    tool: ToolName,
+    /// The plan an apply names.
+    plan_id: Option<String>,
+}
+
+/// What the audit record says of a call besides its result.
+#[derive(Default)]
+struct Outcome {
+    /// Passed `admit` (the record's decision).
+    admitted: bool,
+    mutation: bool,
+    /// Kafka was asked to change something (not a dry run, not refused before).
+    changed_kafka: bool,
+    plan_id: Option<String>,
+}
+
+async fn deliver_to_sink(sink: &KafkaSink, metrics: &Metrics, key: &str, line: &[u8]) {
+    match sink.send(key, line).await {
+        Ok(()) => {
+            metrics.audit_sink_up.set(1);
+        }
+        Err(e) => {
+            metrics.audit_sink_up.set(0);
+            metrics.audit_sink_failures.inc();
+            tracing::warn!(error = %e, "the Kafka audit sink did not take a record (stdout has it)");
         }
     }
 }
@@ -225,16 +346,19 @@ impl CallInfo {
 }
 
 /// The environment's rules for one call: break-glass windows (prod), and
-/// two-phase mutations (staging, prod). Plans (`plan_id`) are not built yet,
-/// so where two phases are required only the first, `dry_run: true`, runs.
-fn check_environment(config: &SidecarConfig, tool: ToolName, args: &Value) -> Result<(), ToolError> {
+/// two-phase mutations (staging, prod): a dry run, then an apply naming its plan.
+fn check_environment(config: &SidecarConfig, tool: ToolName, args: &Value, names_plan: bool) -> Result<(), ToolError> {
     config.environment_allows(tool, jiff::Timestamp::now()).map_err(|m| ToolError::new(ErrorCode::PermissionDenied, m))?;
+    let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
+    if names_plan && (dry_run || !tool.is_mutation()) {
+        return Err(ToolError::invalid("plan_id is for applying a mutation's plan: call without dry_run"));
+    }
     let two_phase = matches!(config.mutation_rule(), MutationRule::TwoPhase | MutationRule::BreakGlass);
-    if tool.is_mutation() && two_phase && args.get("dry_run") != Some(&Value::Bool(true)) {
+    if tool.is_mutation() && two_phase && !dry_run && !names_plan {
         return Err(ToolError::new(
             ErrorCode::PermissionDenied,
             format!(
-                "mutations in {} are two-phase: call {tool} with dry_run: true to plan it; applying a plan is not available in this version",
+                "mutations in {} are two-phase: call {tool} with dry_run: true to get a plan, then again with the same arguments and its plan_id",
                 config.server.environment
             ),
         ));

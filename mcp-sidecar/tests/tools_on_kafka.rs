@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use mcp_kafka_sidecar::config::SidecarConfig;
 use mcp_kafka_sidecar::error::ErrorCode;
-use mcp_kafka_sidecar::kafka::Kafka;
 use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcpk_e2e::{Ground, eventually, unique_name};
@@ -16,16 +15,16 @@ use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A dev server on the ground's broker with the given tools.
+/// A dev server on the ground's broker with the given tools (no rate limit
+/// to speak of: these tests call as fast as they can).
 fn server_with_tools(tools: &[&str]) -> KafkaMcp {
     let text = format!(
-        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\n",
+        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\nlimits: {{callsPerSecond: 1000000, callBurst: 1000000}}\n",
         Ground::get().kafka_bootstrap_servers,
         tools.join(", ")
     );
     let config = SidecarConfig::parse(&text).expect("test config");
-    let kafka = Kafka::connect(&config.kafka, "tools-test").expect("kafka clients");
-    KafkaMcp::new(Runtime { config, kafka }, Arc::new(Metrics::new()))
+    KafkaMcp::new(Runtime::start(config, None).expect("kafka clients"), Arc::new(Metrics::new()))
 }
 
 fn server() -> KafkaMcp {

@@ -76,14 +76,40 @@ fn encode<O: Serialize>(out: O) -> ToolResult<Value> {
     serde_json::to_value(out).map_err(|e| ToolError::new(crate::error::ErrorCode::Internal, e.to_string()))
 }
 
+/// Mutations take a `plan_id` (to apply a plan) and their dry runs return a
+/// `plan` (see `crate::plan`): the server handles both, the tools never see them.
+fn with_plan_fields(tool: ToolName, input: Arc<JsonObject>, output: Arc<JsonObject>) -> (Arc<JsonObject>, Arc<JsonObject>) {
+    if !tool.is_mutation() {
+        return (input, output);
+    }
+    let add = |schema: Arc<JsonObject>, name: &str, property: Value| {
+        let mut schema = Arc::unwrap_or_clone(schema);
+        if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+            properties.insert(name.to_string(), property);
+        }
+        Arc::new(schema)
+    };
+    let plan_id = serde_json::json!({
+        "type": ["string", "null"],
+        "description": "Apply the plan a dry run returned (plan.id), with the same arguments. Required where mutations are two-phase (staging, prod).",
+    });
+    let mut plan = Arc::unwrap_or_clone(schema::<crate::plan::PlanTicket>());
+    plan.remove("$schema");
+    plan.insert("description".into(), "Made by a dry run: apply it by calling again with plan_id and the same arguments.".into());
+    (add(input, crate::plan::PLAN_ID_ARG, plan_id), add(output, crate::plan::PLAN_FIELD, Value::Object(plan)))
+}
+
 macro_rules! tool_table {
     ($($tool:ident => $module:ident::$func:ident($args:ty) -> $out:ty, $effect:ident, $desc:expr;)*) => {
         /// The MCP description of a tool.
         pub fn describe(tool: ToolName) -> Tool {
             match tool {
-                $(ToolName::$tool => Tool::new_with_raw(tool.as_str(), Some($desc.into()), schema::<$args>())
-                    .with_raw_output_schema(schema::<$out>())
-                    .with_annotations(annotations(Effect::$effect)),)*
+                $(ToolName::$tool => {
+                    let (input, output) = with_plan_fields(tool, schema::<$args>(), schema::<$out>());
+                    Tool::new_with_raw(tool.as_str(), Some($desc.into()), input)
+                        .with_raw_output_schema(output)
+                        .with_annotations(annotations(Effect::$effect))
+                })*
             }
         }
 

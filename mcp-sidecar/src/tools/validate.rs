@@ -3,22 +3,12 @@
 
 use crate::error::{ToolError, ToolResult};
 
-/// Kafka's own rule for topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// Kafka's own rule for topic names (see [`crate::config::topic_name_problem`]).
 pub fn topic_name(name: &str) -> ToolResult<()> {
-    if name.is_empty() || name.len() > 249 {
-        return Err(ToolError::invalid(format!("topic name must be 1 to 249 characters, got {}", name.len())));
+    match crate::config::topic_name_problem(name) {
+        Some(problem) => Err(ToolError::invalid(problem)),
+        None => Ok(()),
     }
-    if name == "." || name == ".." {
-        return Err(ToolError::invalid("topic name cannot be '.' or '..'"));
-    }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(ToolError::invalid(format!(
-            "topic name {:?} contains {:?}; only letters, digits, '.', '_' and '-' are allowed",
-            name.escape_debug().to_string(),
-            bad
-        )));
-    }
-    Ok(())
 }
 
 /// Group IDs may be almost anything in Kafka; refuse only what is surely a

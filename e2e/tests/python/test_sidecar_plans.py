@@ -1,0 +1,157 @@
+"""Two-phase mutations on a staging server with Kubernetes auth: a dry run
+makes a plan bound to its caller, tool, arguments and the state it read; the
+apply names it. Every refusal leaves Kafka as it was (checked on Kafka)."""
+
+import json
+import time
+import uuid
+
+import anyio
+import pytest
+from conftest import as_caller, sa_token
+
+SERVER = "plans"
+TOOLS = ["list_topics", "describe_topic", "create_topic", "create_partitions", "update_topic_config"]
+
+
+@pytest.fixture
+def callers(tool_grants):
+    """Namespace with `alice` and `bob`, both granted every tool of the server."""
+    return tool_grants(SERVER, {"alice": TOOLS, "bob": TOOLS})
+
+
+@pytest.fixture
+def staging(callers, stack_env, start_sidecar, tmp_path):
+    def start(**extra):
+        from conftest import _another_port
+
+        port = _another_port()
+        config = {
+            "server": {"name": SERVER, "namespace": callers, "environment": "staging"},
+            "listen": {"address": f"127.0.0.1:{port}"},
+            "kafka": {"bootstrapServers": [stack_env["KAFKA_BOOTSTRAP_SERVERS"]]},
+            "tools": TOOLS,
+            "auth": {"mode": "kubernetes"},
+            **extra,
+        }
+        path = tmp_path / f"staging-{port}.json"
+        path.write_text(json.dumps(config))
+        sidecar = start_sidecar("--config", str(path), env={"KUBECONFIG": stack_env["KUBECONFIG"]}, port=port)
+        sidecar.wait_ready()
+        return sidecar
+
+    return start
+
+
+class Caller:
+    def __init__(self, stack_env, ns, name, url):
+        self.bearer = sa_token(stack_env, ns, name, SERVER)
+        self.url = url
+
+    def call(self, tool, args):
+        async def work(session):
+            return await session.call_tool(tool, args)
+
+        return anyio.run(as_caller, self.url, self.bearer, work)
+
+    def plan(self, tool, args):
+        result = self.call(tool, {**args, "dry_run": True})
+        assert not result.is_error, result
+        return result.structured_content["plan"]["id"]
+
+    def plan_and_apply(self, tool, args):
+        applied = self.call(tool, {**args, "plan_id": self.plan(tool, args)})
+        assert not applied.is_error, applied
+        return applied
+
+
+def code(result):
+    return result.structured_content["error"]["code"] if result.is_error else "ok"
+
+
+def partitions(caller, topic):
+    described = caller.call("describe_topic", {"topic": topic})
+    return None if described.is_error else len(described.structured_content["partitions"])
+
+
+def audit_records(sidecar):
+    return [json.loads(line) for line in sidecar.log.read_text().splitlines() if '"mcp-kafka-sidecar.audit/v1"' in line]
+
+
+def test_a_plan_applies_once_only_for_its_caller_and_arguments(staging, callers, stack_env):
+    sidecar = staging()
+    alice, bob = (Caller(stack_env, callers, n, sidecar.url) for n in ("alice", "bob"))
+    topic = f"plans-{uuid.uuid4().hex[:8]}"
+    create = {"topic": topic, "partitions": 1}
+
+    # In staging a mutation without a plan is refused.
+    direct = alice.call("create_topic", create)
+    assert code(direct) == "PERMISSION_DENIED" and "two-phase" in direct.structured_content["error"]["message"]
+    assert partitions(alice, topic) is None
+
+    # Plan, then apply: Kafka changes.
+    planned = alice.call("create_topic", {**create, "dry_run": True})
+    assert not planned.is_error, planned
+    plan = planned.structured_content["plan"]
+    assert plan["id"].startswith("plan-") and plan["expires_at"]
+    assert partitions(alice, topic) is None, "a dry run changes nothing"
+    assert code(alice.call("create_topic", {**create, "plan_id": plan["id"]})) == "ok"
+    assert partitions(alice, topic) == 1
+
+    # A plan is spent by its apply.
+    reused = alice.call("create_topic", {**create, "plan_id": plan["id"]})
+    assert code(reused) == "PLAN_EXPIRED"
+
+    grow = {"topic": topic, "total": 3}
+    plan_id = alice.plan("create_partitions", grow)
+    # Another caller cannot apply it, and learns nothing from trying.
+    stolen = bob.call("create_partitions", {**grow, "plan_id": plan_id})
+    assert code(stolen) == "PERMISSION_DENIED"
+    assert "another caller" in stolen.structured_content["error"]["message"]
+    # Other arguments than planned are refused.
+    assert code(alice.call("create_partitions", {"topic": topic, "total": 4, "plan_id": plan_id})) == "INVALID_ARGUMENT"
+    assert partitions(alice, topic) == 1, "refused applies changed nothing"
+    assert code(alice.call("create_partitions", {**grow, "plan_id": plan_id})) == "ok"
+    assert partitions(alice, topic) == 3
+
+    # The audit trail ties each apply to its plan, with the diff.
+    records = [r for r in audit_records(sidecar) if r["tool"] == "create_partitions" and r["outcome"] == "ok"]
+    plan_record, apply_record = records
+    assert plan_record["dryRun"] and plan_record["planId"] == plan_id == apply_record["planId"]
+    assert apply_record["diff"]["before"] == 1 and apply_record["diff"]["after"] == 3 and not apply_record["dryRun"]
+    assert apply_record["subject"]["username"] == f"system:serviceaccount:{callers}:alice"
+
+
+def test_a_plan_is_refused_when_the_state_changed_since(staging, callers, stack_env):
+    sidecar = staging()
+    alice, bob = (Caller(stack_env, callers, n, sidecar.url) for n in ("alice", "bob"))
+    topic = f"plans-{uuid.uuid4().hex[:8]}"
+    alice.plan_and_apply("create_topic", {"topic": topic, "partitions": 1})
+
+    # A config changed by someone else between plan and apply.
+    retention = {"topic": topic, "set": {"retention.ms": "1000000"}}
+    plan_id = alice.plan("update_topic_config", retention)
+    bob.plan_and_apply("update_topic_config", {"topic": topic, "set": {"retention.ms": "2000000"}})
+    conflict = alice.call("update_topic_config", {**retention, "plan_id": plan_id})
+    assert code(conflict) == "CONFLICT", conflict
+    configs = alice.call("describe_topic", {"topic": topic}).structured_content["configs"]
+    assert configs.get("retention.ms") == "2000000", configs
+
+    # Partitions added by someone else between plan and apply.
+    plan_id = alice.plan("create_partitions", {"topic": topic, "total": 2})
+    bob.plan_and_apply("create_partitions", {"topic": topic, "total": 3})
+    conflict = alice.call("create_partitions", {"topic": topic, "total": 2, "plan_id": plan_id})
+    assert code(conflict) == "CONFLICT", conflict
+    assert partitions(alice, topic) == 3
+
+
+def test_a_plan_expires(staging, callers, stack_env):
+    sidecar = staging(plans={"ttlSeconds": 2})
+    alice = Caller(stack_env, callers, "alice", sidecar.url)
+    topic = f"plans-{uuid.uuid4().hex[:8]}"
+    create = {"topic": topic, "partitions": 1}
+    plan_id = alice.plan("create_topic", create)
+    time.sleep(3)
+    expired = alice.call("create_topic", {**create, "plan_id": plan_id})
+    assert code(expired) == "PLAN_EXPIRED", expired
+    assert partitions(alice, topic) is None
