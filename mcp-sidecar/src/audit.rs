@@ -3,8 +3,16 @@
 //! mode, where stdout carries MCP), apart from the logs. Message payloads
 //! and anything secret-looking in the arguments are replaced by a hash and
 //! a length, so the record proves what was sent without repeating it.
+//!
+//! Optionally every record is also written to a Kafka topic ([`KafkaSink`])
+//! with the idempotent acks=all producer. A change to Kafka is made only
+//! while that topic can take records (checked right before), and its record
+//! is awaited; other calls go on when the sink fails, counted in a metric.
 
 use std::io::Write;
+use std::sync::Arc;
+
+use rdkafka::producer::FutureRecord;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -44,6 +52,10 @@ pub struct AuditRecord {
     pub decision: &'static str,
     pub reason: Option<String>,
     pub dry_run: bool,
+    /// The plan a dry run made, or the plan an apply named.
+    pub plan_id: Option<String>,
+    /// For mutations: what changed, or would change in a dry run (the tool's result).
+    pub diff: Option<Value>,
     /// `ok` or the error code.
     pub outcome: String,
     pub duration_ms: f64,
@@ -63,24 +75,75 @@ impl Auditor {
         Self { to_stderr: true }
     }
 
-    /// Writes one record as one line. A failed write is logged, not hidden.
-    pub fn record(&self, record: &AuditRecord) {
-        let mut line = match serde_json::to_vec(record) {
+    /// Writes one record as one line and returns it (for a durable sink).
+    /// A failed write is logged, not hidden.
+    pub fn record(&self, record: &AuditRecord) -> Option<Vec<u8>> {
+        let line = match serde_json::to_vec(record) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "an audit record did not serialize");
-                return;
+                return None;
             }
         };
-        line.push(b'\n');
         let written = if self.to_stderr {
-            std::io::stderr().lock().write_all(&line)
+            let mut out = std::io::stderr().lock();
+            out.write_all(&line).and_then(|_| out.write_all(b"\n"))
         } else {
             let mut out = std::io::stdout().lock();
-            out.write_all(&line).and_then(|_| out.flush())
+            out.write_all(&line).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush())
         };
         if let Err(e) = written {
             tracing::error!(error = %e, "writing an audit record failed");
+        }
+        Some(line)
+    }
+}
+
+/// The audit topic on the served cluster.
+pub struct KafkaSink {
+    kafka: Arc<crate::kafka::Kafka>,
+    topic: String,
+}
+
+impl KafkaSink {
+    pub fn new(kafka: Arc<crate::kafka::Kafka>, topic: String) -> Self {
+        Self { kafka, topic }
+    }
+
+    /// Whether the topic can take a record now: it exists and every
+    /// partition has a leader. Asked right before a change to Kafka.
+    pub async fn check(&self) -> Result<(), String> {
+        let topic = self.topic.clone();
+        let checked = self
+            .kafka
+            .blocking(move |k| {
+                let metadata = k.metadata(Some(&topic))?;
+                let found = metadata.topics().iter().find(|t| t.name() == topic);
+                match found {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                        match t.partitions().iter().find(|p| p.leader() < 0) {
+                            Some(p) => Err(crate::error::ToolError::new(
+                                crate::error::ErrorCode::KafkaUnavailable,
+                                format!("partition {} has no leader", p.id()),
+                            )),
+                            None => Ok(()),
+                        }
+                    }
+                    _ => Err(crate::error::ToolError::not_found("the topic does not exist")),
+                }
+            })
+            .await;
+        checked.map_err(|e| format!("audit topic {:?}: {}", self.topic, e.message))
+    }
+
+    /// Writes one record, keyed by `key`, and waits for acks=all.
+    pub async fn send(&self, key: &str, line: &[u8]) -> Result<(), String> {
+        let record = FutureRecord::to(&self.topic).key(key).payload(line);
+        let timeout = self.kafka.timeout;
+        match tokio::time::timeout(timeout + std::time::Duration::from_secs(1), self.kafka.producer.send(record, timeout)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(format!("audit topic {:?}: {e}", self.topic)),
+            Err(_) => Err(format!("audit topic {:?}: no acknowledgement within {timeout:?}", self.topic)),
         }
     }
 }

@@ -40,10 +40,28 @@ pub enum Refusal {
     Unverifiable,
 }
 
+/// An accepted token's subject, kept for `ttl`: the allow-cache time, or
+/// less when the token expires sooner (an expired token is never honoured
+/// from the cache).
+#[derive(Clone)]
+struct Accepted {
+    subject: Arc<Subject>,
+    ttl: Duration,
+}
+
+struct AcceptedExpiry;
+
+impl moka::Expiry<String, Accepted> for AcceptedExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Accepted, _created: std::time::Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
 pub struct Authorizer {
     client: kube::Client,
-    /// sha256(token) -> the subject, or None for a refused token.
-    tokens_allowed: moka::sync::Cache<String, Arc<Subject>>,
+    allow_for: Duration,
+    /// audience + sha256(token) -> the subject; refused tokens in `tokens_denied`.
+    tokens_allowed: moka::sync::Cache<String, Accepted>,
     tokens_denied: moka::sync::Cache<String, ()>,
     /// (subject, namespace, server, tool) -> allowed?
     grants_allowed: moka::sync::Cache<(Arc<Subject>, String, String, ToolName), ()>,
@@ -57,7 +75,8 @@ impl Authorizer {
         let size = config.cache_entries;
         Self {
             client,
-            tokens_allowed: moka::sync::Cache::builder().max_capacity(size).time_to_live(allowed).build(),
+            allow_for: allowed,
+            tokens_allowed: moka::sync::Cache::builder().max_capacity(size).expire_after(AcceptedExpiry).build(),
             tokens_denied: moka::sync::Cache::builder().max_capacity(size).time_to_live(denied).build(),
             grants_allowed: moka::sync::Cache::builder().max_capacity(size).time_to_live(allowed).build(),
             grants_denied: moka::sync::Cache::builder().max_capacity(size).time_to_live(denied).build(),
@@ -67,8 +86,8 @@ impl Authorizer {
     /// The subject a bearer token stands for, if its audience is `audience`.
     pub async fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Subject>, Refusal> {
         let key = format!("{audience}\n{}", hex(&Sha256::digest(token.as_bytes())));
-        if let Some(subject) = self.tokens_allowed.get(&key) {
-            return Ok(subject);
+        if let Some(accepted) = self.tokens_allowed.get(&key) {
+            return Ok(accepted.subject);
         }
         if self.tokens_denied.contains_key(&key) {
             return Err(Refusal::Invalid);
@@ -91,7 +110,10 @@ impl Authorizer {
                     groups: user.groups.unwrap_or_default(),
                     extra: user.extra.unwrap_or_default(),
                 });
-                self.tokens_allowed.insert(key, subject.clone());
+                let ttl = seconds_until_expiry(token).map_or(self.allow_for, |left| self.allow_for.min(left));
+                if !ttl.is_zero() {
+                    self.tokens_allowed.insert(key, Accepted { subject: subject.clone(), ttl });
+                }
                 Ok(subject)
             }
             None => {
@@ -142,6 +164,17 @@ impl Authorizer {
     }
 }
 
+/// How long until a JWT's `exp`, read without verifying (TokenReview
+/// verified it); only ever used to keep a cached answer for less time.
+fn seconds_until_expiry(token: &str) -> Option<Duration> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let exp = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("exp")?.as_i64()?;
+    let left = exp - jiff::Timestamp::now().as_second();
+    Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -190,4 +223,25 @@ fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
         challenge.push_str(&format!(", error=\"{e}\", error_description=\"{description}\""));
     }
     (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], format!("{description}\n")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn jwt_with_exp(exp: i64) -> String {
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}.sig", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp, "sub": "x"})))
+    }
+
+    #[test]
+    fn a_cached_answer_never_outlives_the_token() {
+        let now = jiff::Timestamp::now().as_second();
+        let left = seconds_until_expiry(&jwt_with_exp(now + 12)).unwrap();
+        assert!((Duration::from_secs(10)..=Duration::from_secs(12)).contains(&left), "{left:?}");
+        assert_eq!(seconds_until_expiry(&jwt_with_exp(now - 5)), Some(Duration::ZERO));
+        assert_eq!(seconds_until_expiry("not-a-jwt"), None);
+        assert_eq!(seconds_until_expiry("a.!!!.c"), None);
+    }
 }

@@ -1,5 +1,6 @@
 //! The HTTP face of the sidecar: MCP at `/mcp` (rmcp's Streamable HTTP
-//! service), `/healthz`, `/readyz` and `/metrics`.
+//! service, behind authentication and a request body limit), `/healthz`,
+//! `/readyz` and `/metrics`.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::server::KafkaMcp;
 
@@ -23,17 +25,37 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     config.allowed_hosts = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).chain(allowed_hosts.iter().cloned()).collect();
     config.cancellation_token = shutdown;
     let handler = mcp.clone();
+    let sessions = Arc::new(LocalSessionManager::default());
     let service: StreamableHttpService<KafkaMcp, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
+        StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config);
+    // A listen-time setting, like the address: a reload does not change it.
+    let max_body = mcp.runtime().config.limits.max_request_bytes;
     Router::new()
         .nest_service("/mcp", service)
-        // Outermost last: count every request, then authenticate it.
+        // Outermost last: count every request, authenticate it, then bound its body.
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(middleware::map_response(move |r: Response| explain_too_large(r, max_body)))
         .layer(middleware::from_fn_with_state(mcp.clone(), crate::auth::require_token))
         .layer(middleware::from_fn_with_state(mcp.clone(), count_inflight))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(move |state| metrics(state, Arc::clone(&sessions))))
         .with_state(mcp)
+}
+
+/// A body over the limit never reaches MCP: answer with a JSON-RPC error
+/// that carries the tool surface's code, so that clients can tell why.
+async fn explain_too_large(response: Response, max_body: usize) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let message = format!("LIMIT_EXCEEDED: the request body is larger than this server's limit of {max_body} bytes");
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32600, "message": message, "data": { "code": "LIMIT_EXCEEDED", "retriable": false } },
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
 async fn count_inflight(State(mcp): State<KafkaMcp>, request: Request, next: Next) -> Response {
@@ -58,8 +80,11 @@ async fn readyz(State(mcp): State<KafkaMcp>) -> Response {
     }
 }
 
-async fn metrics(State(mcp): State<KafkaMcp>) -> Response {
+async fn metrics(State(mcp): State<KafkaMcp>, sessions: Arc<LocalSessionManager>) -> Response {
     mcp.metrics.kafka_up.set(i64::from(mcp.runtime().kafka.is_healthy()));
+    // Sessions end on DELETE or after rmcp's idle timeout (5 minutes).
+    let open = sessions.sessions.read().await.len();
+    mcp.metrics.active_sessions.set(i64::try_from(open).unwrap_or(i64::MAX));
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], mcp.metrics.encode())
         .into_response()
 }

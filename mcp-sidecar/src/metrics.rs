@@ -28,9 +28,15 @@ pub struct Metrics {
     duration: Family<ToolLabel, Histogram>,
     /// MCP HTTP requests being served now.
     pub inflight_requests: Gauge,
+    /// MCP sessions open now (set when scraped).
+    pub active_sessions: Gauge,
     /// 1 while Kafka answered the health probe recently.
     pub kafka_up: Gauge,
     pub config_reloads: Family<Vec<(String, String)>, Counter>,
+    /// Audit records the Kafka sink did not accept (a warning: observe calls go on).
+    pub audit_sink_failures: Counter,
+    /// 1 while the last write to the Kafka audit sink succeeded.
+    pub audit_sink_up: Gauge,
 }
 
 impl Metrics {
@@ -45,11 +51,21 @@ impl Metrics {
         registry.register("tool_call_duration_seconds", "Tool call latency", duration.clone());
         let inflight_requests = Gauge::default();
         registry.register("inflight_requests", "MCP HTTP requests being served", inflight_requests.clone());
+        let active_sessions = Gauge::default();
+        registry.register("active_sessions", "MCP sessions open (ended by DELETE or after 5 minutes idle)", active_sessions.clone());
         let kafka_up = Gauge::default();
         registry.register("kafka_up", "Whether Kafka answered metadata recently", kafka_up.clone());
         let config_reloads = Family::<Vec<(String, String)>, Counter>::default();
         registry.register("config_reloads", "Config file reloads by result (ok, invalid)", config_reloads.clone());
-        Self { registry, calls, duration, inflight_requests, kafka_up, config_reloads }
+        let audit_sink_failures = Counter::default();
+        registry.register(
+            "audit_sink_failures",
+            "Audit records the Kafka audit topic did not accept (stdout still has them)",
+            audit_sink_failures.clone(),
+        );
+        let audit_sink_up = Gauge::default();
+        registry.register("audit_sink_up", "Whether the last write to the Kafka audit topic succeeded", audit_sink_up.clone());
+        Self { registry, calls, duration, inflight_requests, active_sessions, kafka_up, config_reloads, audit_sink_failures, audit_sink_up }
     }
 
     pub fn record_call(&self, tool: &str, outcome: &str, took: Duration) {

@@ -109,3 +109,64 @@ def _another_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def kubectl(stack_env, *args, stdin=None) -> str:
+    import subprocess
+
+    out = subprocess.run([stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], *args],
+                         input=stdin, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture
+def tool_grants(stack_env):
+    """tool_grants(server, {sa: [tools] or None}): a new namespace with one
+    ServiceAccount per key, each bound by a real Role to custom verbs (the
+    tool names) on mcpkafkaservers/tools of `server`. Returns the namespace."""
+    import json
+    import subprocess
+    import uuid
+
+    made = []
+
+    def make(server: str, grants: dict[str, list[str] | None]) -> str:
+        ns = f"sidecar-auth-{uuid.uuid4().hex[:8]}"
+        docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+        for sa, verbs in grants.items():
+            docs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns}})
+            if verbs:
+                docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": sa, "namespace": ns},
+                             "rules": [{"apiGroups": ["mcpkafka.dev"], "resources": ["mcpkafkaservers/tools"],
+                                        "resourceNames": [server], "verbs": verbs}]})
+                docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": sa, "namespace": ns},
+                             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+                             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
+        kubectl(stack_env, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+        made.append(ns)
+        return ns
+
+    yield make
+    for ns in made:
+        subprocess.run([stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "namespace", ns, "--wait=false"],
+                       capture_output=True)
+
+
+def sa_token(stack_env, ns: str, sa: str, server: str, audience: str | None = None) -> str:
+    """A TokenRequest token for `sa`, for the server's audience unless told."""
+    return kubectl(stack_env, "create", "token", sa, "-n", ns, "--audience", audience or f"mcpkafka.dev/{ns}/{server}").strip()
+
+
+async def as_caller(url: str, bearer: str, work):
+    """Runs `work(session)` in an MCP session that presents `bearer`."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
+    async with client:
+        async with streamable_http_client(f"{url}/mcp", http_client=client) as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session)

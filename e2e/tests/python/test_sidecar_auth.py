@@ -4,51 +4,25 @@ that real Roles bind to custom verbs on mcpkafkaservers/tools, checked by
 the real apiserver's TokenReview and SubjectAccessReview."""
 
 import json
-import subprocess
 import urllib.error
 import urllib.request
-import uuid
 
 import anyio
 import pytest
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from conftest import as_caller, kubectl, sa_token
 
 SERVER = "orders"
 TOOLS = ["cluster_status", "list_topics", "describe_topic"]
 
 
-def kubectl(stack_env, *args, stdin=None):
-    out = subprocess.run([stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], *args],
-                         input=stdin, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 @pytest.fixture
-def rbac(stack_env):
-    """A namespace with ServiceAccounts: `reader` may call list_topics,
-    `writer` list_topics and describe_topic, `outsider` nothing."""
-    ns = f"sidecar-auth-{uuid.uuid4().hex[:8]}"
-    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
-    for sa, verbs in {"reader": ["list_topics"], "writer": ["list_topics", "describe_topic"], "outsider": None}.items():
-        docs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns}})
-        if verbs:
-            docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": sa, "namespace": ns},
-                         "rules": [{"apiGroups": ["mcpkafka.dev"], "resources": ["mcpkafkaservers/tools"],
-                                    "resourceNames": [SERVER], "verbs": verbs}]})
-            docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": sa, "namespace": ns},
-                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
-                         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
-    kubectl(stack_env, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    yield ns
-    subprocess.run([stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "namespace", ns, "--wait=false"],
-                   capture_output=True)
+def rbac(tool_grants):
+    """`reader` may call list_topics, `writer` list_topics and describe_topic, `outsider` nothing."""
+    return tool_grants(SERVER, {"reader": ["list_topics"], "writer": ["list_topics", "describe_topic"], "outsider": None})
 
 
 def token(stack_env, ns, sa, audience=None):
-    return kubectl(stack_env, "create", "token", sa, "-n", ns, "--audience", audience or f"mcpkafka.dev/{ns}/{SERVER}").strip()
+    return sa_token(stack_env, ns, sa, SERVER, audience)
 
 
 @pytest.fixture
@@ -80,15 +54,6 @@ def post_initialize(url, headers):
         return e.code, e.headers
 
 
-async def as_caller(url, bearer, work):
-    client = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
-    async with client:
-        async with streamable_http_client(f"{url}/mcp", http_client=client) as (read, write, *_):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await work(session)
-
-
 def test_no_token_or_a_token_for_another_audience_gets_401(secured_sidecar, rbac, stack_env):
     status, headers = post_initialize(secured_sidecar.url, {})
     assert status == 401
@@ -105,6 +70,39 @@ def test_no_token_or_a_token_for_another_audience_gets_401(secured_sidecar, rbac
     good = token(stack_env, rbac, "writer")
     status, _ = post_initialize(secured_sidecar.url, {"Authorization": f"Bearer {good}"})
     assert status == 200
+
+
+def resigned(stack_env, real_token, exp_offset):
+    """`real_token` with its times moved so that it expires `exp_offset`
+    seconds from now, signed again with the apiserver's service-account key
+    (TokenRequest refuses lifetimes under 10 minutes, so an expired token
+    cannot be had from it within a test)."""
+    import base64
+    import subprocess
+    import time
+
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header, payload, _ = real_token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    now = int(time.time())
+    claims.update(iat=now - 1200, nbf=now - 1200, exp=now + exp_offset)
+    signing_input = f"{header}.{b64url(json.dumps(claims).encode())}"
+    signed = subprocess.run(["openssl", "dgst", "-sha256", "-sign", stack_env["MCPK_SA_SIGNING_KEY"]],
+                            input=signing_input.encode(), capture_output=True, check=True)
+    return f"{signing_input}.{b64url(signed.stdout)}"
+
+
+def test_an_expired_token_gets_401(secured_sidecar, rbac, stack_env):
+    real = token(stack_env, rbac, "writer")
+    # The control: re-signed with a lifetime left, the same claims pass.
+    status, _ = post_initialize(secured_sidecar.url, {"Authorization": f"Bearer {resigned(stack_env, real, 600)}"})
+    assert status == 200
+    expired = resigned(stack_env, real, -60)
+    status, headers = post_initialize(secured_sidecar.url, {"Authorization": f"Bearer {expired}"})
+    assert status == 401
+    assert 'error="invalid_token"' in headers["WWW-Authenticate"], headers
 
 
 def test_each_caller_sees_and_calls_only_its_granted_tools(secured_sidecar, rbac, stack_env):

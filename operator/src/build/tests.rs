@@ -21,6 +21,7 @@ spec:
     - {name: support, serviceAccountName: support-agent, tools: [list_topics, create_topic]}
     - {name: laptop, issueToken: {expirationSeconds: 3600}, tools: [describe_topic]}
   replicas: 2
+  audit: {kafkaTopic: _mcp_audit}
 "#;
 
 fn server(yaml: &str) -> McpKafkaServer {
@@ -115,6 +116,7 @@ fn the_config_is_the_sidecars_own_type_with_files_not_secrets() {
     assert_eq!(tls.key_file.unwrap().to_str(), Some("/etc/mcp-kafka/kafka-client-cert/tls.key"));
     assert_eq!(config.kafka.sasl.unwrap().password_file.to_str(), Some("/etc/mcp-kafka/kafka-sasl/password"));
     assert!(config.listen.allowed_hosts.contains(&"orders-mcp.team-a.svc.cluster.local".to_string()));
+    assert_eq!(config.audit.kafka_topic.as_deref(), Some("_mcp_audit"));
 }
 
 #[test]
@@ -154,7 +156,9 @@ fn the_deployment_is_hardened_and_rolls_on_config_change() {
 fn service_network_policy_and_pdb() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics]);
-    let port = &d.service.unwrap().spec.unwrap().ports.unwrap()[0];
+    let service = d.service.unwrap().spec.unwrap();
+    assert_eq!(service.session_affinity.as_deref(), Some("ClientIP"), "sessions and plans live in one replica");
+    let port = &service.ports.unwrap()[0];
     assert_eq!((port.name.as_deref(), port.port), (Some("mcp"), 8090));
     let np = d.network_policy.unwrap().spec.unwrap();
     let from = &np.ingress.unwrap()[0].from.clone().unwrap()[0];

@@ -18,7 +18,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_kafka_sidecar::config::{
-    AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
+    AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
 };
 
 use super::{CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, labels, names, owned_meta, selector_labels};
@@ -78,6 +78,8 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
             reason: w.reason.clone(),
             tools: w.allow.iter().copied().filter(|t| inputs.tools.contains(t)).collect(),
         }),
+        plans: Default::default(),
+        audit: AuditConfig { kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()) },
     }
 }
 
@@ -199,6 +201,9 @@ pub(super) fn service(inputs: &Inputs) -> Service {
         metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(&server)),
+            // An MCP session and the plans made in it live in one replica's
+            // memory: keep each client on the replica it started with.
+            session_affinity: Some("ClientIP".into()),
             ports: Some(vec![ServicePort {
                 name: Some("mcp".into()),
                 port: MCP_PORT,
