@@ -160,7 +160,7 @@ def test_prod_mutations_need_an_open_window_and_staging_and_prod_are_two_phase(t
             "server": {"name": "env-test", "environment": environment},
             "listen": {"address": f"127.0.0.1:{port}"},
             "kafka": {"bootstrapServers": [stack_env["KAFKA_BOOTSTRAP_SERVERS"]]},
-            "tools": ["list_topics", "create_topic"],
+            "tools": ["list_topics", "create_topic", "create_partitions"],
             "auth": {"mode": "none"},
         }
         if window:
@@ -193,12 +193,19 @@ def test_prod_mutations_need_an_open_window_and_staging_and_prod_are_two_phase(t
     assert code(direct) == code(planned) == "PERMISSION_DENIED"
     assert "break-glass" in direct.structured_content["error"]["message"]
 
-    # An open window naming create_topic: listed, planned, but not applied directly.
-    until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    listed, direct, planned = anyio.run(session_calls, run_with("prod", {"until": until, "reason": "INC-1", "tools": ["create_topic"]}).url)
+    # An open window naming create_topic: only it is listed, planned, but not applied directly.
+    import time
+
+    closes = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(seconds=8)
+    window = run_with("prod", {"until": closes.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": "INC-1", "tools": ["create_topic"]})
+    listed, direct, planned = anyio.run(session_calls, window.url)
     assert listed == ["create_topic", "list_topics"]
     assert code(direct) == "PERMISSION_DENIED" and "two-phase" in direct.structured_content["error"]["message"]
     assert code(planned) == "ok"
+    # The window closes by itself at `until`, with no config change.
+    time.sleep(max(0.0, (closes - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 0.5)
+    listed, _, planned = anyio.run(session_calls, window.url)
+    assert listed == ["list_topics"] and code(planned) == "PERMISSION_DENIED"
 
     # A window that has ended is no window.
     past = "2026-01-01T00:00:00Z"
@@ -207,7 +214,7 @@ def test_prod_mutations_need_an_open_window_and_staging_and_prod_are_two_phase(t
 
     # Two-phase rule: listed and planned, never applied directly.
     listed, direct, planned = anyio.run(session_calls, run_with("staging").url)
-    assert listed == ["create_topic", "list_topics"]
+    assert listed == ["create_partitions", "create_topic", "list_topics"]
     assert code(direct) == "PERMISSION_DENIED" and code(planned) == "ok"
     # Nothing of this created the topic: every apply was refused, every plan only planned.
     async def topics(url):
