@@ -24,12 +24,15 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).chain(allowed_hosts.iter().cloned()).collect();
     config.cancellation_token = shutdown;
+    // A listen-time setting, like the address: a reload does not change it.
+    let max_body = mcp.runtime().config.limits.max_request_bytes;
+    // rmcp has its own cap (4 MiB); ours answers first, with LIMIT_EXCEEDED,
+    // and theirs must not be smaller, or a body we allow would be refused.
+    config.max_request_body_bytes = max_body;
     let handler = mcp.clone();
     let sessions = Arc::new(LocalSessionManager::default());
     let service: StreamableHttpService<KafkaMcp, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config);
-    // A listen-time setting, like the address: a reload does not change it.
-    let max_body = mcp.runtime().config.limits.max_request_bytes;
     Router::new()
         .nest_service("/mcp", service)
         // Outermost last: count every request, authenticate it, then bound its body.
