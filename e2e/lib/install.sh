@@ -5,6 +5,7 @@
 
 ETCD_BIN=$CACHE_DIR/etcd-$ETCD_VERSION/etcd
 HELM_BIN=$CACHE_DIR/helm-$HELM_VERSION/helm
+KUBECONFORM_BIN=$CACHE_DIR/kubeconform-$KUBECONFORM_VERSION/kubeconform
 K8S_BIN_DIR=$CACHE_DIR/k8s-$K8S_VERSION
 KAFKA_CLASSPATH_FILE=$CACHE_DIR/kafka-$KAFKA_VERSION/classpath
 # Keyed by the requirements file, so changing a pin makes a new venv.
@@ -36,6 +37,17 @@ build_helm() {
   mkdir -p "$(dirname "$HELM_BIN")"
   GOBIN=$(dirname "$HELM_BIN") CGO_ENABLED=0 run_logged "$CACHE_DIR/build/helm-$HELM_VERSION.log" \
     go install -trimpath "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+}
+
+# Validates the chart's rendered manifests (with schemas taken from the
+# test ground's own apiserver: there is no route to the usual schema repos).
+build_kubeconform() {
+  [ -x "$KUBECONFORM_BIN" ] && return 0
+  need_cmd go "Go is needed to build kubeconform"
+  log "building kubeconform $KUBECONFORM_VERSION from the Go module proxy (once)"
+  mkdir -p "$(dirname "$KUBECONFORM_BIN")"
+  GOBIN=$(dirname "$KUBECONFORM_BIN") CGO_ENABLED=0 run_logged "$CACHE_DIR/build/kubeconform-$KUBECONFORM_VERSION.log" \
+    go install -trimpath "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
 }
 
 # The broker's runtime classpath, resolved by Maven from Maven Central into
@@ -73,4 +85,5 @@ install_all() {
   build_etcd
   build_k8s
   build_helm
+  build_kubeconform
 }

@@ -1,5 +1,6 @@
 //! mcp-kafka-operator: the operator binary.
 
+use anyhow::Context;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -40,12 +41,15 @@ fn main() -> anyhow::Result<()> {
             print!("{}", all.join("---\n"));
         }
         Command::Crds { write_to: Some(dir) } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for (file, yaml) in mcp_kafka_operator::crd_documents() {
-                std::fs::write(dir.join(file), yaml)?;
+                let path = dir.join(file);
+                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
             }
         }
         Command::CheckConfig { file } => {
-            let config = OperatorConfig::parse(&std::fs::read_to_string(&file)?)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let config = OperatorConfig::parse(&text)?;
             print!("{}", serde_yaml::to_string(&config)?);
         }
         Command::Run(args) => runtime()?.block_on(mcp_kafka_operator::run::run(args))?,

@@ -1,0 +1,266 @@
+"""The three install paths on the real apiserver: the Helm chart (lint,
+strict schema validation, values schema, install, least privilege), the
+operator running with the chart's own ServiceAccount token and reconciling
+examples/, and GitOps (server-side apply again changes nothing; the
+operator does not fight the fields a GitOps tool owns). Plus the Argo CD
+health check, run on real status."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+from conftest import E2E_DIR, kubectl
+
+ROOT = E2E_DIR.parent
+CHART = ROOT / "charts" / "mcp-kafka-operator"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+# Fields a GitOps tool owns, applied as Argo CD applies them.
+GITOPS_MANAGER = "argocd-controller"
+
+
+def helm(stack_env, *args, check=True):
+    out = subprocess.run([stack_env["MCPK_HELM"], "--kubeconfig", stack_env["KUBECONFIG"], *args],
+                         capture_output=True, text=True, timeout=300)
+    if check:
+        assert out.returncode == 0, f"helm {' '.join(args)}:\n{out.stderr}"
+    return out
+
+
+def run(*args, stdin=None):
+    return subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def schemas(stack_env, tmp_path_factory):
+    """kubeconform's strict schemas, from this apiserver's OpenAPI (CRDs installed)."""
+    kubectl(stack_env, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl(stack_env, "wait", "--for=condition=Established", "crd/mcpkafkaservers.mcpkafka.dev", "crd/mcptoolpolicies.mcpkafka.dev")
+    out = tmp_path_factory.mktemp("schemas")
+    openapi = out / "openapi-v2.json"
+    # The CRDs' schemas reach the aggregated OpenAPI document shortly after they are established.
+    for _ in range(60):
+        openapi.write_text(kubectl(stack_env, "get", "--raw", "/openapi/v2"))
+        if "dev.mcpkafka.v1alpha1.McpKafkaServer" in openapi.read_text():
+            break
+        time.sleep(1)
+    made = run(stack_env["MCPK_PYTHON"], str(E2E_DIR / "kubeconform_schemas.py"), str(openapi), str(out / "strict"))
+    assert made.returncode == 0, made.stderr
+    return str(out / "strict") + "/{{ .Group }}-{{ .ResourceKind }}-{{ .ResourceAPIVersion }}{{ .StrictSuffix }}.json"
+
+
+def kubeconform(stack_env, schemas, text, *extra):
+    return run(stack_env["MCPK_KUBECONFORM"], "-strict", "-summary", "-schema-location", schemas, *extra, "-", stdin=text)
+
+
+def test_the_chart_lints_and_renders_strictly_valid_manifests(stack_env, schemas, tmp_path):
+    lint = helm(stack_env, "lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in lint.stdout, lint.stdout
+
+    rendered = helm(stack_env, "template", "mko", str(CHART), "-n", "mcp-kafka-operator").stdout
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(rendered) if d)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    checked = kubeconform(stack_env, schemas, rendered)
+    assert checked.returncode == 0 and "Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout, checked.stdout + checked.stderr
+
+    # The same check fails on a field the API does not have (it is strict, not a rubber stamp).
+    broken = rendered.replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: true\n            readOnlyEverything: true")
+    assert kubeconform(stack_env, schemas, broken).returncode != 0
+
+    # The optional ServiceMonitor renders when asked (its CRD is not on this apiserver: skipped by kind).
+    with_monitor = helm(stack_env, "template", "mko", str(CHART), "--set", "metrics.serviceMonitor.enabled=true").stdout
+    assert "kind: ServiceMonitor" in with_monitor
+    assert kubeconform(stack_env, schemas, with_monitor, "-skip", "ServiceMonitor").returncode == 0
+
+    # The examples are valid against the CRDs' schemas too.
+    for example in EXAMPLES:
+        checked = kubeconform(stack_env, schemas, example.read_text())
+        assert checked.returncode == 0, f"{example.name}: {checked.stdout}"
+
+    # The config the chart renders is one the operator accepts.
+    config = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")["data"]["config.yaml"]
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    accepted = run(str(operator_binary()), "check-config", str(path))
+    assert accepted.returncode == 0, accepted.stderr
+    assert "ghcr.io/mcpkafka/mcp-kafka-sidecar:0.1.0" in accepted.stdout
+
+
+@pytest.mark.parametrize("values, message", [
+    (["--set", "replicas=two"], "at '/replicas': got string, want integer"),
+    (["--set", "config.environments.qa.mutations=sometimes"], "at '/config/environments/qa/mutations'"),
+    (["--set", "config.environments.Prod!.mutations=direct"], "'Prod!' does not match pattern"),
+    (["--set", "config.defaultPolicy.allow[0]=drop_everything"], "at '/config/defaultPolicy/allow/0'"),
+    (["--set", "replicaCount=2"], "additional properties 'replicaCount' not allowed"),
+])
+def test_bad_values_fail_with_the_key_named(stack_env, values, message):
+    out = helm(stack_env, "template", "mko", str(CHART), *values, check=False)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def operator_binary() -> pathlib.Path:
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    path = target / "debug" / "mcp-kafka-operator"
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: build it with `cargo build --bins` (e2e/test does)", pytrace=False)
+    return path
+
+
+def can_i(stack_env, sa, *args):
+    out = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "auth", "can-i", "--as", sa, *args)
+    return out.stdout.strip() == "yes"
+
+
+def reconciled(stack_env, namespace, name):
+    out = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "get", "mks", name, "-n", namespace, "-o", "json")
+    if out.returncode != 0:
+        return None
+    server = json.loads(out.stdout)
+    conditions = {c["type"]: c for c in server.get("status", {}).get("conditions", [])}
+    return server if conditions.get("Reconciled", {}).get("status") == "True" else None
+
+
+def example_servers():
+    return [(d["metadata"]["namespace"], d["metadata"]["name"])
+            for example in EXAMPLES for d in yaml.safe_load_all(example.read_text()) if d and d["kind"] == "McpKafkaServer"]
+
+
+def test_helm_install_least_privilege_examples_and_no_gitops_drift(stack_env, tmp_path):
+    release = f"mko-{uuid.uuid4().hex[:6]}"
+    ns = release
+    values = ["--set", "replicas=1"]
+    helm(stack_env, "install", release, str(CHART), "-n", ns, "--create-namespace", *values)
+    operator = None
+    try:
+        # Every object of the release exists.
+        manifest = [d for d in yaml.safe_load_all(helm(stack_env, "get", "manifest", release, "-n", ns).stdout) if d]
+        for d in manifest:
+            kubectl(stack_env, "get", d["kind"], d["metadata"]["name"], *(["-n", ns] if d["kind"] not in ("ClusterRole", "ClusterRoleBinding") else []))
+        fullname = f"{release}-mcp-kafka-operator"
+        sa = f"system:serviceaccount:{ns}:{fullname}"
+
+        # Least privilege: what it needs, and not more.
+        for needed in (["patch", "mcpkafkaservers.mcpkafka.dev", "-A"], ["patch", "mcpkafkaservers.mcpkafka.dev/status", "-A"],
+                       ["create", "deployments.apps", "-n", "team-dev"], ["create", "serviceaccounts/token", "-n", "team-dev"],
+                       ["bind", "clusterrole/system:auth-delegator"], ["create", "rolebindings", "-n", "team-dev"],
+                       ["update", "leases.coordination.k8s.io", "-n", ns]):
+            assert can_i(stack_env, sa, *needed), f"the operator cannot {needed}"
+        for excess in (["*", "*", "-A"], ["delete", "namespaces"], ["create", "clusterroles"], ["bind", "clusterrole/cluster-admin"],
+                       ["escalate", "clusterroles"], ["impersonate", "users"], ["create", "pods/exec", "-n", "team-dev"],
+                       ["update", "leases.coordination.k8s.io", "-n", "kube-system"], ["delete", "customresourcedefinitions"],
+                       ["update", "nodes"]):
+            assert not can_i(stack_env, sa, *excess), f"the operator can {excess}"
+
+        # The operator, run as its pod would: the chart's ServiceAccount token,
+        # the chart's config, its lease; it reconciles the examples, applied as GitOps would.
+        token = kubectl(stack_env, "create", "token", fullname, "-n", ns, "--duration", "1h").strip()
+        config = yaml.safe_load(pathlib.Path(stack_env["KUBECONFIG"]).read_text())
+        for user in config["users"]:
+            user["user"] = {"token": token}
+        kubeconfig = tmp_path / "operator.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        config_map = next(d for d in manifest if d["kind"] == "ConfigMap")
+        (tmp_path / "config.yaml").write_text(config_map["data"]["config.yaml"])
+        log = (tmp_path / "operator.log").open("wb")
+        operator = subprocess.Popen(
+            [str(operator_binary()), "run", "--config", str(tmp_path / "config.yaml"), "--metrics-address", "127.0.0.1:0",
+             "--lease-namespace", ns, "--lease-name", fullname],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": f"{fullname}-local"}, stdout=log, stderr=subprocess.STDOUT)
+        for example in EXAMPLES:
+            kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", str(example))
+        deadline = time.monotonic() + 120
+        while not all(reconciled(stack_env, n, s) for n, s in example_servers()):
+            assert operator.poll() is None, (tmp_path / "operator.log").read_text()
+            assert time.monotonic() < deadline, f"not all examples reconciled: {(tmp_path / 'operator.log').read_text()[-3000:]}"
+            time.sleep(1)
+        payments = reconciled(stack_env, "team-prod", "payments")
+        assert "create_partitions" in payments["status"]["effectiveTools"], "the break-glass window opens it"
+        assert "consume_messages" not in payments["status"]["effectiveTools"], "the policy denies it"
+
+        # GitOps: the examples applied again by their manager show no diff,
+        # though the operator added its finalizer and status.
+        for example in EXAMPLES:
+            diff = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "diff", "--server-side",
+                       f"--field-manager={GITOPS_MANAGER}", "-f", str(example))
+            assert diff.returncode == 0, f"{example.name} drifts:\n{diff.stdout}{diff.stderr}"
+        # ...and the chart rendered again and applied server-side changes nothing:
+        # once to take co-ownership, then nothing at all (same resourceVersions).
+        rendered = helm(stack_env, "template", release, str(CHART), "-n", ns, *values).stdout
+        kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
+        def versions():
+            return kubectl(stack_env, "get", "-n", ns, "-f", "-", "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}", stdin=rendered)
+        before = versions()
+        kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
+        assert versions() == before
+        diff = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "diff", "--server-side",
+                   f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
+        assert diff.returncode == 0, diff.stdout + diff.stderr
+
+        # Argo CD's health of the reconciled servers: Progressing, since this
+        # test ground runs no pods, with the operator's reason.
+        for n, name in example_servers():
+            health = argocd_health(reconciled(stack_env, n, name))
+            assert health == {"status": "Progressing", "message": "no sidecar replica is available yet"}, (name, health)
+    finally:
+        # Servers go while the operator still runs: it removes their finalizer.
+        for example in reversed(EXAMPLES):
+            run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "--timeout=60s", "--ignore-not-found", "-f", str(example))
+        if operator is not None:
+            operator.send_signal(signal.SIGTERM)
+            operator.wait(timeout=30)
+        helm(stack_env, "uninstall", release, "-n", ns, check=False)
+        run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "namespace", ns, "--wait=false")
+
+
+def argocd_health(obj):
+    """Runs examples/argocd/health-mcpkafkaserver.lua as Argo CD does (Lua 5.1, `obj` global)."""
+    from lupa.lua51 import LuaRuntime
+
+    lua = LuaRuntime(unpack_returned_tuples=True)
+
+    def to_lua(value):
+        if isinstance(value, dict):
+            return lua.table_from({k: to_lua(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return lua.table_from([to_lua(v) for v in value])
+        return value
+
+    lua.globals().obj = to_lua(obj)
+    script = (ROOT / "examples" / "argocd" / "health-mcpkafkaserver.lua").read_text()
+    result = lua.execute(script)
+    return {"status": result["status"], "message": result["message"]}
+
+
+def condition(type_, status, reason="R", message=None):
+    return {"type": type_, "status": status, "reason": reason, "message": message or f"{type_} {status}"}
+
+
+@pytest.mark.parametrize("status, generation, expected", [
+    (None, 1, "Progressing"),
+    ({"observedGeneration": 1, "conditions": [condition("Ready", "True")]}, 2, "Progressing"),
+    ({"observedGeneration": 2, "conditions": [condition("EnvironmentFenced", "False", message="labelled dev"), condition("Ready", "False")]}, 2, "Degraded"),
+    ({"observedGeneration": 2, "conditions": [condition("Reconciled", "False", message="missing Secret x"), condition("Ready", "False")]}, 2, "Degraded"),
+    ({"observedGeneration": 2, "conditions": [condition("Reconciled", "True"), condition("Ready", "True"), condition("Degraded", "False")]}, 2, "Healthy"),
+    ({"observedGeneration": 2, "conditions": [condition("Reconciled", "True"), condition("Ready", "True"), condition("Degraded", "True", message="1 of 2")]}, 2, "Degraded"),
+])
+def test_argocd_health_follows_the_conditions(status, generation, expected):
+    obj = {"metadata": {"name": "s", "generation": generation}}
+    if status is not None:
+        obj["status"] = status
+    assert argocd_health(obj)["status"] == expected
+
+
+def test_dockerfiles_lint_clean(stack_env):
+    """No Docker engine here to build the images: lint them instead."""
+    hadolint = pathlib.Path(stack_env["MCPK_PYTHON"]).parent / "hadolint"
+    files = [ROOT / "operator" / "Dockerfile", ROOT / "mcp-sidecar" / "Dockerfile"]
+    out = run(str(hadolint), "--failure-threshold", "info", *map(str, files))
+    assert out.returncode == 0, out.stdout + out.stderr
+    for f in files:
+        text = f.read_text()
+        assert "FROM gcr.io/distroless/" in text and "USER 65532:65532" in text, f"{f.name}: not distroless and non-root"
