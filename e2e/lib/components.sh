@@ -7,6 +7,11 @@ ETCD_PEER_PORT=${MCPK_ETCD_PEER_PORT:-12380}
 APISERVER_PORT=${MCPK_APISERVER_PORT:-16443}
 KAFKA_PORT=${MCPK_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${MCPK_KAFKA_CONTROLLER_PORT:-19093}
+# The stack's broker also has secured listeners, for the clients' TLS and
+# SASL settings: mutual TLS, and SASL (PLAIN, SCRAM-SHA-256/512) over TLS.
+KAFKA_MTLS_PORT=${MCPK_KAFKA_MTLS_PORT:-19094}
+KAFKA_SASL_SSL_PORT=${MCPK_KAFKA_SASL_SSL_PORT:-19095}
+KAFKA_SASL_USER=mcp-sidecar
 # The stack's broker is the instance named `kafka`; tests that kill and
 # restart a broker start extra instances (`e2e/stack kafka ...`) instead of
 # disturbing the shared one.
@@ -149,17 +154,61 @@ kafka_answers_metadata() {
   kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list
 }
 
+# The secured listeners of the stack's own broker (extra instances have
+# only PLAINTEXT): PEM key store and trust store from the stack's CA.
+kafka_secured_listeners() {
+  local plain=$KAFKA_DIR/sasl-plain-jaas
+  cat <<PROPS
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,MTLS:SSL,SASL_SSL:SASL_SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$PKI_DIR/kafka-broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$PKI_DIR/ca.crt
+listener.name.mtls.ssl.client.auth=required
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$(cat "$PKI_DIR/kafka-sasl-password")";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+}
+
+# SCRAM credentials live in the cluster metadata: set them through the
+# plaintext listener once the broker answers, once per data dir. One
+# mechanism per request (Kafka refuses two for one user at once). The
+# password is on ConfigCommand's command line, so a failure points at the
+# log instead of repeating the command.
+kafka_scram_users() {
+  local mechanism password done=$KAFKA_DIR/data/.scram-users log=$LOG_DIR/$KAFKA_NAME-scram.log
+  [ -f "$done" ] && return 0
+  password=$(cat "$PKI_DIR/kafka-sasl-password")
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$KAFKA_SASL_USER" \
+      --add-config "$mechanism=[iterations=4096,password=$password]" >>"$log" 2>&1 \
+      || die "setting the $mechanism credential of $KAFKA_SASL_USER failed; see $log"
+  done
+  touch "$done"
+}
+
 write_kafka_config() {
   mkdir -p "$KAFKA_DIR/data"
+  local listeners
+  if [ "$KAFKA_NAME" = kafka ]; then
+    listeners=$(kafka_secured_listeners)
+  else
+    listeners="listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  fi
   cat >"$KAFKA_DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+$listeners
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 default.replication.factor=1
@@ -185,6 +234,10 @@ start_kafka() {
   if proc_pid "$KAFKA_NAME" >/dev/null; then log "$KAFKA_NAME already running"; return 0; fi
   check_port "$KAFKA_NAME" "$KAFKA_PORT" MCPK_KAFKA_PORT
   check_port "$KAFKA_NAME (controller)" "$KAFKA_CONTROLLER_PORT" MCPK_KAFKA_CONTROLLER_PORT
+  if [ "$KAFKA_NAME" = kafka ]; then
+    check_port "$KAFKA_NAME (mTLS)" "$KAFKA_MTLS_PORT" MCPK_KAFKA_MTLS_PORT
+    check_port "$KAFKA_NAME (SASL_SSL)" "$KAFKA_SASL_SSL_PORT" MCPK_KAFKA_SASL_SSL_PORT
+  fi
   write_kafka_config
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     # A KRaft cluster ID is a base64url UUID without padding (22 chars).

@@ -20,6 +20,21 @@ issue_cert() {
   rm -f "$PKI_DIR/$name.csr"
 }
 
+# The broker's certificate (a PEM key store: key then certificate) and a
+# client certificate for mutual TLS, plus the SASL user's password. Kept
+# apart from the control plane's set so an existing state dir gains them.
+ensure_kafka_pki() {
+  [ -f "$PKI_DIR/.kafka-complete" ] && return 0
+  log "generating Kafka certificates in $PKI_DIR"
+  issue_cert kafka-broker "/CN=kafka-broker" "IP:127.0.0.1,DNS:localhost"
+  cat "$PKI_DIR/kafka-broker.key" "$PKI_DIR/kafka-broker.crt" >"$PKI_DIR/kafka-broker.pem"
+  issue_cert kafka-client "/CN=mcp-kafka-sidecar"
+  openssl rand -hex 16 >"$PKI_DIR/kafka-sasl-password"
+  printf '%s' "$KAFKA_SASL_USER" >"$PKI_DIR/kafka-sasl-username"
+  chmod 600 "$PKI_DIR"/*.key "$PKI_DIR/kafka-broker.pem" "$PKI_DIR/kafka-sasl-password"
+  touch "$PKI_DIR/.kafka-complete"
+}
+
 ensure_pki() {
   [ -f "$PKI_DIR/.complete" ] && return 0
   need_cmd openssl
