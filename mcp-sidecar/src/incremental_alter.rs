@@ -13,8 +13,6 @@ use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
 
-use rdkafka::client::DefaultClientContext;
-use rdkafka::admin::AdminClient;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka_sys as rd;
 
@@ -63,7 +61,7 @@ impl Drop for Owned {
 }
 
 pub fn alter_topic_configs(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &crate::kafka::Admin,
     topic: &str,
     ops: &[ConfigOp<'_>],
     validate_only: bool,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::FutureProducer;
@@ -21,10 +22,52 @@ use crate::error::{ErrorCode, ToolError, ToolResult};
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const HEALTHY_WITHIN: Duration = Duration::from_secs(6);
 
+/// The producer's context: logs librdkafka's global errors as the default
+/// does, and remembers when the broker last refused our credentials (SASL)
+/// or TLS handshake, so that a call that then fails says why instead of
+/// "unreachable". On the producer because its client is polled for such
+/// events (the admin client's main queue is not); it connects with the same
+/// settings as every other client here.
+/// Clones share what they saw: the producer holds one, `Kafka` another.
+#[derive(Default, Clone)]
+pub struct RefusalWatch {
+    refused: Arc<std::sync::Mutex<Option<(Instant, &'static str)>>>,
+}
+
+impl ClientContext for RefusalWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        const TLS: &str = "the TLS handshake with Kafka failed; check the CA and the client certificate";
+        let why = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => "Kafka refused this server's SASL credentials; check the username and password Secret",
+            Some(RDKafkaErrorCode::SSL) => TLS,
+            // Under TLS 1.3 a broker that wants a client certificate says so
+            // with an alert after the handshake: a transport failure whose
+            // reason is OpenSSL's.
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => TLS,
+            _ => return,
+        };
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = Some((Instant::now(), why));
+        }
+    }
+}
+
+impl RefusalWatch {
+    /// Why the broker refused this client, if it did since the last success.
+    fn refusal(&self, healthy_since: Option<Instant>) -> Option<&'static str> {
+        let (at, why) = (*self.refused.lock().ok()?)?;
+        healthy_since.is_none_or(|ok| at > ok).then_some(why)
+    }
+}
+
+pub type Admin = AdminClient<rdkafka::client::DefaultClientContext>;
+
 pub struct Kafka {
     base: ClientConfig,
-    pub admin: AdminClient<DefaultClientContext>,
-    pub producer: FutureProducer,
+    pub admin: Admin,
+    pub producer: FutureProducer<RefusalWatch>,
+    refusals: RefusalWatch,
     /// Bound for one request to Kafka.
     pub timeout: Duration,
     started: Instant,
@@ -41,18 +84,20 @@ impl Kafka {
     /// only handed to librdkafka; they never reach logs or errors.
     pub fn connect(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Arc<Kafka>> {
         let base = client_config(config, client_id)?;
+        let refusals = RefusalWatch::default();
         let admin = base.create().map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
         let producer = base
             .clone()
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", config.request_timeout_ms.to_string())
-            .create()
+            .create_with_context(refusals.clone())
             .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
         Ok(Arc::new(Kafka {
             base,
             admin,
             producer,
+            refusals,
             timeout: Duration::from_millis(config.request_timeout_ms),
             started: Instant::now(),
             last_ok_ms: AtomicU64::new(0),
@@ -105,18 +150,33 @@ impl Kafka {
             .map_err(|e| ToolError::from_kafka(&format!("fetching offsets of {topic:?}/{partition}"), &e))
     }
 
+    /// A timeout or transport failure while the probe cannot reach Kafka
+    /// either is an outage, or, when the broker refused our credentials or
+    /// TLS handshake, a configuration problem that retrying does not fix.
     pub fn classify(&self, err: ToolError) -> ToolError {
-        if err.code == ErrorCode::Timeout && !self.is_healthy() {
-            ToolError::new(ErrorCode::KafkaUnavailable, format!("Kafka is unreachable ({})", err.message))
-        } else {
-            err
+        if !matches!(err.code, ErrorCode::Timeout | ErrorCode::KafkaUnavailable) || self.is_healthy() {
+            return err;
+        }
+        match self.refusals.refusal(self.last_ok()) {
+            Some(why) => ToolError::new(ErrorCode::PermissionDenied, format!("{why} ({})", err.message)),
+            None if err.code == ErrorCode::Timeout => {
+                ToolError::new(ErrorCode::KafkaUnavailable, format!("Kafka is unreachable ({})", err.message))
+            }
+            None => err,
+        }
+    }
+
+    /// When the probe last succeeded.
+    fn last_ok(&self) -> Option<Instant> {
+        match self.last_ok_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.started + Duration::from_millis(ms)),
         }
     }
 
     /// Whether metadata was fetched recently.
     pub fn is_healthy(&self) -> bool {
-        let last = self.last_ok_ms.load(Ordering::Relaxed);
-        last != 0 && self.started.elapsed().saturating_sub(Duration::from_millis(last)) < HEALTHY_WITHIN
+        self.last_ok().is_some_and(|at| at.elapsed() < HEALTHY_WITHIN)
     }
 
     /// The connected cluster's ID as the probe last read it (read only when
