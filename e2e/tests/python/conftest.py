@@ -47,7 +47,8 @@ def sidecar_binary() -> pathlib.Path:
 class Sidecar:
     """A sidecar process on a free loopback port, stopped at the end of the test."""
 
-    def __init__(self, args: list[str], port: int, log: pathlib.Path, env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], port: int, log: pathlib.Path, env: dict[str, str] | None = None, listen: bool = True):
+        """`listen`: pass --listen for the port (standalone mode); a config file names its own address."""
         import subprocess
 
         self.port = port
@@ -55,7 +56,7 @@ class Sidecar:
         self.log = log
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
-            [str(sidecar_binary()), "--listen", f"127.0.0.1:{port}", *args],
+            [str(sidecar_binary()), *(["--listen", f"127.0.0.1:{port}"] if listen else []), *args],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -5,35 +5,17 @@ examples/, and GitOps (server-side apply again changes nothing; the
 operator does not fight the fields a GitOps tool owns). Plus the Argo CD
 health check, run on real status."""
 
-import json
-import os
 import pathlib
-import signal
-import subprocess
 import time
-import uuid
 
 import pytest
 import yaml
 from conftest import E2E_DIR, kubectl
+from operator_install import CHART, ROOT, binary, helm, installed_operator, reconciled, run  # noqa: F401 (fixture)
 
-ROOT = E2E_DIR.parent
-CHART = ROOT / "charts" / "mcp-kafka-operator"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 # Fields a GitOps tool owns, applied as Argo CD applies them.
 GITOPS_MANAGER = "argocd-controller"
-
-
-def helm(stack_env, *args, check=True):
-    out = subprocess.run([stack_env["MCPK_HELM"], "--kubeconfig", stack_env["KUBECONFIG"], *args],
-                         capture_output=True, text=True, timeout=300)
-    if check:
-        assert out.returncode == 0, f"helm {' '.join(args)}:\n{out.stderr}"
-    return out
-
-
-def run(*args, stdin=None):
-    return subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +68,7 @@ def test_the_chart_lints_and_renders_strictly_valid_manifests(stack_env, schemas
     config = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")["data"]["config.yaml"]
     path = tmp_path / "config.yaml"
     path.write_text(config)
-    accepted = run(str(operator_binary()), "check-config", str(path))
+    accepted = run(str(binary("mcp-kafka-operator")), "check-config", str(path))
     assert accepted.returncode == 0, accepted.stderr
     assert "ghcr.io/mcpkafka/mcp-kafka-sidecar:0.1.0" in accepted.stdout
 
@@ -103,26 +85,9 @@ def test_bad_values_fail_with_the_key_named(stack_env, values, message):
     assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
-def operator_binary() -> pathlib.Path:
-    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    path = target / "debug" / "mcp-kafka-operator"
-    if not path.exists():
-        pytest.fail(f"{path} does not exist: build it with `cargo build --bins` (e2e/test does)", pytrace=False)
-    return path
-
-
 def can_i(stack_env, sa, *args):
     out = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "auth", "can-i", "--as", sa, *args)
     return out.stdout.strip() == "yes"
-
-
-def reconciled(stack_env, namespace, name):
-    out = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "get", "mks", name, "-n", namespace, "-o", "json")
-    if out.returncode != 0:
-        return None
-    server = json.loads(out.stdout)
-    conditions = {c["type"]: c for c in server.get("status", {}).get("conditions", [])}
-    return server if conditions.get("Reconciled", {}).get("status") == "True" else None
 
 
 def example_servers():
@@ -130,91 +95,61 @@ def example_servers():
             for example in EXAMPLES for d in yaml.safe_load_all(example.read_text()) if d and d["kind"] == "McpKafkaServer"]
 
 
-def test_helm_install_least_privilege_examples_and_no_gitops_drift(stack_env, tmp_path):
-    release = f"mko-{uuid.uuid4().hex[:6]}"
-    ns = release
-    values = ["--set", "replicas=1"]
-    helm(stack_env, "install", release, str(CHART), "-n", ns, "--create-namespace", *values)
-    operator = None
-    try:
-        # Every object of the release exists.
-        manifest = [d for d in yaml.safe_load_all(helm(stack_env, "get", "manifest", release, "-n", ns).stdout) if d]
-        for d in manifest:
-            kubectl(stack_env, "get", d["kind"], d["metadata"]["name"], *(["-n", ns] if d["kind"] not in ("ClusterRole", "ClusterRoleBinding") else []))
-        fullname = f"{release}-mcp-kafka-operator"
-        sa = f"system:serviceaccount:{ns}:{fullname}"
+def test_helm_install_least_privilege_examples_and_no_gitops_drift(stack_env, installed_operator):
+    op = installed_operator
+    ns = op.namespace
+    # Every object of the release exists.
+    for d in op.manifest:
+        kubectl(stack_env, "get", d["kind"], d["metadata"]["name"], *(["-n", ns] if d["kind"] not in ("ClusterRole", "ClusterRoleBinding") else []))
 
-        # Least privilege: what it needs, and not more.
-        for needed in (["patch", "mcpkafkaservers.mcpkafka.dev", "-A"], ["patch", "mcpkafkaservers.mcpkafka.dev/status", "-A"],
-                       ["create", "deployments.apps", "-n", "team-dev"], ["create", "serviceaccounts/token", "-n", "team-dev"],
-                       ["bind", "clusterrole/system:auth-delegator"], ["create", "rolebindings", "-n", "team-dev"],
-                       ["update", "leases.coordination.k8s.io", "-n", ns]):
-            assert can_i(stack_env, sa, *needed), f"the operator cannot {needed}"
-        for excess in (["*", "*", "-A"], ["delete", "namespaces"], ["create", "clusterroles"], ["bind", "clusterrole/cluster-admin"],
-                       ["escalate", "clusterroles"], ["impersonate", "users"], ["create", "pods/exec", "-n", "team-dev"],
-                       ["update", "leases.coordination.k8s.io", "-n", "kube-system"], ["delete", "customresourcedefinitions"],
-                       ["update", "nodes"]):
-            assert not can_i(stack_env, sa, *excess), f"the operator can {excess}"
+    # Least privilege: what it needs, and not more.
+    for needed in (["patch", "mcpkafkaservers.mcpkafka.dev", "-A"], ["patch", "mcpkafkaservers.mcpkafka.dev/status", "-A"],
+                   ["create", "deployments.apps", "-n", "team-dev"], ["create", "serviceaccounts/token", "-n", "team-dev"],
+                   ["bind", "clusterrole/system:auth-delegator"], ["create", "rolebindings", "-n", "team-dev"],
+                   ["update", "leases.coordination.k8s.io", "-n", ns]):
+        assert can_i(stack_env, op.service_account, *needed), f"the operator cannot {needed}"
+    for excess in (["*", "*", "-A"], ["delete", "namespaces"], ["create", "clusterroles"], ["bind", "clusterrole/cluster-admin"],
+                   ["escalate", "clusterroles"], ["impersonate", "users"], ["create", "pods/exec", "-n", "team-dev"],
+                   ["update", "leases.coordination.k8s.io", "-n", "kube-system"], ["delete", "customresourcedefinitions"],
+                   ["update", "nodes"]):
+        assert not can_i(stack_env, op.service_account, *excess), f"the operator can {excess}"
 
-        # The operator, run as its pod would: the chart's ServiceAccount token,
-        # the chart's config, its lease; it reconciles the examples, applied as GitOps would.
-        token = kubectl(stack_env, "create", "token", fullname, "-n", ns, "--duration", "1h").strip()
-        config = yaml.safe_load(pathlib.Path(stack_env["KUBECONFIG"]).read_text())
-        for user in config["users"]:
-            user["user"] = {"token": token}
-        kubeconfig = tmp_path / "operator.kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(config))
-        config_map = next(d for d in manifest if d["kind"] == "ConfigMap")
-        (tmp_path / "config.yaml").write_text(config_map["data"]["config.yaml"])
-        log = (tmp_path / "operator.log").open("wb")
-        operator = subprocess.Popen(
-            [str(operator_binary()), "run", "--config", str(tmp_path / "config.yaml"), "--metrics-address", "127.0.0.1:0",
-             "--lease-namespace", ns, "--lease-name", fullname],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": f"{fullname}-local"}, stdout=log, stderr=subprocess.STDOUT)
-        for example in EXAMPLES:
-            kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", str(example))
-        deadline = time.monotonic() + 120
-        while not all(reconciled(stack_env, n, s) for n, s in example_servers()):
-            assert operator.poll() is None, (tmp_path / "operator.log").read_text()
-            assert time.monotonic() < deadline, f"not all examples reconciled: {(tmp_path / 'operator.log').read_text()[-3000:]}"
-            time.sleep(1)
-        payments = reconciled(stack_env, "team-prod", "payments")
-        assert "create_partitions" in payments["status"]["effectiveTools"], "the break-glass window opens it"
-        assert "consume_messages" not in payments["status"]["effectiveTools"], "the policy denies it"
+    # The operator, with the chart's token and config, reconciles the examples, applied as GitOps would.
+    op.start()
+    for example in EXAMPLES:
+        op.apply(example)
+    op.wait_reconciled(example_servers())
+    payments = reconciled(stack_env, "team-prod", "payments")
+    assert "create_partitions" in payments["status"]["effectiveTools"], "the break-glass window opens it"
+    assert "consume_messages" not in payments["status"]["effectiveTools"], "the policy denies it"
 
-        # GitOps: the examples applied again by their manager show no diff,
-        # though the operator added its finalizer and status.
-        for example in EXAMPLES:
-            diff = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "diff", "--server-side",
-                       f"--field-manager={GITOPS_MANAGER}", "-f", str(example))
-            assert diff.returncode == 0, f"{example.name} drifts:\n{diff.stdout}{diff.stderr}"
-        # ...and the chart rendered again and applied server-side changes nothing:
-        # once to take co-ownership, then nothing at all (same resourceVersions).
-        rendered = helm(stack_env, "template", release, str(CHART), "-n", ns, *values).stdout
-        kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
-        def versions():
-            return kubectl(stack_env, "get", "-n", ns, "-f", "-", "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}", stdin=rendered)
-        before = versions()
-        kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
-        assert versions() == before
+    # GitOps: the examples applied again by their manager show no diff,
+    # though the operator added its finalizer and status.
+    for example in EXAMPLES:
         diff = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "diff", "--server-side",
-                   f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
-        assert diff.returncode == 0, diff.stdout + diff.stderr
+                   f"--field-manager={GITOPS_MANAGER}", "-f", str(example))
+        assert diff.returncode == 0, f"{example.name} drifts:\n{diff.stdout}{diff.stderr}"
+    # ...and the chart rendered again and applied server-side changes nothing:
+    # once to take co-ownership, then nothing at all (same resourceVersions).
+    rendered = helm(stack_env, "template", op.release, str(CHART), "-n", ns, *op.values).stdout
+    kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
 
-        # Argo CD's health of the reconciled servers: Progressing, since this
-        # test ground runs no pods, with the operator's reason.
-        for n, name in example_servers():
-            health = argocd_health(reconciled(stack_env, n, name))
-            assert health == {"status": "Progressing", "message": "no sidecar replica is available yet"}, (name, health)
-    finally:
-        # Servers go while the operator still runs: it removes their finalizer.
-        for example in reversed(EXAMPLES):
-            run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "--timeout=60s", "--ignore-not-found", "-f", str(example))
-        if operator is not None:
-            operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=30)
-        helm(stack_env, "uninstall", release, "-n", ns, check=False)
-        run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "delete", "namespace", ns, "--wait=false")
+    def versions():
+        return kubectl(stack_env, "get", "-n", ns, "-f", "-", "-o",
+                       "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion} {end}", stdin=rendered)
+
+    before = versions()
+    kubectl(stack_env, "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
+    assert versions() == before
+    diff = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "diff", "--server-side",
+               f"--field-manager={GITOPS_MANAGER}", "-n", ns, "-f", "-", stdin=rendered)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+
+    # Argo CD's health of the reconciled servers: Progressing, since this
+    # test ground runs no pods, with the operator's reason.
+    for n, name in example_servers():
+        health = argocd_health(reconciled(stack_env, n, name))
+        assert health == {"status": "Progressing", "message": "no sidecar replica is available yet"}, (name, health)
 
 
 def argocd_health(obj):
