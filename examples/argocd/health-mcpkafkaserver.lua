@@ -23,17 +23,16 @@ if generation ~= nil and (observed == nil or observed < generation) then
 end
 
 local conditions = obj.status.conditions
-local fenced = find(conditions, "EnvironmentFenced")
-if fenced ~= nil and fenced.status == "False" then
-  hs.status = "Degraded"
-  hs.message = "environment fence: " .. (fenced.message or fenced.reason or "")
-  return hs
-end
-local reconciled = find(conditions, "Reconciled")
-if reconciled ~= nil and reconciled.status == "False" then
-  hs.status = "Degraded"
-  hs.message = "not reconciled: " .. (reconciled.message or reconciled.reason or "")
-  return hs
+-- Failures that need a person: the namespace's environment label, or a
+-- reconcile that cannot finish (a missing Secret, an apply refused).
+local failures = { {"EnvironmentFenced", "environment fence: "}, {"Reconciled", "not reconciled: "} }
+for _, failure in ipairs(failures) do
+  local c = find(conditions, failure[1])
+  if c ~= nil and c.status == "False" then
+    hs.status = "Degraded"
+    hs.message = failure[2] .. (c.message or c.reason or "")
+    return hs
+  end
 end
 local ready = find(conditions, "Ready")
 if ready ~= nil and ready.status == "True" then

@@ -10,6 +10,12 @@
 //!
 //! It prints p50/p99 and calls/s with the ratios, plus the sidecar's time
 //! from start to ready and its idle RSS. Figures, not pass/fail.
+//!
+//! With `--peer-node NODE --peer-script JS` it also compares, in the same
+//! run and on the same topic, with @confluentinc/mcp-confluent: list topics,
+//! topic offsets and a 10-message consume, over MCP for both and directly
+//! with rdkafka, at 1 and 16 sessions; idle and loaded RSS; and time from
+//! start to the first answered `initialize`.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -31,10 +37,22 @@ struct Args {
     auth_namespace: Option<String>,
     token: Option<String>,
     kubeconfig: Option<String>,
+    /// For the field comparison: mcp-confluent's Node.js and entry script.
+    peer_node: Option<String>,
+    peer_script: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { sidecar: String::new(), bootstrap: String::new(), seconds: 5, auth_namespace: None, token: None, kubeconfig: None };
+    let mut a = Args {
+        sidecar: String::new(),
+        bootstrap: String::new(),
+        seconds: 5,
+        auth_namespace: None,
+        token: None,
+        kubeconfig: None,
+        peer_node: None,
+        peer_script: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -45,6 +63,8 @@ fn args() -> Args {
             "--auth-namespace" => a.auth_namespace = Some(value),
             "--token" => a.token = Some(value),
             "--kubeconfig" => a.kubeconfig = Some(value),
+            "--peer-node" => a.peer_node = Some(value),
+            "--peer-script" => a.peer_script = Some(value),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -282,6 +302,9 @@ async fn main() {
     if let (Some(ns), Some(token), Some(kubeconfig)) = (&a.auth_namespace, &a.token, &a.kubeconfig) {
         auth_figures(&a, &http, &url, ns, token, kubeconfig).await;
     }
+    if let (Some(node), Some(script)) = (&a.peer_node, &a.peer_script) {
+        field_comparison(&a, &http, node, script, &topic, &admin).await;
+    }
     println!("targets (issue): p50 <= 1.5x direct rdkafka; idle RSS <= 20 MiB; ready <= 200 ms");
     drop(sidecar);
     admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
@@ -370,4 +393,188 @@ async fn direct(admin: &Arc<AdminClient<DefaultClientContext>>, tool: &str, topi
             matches!(offsets, Ok(Some(()))) && configs.is_ok()
         }
     }
+}
+
+/// Time from spawning a server to its first answered `initialize`.
+async fn first_initialize(http: &reqwest::Client, url: &str, started: Instant) -> f64 {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+    loop {
+        let answered = http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if answered {
+            return started.elapsed().as_secs_f64() * 1000.0;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{url} never answered initialize");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// This sidecar against @confluentinc/mcp-confluent and direct rdkafka, in one run.
+async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: &str, topic: &str, admin: &Arc<AdminClient<DefaultClientContext>>) {
+    // Enough messages for a 10-message consume from the earliest offset.
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("producer");
+    for i in 0..100 {
+        let value = format!("{{\"order\":{i},\"amount\":{}}}", i * 7);
+        producer.send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value), KAFKA_TIMEOUT).await.expect("produce");
+    }
+
+    let ours_port = free_port();
+    let started = Instant::now();
+    let ours = Sidecar(
+        Command::new(&a.sidecar)
+            .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{ours_port}"), "--calls-per-second", "1000000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the sidecar"),
+    );
+    let ours_url = format!("http://127.0.0.1:{ours_port}/mcp");
+    let ours_start = first_initialize(http, &ours_url, started).await;
+
+    let peer_port = free_port();
+    let started = Instant::now();
+    let peer = Sidecar(
+        Command::new(node)
+            .args([script, "--transport", "http", "--disable-auth"])
+            .env("BOOTSTRAP_SERVERS", &a.bootstrap)
+            .env("HTTP_HOST", "127.0.0.1")
+            .env("HTTP_PORT", peer_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mcp-confluent"),
+    );
+    let peer_url = format!("http://127.0.0.1:{peer_port}/mcp");
+    let peer_start = first_initialize(http, &peer_url, started).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = (rss_kib(ours.0.id()), rss_kib(peer.0.id()));
+
+    println!();
+    println!("vs @confluentinc/mcp-confluent (same broker, topic {topic} with 100 messages, {}s per cell)", a.seconds);
+    println!("start to first answered initialize: this sidecar {ours_start:.0} ms, mcp-confluent {peer_start:.0} ms");
+    println!(
+        "idle RSS: this sidecar {:.1} MiB, mcp-confluent {:.1} MiB ({:.1}x smaller)",
+        idle.0 as f64 / 1024.0,
+        idle.1 as f64 / 1024.0,
+        idle.1 as f64 / idle.0.max(1) as f64
+    );
+    println!(
+        "{:<14} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9}",
+        "operation", "conc", "ours p50", "ours p99", "ours /s", "peer p50", "peer p99", "peer /s", "direct p50", "ours/peer", "p50/direct"
+    );
+    let operations = [
+        ("list topics", ("list_topics", json!({})), ("list-topics", json!({}))),
+        ("topic offsets", ("fetch_offsets", json!({"topic": topic})), ("get-partition-offsets", json!({"topicName": topic}))),
+        (
+            "consume 10",
+            ("consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 10})),
+            ("consume-messages", json!({"topics": [{"name": topic, "start": "earliest"}], "maxMessages": 10})),
+        ),
+    ];
+    for workers in [1usize, 16] {
+        for (label, (our_tool, our_args), (peer_tool, peer_args)) in &operations {
+            let over = |url: String, tool: &'static str, args: Value| async move {
+                let mut sessions = Vec::new();
+                for _ in 0..workers {
+                    sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
+                }
+                measure(workers, a.seconds, |w| {
+                    let (s, args) = (sessions[w].clone(), args.clone());
+                    move || {
+                        let (s, args) = (s.clone(), args.clone());
+                        async move { s.lock().await.call(tool, &args).await }
+                    }
+                })
+                .await
+            };
+            let ours_f = over(ours_url.clone(), our_tool, our_args.clone()).await;
+            let peer_f = over(peer_url.clone(), peer_tool, peer_args.clone()).await;
+            let direct_f = measure(workers, a.seconds, |_| {
+                let (admin, topic, bootstrap, label) = (admin.clone(), topic.to_string(), a.bootstrap.clone(), *label);
+                move || {
+                    let (admin, topic, bootstrap) = (admin.clone(), topic.clone(), bootstrap.clone());
+                    async move { direct_field(&admin, &bootstrap, label, &topic).await }
+                }
+            })
+            .await;
+            let errors = ours_f.errors + peer_f.errors + direct_f.errors;
+            println!(
+                "{:<14} {:>4} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>8.1}x {:>8.2}x{}",
+                label,
+                workers,
+                ours_f.p50_ms,
+                ours_f.p99_ms,
+                ours_f.per_second,
+                peer_f.p50_ms,
+                peer_f.p99_ms,
+                peer_f.per_second,
+                direct_f.p50_ms,
+                ours_f.per_second / peer_f.per_second.max(f64::MIN_POSITIVE),
+                ours_f.p50_ms / direct_f.p50_ms,
+                if errors > 0 { format!("  (errors: ours {}, peer {}, direct {})", ours_f.errors, peer_f.errors, direct_f.errors) } else { String::new() }
+            );
+        }
+    }
+    let loaded = (rss_kib(ours.0.id()), rss_kib(peer.0.id()));
+    println!(
+        "RSS after load: this sidecar {:.1} MiB, mcp-confluent {:.1} MiB",
+        loaded.0 as f64 / 1024.0,
+        loaded.1 as f64 / 1024.0
+    );
+    println!("ours/peer = throughput ratio (target >= 5x at 16 sessions); p50/direct = this sidecar's p50 over direct rdkafka (target <= 1.5x)");
+    println!("target (issue): idle RSS <= 1/9 of mcp-confluent's");
+}
+
+/// The Kafka work behind each compared operation, done directly.
+async fn direct_field(admin: &Arc<AdminClient<DefaultClientContext>>, bootstrap: &str, operation: &str, topic: &str) -> bool {
+    let (admin, topic, bootstrap, operation) = (admin.clone(), topic.to_string(), bootstrap.to_string(), operation.to_string());
+    tokio::task::spawn_blocking(move || match operation.as_str() {
+        "list topics" => admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok(),
+        "topic offsets" => {
+            let Ok(md) = admin.inner().fetch_metadata(Some(&topic), KAFKA_TIMEOUT) else { return false };
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return false };
+            t.partitions().iter().all(|p| admin.inner().fetch_watermarks(&topic, p.id(), KAFKA_TIMEOUT).is_ok())
+        }
+        _ => {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "bench-direct")
+                .set("enable.auto.commit", "false")
+                .create()
+            {
+                Ok(c) => c,
+                Err(_) => return false,
+            };
+            let Ok(md) = consumer.fetch_metadata(Some(&topic), KAFKA_TIMEOUT) else { return false };
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning).ok();
+            }
+            if consumer.assign(&tpl).is_err() {
+                return false;
+            }
+            let deadline = Instant::now() + KAFKA_TIMEOUT;
+            let mut read = 0;
+            while read < 10 && Instant::now() < deadline {
+                if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+                    read += 1;
+                }
+            }
+            read == 10
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
