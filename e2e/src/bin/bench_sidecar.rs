@@ -177,13 +177,25 @@ impl Session {
         resp.bytes().await.unwrap_or_default()
     }
 
+    /// An MCP `ping`: the session layer alone, no tool and no Kafka.
+    async fn ping(&mut self) -> bool {
+        self.next_id += 1;
+        let text = self.post(&json!({"jsonrpc": "2.0", "id": self.next_id, "method": "ping"})).await;
+        String::from_utf8_lossy(&text).contains("\"result\"")
+    }
+
     /// A tool call; true when the result is not an error.
     async fn call(&mut self, tool: &str, args: &Value) -> bool {
-        self.next_id += 1;
-        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": tool, "arguments": args}});
-        let text = self.post(&body).await;
+        let text = self.call_raw(tool, args).await;
         let text = String::from_utf8_lossy(&text);
         text.contains("\"result\"") && !text.contains("\"isError\":true")
+    }
+
+    /// A tool call's whole HTTP answer.
+    async fn call_raw(&mut self, tool: &str, args: &Value) -> bytes::Bytes {
+        self.next_id += 1;
+        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": tool, "arguments": args}});
+        self.post(&body).await
     }
 }
 
@@ -245,7 +257,11 @@ async fn main() {
     let idle_rss = rss_kib(sidecar.0.id());
 
     let url = format!("{base}/mcp");
+    // The answer's size drives the cost of serializing it: say how big it is here.
+    let topics = admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).map_or(0, |m| m.topics().len());
+    let answer = Session::open(http.clone(), &url).await.call_raw("list_topics", &json!({})).await.len();
     println!("mcp-kafka-sidecar benchmark: {}s per cell, topic {topic} (6 partitions), broker {}", a.seconds, a.bootstrap);
+    println!("the broker has {topics} topics; a list_topics answer is {answer} bytes");
     println!("start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
     println!();
     println!("{:<16} {:>4} {:>11} {:>11} {:>10} {:>10} {:>10} {:>9}", "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "direct p50", "direct /s", "p50 ratio");
@@ -260,6 +276,20 @@ async fn main() {
         })
         .await;
         println!("{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", "-", "-");
+        // The MCP session layer's own cost: a JSON-RPC ping in an open session.
+        let mut pingers = Vec::new();
+        for _ in 0..workers {
+            pingers.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
+        }
+        let ping = measure(workers, a.seconds, |w| {
+            let s = pingers[w].clone();
+            move || {
+                let s = s.clone();
+                async move { s.lock().await.ping().await }
+            }
+        })
+        .await;
+        println!("{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>9}", "MCP ping", workers, ping.p50_ms, ping.p99_ms, ping.per_second, "-", "-", "-");
         for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic}))] {
             let mut sessions = Vec::new();
             for _ in 0..workers {
