@@ -218,6 +218,21 @@ def test_from_kubectl_apply_to_an_agents_tool_call_and_back(stack_env, installed
                   "spec": {"token": writer_token, "audiences": [f"mcpkafka.dev/{dev}/orders"]}}
         answer = json.loads(kubectl(stack_env, "create", "-o", "json", "-f", "-", stdin=json.dumps(review)))
         assert answer["status"].get("authenticated") is not True, answer["status"]
+
+        # No secret anywhere the run left a trace: the SASL password, the
+        # client tokens, the sidecars' own tokens, the client key material.
+        secrets = [pathlib.Path(stack_env["MCPK_KAFKA_SASL_PASSWORD_FILE"]).read_text().strip(), writer_token, stranger]
+        secrets += [line.split("token: ", 1)[1] for s in sidecars for line in (s.root / "kubeconfig").read_text().splitlines() if "token: " in line]
+        traces = {
+            "operator log": op.log.read_text(),
+            "sidecar logs and audit": "".join(s.sidecar.log.read_text() for s in sidecars),
+            "servers (status)": kubectl(stack_env, "get", "mks", "-A", "-o", "json"),
+            "events": kubectl(stack_env, "get", "events", "-A", "-o", "json"),
+        }
+        for secret in secrets:
+            assert len(secret) >= 16
+            for where, text in traces.items():
+                assert secret not in text, f"a secret appears in the {where}"
     finally:
         for sidecar in sidecars:
             sidecar.sidecar.stop()
