@@ -11,6 +11,8 @@
 //! It prints p50/p99 and calls/s with the ratios, plus the sidecar's time
 //! from start to ready and its idle RSS. Figures, not pass/fail.
 //!
+//! With `--load SESSIONS CALLS` it runs the load case instead (see `load`).
+//!
 //! With `--peer-node NODE --peer-script JS` it also compares, in the same
 //! run and on the same topic, with @confluentinc/mcp-confluent: list topics,
 //! topic offsets and a 10-message consume, over MCP for both and directly
@@ -40,6 +42,8 @@ struct Args {
     /// For the field comparison: mcp-confluent's Node.js and entry script.
     peer_node: Option<String>,
     peer_script: Option<String>,
+    /// The load case: concurrent sessions and total calls.
+    load: Option<(usize, usize)>,
 }
 
 fn args() -> Args {
@@ -52,6 +56,7 @@ fn args() -> Args {
         kubeconfig: None,
         peer_node: None,
         peer_script: None,
+        load: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +70,10 @@ fn args() -> Args {
             "--kubeconfig" => a.kubeconfig = Some(value),
             "--peer-node" => a.peer_node = Some(value),
             "--peer-script" => a.peer_script = Some(value),
+            "--load" => {
+                let calls = it.next().expect("--load SESSIONS CALLS").parse().expect("CALLS");
+                a.load = Some((value.parse().expect("SESSIONS"), calls));
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -225,6 +234,11 @@ async fn main() {
         .expect("create topic");
     created[0].as_ref().expect("bench topic");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some((sessions, calls)) = a.load {
+        load(&a, sessions, calls, &topic).await;
+        admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
+        return;
+    }
 
     // Start to ready.
     let port = {
@@ -607,4 +621,131 @@ async fn direct_field(admin: &Arc<AdminClient<DefaultClientContext>>, bootstrap:
     })
     .await
     .unwrap_or(false)
+}
+
+/// Starts a standalone sidecar allowing `calls_per_second` per caller, with
+/// the malloc setting the operator's Deployment gives it; waits until ready.
+async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64) -> (Sidecar, String) {
+    let port = free_port();
+    let child = Command::new(&a.sidecar)
+        .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--calls-per-second", &calls_per_second.to_string()])
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sidecar");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    first_initialize(http, &url, Instant::now()).await;
+    (Sidecar(child), url)
+}
+
+/// What one answer was: ok, a tool error with its code, or a transport failure.
+fn outcome_of(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    let Some(data) = text.lines().filter_map(|l| l.strip_prefix("data: ")).find(|l| l.contains("\"result\"")) else {
+        return "no answer".to_string();
+    };
+    let value: Value = serde_json::from_str(data).unwrap_or_default();
+    let result = &value["result"];
+    if result["isError"] == Value::Bool(true) {
+        result["structuredContent"]["error"]["code"].as_str().unwrap_or("error").to_string()
+    } else {
+        "ok".to_string()
+    }
+}
+
+type Mix = Vec<(&'static str, Value)>;
+
+/// One round of the load: the sessions share `calls` calls of the mix.
+async fn round(open: Vec<Session>, calls: usize, mix: &Mix) -> (Vec<Session>, Histogram<u64>, std::collections::BTreeMap<String, u64>) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for mut s in open {
+        let (next, mix) = (next.clone(), mix.clone());
+        workers.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= calls {
+                    break;
+                }
+                let (tool, args) = &mix[i % mix.len()];
+                let t0 = Instant::now();
+                let answer = s.call_raw(tool, args).await;
+                h.record(t0.elapsed().as_micros().max(1) as u64).ok();
+                *outcomes.entry(outcome_of(&answer)).or_default() += 1;
+            }
+            (s, h, outcomes)
+        }));
+    }
+    let mut sessions = Vec::new();
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+    for w in workers {
+        let (s, h, o) = w.await.expect("worker");
+        sessions.push(s);
+        all.add(h).expect("merge");
+        for (k, v) in o {
+            *outcomes.entry(k).or_default() += v;
+        }
+    }
+    (sessions, all, outcomes)
+}
+
+/// The load case: SESSIONS concurrent MCP sessions share CALLS mixed calls
+/// (observe tools and peeks), with the rate limit out of the way, after a
+/// warm-up round of the same shape (a fifth of the calls); then the same
+/// load against a 100 calls/s limit, where every refusal must be a clean
+/// LIMIT_EXCEEDED. Prints outcomes, p99 and RSS after warm-up and after.
+async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("producer");
+    for i in 0..50 {
+        let value = format!("{{\"n\":{i}}}");
+        producer.send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value), KAFKA_TIMEOUT).await.expect("produce");
+    }
+    let mix: Mix = vec![
+        ("list_topics", json!({"name_contains": "bench-"})),
+        ("describe_topic", json!({"topic": topic})),
+        ("fetch_offsets", json!({"topic": topic})),
+        ("cluster_status", json!({})),
+        ("consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 5})),
+    ];
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    println!("load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}", mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", "));
+    for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
+        let (sidecar, url) = start_sidecar(a, &http, limit).await;
+        let mut open = Vec::new();
+        for _ in 0..sessions {
+            open.push(Session::open(http.clone(), &url).await);
+        }
+        if limit > 1000 {
+            open = round(open, calls / 5, &mix).await.0;
+        }
+        let before = rss_kib(sidecar.0.id());
+        let started = Instant::now();
+        let (_, all, outcomes) = round(open, calls, &mix).await;
+        let took = started.elapsed().as_secs_f64();
+        let after = rss_kib(sidecar.0.id());
+        println!();
+        println!(
+            "{label}: {calls} calls in {took:.1} s ({:.0}/s); p50 {:.2} ms, p99 {:.2} ms",
+            calls as f64 / took,
+            all.value_at_quantile(0.5) as f64 / 1000.0,
+            all.value_at_quantile(0.99) as f64 / 1000.0
+        );
+        println!("  outcomes: {outcomes:?}");
+        let unexpected: u64 = outcomes.iter().filter(|(k, _)| *k != "ok" && !(limit <= 1000 && *k == "LIMIT_EXCEEDED")).map(|(_, v)| v).sum();
+        println!("  unexpected outcomes: {unexpected}");
+        println!(
+            "  sidecar RSS {} {:.1} MiB, after the load {:.1} MiB ({:+.1}%; target <= +10% after warm-up)",
+            if limit > 1000 { "after warm-up" } else { "before" },
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after as f64 - before as f64) * 100.0 / before.max(1) as f64
+        );
+        drop(sidecar);
+    }
 }

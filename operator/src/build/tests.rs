@@ -136,6 +136,8 @@ fn the_deployment_is_hardened_and_rolls_on_config_change() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    let env = c.env.as_ref().unwrap();
+    assert!(env.iter().any(|e| e.name == "MALLOC_ARENA_MAX" && e.value.as_deref() == Some("2")), "{env:?}");
     assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
     assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
     assert_eq!(pod.service_account_name.as_deref(), Some("orders-mcp"));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    Capabilities, ConfigMap, EnvVar, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext,
     Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
@@ -26,6 +26,11 @@ use crate::fence::ENVIRONMENT_LABEL;
 
 /// The key of the config in the ConfigMap, and the file the sidecar reads.
 pub(super) const CONFIG_FILE: &str = "config.yaml";
+/// glibc gives threads that allocate their own malloc arenas, and Kafka
+/// calls run on a pool of blocking threads: with two arenas the sidecar's
+/// RSS after a 64-session warm-up of `e2e/load` was 44 to 50 MiB in five
+/// runs, against 54 MiB in one run without.
+const SIDECAR_MALLOC_ARENAS: (&str, &str) = ("MALLOC_ARENA_MAX", "2");
 const CONFIG_DIR: &str = "/etc/mcp-kafka/config";
 const CA_DIR: &str = "/etc/mcp-kafka/kafka-ca";
 const CLIENT_CERT_DIR: &str = "/etc/mcp-kafka/kafka-client-cert";
@@ -145,6 +150,7 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
         name: "sidecar".into(),
         image: Some(spec.image.clone().unwrap_or_else(|| inputs.config.sidecar.image.clone())),
         args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
+        env: Some(vec![EnvVar { name: SIDECAR_MALLOC_ARENAS.0.into(), value: Some(SIDECAR_MALLOC_ARENAS.1.into()), value_from: None }]),
         ports: Some(vec![ContainerPort { name: Some("mcp".into()), container_port: MCP_PORT, protocol: Some("TCP".into()), ..Default::default() }]),
         liveness_probe: Some(http_probe("/healthz", 10)),
         readiness_probe: Some(http_probe("/readyz", 5)),
