@@ -1,0 +1,44 @@
+//! The operator's pure steps on arbitrary input: a server and a policy from
+//! arbitrary YAML (what admission would let through or not) go through the
+//! fence check, the policy decision and the build of every child object,
+//! and the sidecar config it renders is one the sidecar accepts. Nothing
+//! may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcp_kafka_operator::build::{Inputs, desired};
+use mcp_kafka_operator::config::OperatorConfig;
+use mcp_kafka_operator::crd::{McpKafkaServer, McpToolPolicySpec};
+use mcp_kafka_operator::{fence, policy};
+use mcp_kafka_sidecar::config::SidecarConfig;
+
+fuzz_target!(|text: &str| {
+    // Two documents: the server, then the namespace's policy spec.
+    let mut docs = text.splitn(2, "\n---\n");
+    let Ok(mut server) = serde_yaml::from_str::<McpKafkaServer>(docs.next().unwrap_or_default()) else { return };
+    let policy_spec = docs
+        .next()
+        .and_then(|d| serde_yaml::from_str::<McpToolPolicySpec>(d).ok())
+        .unwrap_or(McpToolPolicySpec { allow: vec![], deny: vec![], break_glass: None });
+    // The apiserver always sets these on stored objects.
+    server.metadata.name.get_or_insert_with(|| "server".into());
+    server.metadata.namespace.get_or_insert_with(|| "team".into());
+    server.metadata.uid.get_or_insert_with(|| "00000000-0000-0000-0000-000000000001".into());
+    let config = OperatorConfig::default();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let environment = server.spec.environment.clone();
+    let Ok(fenced) = fence::check(&environment, "team", Some(&environment), server.spec.kafka.expected_cluster_id.as_deref(), &config)
+    else {
+        return;
+    };
+    let policy = policy::Policy::from_namespace("team", &policy_spec);
+    let decision = policy::decide(&server.spec.tools, &policy, fenced.mutations, now);
+    let window = policy.open_window(now);
+    let built = desired(&Inputs { server: &server, config: &config, fenced: &fenced, tools: &decision.effective, break_glass: window });
+    if let Some(config_map) = built.config_map {
+        let rendered = &config_map.data.unwrap_or_default()["config.yaml"];
+        // What admission lets through always renders a config the sidecar accepts;
+        // arbitrary specs may not (e.g. bootstrap servers admission would refuse).
+        let _ = SidecarConfig::parse(rendered);
+    }
+});
