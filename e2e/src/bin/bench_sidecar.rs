@@ -466,25 +466,8 @@ fn free_port() -> u16 {
 /// This sidecar against @confluentinc/mcp-confluent and direct rdkafka, in one run.
 async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: &str, topic: &str, admin: &Arc<AdminClient<DefaultClientContext>>) {
     // Enough messages for a 10-message consume from the earliest offset.
-    let producer: rdkafka::producer::FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("producer");
-    for i in 0..100 {
-        let value = format!("{{\"order\":{i},\"amount\":{}}}", i * 7);
-        producer.send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value), KAFKA_TIMEOUT).await.expect("produce");
-    }
-
-    let ours_port = free_port();
-    let started = Instant::now();
-    let ours = Sidecar(
-        Command::new(&a.sidecar)
-            .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{ours_port}"), "--calls-per-second", "1000000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the sidecar"),
-    );
-    let ours_url = format!("http://127.0.0.1:{ours_port}/mcp");
-    let ours_start = first_initialize(http, &ours_url, started).await;
+    produce(a, topic, 100).await;
+    let (ours, ours_url, ours_start) = start_sidecar(a, http, 1_000_000).await;
 
     let peer_port = free_port();
     let started = Instant::now();
@@ -623,10 +606,22 @@ async fn direct_field(admin: &Arc<AdminClient<DefaultClientContext>>, bootstrap:
     .unwrap_or(false)
 }
 
+/// Writes `count` small JSON messages to `topic`.
+async fn produce(a: &Args, topic: &str, count: usize) {
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("producer");
+    for i in 0..count {
+        let value = format!("{{\"order\":{i},\"amount\":{}}}", i * 7);
+        producer.send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value), KAFKA_TIMEOUT).await.expect("produce");
+    }
+}
+
 /// Starts a standalone sidecar allowing `calls_per_second` per caller, with
-/// the malloc setting the operator's Deployment gives it; waits until ready.
-async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64) -> (Sidecar, String) {
+/// the malloc setting the operator's Deployment gives it; returns it, its
+/// MCP URL and the milliseconds from spawn to its first answered `initialize`.
+async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64) -> (Sidecar, String, f64) {
     let port = free_port();
+    let started = Instant::now();
     let child = Command::new(&a.sidecar)
         .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--calls-per-second", &calls_per_second.to_string()])
@@ -636,8 +631,8 @@ async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64) 
         .spawn()
         .expect("start the sidecar");
     let url = format!("http://127.0.0.1:{port}/mcp");
-    first_initialize(http, &url, Instant::now()).await;
-    (Sidecar(child), url)
+    let ready_ms = first_initialize(http, &url, started).await;
+    (Sidecar(child), url, ready_ms)
 }
 
 /// What one answer was: ok, a tool error with its code, or a transport failure.
@@ -700,12 +695,7 @@ async fn round(open: Vec<Session>, calls: usize, mix: &Mix) -> (Vec<Session>, Hi
 /// load against a 100 calls/s limit, where every refusal must be a clean
 /// LIMIT_EXCEEDED. Prints outcomes, p99 and RSS after warm-up and after.
 async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
-    let producer: rdkafka::producer::FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("producer");
-    for i in 0..50 {
-        let value = format!("{{\"n\":{i}}}");
-        producer.send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value), KAFKA_TIMEOUT).await.expect("produce");
-    }
+    produce(a, topic, 50).await;
     let mix: Mix = vec![
         ("list_topics", json!({"name_contains": "bench-"})),
         ("describe_topic", json!({"topic": topic})),
@@ -716,7 +706,7 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     println!("load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}", mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", "));
     for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
-        let (sidecar, url) = start_sidecar(a, &http, limit).await;
+        let (sidecar, url, _) = start_sidecar(a, &http, limit).await;
         let mut open = Vec::new();
         for _ in 0..sessions {
             open.push(Session::open(http.clone(), &url).await);
