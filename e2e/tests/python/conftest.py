@@ -154,6 +154,19 @@ def tool_grants(stack_env):
                        capture_output=True)
 
 
+def kubeconfig_as(stack_env, namespace: str, service_account: str, path: pathlib.Path) -> pathlib.Path:
+    """The admin kubeconfig with its credentials replaced by a 1-hour token
+    of `service_account`: how a Pod of that ServiceAccount reaches the API."""
+    import yaml
+
+    token = kubectl(stack_env, "create", "token", service_account, "-n", namespace, "--duration", "1h").strip()
+    config = yaml.safe_load(pathlib.Path(stack_env["KUBECONFIG"]).read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def sa_token(stack_env, ns: str, sa: str, server: str, audience: str | None = None) -> str:
     """A TokenRequest token for `sa`, for the server's audience unless told."""
     return kubectl(stack_env, "create", "token", sa, "-n", ns, "--audience", audience or f"mcpkafka.dev/{ns}/{server}").strip()

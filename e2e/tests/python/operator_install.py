@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import E2E_DIR, kubectl
+from conftest import E2E_DIR, kubeconfig_as, kubectl
 
 ROOT = E2E_DIR.parent
 CHART = ROOT / "charts" / "mcp-kafka-operator"
@@ -75,12 +75,7 @@ class InstalledOperator:
         self.manifest = [d for d in yaml.safe_load_all(helm(stack_env, "get", "manifest", self.release, "-n", self.namespace).stdout) if d]
 
     def start(self):
-        token = kubectl(self.stack_env, "create", "token", self.fullname, "-n", self.namespace, "--duration", "1h").strip()
-        config = yaml.safe_load(pathlib.Path(self.stack_env["KUBECONFIG"]).read_text())
-        for user in config["users"]:
-            user["user"] = {"token": token}
-        kubeconfig = self._tmp / "operator.kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(config))
+        kubeconfig = kubeconfig_as(self.stack_env, self.namespace, self.fullname, self._tmp / "operator.kubeconfig")
         config_map = next(d for d in self.manifest if d["kind"] == "ConfigMap")
         (self._tmp / "operator-config.yaml").write_text(config_map["data"]["config.yaml"])
         self._log_file = self.log.open("wb")

@@ -13,15 +13,13 @@ ServiceAccount the operator made for it."""
 import base64
 import datetime
 import json
-import os
 import pathlib
-import subprocess
 import time
 import uuid
 
 import anyio
 import yaml
-from conftest import Sidecar, _another_port, as_caller, kubectl
+from conftest import Sidecar, _another_port, as_caller, kubeconfig_as, kubectl
 from operator_install import binary, installed_operator, reconciled, run, server  # noqa: F401 (fixture)
 
 TOOLS_DEV = ["create_partitions", "create_topic", "describe_topic", "list_topics"]
@@ -72,12 +70,7 @@ class PodAsProcess:
         self.container = pod["containers"][0]
         self.volumes = {v["name"]: v for v in pod["volumes"]}
         self.mount()
-        token = kubectl(stack_env, "create", "token", pod["serviceAccountName"], "-n", namespace, "--duration", "1h").strip()
-        config = yaml.safe_load(pathlib.Path(stack_env["KUBECONFIG"]).read_text())
-        for user in config["users"]:
-            user["user"] = {"token": token}
-        kubeconfig = self.root / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(config))
+        kubeconfig = kubeconfig_as(stack_env, namespace, pod["serviceAccountName"], self.root / "kubeconfig")
         args = [a.replace("/etc/", f"{self.root}/etc/") for a in self.container["args"]]
         self.sidecar = Sidecar(args, self.port, self.root / "sidecar.log", {"KUBECONFIG": str(kubeconfig)}, listen=False)
         self.sidecar.wait_ready()
