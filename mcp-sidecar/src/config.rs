@@ -141,11 +141,22 @@ pub struct KafkaConfig {
     /// Upper bound for one Kafka request made by a tool.
     #[serde(default = "KafkaConfig::default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// How old the cluster metadata (brokers, topics, partition layout) that
+    /// list_topics, list_brokers, cluster_status and describe_topic answer
+    /// from may be. 0 asks Kafka on every call. This server's own mutations
+    /// drop it at once; another client's change shows within this time.
+    /// Offsets, configs and groups are always read live.
+    #[serde(default = "KafkaConfig::default_metadata_max_age_ms")]
+    pub metadata_max_age_ms: u64,
 }
 
 impl KafkaConfig {
     fn default_request_timeout_ms() -> u64 {
         10_000
+    }
+
+    pub fn default_metadata_max_age_ms() -> u64 {
+        1_000
     }
 }
 
@@ -328,6 +339,9 @@ impl SidecarConfig {
         }
         if !(100..=300_000).contains(&self.kafka.request_timeout_ms) {
             return Err(ConfigError::new("kafka.requestTimeoutMs", "must be between 100 and 300000"));
+        }
+        if self.kafka.metadata_max_age_ms > 60_000 {
+            return Err(ConfigError::new("kafka.metadataMaxAgeMs", "must be between 0 (always ask Kafka) and 60000"));
         }
         let l = &self.limits;
         let caps = [

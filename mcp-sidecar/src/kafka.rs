@@ -1,8 +1,10 @@
-//! Kafka access: one long-lived admin client and producer per process
-//! (librdkafka reconnects on its own), short-lived consumers per peek, and a
-//! health probe that `/readyz` and error classification read.
+//! Kafka access: one long-lived admin client, producer and offset-lookup
+//! consumer per process (librdkafka reconnects on its own), a few reusable
+//! peek consumers, a health probe that `/readyz` and error classification
+//! read, and a short-lived cache of the cluster metadata.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -10,9 +12,10 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::error::{ErrorCode, ToolError, ToolResult};
@@ -21,6 +24,10 @@ use crate::error::{ErrorCode, ToolError, ToolResult};
 /// success may be before the server counts Kafka as unreachable.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const HEALTHY_WITHIN: Duration = Duration::from_secs(6);
+
+/// Idle peek consumers kept connected for the next peek (more are made
+/// under load and dropped after it).
+const IDLE_PEEK_CONSUMERS: usize = 4;
 
 /// The producer's context: logs librdkafka's global errors as the default
 /// does, and remembers when the broker last refused our credentials (SASL)
@@ -67,6 +74,12 @@ pub struct Kafka {
     base: ClientConfig,
     pub admin: Admin,
     pub producer: FutureProducer<RefusalWatch>,
+    /// Looks up offsets (ListOffsets for many partitions in one request);
+    /// never assigned, subscribed or committed.
+    lookup: BaseConsumer,
+    /// Peek consumers between peeks: unassigned, never subscribed or committed.
+    idle_peekers: Mutex<Vec<BaseConsumer>>,
+    metadata: MetadataCache,
     refusals: RefusalWatch,
     /// Bound for one request to Kafka.
     pub timeout: Duration,
@@ -93,10 +106,19 @@ impl Kafka {
             .set("message.timeout.ms", config.request_timeout_ms.to_string())
             .create_with_context(refusals.clone())
             .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let lookup = base
+            .clone()
+            .set("group.id", "mcp-kafka-sidecar-lookup")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka offset-lookup consumer: {e}"))?;
         Ok(Arc::new(Kafka {
             base,
             admin,
             producer,
+            lookup,
+            idle_peekers: Mutex::new(Vec::new()),
+            metadata: MetadataCache::new(Duration::from_millis(config.metadata_max_age_ms)),
             refusals,
             timeout: Duration::from_millis(config.request_timeout_ms),
             started: Instant::now(),
@@ -107,16 +129,40 @@ impl Kafka {
     }
 
     /// A new consumer that never joins or commits for `group` unless the
-    /// caller commits explicitly (offset resets do; peeks never do).
+    /// caller commits explicitly (offset resets do).
     pub fn consumer(&self, group: &str) -> ToolResult<BaseConsumer> {
-        self.base
-            .clone()
+        self.consumer_config(group).create().map_err(|e| ToolError::from_kafka("creating a consumer", &e))
+    }
+
+    fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.base.clone();
+        config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(|e| ToolError::from_kafka("creating a consumer", &e))
+            .set("enable.partition.eof", "false");
+        config
+    }
+
+    /// A consumer for one peek: assign it partitions and offsets, poll, and
+    /// drop it; it is unassigned and kept for the next peek. Reuse skips a
+    /// new consumer's connect and metadata round trips (most of a small
+    /// peek's time). Never joins its group or commits.
+    pub fn peek_consumer(&self) -> ToolResult<PeekConsumer<'_>> {
+        let idle = self.idle_peekers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let consumer = match idle {
+            Some(consumer) => consumer,
+            None => self
+                .consumer_config("mcp-kafka-sidecar-peek")
+                // A peek reads little: don't prefetch librdkafka's default 64 MiB.
+                .set("queued.max.messages.kbytes", "4096")
+                // The next peek's fetch waits for this one's, which the broker
+                // holds this long when there is nothing new (default 500 ms).
+                .set("fetch.wait.max.ms", "20")
+                .create()
+                .map_err(|e| ToolError::from_kafka("creating a consumer", &e))?,
+        };
+        Ok(PeekConsumer { consumer: Some(consumer), idle: &self.idle_peekers })
     }
 
     /// Runs blocking librdkafka work off the async runtime.
@@ -142,12 +188,61 @@ impl Kafka {
             .map_err(|e| ToolError::from_kafka("fetching cluster metadata", &e))
     }
 
+    /// The whole cluster's metadata, at most `kafka.metadataMaxAgeMs` old.
+    /// Concurrent callers share one request to Kafka.
+    pub fn cluster_metadata(&self) -> ToolResult<Arc<Metadata>> {
+        self.metadata.get(|| self.metadata(None))
+    }
+
+    /// Drops the cached metadata: called after every mutation, so that a
+    /// tool's own change shows in the next answer.
+    pub fn forget_metadata(&self) {
+        self.metadata.forget();
+    }
+
     /// Earliest and latest offsets of one partition.
     pub fn watermarks(&self, topic: &str, partition: i32) -> ToolResult<(i64, i64)> {
-        self.admin
-            .inner()
-            .fetch_watermarks(topic, partition, self.timeout)
-            .map_err(|e| ToolError::from_kafka(&format!("fetching offsets of {topic:?}/{partition}"), &e))
+        Ok(self.watermarks_of(topic, &[partition])?.remove(&partition).unwrap_or((0, 0)))
+    }
+
+    /// Earliest and latest offsets of some partitions of a topic: two
+    /// ListOffsets requests per leader (Kafka's -2 = earliest, -1 = latest),
+    /// where per-partition watermark queries would make two per partition.
+    pub fn watermarks_of(&self, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
+        let earliest = self.offsets_at(topic, partitions, Offset::Beginning)?;
+        let latest = self.offsets_at(topic, partitions, Offset::End)?;
+        Ok(partitions.iter().map(|p| (*p, (earliest.get(p).copied().unwrap_or(0), latest.get(p).copied().unwrap_or(0)))).collect())
+    }
+
+    /// Offsets of partitions at a point: `Offset::Beginning`, `Offset::End`,
+    /// or `Offset::Offset(timestamp_ms)` (the first offset at or after it;
+    /// -1 when there is none). One request per partition leader.
+    pub fn offsets_at(&self, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
+        let what = || format!("fetching offsets of {topic:?}");
+        let mut query = TopicPartitionList::new();
+        for p in partitions {
+            query.add_partition_offset(topic, *p, at).map_err(|e| ToolError::from_kafka(&what(), &e))?;
+        }
+        let ask = |query: TopicPartitionList| self.lookup.offsets_for_times(query, self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e));
+        let mut found = ask(query.clone())?;
+        // librdkafka finds leaders in its own metadata, which may predate a
+        // partition or leader change: refresh it once and ask again.
+        let stale = |code: Option<RDKafkaErrorCode>| {
+            use RDKafkaErrorCode::*;
+            matches!(code, Some(UnknownPartition | UnknownTopic | UnknownTopicOrPartition | LeaderNotAvailable | NotLeaderForPartition))
+        };
+        if found.elements().iter().any(|e| stale(e.error().err().and_then(|err| err.rdkafka_error_code()))) {
+            self.lookup.fetch_metadata(Some(topic), self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e))?;
+            found = ask(query)?;
+        }
+        found
+            .elements()
+            .iter()
+            .map(|e| {
+                e.error().map_err(|err| ToolError::from_kafka(&format!("fetching offsets of {topic:?}/{}", e.partition()), &err))?;
+                Ok((e.partition(), e.offset().to_raw().unwrap_or(-1)))
+            })
+            .collect()
     }
 
     /// A timeout or transport failure while the probe cannot reach Kafka
@@ -204,7 +299,10 @@ impl Kafka {
     /// it (so a reconnect to another cluster is seen within one probe). Blocking.
     pub fn probe(&self) -> bool {
         let timeout = PROBE_INTERVAL.min(self.timeout);
-        if self.admin.inner().fetch_metadata(None, timeout).is_err() {
+        // Serves the lookup consumer's events (errors, logs), which would
+        // otherwise queue up: it is never polled for messages.
+        let _ = self.lookup.poll(Duration::ZERO);
+        if self.metadata.refresh(|| self.admin.inner().fetch_metadata(None, timeout).map_err(|e| ToolError::from_kafka("probe", &e))).is_err() {
             return false;
         }
         if self.expected_cluster_id.is_some() {
@@ -230,6 +328,89 @@ impl Kafka {
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
         })
+    }
+}
+
+/// A peek consumer on loan; back to the idle ones when dropped.
+pub struct PeekConsumer<'a> {
+    consumer: Option<BaseConsumer>,
+    idle: &'a Mutex<Vec<BaseConsumer>>,
+}
+
+impl std::ops::Deref for PeekConsumer<'_> {
+    type Target = BaseConsumer;
+
+    fn deref(&self) -> &BaseConsumer {
+        self.consumer.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for PeekConsumer<'_> {
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else { return };
+        // Unassigning drops what it prefetched; one that cannot be unassigned is not reused.
+        if consumer.unassign().is_err() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_PEEK_CONSUMERS {
+            idle.push(consumer);
+        }
+    }
+}
+
+/// The last whole-cluster metadata and when it was asked for.
+struct MetadataCache {
+    max_age: Duration,
+    last: Mutex<Option<(Instant, Arc<Metadata>)>>,
+    /// Held while asking Kafka, so that concurrent misses make one request.
+    fetching: Mutex<()>,
+    /// Bumped by `forget`: an answer to a request made before a mutation
+    /// is not kept after it.
+    generation: AtomicU64,
+}
+
+impl MetadataCache {
+    fn new(max_age: Duration) -> Self {
+        Self { max_age, last: Mutex::new(None), fetching: Mutex::new(()), generation: AtomicU64::new(0) }
+    }
+
+    fn fresh(&self) -> Option<Arc<Metadata>> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().filter(|(at, _)| at.elapsed() < self.max_age).map(|(_, md)| Arc::clone(md))
+    }
+
+    /// The cached metadata while fresh, else `fetch`'s answer (kept).
+    fn get(&self, fetch: impl FnOnce() -> ToolResult<Metadata>) -> ToolResult<Arc<Metadata>> {
+        if self.max_age.is_zero() {
+            return fetch().map(Arc::new);
+        }
+        if let Some(md) = self.fresh() {
+            return Ok(md);
+        }
+        let _one_at_a_time = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        // Another caller may have fetched while this one waited.
+        if let Some(md) = self.fresh() {
+            return Ok(md);
+        }
+        self.refresh(fetch)
+    }
+
+    /// Asks Kafka now and keeps the answer, timed from when it was asked.
+    fn refresh(&self, fetch: impl FnOnce() -> ToolResult<Metadata>) -> ToolResult<Arc<Metadata>> {
+        let (asked, generation) = (Instant::now(), self.generation.load(Ordering::SeqCst));
+        let md = Arc::new(fetch()?);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.max_age.is_zero() && self.generation.load(Ordering::SeqCst) == generation {
+            *last = Some((asked, Arc::clone(&md)));
+        }
+        Ok(md)
+    }
+
+    fn forget(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *last = None;
     }
 }
 
@@ -288,6 +469,7 @@ mod tests {
             tls: None,
             sasl: None,
             request_timeout_ms: 5_000,
+            metadata_max_age_ms: 1_000,
         }
     }
 

@@ -44,6 +44,11 @@ struct Cli {
     /// more get LIMIT_EXCEEDED.
     #[arg(long, default_value_t = Limits::default().calls_per_second)]
     calls_per_second: u32,
+    /// Standalone mode: how old the cluster metadata that list_topics,
+    /// list_brokers, cluster_status and describe_topic answer from may be
+    /// (0: ask Kafka on every call). This server's own changes show at once.
+    #[arg(long, default_value_t = KafkaConfig::default_metadata_max_age_ms())]
+    metadata_max_age_ms: u64,
 }
 
 fn parse_tools(list: &[String]) -> anyhow::Result<Vec<ToolName>> {
@@ -72,6 +77,7 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
             tls: None,
             sasl: None,
             request_timeout_ms: 10_000,
+            metadata_max_age_ms: cli.metadata_max_age_ms,
         },
         tools: parse_tools(&cli.tools)?,
         limits: Limits { calls_per_second: cli.calls_per_second, call_burst: cli.calls_per_second.saturating_mul(2), ..Limits::default() },

@@ -276,7 +276,10 @@ impl KafkaMcp {
             })?;
         }
         outcome.changed_kafka = true;
-        self.run(rt, tool, args).await
+        let result = self.run(rt, tool, args).await;
+        // Failed or not, Kafka may have changed: the next read asks it.
+        rt.kafka.forget_metadata();
+        result
     }
 
     async fn run(&self, rt: &Runtime, tool: ToolName, args: Value) -> Result<Value, ToolError> {

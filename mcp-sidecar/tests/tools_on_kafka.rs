@@ -18,8 +18,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A dev server on the ground's broker with the given tools (no rate limit
 /// to speak of: these tests call as fast as they can).
 fn server_with_tools(tools: &[&str]) -> KafkaMcp {
+    server_with(tools, mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms())
+}
+
+fn server_with(tools: &[&str], metadata_max_age_ms: u64) -> KafkaMcp {
     let text = format!(
-        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000}}\ntools: [{}]\nlimits: {{callsPerSecond: 1000000, callBurst: 1000000}}\n",
+        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000, metadataMaxAgeMs: {metadata_max_age_ms}}}\ntools: [{}]\nlimits: {{callsPerSecond: 1000000, callBurst: 1000000}}\n",
         Ground::get().kafka_bootstrap_servers,
         tools.join(", ")
     );
@@ -183,7 +187,12 @@ async fn create_partitions_and_update_topic_config_change_kafka() {
     let dry = ok(&mcp, "create_partitions", json!({"topic": topic, "total": 4, "dry_run": true})).await;
     assert_eq!((dry["before"].as_u64(), dry["after"].as_u64()), (Some(2), Some(4)));
     assert_eq!(partition_count(&topic), 2, "a dry run added partitions");
+    assert_eq!(ok(&mcp, "describe_topic", json!({"topic": topic})).await["partitions"].as_array().unwrap().len(), 2);
     ok(&mcp, "create_partitions", json!({"topic": topic, "total": 4})).await;
+    // The tool's own change shows in its next read, offsets of new partitions
+    // included (though the clients' own metadata knew 2 partitions).
+    let described = ok(&mcp, "describe_topic", json!({"topic": topic})).await;
+    assert_eq!(described["partitions"].as_array().unwrap().len(), 4, "{described}");
     eventually("4 partitions", || async { (partition_count(&topic) == 4).then_some(()) }).await;
     assert_eq!(err(&mcp, "create_partitions", json!({"topic": topic, "total": 3})).await, ErrorCode::InvalidArgument);
 
@@ -271,6 +280,74 @@ async fn consume_respects_start_positions_and_caps_on_10000_large_messages() {
     let future = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": 4_102_444_800_000i64})).await;
     assert!(future["messages"].as_array().unwrap().is_empty(), "nothing is newer than the year 2100");
     assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "from": "offset", "offset": 1})).await, ErrorCode::InvalidArgument);
+}
+
+/// Message values of a consume_messages answer, as text.
+fn values(answer: &Value) -> Vec<String> {
+    answer["messages"].as_array().unwrap().iter().map(|m| m["value"]["text"].as_str().unwrap_or("?").to_string()).collect()
+}
+
+fn texts(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[tokio::test]
+async fn peeks_on_reused_consumers_show_only_what_each_asked_for() {
+    let mcp = server();
+    let (a, b) = (new_topic(&mcp, "t-peek-a", 1).await, new_topic(&mcp, "t-peek-b", 1).await);
+    produce(&a, 50, |i| format!("a{i}")).await;
+    produce(&b, 50, |i| format!("b{i}")).await;
+    // Peek consumers are reused: no peek may show what an earlier one fetched.
+    for _ in 0..3 {
+        let first = ok(&mcp, "consume_messages", json!({"topic": a, "from": "earliest", "max_messages": 5})).await;
+        assert_eq!(values(&first), texts("a", 0..5));
+        let last = ok(&mcp, "consume_messages", json!({"topic": b, "from": "latest", "max_messages": 3})).await;
+        assert_eq!(values(&last), texts("b", 47..50));
+        let middle = ok(&mcp, "consume_messages", json!({"topic": a, "partition": 0, "from": "offset", "offset": 20, "max_messages": 4})).await;
+        assert_eq!(values(&middle), texts("a", 20..24));
+    }
+    // And side by side: more peeks at once than consumers kept idle.
+    let peeks = (0..8).map(|i| {
+        let (mcp, topic, prefix) = (mcp.clone(), if i % 2 == 0 { a.clone() } else { b.clone() }, if i % 2 == 0 { "a" } else { "b" });
+        async move {
+            let got = ok(&mcp, "consume_messages", json!({"topic": topic, "partition": 0, "from": "offset", "offset": i * 5, "max_messages": 5})).await;
+            assert_eq!(values(&got), texts(prefix, i * 5..i * 5 + 5), "peek {i}");
+        }
+    });
+    futures::future::join_all(peeks).await;
+}
+
+#[tokio::test]
+async fn cached_metadata_shows_own_changes_at_once_and_others_soon() {
+    let cached = server_with(&["list_topics", "describe_topic", "create_topic"], 60_000);
+    let uncached = server_with(&["list_topics"], 0);
+    let names = |answer: Value| -> Vec<String> {
+        answer["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+    };
+    ok(&cached, "list_topics", json!({})).await;
+
+    // Another client makes a topic: a server without the cache lists it at
+    // once; the cached one describes it at once (a topic it does not know
+    // is asked for live) and lists it after its next refresh.
+    let other = unique_name("t-other");
+    let admin: rdkafka::admin::AdminClient<_> = Ground::get().kafka_config().create().unwrap();
+    let new = rdkafka::admin::NewTopic::new(&other, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await.unwrap()[0].as_ref().unwrap();
+    eventually("the other client's topic in metadata", || async { topic_exists(&other).then_some(()) }).await;
+    assert!(names(ok(&uncached, "list_topics", json!({"name_contains": other})).await).contains(&other));
+    assert_eq!(ok(&cached, "describe_topic", json!({"topic": other})).await["partitions"].as_array().unwrap().len(), 1);
+    eventually("the other client's topic listed by the cached server", || {
+        let (cached, other) = (cached.clone(), other.clone());
+        async move { names(ok(&cached, "list_topics", json!({"name_contains": other})).await).contains(&other).then_some(()) }
+    })
+    .await;
+
+    // This server's own change drops the cache: listed by the very next call.
+    ok(&cached, "list_topics", json!({})).await;
+    let own = unique_name("t-own");
+    ok(&cached, "create_topic", json!({"topic": own, "partitions": 2})).await;
+    let listed = ok(&cached, "list_topics", json!({"name_contains": own})).await;
+    assert_eq!(listed["topics"][0]["partitions"], 2, "{listed}");
 }
 
 #[tokio::test]

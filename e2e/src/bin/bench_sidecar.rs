@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -208,6 +209,21 @@ impl Session {
     }
 }
 
+/// The sidecar's own time in `tool` so far (seconds, calls), from its
+/// latency histogram: what the call costs inside the server, apart from HTTP
+/// and the client.
+async fn in_server_seconds(http: &reqwest::Client, base: &str, tool: &str) -> (f64, f64) {
+    let text = match http.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |suffix: &str| {
+        let prefix = format!("mcp_kafka_tool_call_duration_seconds_{suffix}{{tool=\"{tool}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    (value("sum"), value("count"))
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
@@ -269,6 +285,9 @@ async fn main() {
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(sidecar.0.id());
+    let (_uncached, uncached_url, _) = start_sidecar(&a, &http, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
+    let uncached_base = uncached_url.trim_end_matches("/mcp").to_string();
+    let kafka = Arc::new(Direct::new(&a.bootstrap));
 
     let url = format!("{base}/mcp");
     // The answer's size drives the cost of serializing it: say how big it is here.
@@ -278,7 +297,10 @@ async fn main() {
     println!("the broker has {topics} topics; a list_topics answer is {answer} bytes");
     println!("start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
     println!();
-    println!("{:<16} {:>4} {:>11} {:>11} {:>10} {:>10} {:>10} {:>9}", "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "direct p50", "direct /s", "p50 ratio");
+    println!(
+        "{:<27} {:>4} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "in-server", "direct p50", "direct /s", "p50 ratio"
+    );
     for workers in [1usize, 16] {
         // The load client's own ceiling: the same HTTP client against a no-op endpoint.
         let noop = measure(workers, a.seconds, |_| {
@@ -289,7 +311,7 @@ async fn main() {
             }
         })
         .await;
-        println!("{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", "-", "-");
+        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", "-", "-", "-");
         // The MCP session layer's own cost: a JSON-RPC ping in an open session.
         let mut pingers = Vec::new();
         for _ in 0..workers {
@@ -303,41 +325,39 @@ async fn main() {
             }
         })
         .await;
-        println!("{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>9}", "MCP ping", workers, ping.p50_ms, ping.p99_ms, ping.per_second, "-", "-", "-");
+        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>10} {:>9}", "MCP ping", workers, ping.p50_ms, ping.p99_ms, ping.per_second, "-", "-", "-", "-");
+        // The same tools on a sidecar that asks Kafka on every call: what the
+        // metadata cache saves, and the overhead of the MCP path alone.
+        let servers = [("", &base, &url), (" (no cache)", &uncached_base, &uncached_url)];
         for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic}))] {
-            let mut sessions = Vec::new();
-            for _ in 0..workers {
-                sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
-            }
-            let over_mcp = measure(workers, a.seconds, |w| {
-                let (s, args) = (sessions[w].clone(), args.clone());
-                move || {
-                    let (s, args) = (s.clone(), args.clone());
-                    async move { s.lock().await.call(tool, &args).await }
-                }
-            })
-            .await;
             let direct = measure(workers, a.seconds, |_| {
-                let (admin, topic) = (admin.clone(), topic.clone());
+                let (kafka, topic) = (kafka.clone(), topic.clone());
                 move || {
-                    let (admin, topic) = (admin.clone(), topic.clone());
-                    async move { direct(&admin, tool, &topic).await }
+                    let (kafka, topic) = (kafka.clone(), topic.clone());
+                    async move { kafka.run(tool, &topic).await }
                 }
             })
             .await;
-            let errors = over_mcp.errors + direct.errors;
-            println!(
-                "{:<16} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>10.0} {:>8.2}x{}",
-                tool,
-                workers,
-                over_mcp.p50_ms,
-                over_mcp.p99_ms,
-                over_mcp.per_second,
-                direct.p50_ms,
-                direct.per_second,
-                over_mcp.p50_ms / direct.p50_ms,
-                if errors > 0 { format!("  ({errors} errors)") } else { String::new() }
-            );
+            for (variant, server_base, server_url) in servers {
+                let in_server_before = in_server_seconds(&http, server_base, tool).await;
+                let over_mcp = mcp_calls(&http, server_url, workers, a.seconds, tool, &args).await;
+                let in_server = in_server_seconds(&http, server_base, tool).await;
+                let in_server_ms = (in_server.0 - in_server_before.0) * 1000.0 / (in_server.1 - in_server_before.1).max(1.0);
+                let errors = over_mcp.errors + direct.errors;
+                println!(
+                    "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>10.3} {:>10.0} {:>8.2}x{}",
+                    format!("{tool}{variant}"),
+                    workers,
+                    over_mcp.p50_ms,
+                    over_mcp.p99_ms,
+                    over_mcp.per_second,
+                    in_server_ms,
+                    direct.p50_ms,
+                    direct.per_second,
+                    over_mcp.p50_ms / direct.p50_ms,
+                    if errors > 0 { format!("  ({errors} errors)") } else { String::new() }
+                );
+            }
         }
     }
     let loaded_rss = rss_kib(sidecar.0.id());
@@ -347,7 +367,7 @@ async fn main() {
         auth_figures(&a, &http, &url, ns, token, kubeconfig).await;
     }
     if let (Some(node), Some(script)) = (&a.peer_node, &a.peer_script) {
-        field_comparison(&a, &http, node, script, &topic, &admin).await;
+        field_comparison(&a, &http, node, script, &topic, &kafka).await;
     }
     println!("targets (issue): p50 <= 1.5x direct rdkafka; idle RSS <= 20 MiB; ready <= 200 ms");
     drop(sidecar);
@@ -412,31 +432,118 @@ async fn auth_figures(a: &Args, http: &reqwest::Client, none_url: &str, ns: &str
     println!("target (issue): warm cache adds <= 0.2 ms p50 over auth none");
 }
 
-/// The Kafka work of each tool, done directly with rdkafka: what the sidecar
-/// adds is everything above this.
-async fn direct(admin: &Arc<AdminClient<DefaultClientContext>>, tool: &str, topic: &str) -> bool {
-    match tool {
-        "list_topics" => {
-            let admin = admin.clone();
-            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok()).await.unwrap_or(false)
-        }
-        _ => {
-            let (a2, t2) = (admin.clone(), topic.to_string());
-            let offsets = tokio::task::spawn_blocking(move || {
-                let md = a2.inner().fetch_metadata(Some(&t2), KAFKA_TIMEOUT).ok()?;
-                let t = md.topics().iter().find(|t| t.name() == t2)?;
-                for p in t.partitions() {
-                    a2.inner().fetch_watermarks(&t2, p.id(), KAFKA_TIMEOUT).ok()?;
-                }
-                Some(())
-            });
-            let resources = [ResourceSpecifier::Topic(topic)];
-            let opts = AdminOptions::new();
-            let configs = admin.describe_configs(&resources, &opts);
-            let (offsets, configs) = tokio::join!(offsets, configs);
-            matches!(offsets, Ok(Some(()))) && configs.is_ok()
+/// The Kafka work behind each measured tool, done directly with rdkafka the
+/// way the sidecar does it (uncached): what the sidecar adds is everything
+/// above this.
+struct Direct {
+    admin: AdminClient<DefaultClientContext>,
+    /// Offsets of many partitions in one ListOffsets request, as the sidecar asks.
+    lookup: BaseConsumer,
+    /// Consumers between reads, reused as the sidecar reuses its peek consumers.
+    idle: std::sync::Mutex<Vec<BaseConsumer>>,
+    bootstrap: String,
+}
+
+impl Direct {
+    fn new(bootstrap: &str) -> Self {
+        let config = |group: &str| {
+            let mut c = rdkafka::ClientConfig::new();
+            c.set("bootstrap.servers", bootstrap).set("group.id", group).set("enable.auto.commit", "false");
+            c
+        };
+        Self {
+            admin: config("bench-direct").create().expect("admin client"),
+            lookup: config("bench-direct-lookup").create().expect("lookup consumer"),
+            idle: std::sync::Mutex::new(Vec::new()),
+            bootstrap: bootstrap.to_string(),
         }
     }
+
+    async fn run(self: &Arc<Self>, operation: &str, topic: &str) -> bool {
+        let (this, operation, topic) = (Arc::clone(self), operation.to_string(), topic.to_string());
+        let describe_configs = async {
+            match operation.as_str() {
+                "describe_topic" => this.admin.describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new()).await.is_ok(),
+                _ => true,
+            }
+        };
+        let blocking = {
+            let (this, operation, topic) = (Arc::clone(&this), operation.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || match operation.as_str() {
+                "list_topics" | "list topics" => this.admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok(),
+                "describe_topic" | "topic offsets" => this.offsets(&topic),
+                _ => this.consume_10(&topic),
+            })
+        };
+        let (configs, rest) = tokio::join!(describe_configs, blocking);
+        configs && rest.unwrap_or(false)
+    }
+
+    /// A topic's partitions, then their earliest and latest offsets.
+    fn offsets(&self, topic: &str) -> bool {
+        let Ok(md) = self.admin.inner().fetch_metadata(Some(topic), KAFKA_TIMEOUT) else { return false };
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return false };
+        [rdkafka::Offset::Beginning, rdkafka::Offset::End].into_iter().all(|at| {
+            let mut query = rdkafka::TopicPartitionList::new();
+            for p in t.partitions() {
+                query.add_partition_offset(topic, p.id(), at).ok();
+            }
+            self.lookup.offsets_for_times(query, KAFKA_TIMEOUT).is_ok()
+        })
+    }
+
+    /// A consumer (reused, with the sidecar's fetch wait), assigned from the
+    /// earliest offsets, reads 10 messages.
+    fn consume_10(&self, topic: &str) -> bool {
+        let idle = self.idle.lock().unwrap().pop();
+        let consumer: BaseConsumer = match idle {
+            Some(c) => c,
+            None => match rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &self.bootstrap)
+                .set("group.id", "bench-direct")
+                .set("enable.auto.commit", "false")
+                .set("fetch.wait.max.ms", "20")
+                .create()
+            {
+                Ok(c) => c,
+                Err(_) => return false,
+            },
+        };
+        let Ok(md) = self.admin.inner().fetch_metadata(Some(topic), KAFKA_TIMEOUT) else { return false };
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).ok();
+        }
+        if consumer.assign(&tpl).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + KAFKA_TIMEOUT;
+        let mut read = 0;
+        while read < 10 && Instant::now() < deadline {
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+                read += 1;
+            }
+        }
+        let ok = read == 10 && consumer.unassign().is_ok();
+        self.idle.lock().unwrap().push(consumer);
+        ok
+    }
+}
+
+/// `tool` over MCP on `workers` sessions of their own, for `seconds`.
+async fn mcp_calls(http: &reqwest::Client, url: &str, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
+    let mut sessions = Vec::new();
+    for _ in 0..workers {
+        sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), url).await)));
+    }
+    measure(workers, seconds, |w| {
+        let (s, args) = (sessions[w].clone(), args.clone());
+        move || {
+            let (s, args) = (s.clone(), args.clone());
+            async move { s.lock().await.call(tool, &args).await }
+        }
+    })
+    .await
 }
 
 /// Time from spawning a server to its first answered `initialize`.
@@ -464,10 +571,10 @@ fn free_port() -> u16 {
 }
 
 /// This sidecar against @confluentinc/mcp-confluent and direct rdkafka, in one run.
-async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: &str, topic: &str, admin: &Arc<AdminClient<DefaultClientContext>>) {
+async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: &str, topic: &str, kafka: &Arc<Direct>) {
     // Enough messages for a 10-message consume from the earliest offset.
     produce(a, topic, 100).await;
-    let (ours, ours_url, ours_start) = start_sidecar(a, http, 1_000_000).await;
+    let (ours, ours_url, ours_start) = start_sidecar(a, http, 1_000_000, &[]).await;
 
     let peer_port = free_port();
     let started = Instant::now();
@@ -511,27 +618,13 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
     ];
     for workers in [1usize, 16] {
         for (label, (our_tool, our_args), (peer_tool, peer_args)) in &operations {
-            let over = |url: String, tool: &'static str, args: Value| async move {
-                let mut sessions = Vec::new();
-                for _ in 0..workers {
-                    sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
-                }
-                measure(workers, a.seconds, |w| {
-                    let (s, args) = (sessions[w].clone(), args.clone());
-                    move || {
-                        let (s, args) = (s.clone(), args.clone());
-                        async move { s.lock().await.call(tool, &args).await }
-                    }
-                })
-                .await
-            };
-            let ours_f = over(ours_url.clone(), our_tool, our_args.clone()).await;
-            let peer_f = over(peer_url.clone(), peer_tool, peer_args.clone()).await;
+            let ours_f = mcp_calls(http, &ours_url, workers, a.seconds, our_tool, our_args).await;
+            let peer_f = mcp_calls(http, &peer_url, workers, a.seconds, peer_tool, peer_args).await;
             let direct_f = measure(workers, a.seconds, |_| {
-                let (admin, topic, bootstrap, label) = (admin.clone(), topic.to_string(), a.bootstrap.clone(), *label);
+                let (kafka, topic, label) = (kafka.clone(), topic.to_string(), *label);
                 move || {
-                    let (admin, topic, bootstrap) = (admin.clone(), topic.clone(), bootstrap.clone());
-                    async move { direct_field(&admin, &bootstrap, label, &topic).await }
+                    let (kafka, topic) = (kafka.clone(), topic.clone());
+                    async move { kafka.run(label, &topic).await }
                 }
             })
             .await;
@@ -563,49 +656,6 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
     println!("target (issue): idle RSS <= 1/9 of mcp-confluent's");
 }
 
-/// The Kafka work behind each compared operation, done directly.
-async fn direct_field(admin: &Arc<AdminClient<DefaultClientContext>>, bootstrap: &str, operation: &str, topic: &str) -> bool {
-    let (admin, topic, bootstrap, operation) = (admin.clone(), topic.to_string(), bootstrap.to_string(), operation.to_string());
-    tokio::task::spawn_blocking(move || match operation.as_str() {
-        "list topics" => admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok(),
-        "topic offsets" => {
-            let Ok(md) = admin.inner().fetch_metadata(Some(&topic), KAFKA_TIMEOUT) else { return false };
-            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return false };
-            t.partitions().iter().all(|p| admin.inner().fetch_watermarks(&topic, p.id(), KAFKA_TIMEOUT).is_ok())
-        }
-        _ => {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "bench-direct")
-                .set("enable.auto.commit", "false")
-                .create()
-            {
-                Ok(c) => c,
-                Err(_) => return false,
-            };
-            let Ok(md) = consumer.fetch_metadata(Some(&topic), KAFKA_TIMEOUT) else { return false };
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            for p in md.topics().iter().flat_map(|t| t.partitions()) {
-                tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning).ok();
-            }
-            if consumer.assign(&tpl).is_err() {
-                return false;
-            }
-            let deadline = Instant::now() + KAFKA_TIMEOUT;
-            let mut read = 0;
-            while read < 10 && Instant::now() < deadline {
-                if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
-                    read += 1;
-                }
-            }
-            read == 10
-        }
-    })
-    .await
-    .unwrap_or(false)
-}
-
 /// Writes `count` small JSON messages to `topic`.
 async fn produce(a: &Args, topic: &str, count: usize) {
     let producer: rdkafka::producer::FutureProducer =
@@ -619,12 +669,13 @@ async fn produce(a: &Args, topic: &str, count: usize) {
 /// Starts a standalone sidecar allowing `calls_per_second` per caller, with
 /// the malloc setting the operator's Deployment gives it; returns it, its
 /// MCP URL and the milliseconds from spawn to its first answered `initialize`.
-async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64) -> (Sidecar, String, f64) {
+async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64, extra_args: &[&str]) -> (Sidecar, String, f64) {
     let port = free_port();
     let started = Instant::now();
     let child = Command::new(&a.sidecar)
         .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--calls-per-second", &calls_per_second.to_string()])
+        .args(extra_args)
         .env("MALLOC_ARENA_MAX", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -706,7 +757,7 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     println!("load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}", mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", "));
     for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
-        let (sidecar, url, _) = start_sidecar(a, &http, limit).await;
+        let (sidecar, url, _) = start_sidecar(a, &http, limit, &[]).await;
         let mut open = Vec::new();
         for _ in 0..sessions {
             open.push(Session::open(http.clone(), &url).await);

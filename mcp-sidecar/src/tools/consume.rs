@@ -12,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::observe::{offsets_for_timestamp, select_partitions};
+use super::observe::{Freshness, offsets_for_timestamp, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 
@@ -127,27 +127,25 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
     }
     ctx.kafka
         .blocking(move |k| {
-            let partitions = select_partitions(k, &args.topic, args.partition)?;
+            let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
             let at_time = match args.from {
                 StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
                 _ => None,
             };
-            // Start and end per partition; partitions with nothing to read are skipped.
+            // Next offset and end per partition; partitions with nothing to read are skipped.
             let mut ends: HashMap<i32, i64> = HashMap::new();
+            let mut next_offset: HashMap<i32, i64> = HashMap::new();
             let mut tpl = TopicPartitionList::new();
-            for &p in &partitions {
-                let (low, high) = k.watermarks(&args.topic, p)?;
+            for (p, (low, high)) in k.watermarks_of(&args.topic, &partitions)? {
                 let start = match args.from {
                     StartFrom::Earliest => low,
                     StartFrom::Latest => (high - max_messages as i64).max(low),
                     StartFrom::Offset => args.offset.unwrap_or(low).clamp(low, high),
-                    StartFrom::Timestamp => match at_time.as_ref().and_then(|m| m.get(&p)) {
-                        Some(Offset::Offset(o)) => *o,
-                        _ => high,
-                    },
+                    StartFrom::Timestamp => at_time.as_ref().and_then(|m| m.get(&p)).copied().unwrap_or(high),
                 };
                 if start < high {
                     ends.insert(p, high);
+                    next_offset.insert(p, start);
                     tpl.add_partition_offset(&args.topic, p, Offset::Offset(start))
                         .map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
                 }
@@ -155,8 +153,7 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
             let mut messages = Vec::new();
             let mut stopped_by = "end";
             if !ends.is_empty() {
-                // The group ID is required by librdkafka but never joined or committed.
-                let consumer = k.consumer("mcp-kafka-sidecar-peek")?;
+                let consumer = k.peek_consumer()?;
                 consumer.assign(&tpl).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
                 let deadline = Instant::now() + Duration::from_millis(timeout_ms);
                 let mut bytes = 0usize;
@@ -169,7 +166,13 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
                     let Some(next) = consumer.poll(left.min(Duration::from_millis(200))) else { continue };
                     let msg = next.map_err(|e| ToolError::from_kafka("reading messages", &e))?;
                     let (p, offset) = (msg.partition(), msg.offset());
+                    // Only what this peek assigned, in order, once (a reused
+                    // consumer must not show what an earlier peek fetched).
                     let Some(&end) = ends.get(&p) else { continue };
+                    if msg.topic() != args.topic || next_offset.get(&p).is_none_or(|n| offset < *n) {
+                        continue;
+                    }
+                    next_offset.insert(p, offset + 1);
                     let size = msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
                     if bytes + size > max_bytes {
                         stopped_by = "max_bytes";

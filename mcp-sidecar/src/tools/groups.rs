@@ -10,7 +10,7 @@
 //! with such a consumer, which Kafka accepts only for a group with no
 //! members: exactly the rule the tool promises.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -19,7 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::observe::{offsets_for_timestamp, partitions_of, select_partitions};
+use super::observe::{Freshness, offsets_for_timestamp, partitions_of, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ToolError, ToolResult};
 use crate::kafka::Kafka;
@@ -243,9 +243,9 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
     ctx.kafka
         .blocking(move |k| {
             let partitions: Vec<(String, i32)> = match &args.topic {
-                Some(t) => partitions_of(k, t)?.into_iter().map(|p| (t.clone(), p)).collect(),
+                Some(t) => partitions_of(k, t, Freshness::Cached)?.into_iter().map(|p| (t.clone(), p)).collect(),
                 None => {
-                    let md = k.metadata(None)?;
+                    let md = k.cluster_metadata()?;
                     md.topics()
                         .iter()
                         .flat_map(|t| t.partitions().iter().map(move |p| (t.name().to_string(), p.id())))
@@ -253,9 +253,20 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
                         .collect()
                 }
             };
+            let committed = committed(k, &args.group_id, &partitions)?;
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (topic, partition, _) in &committed {
+                by_topic.entry(topic).or_default().push(*partition);
+            }
+            let mut latest = HashMap::new();
+            for (topic, partitions) in by_topic {
+                for (partition, high) in k.offsets_at(topic, &partitions, Offset::End)? {
+                    latest.insert((topic.to_string(), partition), high);
+                }
+            }
             let mut rows = Vec::new();
-            for (topic, partition, at) in committed(k, &args.group_id, &partitions)? {
-                let (_, high) = k.watermarks(&topic, partition)?;
+            for (topic, partition, at) in committed {
+                let high = latest.get(&(topic.clone(), partition)).copied().unwrap_or(at);
                 rows.push(PartitionLag { topic, partition, committed_offset: at, latest_offset: high, lag: (high - at).max(0) });
             }
             if rows.is_empty() && group_info(k, &args.group_id).is_err() {
@@ -390,7 +401,7 @@ pub async fn reset_group_offsets(ctx: &ToolContext, args: ResetOffsetsArgs) -> T
                 Err(e) if e.code == crate::error::ErrorCode::NotFound => {}
                 Err(e) => return Err(e),
             }
-            let partitions = select_partitions(k, &args.topic, args.partition)?;
+            let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Live)?;
             let at_time = match args.to {
                 ResetTo::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
                 _ => None,
@@ -400,16 +411,12 @@ pub async fn reset_group_offsets(ctx: &ToolContext, args: ResetOffsetsArgs) -> T
                 committed(k, &args.group_id, &keyed)?.into_iter().map(|(_, p, o)| (p, o)).collect();
             let mut changes = Vec::new();
             let mut tpl = TopicPartitionList::new();
-            for &p in &partitions {
-                let (low, high) = k.watermarks(&args.topic, p)?;
+            for (p, (low, high)) in k.watermarks_of(&args.topic, &partitions)? {
                 let target = match args.to {
                     ResetTo::Earliest => low,
                     ResetTo::Latest => high,
                     ResetTo::Offset => args.offset.unwrap_or(low).clamp(low, high),
-                    ResetTo::Timestamp => match at_time.as_ref().and_then(|m| m.get(&p)) {
-                        Some(Offset::Offset(o)) => *o,
-                        _ => high,
-                    },
+                    ResetTo::Timestamp => at_time.as_ref().and_then(|m| m.get(&p)).copied().unwrap_or(high),
                 };
                 tpl.add_partition_offset(&args.topic, p, Offset::Offset(target))
                     .map_err(|e| ToolError::from_kafka("preparing the offset commit", &e))?;

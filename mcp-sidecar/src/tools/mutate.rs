@@ -12,7 +12,7 @@ use rdkafka::producer::FutureRecord;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::observe::{partitions_of, topic_configs};
+use super::observe::{Freshness, partitions_of, topic_configs};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::incremental_alter::{ConfigOp, alter_topic_configs};
@@ -115,12 +115,8 @@ pub async fn delete_topic(ctx: &ToolContext, args: DeleteTopicArgs) -> ToolResul
     let (partitions, retained) = ctx
         .kafka
         .blocking(move |k| {
-            let partitions = partitions_of(k, &topic)?;
-            let mut retained = 0;
-            for &p in &partitions {
-                let (low, high) = k.watermarks(&topic, p)?;
-                retained += high - low;
-            }
+            let partitions = partitions_of(k, &topic, Freshness::Live)?;
+            let retained = k.watermarks_of(&topic, &partitions)?.values().map(|(low, high)| high - low).sum::<i64>();
             Ok((partitions.len(), retained))
         })
         .await?;
@@ -161,7 +157,7 @@ pub async fn create_partitions(ctx: &ToolContext, args: CreatePartitionsArgs) ->
         return Err(ToolError::invalid("total must be at most 10000"));
     }
     let topic = args.topic.clone();
-    let before = ctx.kafka.blocking(move |k| partitions_of(k, &topic).map(|p| p.len())).await?;
+    let before = ctx.kafka.blocking(move |k| partitions_of(k, &topic, Freshness::Live).map(|p| p.len())).await?;
     if args.total <= before {
         return Err(ToolError::invalid(format!(
             "topic {:?} already has {before} partitions; the new total must be larger (Kafka cannot remove partitions)",
@@ -223,7 +219,7 @@ pub async fn update_topic_config(ctx: &ToolContext, args: UpdateTopicConfigArgs)
         return Err(ToolError::invalid(format!("config {both:?} is both set and deleted")));
     }
     let topic = args.topic.clone();
-    ctx.kafka.blocking(move |k| partitions_of(k, &topic)).await?;
+    ctx.kafka.blocking(move |k| partitions_of(k, &topic, Freshness::Live)).await?;
     let current: BTreeMap<String, Option<String>> =
         topic_configs(&ctx.kafka, &args.topic, false).await?.into_iter().map(|c| (c.name, c.value)).collect();
     let before = |name: &str| current.get(name).cloned().flatten();
@@ -334,7 +330,7 @@ pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult
     let partition = args.partition;
     ctx.kafka
         .blocking(move |k| {
-            let partitions = partitions_of(k, &topic)?;
+            let partitions = partitions_of(k, &topic, Freshness::Live)?;
             match partition {
                 Some(p) if !partitions.contains(&p) => {
                     Err(ToolError::not_found(format!("topic {topic:?} has no partition {p} (it has {})", partitions.len())))

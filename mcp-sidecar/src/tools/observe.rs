@@ -1,11 +1,12 @@
 //! Read-only tools over cluster metadata, topic offsets and configs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +49,7 @@ fn brokers(md: &Metadata) -> Vec<Broker> {
 pub async fn cluster_status(ctx: &ToolContext, _: ClusterStatusArgs) -> ToolResult<ClusterStatus> {
     ctx.kafka
         .blocking(|k| {
-            let md = k.metadata(None)?;
+            let md = k.cluster_metadata()?;
             let partitions = md.topics().iter().flat_map(|t| t.partitions());
             let (mut total, mut under, mut offline) = (0, 0, 0);
             for p in partitions {
@@ -80,7 +81,7 @@ pub struct BrokerList {
 }
 
 pub async fn list_brokers(ctx: &ToolContext, _: ListBrokersArgs) -> ToolResult<BrokerList> {
-    ctx.kafka.blocking(|k| Ok(BrokerList { brokers: brokers(&k.metadata(None)?) })).await
+    ctx.kafka.blocking(|k| Ok(BrokerList { brokers: brokers(&*k.cluster_metadata()?) })).await
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -125,7 +126,7 @@ pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<
     let limit = validate::capped("limit", args.limit, ctx.limits.max_list_items, ctx.limits.max_list_items)?;
     ctx.kafka
         .blocking(move |k| {
-            let md = k.metadata(None)?;
+            let md = k.cluster_metadata()?;
             let mut topics: Vec<TopicSummary> = md
                 .topics()
                 .iter()
@@ -191,9 +192,32 @@ fn find_topic<'a>(md: &'a Metadata, topic: &str) -> ToolResult<&'a MetadataTopic
     }
 }
 
+/// How fresh the metadata a tool reads must be.
+#[derive(Clone, Copy)]
+pub(super) enum Freshness {
+    /// Observe tools: the cluster metadata as cached (`kafka.metadataMaxAgeMs`).
+    Cached,
+    /// Mutations and their dry runs: asked of Kafka now.
+    Live,
+}
+
+/// Metadata that holds `topic`, or `NOT_FOUND`. A topic missing from the
+/// cache is asked for live before it is called missing (it may be new).
+fn topic_metadata(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Arc<Metadata>> {
+    if let Freshness::Cached = freshness {
+        let md = k.cluster_metadata()?;
+        if find_topic(&md, topic).is_ok() {
+            return Ok(md);
+        }
+    }
+    let md = Arc::new(k.metadata(Some(topic))?);
+    find_topic(&md, topic)?;
+    Ok(md)
+}
+
 /// Partition IDs of a topic, or `NOT_FOUND`.
-pub(super) fn partitions_of(k: &Kafka, topic: &str) -> ToolResult<Vec<i32>> {
-    let md = k.metadata(Some(topic))?;
+pub(super) fn partitions_of(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Vec<i32>> {
+    let md = topic_metadata(k, topic, freshness)?;
     Ok(find_topic(&md, topic)?.partitions().iter().map(|p| p.id()).collect())
 }
 
@@ -204,12 +228,14 @@ pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<To
     let topic = args.topic.clone();
     let configs = topic_configs(&kafka, &topic, false);
     let description = ctx.kafka.blocking(move |k| {
-        let md = k.metadata(Some(&args.topic))?;
+        let md = topic_metadata(k, &args.topic, Freshness::Cached)?;
         let t = find_topic(&md, &args.topic)?;
+        let ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        let marks = k.watermarks_of(&args.topic, &ids)?;
         let mut partitions = Vec::new();
         let mut retained = 0;
         for p in t.partitions() {
-            let (low, high) = k.watermarks(&args.topic, p.id())?;
+            let (low, high) = marks.get(&p.id()).copied().unwrap_or_default();
             retained += high - low;
             partitions.push(PartitionDescription {
                 partition: p.id(),
@@ -330,7 +356,7 @@ pub async fn describe_configs(ctx: &ToolContext, args: DescribeConfigsArgs) -> T
             // The admin API answers an unknown topic with an empty config set
             // on some versions: check existence first for a precise NOT_FOUND.
             let topic = args.name.clone();
-            ctx.kafka.blocking(move |k| partitions_of(k, &topic)).await?;
+            ctx.kafka.blocking(move |k| partitions_of(k, &topic, Freshness::Cached)).await?;
             topic_configs(&ctx.kafka, &args.name, args.include_defaults).await?
         }
         ResourceType::Broker => {
@@ -377,8 +403,8 @@ pub struct PartitionOffsets {
 }
 
 /// The partitions a call names: one (checked to exist) or all.
-pub(super) fn select_partitions(k: &Kafka, topic: &str, partition: Option<i32>) -> ToolResult<Vec<i32>> {
-    let all = partitions_of(k, topic)?;
+pub(super) fn select_partitions(k: &Kafka, topic: &str, partition: Option<i32>, freshness: Freshness) -> ToolResult<Vec<i32>> {
+    let all = partitions_of(k, topic, freshness)?;
     match partition {
         None => Ok(all),
         Some(p) if all.contains(&p) => Ok(vec![p]),
@@ -386,20 +412,15 @@ pub(super) fn select_partitions(k: &Kafka, topic: &str, partition: Option<i32>) 
     }
 }
 
-/// First offsets at or after `timestamp_ms`, per partition.
-pub(super) fn offsets_for_timestamp(k: &Kafka, topic: &str, partitions: &[i32], timestamp_ms: i64) -> ToolResult<BTreeMap<i32, Offset>> {
+/// First offsets at or after `timestamp_ms`, per partition; partitions
+/// with no message that recent are left out.
+pub(super) fn offsets_for_timestamp(k: &Kafka, topic: &str, partitions: &[i32], timestamp_ms: i64) -> ToolResult<BTreeMap<i32, i64>> {
     if timestamp_ms < 0 {
         return Err(ToolError::invalid("timestamp_ms must not be negative"));
     }
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition_offset(topic, p, Offset::Offset(timestamp_ms))
-            .map_err(|e| ToolError::from_kafka("preparing a timestamp lookup", &e))?;
-    }
-    let consumer = k.consumer("mcp-kafka-sidecar-offsets")?;
-    let found = rdkafka::consumer::Consumer::offsets_for_times(&consumer, tpl, k.timeout)
-        .map_err(|e| ToolError::from_kafka("looking up offsets by timestamp", &e))?;
-    Ok(found.elements().iter().map(|e| (e.partition(), e.offset())).collect())
+    let mut found = k.offsets_at(topic, partitions, Offset::Offset(timestamp_ms))?;
+    found.retain(|_, offset| *offset >= 0);
+    Ok(found)
 }
 
 pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolResult<TopicOffsets> {
@@ -407,7 +428,7 @@ pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolRes
     let cap = ctx.limits.max_list_items;
     ctx.kafka
         .blocking(move |k| {
-            let mut partitions = select_partitions(k, &args.topic, args.partition)?;
+            let mut partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
             partitions.sort_unstable();
             let truncated = partitions.len() > cap;
             partitions.truncate(cap);
@@ -415,13 +436,10 @@ pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolRes
                 Some(ts) => Some(offsets_for_timestamp(k, &args.topic, &partitions, ts)?),
                 None => None,
             };
+            let marks = k.watermarks_of(&args.topic, &partitions)?;
             let mut out = Vec::new();
-            for p in partitions {
-                let (low, high) = k.watermarks(&args.topic, p)?;
-                let at_timestamp = at.as_ref().map(|m| match m.get(&p) {
-                    Some(Offset::Offset(o)) => *o,
-                    _ => high,
-                });
+            for (p, (low, high)) in marks {
+                let at_timestamp = at.as_ref().map(|m| m.get(&p).copied().unwrap_or(high));
                 out.push(PartitionOffsets { partition: p, earliest: low, latest: high, at_timestamp });
             }
             Ok(TopicOffsets { topic: args.topic, partitions: out, truncated })

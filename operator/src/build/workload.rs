@@ -71,6 +71,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
                 password_file: file(SASL_DIR, "password"),
             }),
             request_timeout_ms: 10_000,
+            metadata_max_age_ms: KafkaConfig::default_metadata_max_age_ms(),
         },
         tools: inputs.tools.to_vec(),
         limits: Limits::default(),
