@@ -77,3 +77,13 @@ stop_proc() {
   fi
   rm -f "$PID_DIR/$name.pid"
 }
+
+# kill_proc NAME: SIGKILL (a crash, for fault tests), and wait until it is gone.
+kill_proc() {
+  local name=$1 pid
+  pid=$(proc_pid "$name") || die "$name is not running"
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -f "$PID_DIR/$name.pid"
+  log "killed $name (PID $pid)"
+}

@@ -137,6 +137,59 @@ pub struct Context {
     caches_ready: tokio::sync::OnceCell<()>,
 }
 
+/// Retry delays of every watch: 0.5 s, doubling, at most 5 s, back to
+/// 0.5 s after a success. kube's default grows to 30 s with as much jitter
+/// again. A dozen watches retrying every 5 s is light for an apiserver.
+#[derive(Clone)]
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MOST: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MOST);
+        Some(now)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// The controller's merged trigger stream passes each watch's error on at
+/// once: the watches pace their own retries. With a delay there (kube's
+/// default), one watch's error pauses every watch: after an apiserver
+/// restart the watches' 410 Gone errors (stale resource versions) came one
+/// per pause, and the operator saw no change for minutes (the outage test
+/// in e2e/tests/python/test_faults_control_plane.py).
+struct NoDelay;
+
+impl Iterator for NoDelay {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoDelay {
+    fn reset(&mut self) {}
+}
+
 /// A cache of objects the operator made (selected by its label), with
 /// managed fields dropped to save memory, and the stream that feeds it.
 fn cached<K>(
@@ -148,7 +201,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(Api::<K>::all(client.clone()), config)
-        .default_backoff()
+        .backoff(WatchBackoff::new())
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer)
         .touched_objects();
@@ -173,7 +226,7 @@ pub async fn run(
     // size, never read here): the largest saving at 1,000 servers.
     let (servers, servers_writer) = reflector::store();
     let server_events = watcher(Api::<McpKafkaServer>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::new())
         .modify(|o: &mut McpKafkaServer| o.meta_mut().managed_fields = None)
         .reflect(servers_writer)
         .applied_objects();
@@ -238,6 +291,7 @@ pub async fn run(
                 _ => None,
             }
         })
+        .trigger_backoff(NoDelay)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -566,5 +620,20 @@ async fn publish_changes(ctx: &Context, server: &McpKafkaServer, new: &crate::cr
     if old.effective_tools != new.effective_tools && !new.effective_tools.is_empty() {
         let list: Vec<&str> = new.effective_tools.iter().map(|t| t.as_str()).collect();
         publish(ctx, server, EventType::Normal, "ToolsExposed", list.join(", ")).await;
+    }
+}
+
+#[cfg(test)]
+mod watch_backoff_tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn watch_retries_double_to_five_seconds_and_start_over_after_a_success() {
+        let mut b = WatchBackoff::new();
+        let delays: Vec<u64> = b.by_ref().take(6).map(|d| d.as_millis() as u64).collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(500)));
     }
 }
