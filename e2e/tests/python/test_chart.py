@@ -90,6 +90,35 @@ def can_i(stack_env, sa, *args):
     return out.stdout.strip() == "yes"
 
 
+def effective_permissions(stack_env, subject, namespace):
+    """`kubectl auth can-i --list` as `subject` in `namespace`, as a set of
+    (resource, resource name or "", verb) and (non-resource URL, "", verb)."""
+    out = run(stack_env["MCPK_KUBECTL"], "--kubeconfig", stack_env["KUBECONFIG"], "auth", "can-i", "--list", "--as", subject, "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    urls_at, names_at, verbs_at = (header.index(c) for c in ("Non-Resource URLs", "Resource Names", "Verbs"))
+    listed = lambda text: text.strip().strip("[]").split()  # noqa: E731
+    found = set()
+    for row in rows:
+        resource, urls, names, verbs = row[:urls_at].strip(), listed(row[urls_at:names_at]), listed(row[names_at:verbs_at]), listed(row[verbs_at:])
+        for verb in verbs:
+            found |= {(resource, name, verb) for name in (names or [""]) if resource} | {(url, "", verb) for url in urls}
+    return found
+
+
+def documented_permissions(*rule_files):
+    """The rules of RBAC rule files in can-i's notation (`resource.group/subresource`)."""
+    expected = set()
+    for path in rule_files:
+        for rule in yaml.safe_load(path.read_text()):
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    base, _, sub = resource.partition("/")
+                    shown = (f"{base}.{group}" if group else base) + (f"/{sub}" if sub else "")
+                    expected |= {(shown, name, verb) for verb in rule["verbs"] for name in rule.get("resourceNames", [""])}
+    return expected
+
+
 def example_servers():
     return [(d["metadata"]["namespace"], d["metadata"]["name"])
             for example in EXAMPLES for d in yaml.safe_load_all(example.read_text()) if d and d["kind"] == "McpKafkaServer"]
@@ -122,6 +151,23 @@ def test_helm_install_least_privilege_examples_and_no_gitops_drift(stack_env, in
     payments = reconciled(stack_env, "team-prod", "payments")
     assert "create_partitions" in payments["status"]["effectiveTools"], "the break-glass window opens it"
     assert "consume_messages" not in payments["status"]["effectiveTools"], "the policy denies it"
+
+    # Effective permissions (`kubectl auth can-i --list`), less what every
+    # ServiceAccount has, equal the documented sets: the operator's rule
+    # files (RBAC.md); the sidecar's system:auth-delegator; a client's tools
+    # on its server only.
+    def granted(subject, namespace):
+        baseline = effective_permissions(stack_env, f"system:serviceaccount:{namespace}:no-bindings-at-all", namespace)
+        return effective_permissions(stack_env, subject, namespace) - baseline
+
+    files = CHART / "files"
+    assert granted(op.service_account, ns) == documented_permissions(files / "operator-clusterrole-rules.yaml", files / "operator-lease-rules.yaml")
+    sidecar_sa = kubectl(stack_env, "get", "deployment", "-n", "team-dev", "-l", "mcpkafka.dev/server=orders", "-o",
+                         "jsonpath={.items[0].spec.template.spec.serviceAccountName}")
+    assert granted(f"system:serviceaccount:team-dev:{sidecar_sa}", "team-dev") == {
+        ("tokenreviews.authentication.k8s.io", "", "create"), ("subjectaccessreviews.authorization.k8s.io", "", "create")}
+    assert granted("system:serviceaccount:team-dev:ci-agent", "team-dev") == {
+        ("mcpkafkaservers.mcpkafka.dev/tools", "orders", tool) for tool in ("cluster_status", "list_topics", "describe_topic", "get_consumer_lag")}
 
     # GitOps: the examples applied again by their manager show no diff,
     # though the operator added its finalizer and status.
