@@ -194,6 +194,12 @@ impl Kafka {
         self.metadata.get(|| self.metadata(None))
     }
 
+    /// Whether metadata is cached at all (`kafka.metadataMaxAgeMs` > 0);
+    /// without it, one topic's metadata is cheaper to ask for than all.
+    pub fn caches_metadata(&self) -> bool {
+        !self.metadata.max_age.is_zero()
+    }
+
     /// Drops the cached metadata: called after every mutation, so that a
     /// tool's own change shows in the next answer.
     pub fn forget_metadata(&self) {
@@ -207,10 +213,15 @@ impl Kafka {
 
     /// Earliest and latest offsets of some partitions of a topic: two
     /// ListOffsets requests per leader (Kafka's -2 = earliest, -1 = latest),
-    /// where per-partition watermark queries would make two per partition.
+    /// at the same time, where per-partition watermark queries would make
+    /// two per partition, one after the other.
     pub fn watermarks_of(&self, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
-        let earliest = self.offsets_at(topic, partitions, Offset::Beginning)?;
-        let latest = self.offsets_at(topic, partitions, Offset::End)?;
+        let (earliest, latest) = std::thread::scope(|scope| {
+            let earliest = scope.spawn(|| self.offsets_at(topic, partitions, Offset::Beginning));
+            let latest = self.offsets_at(topic, partitions, Offset::End);
+            (earliest.join().unwrap_or_else(|_| Err(ToolError::new(ErrorCode::Internal, "an offset lookup failed"))), latest)
+        });
+        let (earliest, latest) = (earliest?, latest?);
         Ok(partitions.iter().map(|p| (*p, (earliest.get(p).copied().unwrap_or(0), latest.get(p).copied().unwrap_or(0)))).collect())
     }
 

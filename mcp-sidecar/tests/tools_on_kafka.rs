@@ -430,3 +430,78 @@ async fn tools_not_enabled_are_not_callable() {
     assert_eq!(err(&mcp, "no_such_tool", json!({})).await, ErrorCode::NotFound);
     ok(&mcp, "list_topics", json!({})).await;
 }
+
+/// What Kafka holds that a bad call could change: every topic's partition
+/// count and configs we set, one topic's offsets, one group's offsets.
+async fn kafka_state(mcp: &KafkaMcp, topic: &str) -> Value {
+    let admin: rdkafka::admin::AdminClient<_> = Ground::get().kafka_config().create().unwrap();
+    let md = admin.inner().fetch_metadata(None, TIMEOUT).unwrap();
+    let mut topics: Vec<(String, usize)> = md.topics().iter().map(|t| (t.name().to_string(), t.partitions().len())).collect();
+    topics.sort();
+    json!({
+        "topics": topics,
+        "configs": ok(mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await,
+        "offsets": ok(mcp, "fetch_offsets", json!({"topic": topic})).await,
+    })
+}
+
+#[tokio::test]
+async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-evil", 2).await;
+    produce(&topic, 3, |i| format!("m{i}")).await;
+    let before = kafka_state(&mcp, &topic).await;
+    let one_mib = "k".repeat(1 << 20);
+    let far_future = 253_402_300_800_000i64; // 9999-12-31
+    use ErrorCode::{InvalidArgument as Invalid, LimitExceeded as Limit, NotFound};
+    let cases: Vec<(&str, Value, ErrorCode)> = vec![
+        // Names with path and control characters, or past Kafka's length.
+        ("create_topic", json!({"topic": "../../etc/passwd", "partitions": 1}), Invalid),
+        ("create_topic", json!({"topic": "evil\u{0}name", "partitions": 1}), Invalid),
+        ("create_topic", json!({"topic": "line\nbreak", "partitions": 1}), Invalid),
+        ("create_topic", json!({"topic": "..", "partitions": 1}), Invalid),
+        ("create_topic", json!({"topic": "x".repeat(250), "partitions": 1}), Invalid),
+        ("describe_topic", json!({"topic": "%2e%2e/\u{1b}[31m"}), Invalid),
+        ("delete_topic", json!({"topic": "*"}), Invalid),
+        ("delete_group", json!({"group_id": "g\u{7}bell"}), Invalid),
+        // Negative and huge counts.
+        ("create_topic", json!({"topic": "t-evil-neg", "partitions": -1}), Invalid),
+        ("create_topic", json!({"topic": "t-evil-huge", "partitions": 4_294_967_296i64}), Invalid),
+        ("create_topic", json!({"topic": "t-evil-rf", "partitions": 1, "replication_factor": 1000}), Invalid),
+        ("create_partitions", json!({"topic": topic, "total": -5}), Invalid),
+        ("create_partitions", json!({"topic": topic, "total": 1_099_511_627_776i64}), Invalid),
+        ("list_topics", json!({"limit": 1_000_000_000_000i64}), Limit),
+        ("list_topics", json!({"limit": -1}), Invalid),
+        ("consume_messages", json!({"topic": topic, "max_messages": -3}), Invalid),
+        ("consume_messages", json!({"topic": topic, "max_bytes": 1_000_000_000_000i64}), Limit),
+        ("consume_messages", json!({"topic": topic, "partition": -1}), NotFound),
+        ("consume_messages", json!({"topic": topic, "from": "offset", "partition": 0, "offset": -7}), Invalid),
+        ("consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": -1}), Invalid),
+        ("fetch_offsets", json!({"topic": topic, "partition": 2_147_483_647}), NotFound),
+        ("reset_group_offsets", json!({"group_id": "g-evil", "topic": topic, "to": "offset", "offset": -5}), Invalid),
+        // Configs Kafka would reject: refused, nothing half-applied.
+        ("create_topic", json!({"topic": "t-evil-cfg", "partitions": 1, "configs": {"retention.ms": "forever"}}), Invalid),
+        ("create_topic", json!({"topic": "t-evil-cfg2", "partitions": 1, "configs": {"no.such.config": "1"}}), Invalid),
+        ("update_topic_config", json!({"topic": topic, "set": {"cleanup.policy": "explode"}}), Invalid),
+        ("update_topic_config", json!({"topic": topic, "set": {"retention.ms": "1000", "min.insync.replicas": "-4"}}), Invalid),
+        // A 1 MiB key (with its value, past the publish cap).
+        ("publish_message", json!({"topic": topic, "key": one_mib, "value": "v"}), Limit),
+        // Wrong types and unknown fields.
+        ("create_topic", json!({"topic": ["a"], "partitions": 1}), Invalid),
+        ("describe_topic", json!({"topic": "t", "sneaky": true}), Invalid),
+    ];
+    let mut wrong = Vec::new();
+    for (tool, args, expected) in &cases {
+        match mcp.call(tool, args.clone()).await {
+            Err(e) if e.code == *expected && !e.message.is_empty() => {}
+            other => wrong.push(format!("{tool}({}): {:?}, expected {expected:?}", &args.to_string()[..args.to_string().len().min(120)], other.map(|_| "ok"))),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // A timestamp far in the future is not an error: nothing is that new.
+    let future = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": far_future})).await;
+    assert_eq!(future["messages"], json!([]));
+    let at = ok(&mcp, "fetch_offsets", json!({"topic": topic, "timestamp_ms": far_future})).await;
+    assert!(at["partitions"].as_array().unwrap().iter().all(|p| p["at_timestamp"] == p["latest"]), "{at}");
+    assert_eq!(kafka_state(&mcp, &topic).await, before, "a refused call changed Kafka");
+}

@@ -204,7 +204,9 @@ pub(super) enum Freshness {
 /// Metadata that holds `topic`, or `NOT_FOUND`. A topic missing from the
 /// cache is asked for live before it is called missing (it may be new).
 fn topic_metadata(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Arc<Metadata>> {
-    if let Freshness::Cached = freshness {
+    if let Freshness::Cached = freshness
+        && k.caches_metadata()
+    {
         let md = k.cluster_metadata()?;
         if find_topic(&md, topic).is_ok() {
             return Ok(md);
