@@ -7,7 +7,9 @@ mod consume;
 mod groups;
 mod mutate;
 mod observe;
-mod validate;
+pub mod validate;
+
+pub use consume::Payload;
 
 use std::sync::Arc;
 
@@ -110,6 +112,14 @@ macro_rules! tool_table {
                         .with_raw_output_schema(output)
                         .with_annotations(annotations(Effect::$effect))
                 })*
+            }
+        }
+
+        /// Decodes raw JSON arguments as `tool` would, without running it
+        /// (for fuzzing the decoding of every tool's arguments).
+        pub fn decode_arguments(tool: ToolName, args: Value) -> ToolResult<()> {
+            match tool {
+                $(ToolName::$tool => decode::<$args>(tool, args).map(|_| ()),)*
             }
         }
 
