@@ -25,9 +25,10 @@ use crate::error::{ErrorCode, ToolError, ToolResult};
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const HEALTHY_WITHIN: Duration = Duration::from_secs(6);
 
-/// Idle peek consumers kept connected for the next peek (more are made
-/// under load and dropped after it).
-const IDLE_PEEK_CONSUMERS: usize = 4;
+/// Peeks at once, and peek consumers kept connected between peeks: a
+/// bound on their memory (threads, connections, up to 4 MiB prefetched
+/// each) however many agents peek; more peeks wait for a consumer.
+pub const PEEK_CONSUMERS: usize = 8;
 
 /// The producer's context: logs librdkafka's global errors as the default
 /// does, and remembers when the broker last refused our credentials (SASL)
@@ -79,6 +80,8 @@ pub struct Kafka {
     lookup: BaseConsumer,
     /// Peek consumers between peeks: unassigned, never subscribed or committed.
     idle_peekers: Mutex<Vec<BaseConsumer>>,
+    /// One permit per peek running (`PEEK_CONSUMERS`).
+    pub peek_slots: tokio::sync::Semaphore,
     metadata: MetadataCache,
     refusals: RefusalWatch,
     /// Bound for one request to Kafka.
@@ -118,6 +121,7 @@ impl Kafka {
             producer,
             lookup,
             idle_peekers: Mutex::new(Vec::new()),
+            peek_slots: tokio::sync::Semaphore::new(PEEK_CONSUMERS),
             metadata: MetadataCache::new(Duration::from_millis(config.metadata_max_age_ms)),
             refusals,
             timeout: Duration::from_millis(config.request_timeout_ms),
@@ -144,10 +148,11 @@ impl Kafka {
         config
     }
 
-    /// A consumer for one peek: assign it partitions and offsets, poll, and
-    /// drop it; it is unassigned and kept for the next peek. Reuse skips a
-    /// new consumer's connect and metadata round trips (most of a small
-    /// peek's time). Never joins its group or commits.
+    /// A consumer for one peek (hold a `peek_slots` permit): assign it
+    /// partitions and offsets, poll, and drop it; it is unassigned and kept
+    /// for the next peek. Reuse skips a new consumer's connect and metadata
+    /// round trips (most of a small peek's time). Never joins its group or
+    /// commits.
     pub fn peek_consumer(&self) -> ToolResult<PeekConsumer<'_>> {
         let idle = self.idle_peekers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let consumer = match idle {
@@ -364,7 +369,7 @@ impl Drop for PeekConsumer<'_> {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_PEEK_CONSUMERS {
+        if idle.len() < PEEK_CONSUMERS {
             idle.push(consumer);
         }
     }

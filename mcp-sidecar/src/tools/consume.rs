@@ -125,6 +125,16 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         (StartFrom::Timestamp, _, _, None) => return Err(ToolError::invalid("from: timestamp needs timestamp_ms")),
         _ => {}
     }
+    // Wait for a peek consumer at most as long as the peek may take.
+    let slot = tokio::time::timeout(Duration::from_millis(timeout_ms), ctx.kafka.peek_slots.acquire()).await;
+    let Ok(Ok(_permit)) = slot else {
+        let mut busy = ToolError::new(
+            ErrorCode::LimitExceeded,
+            format!("{} peeks are running on this server; try again", crate::kafka::PEEK_CONSUMERS),
+        );
+        busy.retriable = true;
+        return Err(busy);
+    };
     ctx.kafka
         .blocking(move |k| {
             let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
