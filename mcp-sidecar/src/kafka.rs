@@ -211,11 +211,6 @@ impl Kafka {
         self.metadata.forget();
     }
 
-    /// Earliest and latest offsets of one partition.
-    pub fn watermarks(&self, topic: &str, partition: i32) -> ToolResult<(i64, i64)> {
-        Ok(self.watermarks_of(topic, &[partition])?.remove(&partition).unwrap_or((0, 0)))
-    }
-
     /// Earliest and latest offsets of some partitions of a topic: two
     /// ListOffsets requests per leader (Kafka's -2 = earliest, -1 = latest),
     /// at the same time, where per-partition watermark queries would make
