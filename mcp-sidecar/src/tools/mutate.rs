@@ -80,6 +80,9 @@ pub async fn create_topic(ctx: &ToolContext, args: CreateTopicArgs) -> ToolResul
         .await
         .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
     first_error(&what, results)?;
+    if !args.dry_run {
+        wait_for_partitions(ctx, &args.topic, args.partitions as usize).await;
+    }
     Ok(CreateTopicResult {
         created: !args.dry_run,
         topic: args.topic,
@@ -172,6 +175,9 @@ pub async fn create_partitions(ctx: &ToolContext, args: CreatePartitionsArgs) ->
         .await
         .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
     first_error(&what, results)?;
+    if !args.dry_run {
+        wait_for_partitions(ctx, &args.topic, args.total).await;
+    }
     Ok(CreatePartitionsResult { topic: args.topic, before, after: args.total, dry_run: args.dry_run })
 }
 
@@ -259,6 +265,23 @@ async fn wait_until_visible(ctx: &ToolContext, topic: &str, changes: &[ConfigCha
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The same for a new topic or new partitions: wait (bounded by the Kafka
+/// timeout) until the broker's metadata lists them, so that the caller's
+/// next read (which asks Kafka anew: mutations drop the metadata cache)
+/// sees its own write. Seen on a fresh broker: CreateTopics answered, the
+/// next metadata request did not list the topic yet.
+async fn wait_for_partitions(ctx: &ToolContext, topic: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + ctx.kafka.timeout;
+    loop {
+        let t = topic.to_string();
+        let listed = ctx.kafka.blocking(move |k| partitions_of(k, &t, Freshness::Live)).await;
+        if listed.is_ok_and(|p| p.len() == count) || tokio::time::Instant::now() >= deadline {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
