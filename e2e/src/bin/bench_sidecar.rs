@@ -329,7 +329,7 @@ async fn main() {
         // The same tools on a sidecar that asks Kafka on every call: what the
         // metadata cache saves, and the overhead of the MCP path alone.
         let servers = [("", &base, &url), (" (no cache)", &uncached_base, &uncached_url)];
-        for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic}))] {
+        for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic})), ("fetch_offsets", json!({"topic": topic}))] {
             let direct = measure(workers, a.seconds, |_| {
                 let (kafka, topic) = (kafka.clone(), topic.clone());
                 move || {
@@ -471,7 +471,7 @@ impl Direct {
             let (this, operation, topic) = (Arc::clone(&this), operation.clone(), topic.clone());
             tokio::task::spawn_blocking(move || match operation.as_str() {
                 "list_topics" | "list topics" => this.admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok(),
-                "describe_topic" | "topic offsets" => this.offsets(&topic),
+                "describe_topic" | "fetch_offsets" | "topic offsets" => this.offsets(&topic),
                 _ => this.consume_10(&topic),
             })
         };
@@ -502,7 +502,7 @@ impl Direct {
                 .set("bootstrap.servers", &self.bootstrap)
                 .set("group.id", "bench-direct")
                 .set("enable.auto.commit", "false")
-                .set("fetch.wait.max.ms", "20")
+                .set("fetch.wait.max.ms", "1")
                 .create()
             {
                 Ok(c) => c,
