@@ -318,6 +318,29 @@ async fn peeks_on_reused_consumers_show_only_what_each_asked_for() {
 }
 
 #[tokio::test]
+async fn a_peek_that_finds_every_consumer_busy_is_told_to_retry() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-peek-busy", 1).await;
+    produce(&topic, 3, |i| format!("m{i}")).await;
+    // Hold every peek slot, as PEEK_CONSUMERS long peeks would.
+    let kafka = Arc::clone(&mcp.runtime().kafka);
+    let held = kafka.peek_slots.acquire_many(mcp_kafka_sidecar::kafka::PEEK_CONSUMERS as u32).await.unwrap();
+    let peek = json!({"topic": topic, "from": "earliest", "timeout_ms": 300});
+    let busy = mcp.call("consume_messages", peek.clone()).await.expect_err("no consumer is free");
+    assert_eq!(busy.code, ErrorCode::LimitExceeded, "{busy}");
+    assert!(busy.retriable, "a busy server is worth retrying: {busy}");
+    // A slot freed while the peek waits serves it, within its timeout_ms.
+    let waiting = tokio::spawn({
+        let (mcp, peek) = (mcp.clone(), json!({"topic": topic, "from": "earliest", "timeout_ms": 5000}));
+        async move { mcp.call("consume_messages", peek).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(held);
+    let served = waiting.await.unwrap().expect("served once a consumer is free");
+    assert_eq!(values(&served), texts("m", 0..3));
+}
+
+#[tokio::test]
 async fn cached_metadata_shows_own_changes_at_once_and_others_soon() {
     let cached = server_with(&["list_topics", "describe_topic", "create_topic"], 60_000);
     let uncached = server_with(&["list_topics"], 0);

@@ -1,6 +1,7 @@
-//! `consume_messages`: a bounded peek. A fresh consumer is assigned explicit
-//! start offsets (no group join), reads until a cap or the end offsets seen
-//! at the start, and is dropped without committing.
+//! `consume_messages`: a bounded peek. The start and end offsets are looked
+//! up first; then a pooled consumer is assigned the start offsets (no group
+//! join), reads until a cap or those end offsets, and is unassigned without
+//! committing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Freshness, offsets_for_timestamp, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::kafka::Kafka;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -125,9 +127,16 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         (StartFrom::Timestamp, _, _, None) => return Err(ToolError::invalid("from: timestamp needs timestamp_ms")),
         _ => {}
     }
-    // Wait for a peek consumer at most as long as the peek may take.
+    // Where to start and stop, without a consumer (the offset lookups).
+    let plan = ctx.kafka.blocking(move |k| plan_peek(k, args, max_messages)).await?;
+    if plan.ends.is_empty() {
+        return Ok(Messages { topic: plan.topic, messages: Vec::new(), stopped_by: "end".to_string() });
+    }
+    // A consumer only for the reading itself, waiting for one at most as
+    // long as the peek may take (without a thread: waiting peeks cost no
+    // more than their request).
     let slot = tokio::time::timeout(Duration::from_millis(timeout_ms), ctx.kafka.peek_slots.acquire()).await;
-    let Ok(Ok(_permit)) = slot else {
+    let Ok(Ok(permit)) = slot else {
         let mut busy = ToolError::new(
             ErrorCode::LimitExceeded,
             format!("{} peeks are running on this server; try again", crate::kafka::PEEK_CONSUMERS),
@@ -135,85 +144,96 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         busy.retriable = true;
         return Err(busy);
     };
-    ctx.kafka
-        .blocking(move |k| {
-            let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
-            let at_time = match args.from {
-                StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
-                _ => None,
-            };
-            // Next offset and end per partition; partitions with nothing to read are skipped.
-            let mut ends: HashMap<i32, i64> = HashMap::new();
-            let mut next_offset: HashMap<i32, i64> = HashMap::new();
-            let mut tpl = TopicPartitionList::new();
-            for (p, (low, high)) in k.watermarks_of(&args.topic, &partitions)? {
-                let start = match args.from {
-                    StartFrom::Earliest => low,
-                    StartFrom::Latest => (high - max_messages as i64).max(low),
-                    StartFrom::Offset => args.offset.unwrap_or(low).clamp(low, high),
-                    StartFrom::Timestamp => at_time.as_ref().and_then(|m| m.get(&p)).copied().unwrap_or(high),
-                };
-                if start < high {
-                    ends.insert(p, high);
-                    next_offset.insert(p, start);
-                    tpl.add_partition_offset(&args.topic, p, Offset::Offset(start))
-                        .map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
-                }
-            }
-            let mut messages = Vec::new();
-            let mut stopped_by = "end";
-            if !ends.is_empty() {
-                let consumer = k.peek_consumer()?;
-                consumer.assign(&tpl).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
-                let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-                let mut bytes = 0usize;
-                'read: while !ends.is_empty() {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        stopped_by = "timeout";
-                        break;
-                    }
-                    let Some(next) = consumer.poll(left.min(Duration::from_millis(200))) else { continue };
-                    let msg = next.map_err(|e| ToolError::from_kafka("reading messages", &e))?;
-                    let (p, offset) = (msg.partition(), msg.offset());
-                    // Only what this peek assigned, in order, once (a reused
-                    // consumer must not show what an earlier peek fetched).
-                    let Some(&end) = ends.get(&p) else { continue };
-                    if msg.topic() != args.topic || next_offset.get(&p).is_none_or(|n| offset < *n) {
-                        continue;
-                    }
-                    next_offset.insert(p, offset + 1);
-                    let size = msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
-                    if bytes + size > max_bytes {
-                        stopped_by = "max_bytes";
-                        break 'read;
-                    }
-                    bytes += size;
-                    let headers = msg
-                        .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(Payload::decode))).collect())
-                        .unwrap_or_default();
-                    messages.push(ConsumedMessage {
-                        partition: p,
-                        offset,
-                        timestamp_ms: msg.timestamp().to_millis(),
-                        key: msg.key().map(Payload::decode),
-                        value: msg.payload().map(Payload::decode),
-                        headers,
-                    });
-                    if offset + 1 >= end {
-                        ends.remove(&p);
-                    }
-                    if messages.len() >= max_messages {
-                        stopped_by = if ends.is_empty() { "end" } else { "max_messages" };
-                        break;
-                    }
-                }
-            }
-            messages.sort_by_key(|m| (m.partition, m.offset));
-            Ok(Messages { topic: args.topic, messages, stopped_by: stopped_by.to_string() })
-        })
-        .await
+    let read = ctx.kafka.blocking(move |k| read_peek(k, plan, max_messages, max_bytes, Duration::from_millis(timeout_ms))).await;
+    drop(permit);
+    read
+}
+
+/// What a peek reads: per partition, the first offset it wants and the end
+/// (the latest offset at the start); partitions with nothing to read are left out.
+struct PeekPlan {
+    topic: String,
+    assignment: TopicPartitionList,
+    next_offset: HashMap<i32, i64>,
+    ends: HashMap<i32, i64>,
+}
+
+fn plan_peek(k: &Kafka, args: ConsumeArgs, max_messages: usize) -> ToolResult<PeekPlan> {
+    let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
+    let at_time = match args.from {
+        StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
+        _ => None,
+    };
+    let (mut assignment, mut next_offset, mut ends) = (TopicPartitionList::new(), HashMap::new(), HashMap::new());
+    for (p, (low, high)) in k.watermarks_of(&args.topic, &partitions)? {
+        let start = match args.from {
+            StartFrom::Earliest => low,
+            StartFrom::Latest => (high - max_messages as i64).max(low),
+            StartFrom::Offset => args.offset.unwrap_or(low).clamp(low, high),
+            StartFrom::Timestamp => at_time.as_ref().and_then(|m| m.get(&p)).copied().unwrap_or(high),
+        };
+        if start < high {
+            ends.insert(p, high);
+            next_offset.insert(p, start);
+            assignment.add_partition_offset(&args.topic, p, Offset::Offset(start)).map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
+        }
+    }
+    Ok(PeekPlan { topic: args.topic, assignment, next_offset, ends })
+}
+
+/// Reads a planned peek on a pooled consumer (the caller holds a `peek_slots` permit).
+fn read_peek(k: &Kafka, plan: PeekPlan, max_messages: usize, max_bytes: usize, timeout: Duration) -> ToolResult<Messages> {
+    let PeekPlan { topic, assignment, mut next_offset, mut ends } = plan;
+    let mut messages = Vec::new();
+    let mut stopped_by = "end";
+    let consumer = k.peek_consumer()?;
+    consumer.assign(&assignment).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
+    let deadline = Instant::now() + timeout;
+    let mut bytes = 0usize;
+    'read: while !ends.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            stopped_by = "timeout";
+            break;
+        }
+        let Some(next) = consumer.poll(left.min(Duration::from_millis(200))) else { continue };
+        let msg = next.map_err(|e| ToolError::from_kafka("reading messages", &e))?;
+        let (p, offset) = (msg.partition(), msg.offset());
+        // Only what this peek assigned, in order, once (a reused
+        // consumer must not show what an earlier peek fetched).
+        let Some(&end) = ends.get(&p) else { continue };
+        if msg.topic() != topic || next_offset.get(&p).is_none_or(|n| offset < *n) {
+            continue;
+        }
+        next_offset.insert(p, offset + 1);
+        let size = msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len);
+        if bytes + size > max_bytes {
+            stopped_by = "max_bytes";
+            break 'read;
+        }
+        bytes += size;
+        let headers = msg
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(Payload::decode))).collect())
+            .unwrap_or_default();
+        messages.push(ConsumedMessage {
+            partition: p,
+            offset,
+            timestamp_ms: msg.timestamp().to_millis(),
+            key: msg.key().map(Payload::decode),
+            value: msg.payload().map(Payload::decode),
+            headers,
+        });
+        if offset + 1 >= end {
+            ends.remove(&p);
+        }
+        if messages.len() >= max_messages {
+            stopped_by = if ends.is_empty() { "end" } else { "max_messages" };
+            break;
+        }
+    }
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    Ok(Messages { topic, messages, stopped_by: stopped_by.to_string() })
 }
 
 #[cfg(test)]
