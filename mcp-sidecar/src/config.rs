@@ -377,10 +377,8 @@ impl SidecarConfig {
         if self.plans.max_open == 0 {
             return Err(ConfigError::new("plans.maxOpen", "must be at least 1"));
         }
-        if let Some(topic) = &self.audit.kafka_topic {
-            if let Some(problem) = topic_name_problem(topic) {
-                return Err(ConfigError::new("audit.kafkaTopic", problem));
-            }
+        if let Some(problem) = self.audit.kafka_topic.as_deref().and_then(topic_name_problem) {
+            return Err(ConfigError::new("audit.kafkaTopic", problem));
         }
         if self.auth.mode == AuthMode::Kubernetes && self.server.namespace.is_none() {
             return Err(ConfigError::new("server.namespace", "is required with auth.mode kubernetes (RBAC grants are namespaced)"));
