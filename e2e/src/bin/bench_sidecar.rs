@@ -767,9 +767,23 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
         }
         let before = rss_kib(sidecar.0.id());
         let started = Instant::now();
-        let (_, all, outcomes) = round(open, calls, &mix).await;
+        // In fifths, with the RSS and thread count after each: whether memory
+        // keeps growing with the calls or levels off.
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+        let mut curve = vec![(before, threads(sidecar.0.id()))];
+        for fifth in 0..5 {
+            let share = calls / 5 + usize::from(fifth < calls % 5);
+            let (sessions, h, o) = round(open, share, &mix).await;
+            open = sessions;
+            all.add(h).expect("merge");
+            for (k, v) in o {
+                *outcomes.entry(k).or_default() += v;
+            }
+            curve.push((rss_kib(sidecar.0.id()), threads(sidecar.0.id())));
+        }
         let took = started.elapsed().as_secs_f64();
-        let after = rss_kib(sidecar.0.id());
+        let after = curve.last().map_or(0, |c| c.0);
         println!();
         println!(
             "{label}: {calls} calls in {took:.1} s ({:.0}/s); p50 {:.2} ms, p99 {:.2} ms",
@@ -787,6 +801,13 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
             after as f64 / 1024.0,
             (after as f64 - before as f64) * 100.0 / before.max(1) as f64
         );
+        let steps: Vec<String> = curve.iter().map(|(rss, threads)| format!("{:.1} ({threads})", *rss as f64 / 1024.0)).collect();
+        println!("  RSS MiB (threads) every {} calls: {}", calls / 5, steps.join(", "));
         drop(sidecar);
     }
+}
+
+fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
