@@ -221,8 +221,15 @@ impl Kafka {
     /// connection at a time, so a second thread only added its start-up and
     /// wake-ups (fetch_offsets' p50 fell by a quarter or more without it).
     pub fn watermarks_of(&self, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
-        let earliest = self.offsets_at(topic, partitions, Offset::Beginning)?;
-        let latest = self.offsets_at(topic, partitions, Offset::End)?;
+        self.watermarks_via(&self.lookup, topic, partitions)
+    }
+
+    /// `watermarks_of`, asked on `client`'s own connection (a peek asks on
+    /// its consumer's, so that concurrent peeks do not queue behind each
+    /// other on the shared lookup connection).
+    pub fn watermarks_via(&self, client: &BaseConsumer, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
+        let earliest = self.offsets_via(client, topic, partitions, Offset::Beginning)?;
+        let latest = self.offsets_via(client, topic, partitions, Offset::End)?;
         Ok(partitions.iter().map(|p| (*p, (earliest.get(p).copied().unwrap_or(0), latest.get(p).copied().unwrap_or(0)))).collect())
     }
 
@@ -230,12 +237,16 @@ impl Kafka {
     /// or `Offset::Offset(timestamp_ms)` (the first offset at or after it;
     /// -1 when there is none). One request per partition leader.
     pub fn offsets_at(&self, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
+        self.offsets_via(&self.lookup, topic, partitions, at)
+    }
+
+    fn offsets_via(&self, client: &BaseConsumer, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
         let what = || format!("fetching offsets of {topic:?}");
         let mut query = TopicPartitionList::new();
         for p in partitions {
             query.add_partition_offset(topic, *p, at).map_err(|e| ToolError::from_kafka(&what(), &e))?;
         }
-        let ask = |query: TopicPartitionList| self.lookup.offsets_for_times(query, self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e));
+        let ask = |query: TopicPartitionList| client.offsets_for_times(query, self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e));
         let mut found = ask(query.clone())?;
         // librdkafka finds leaders in its own metadata, which may predate a
         // partition or leader change: refresh it once and ask again.
@@ -244,7 +255,7 @@ impl Kafka {
             matches!(code, Some(UnknownPartition | UnknownTopic | UnknownTopicOrPartition | LeaderNotAvailable | NotLeaderForPartition))
         };
         if found.elements().iter().any(|e| stale(e.error().err().and_then(|err| err.rdkafka_error_code()))) {
-            self.lookup.fetch_metadata(Some(topic), self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e))?;
+            client.fetch_metadata(Some(topic), self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e))?;
             found = ask(query)?;
         }
         found

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -127,16 +127,10 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         (StartFrom::Timestamp, _, _, None) => return Err(ToolError::invalid("from: timestamp needs timestamp_ms")),
         _ => {}
     }
-    // Where to start and stop, without a consumer (the offset lookups).
-    let plan = ctx.kafka.blocking(move |k| plan_peek(k, args, max_messages)).await?;
-    if plan.ends.is_empty() {
-        return Ok(Messages { topic: plan.topic, messages: Vec::new(), stopped_by: "end".to_string() });
-    }
-    // A consumer only for the reading itself, waiting for one at most as
-    // long as the peek may take (without a thread: waiting peeks cost no
-    // more than their request).
+    // Wait for a peek consumer at most as long as the peek may take
+    // (without a thread: waiting peeks cost no more than their request).
     let slot = tokio::time::timeout(Duration::from_millis(timeout_ms), ctx.kafka.peek_slots.acquire()).await;
-    let Ok(Ok(permit)) = slot else {
+    let Ok(Ok(_permit)) = slot else {
         let mut busy = ToolError::new(
             ErrorCode::LimitExceeded,
             format!("{} peeks are running on this server; try again", crate::kafka::PEEK_CONSUMERS),
@@ -144,9 +138,13 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         busy.retriable = true;
         return Err(busy);
     };
-    let read = ctx.kafka.blocking(move |k| read_peek(k, plan, max_messages, max_bytes, Duration::from_millis(timeout_ms))).await;
-    drop(permit);
-    read
+    ctx.kafka
+        .blocking(move |k| {
+            let consumer = k.peek_consumer()?;
+            let plan = plan_peek(k, &consumer, args, max_messages)?;
+            read_peek(&consumer, plan, max_messages, max_bytes, Duration::from_millis(timeout_ms))
+        })
+        .await
 }
 
 /// What a peek reads: per partition, the first offset it wants and the end
@@ -158,14 +156,17 @@ struct PeekPlan {
     ends: HashMap<i32, i64>,
 }
 
-fn plan_peek(k: &Kafka, args: ConsumeArgs, max_messages: usize) -> ToolResult<PeekPlan> {
+/// Looks the offsets up on the peek's own consumer (its connection is idle
+/// until it reads; the shared lookup connection answers one request at a
+/// time, and concurrent peeks queued on it).
+fn plan_peek(k: &Kafka, consumer: &BaseConsumer, args: ConsumeArgs, max_messages: usize) -> ToolResult<PeekPlan> {
     let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
     let at_time = match args.from {
         StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
         _ => None,
     };
     let (mut assignment, mut next_offset, mut ends) = (TopicPartitionList::new(), HashMap::new(), HashMap::new());
-    for (p, (low, high)) in k.watermarks_of(&args.topic, &partitions)? {
+    for (p, (low, high)) in k.watermarks_via(consumer, &args.topic, &partitions)? {
         let start = match args.from {
             StartFrom::Earliest => low,
             StartFrom::Latest => (high - max_messages as i64).max(low),
@@ -182,11 +183,13 @@ fn plan_peek(k: &Kafka, args: ConsumeArgs, max_messages: usize) -> ToolResult<Pe
 }
 
 /// Reads a planned peek on a pooled consumer (the caller holds a `peek_slots` permit).
-fn read_peek(k: &Kafka, plan: PeekPlan, max_messages: usize, max_bytes: usize, timeout: Duration) -> ToolResult<Messages> {
+fn read_peek(consumer: &BaseConsumer, plan: PeekPlan, max_messages: usize, max_bytes: usize, timeout: Duration) -> ToolResult<Messages> {
     let PeekPlan { topic, assignment, mut next_offset, mut ends } = plan;
     let mut messages = Vec::new();
     let mut stopped_by = "end";
-    let consumer = k.peek_consumer()?;
+    if ends.is_empty() {
+        return Ok(Messages { topic, messages, stopped_by: stopped_by.to_string() });
+    }
     consumer.assign(&assignment).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
     let deadline = Instant::now() + timeout;
     let mut bytes = 0usize;
