@@ -742,7 +742,9 @@ async fn round(open: Vec<Session>, calls: usize, mix: &Mix) -> (Vec<Session>, Hi
 
 /// The load case: SESSIONS concurrent MCP sessions share CALLS mixed calls
 /// (observe tools and peeks), with the rate limit out of the way, after a
-/// warm-up round of the same shape (a fifth of the calls); then the same
+/// warm-up round of the same shape and size (a shorter one, a fifth, left
+/// the sidecar still settling: the next 2,000 calls added 2.6 MiB, each
+/// 2,000 after that 0.2-0.3 MiB); then the same
 /// load against a 100 calls/s limit, where every refusal must be a clean
 /// LIMIT_EXCEEDED. Prints outcomes, p99 and RSS after warm-up and after.
 async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
@@ -763,7 +765,7 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
             open.push(Session::open(http.clone(), &url).await);
         }
         if limit > 1000 {
-            open = round(open, calls / 5, &mix).await.0;
+            open = round(open, calls, &mix).await.0;
         }
         let before = rss_kib(sidecar.0.id());
         let started = Instant::now();
