@@ -297,6 +297,26 @@ impl Kafka {
         self.last_ok().is_some_and(|at| at.elapsed() < HEALTHY_WITHIN)
     }
 
+    /// Asks the cluster for its ID. rust-rdkafka's `fetch_cluster_id` copies
+    /// librdkafka's string and never frees it (about 40 bytes lost a call:
+    /// the sidecar's RSS grew 2.5 MiB in 60,000 cluster_status calls);
+    /// this frees it with `rd_kafka_mem_free`, as librdkafka asks. Blocking.
+    pub fn fetch_cluster_id(&self, timeout: Duration) -> Option<String> {
+        let rk = self.admin.inner().native_ptr();
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `rk` lives as long as `self.admin`; the returned string is
+        // librdkafka's own allocation, read once and freed exactly once.
+        unsafe {
+            let id = rdkafka_sys::rd_kafka_clusterid(rk, timeout_ms);
+            if id.is_null() {
+                return None;
+            }
+            let text = std::ffi::CStr::from_ptr(id).to_str().ok().map(str::to_string);
+            rdkafka_sys::rd_kafka_mem_free(rk, id.cast());
+            text
+        }
+    }
+
     /// The connected cluster's ID as the probe last read it (read only when
     /// a fence is configured).
     pub fn cluster_id(&self) -> Option<String> {
@@ -329,7 +349,7 @@ impl Kafka {
             return false;
         }
         if self.expected_cluster_id.is_some() {
-            let Some(id) = self.admin.inner().fetch_cluster_id(timeout) else { return false };
+            let Some(id) = self.fetch_cluster_id(timeout) else { return false };
             if let Ok(mut observed) = self.observed_cluster_id.write() {
                 *observed = Some(id);
             }

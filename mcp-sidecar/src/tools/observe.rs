@@ -58,7 +58,7 @@ pub async fn cluster_status(ctx: &ToolContext, _: ClusterStatusArgs) -> ToolResu
                 offline += usize::from(p.leader() < 0);
             }
             Ok(ClusterStatus {
-                cluster_id: k.admin.inner().fetch_cluster_id(k.timeout),
+                cluster_id: k.fetch_cluster_id(k.timeout),
                 broker_count: md.brokers().len(),
                 brokers: brokers(&md),
                 topic_count: md.topics().len(),
