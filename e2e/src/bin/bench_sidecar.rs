@@ -45,6 +45,8 @@ struct Args {
     peer_script: Option<String>,
     /// The load case: concurrent sessions and total calls.
     load: Option<(usize, usize)>,
+    /// The load with one tool of its mix only.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -58,6 +60,7 @@ fn args() -> Args {
         peer_node: None,
         peer_script: None,
         load: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +74,7 @@ fn args() -> Args {
             "--kubeconfig" => a.kubeconfig = Some(value),
             "--peer-node" => a.peer_node = Some(value),
             "--peer-script" => a.peer_script = Some(value),
+            "--only" => a.only = Some(value),
             "--load" => {
                 let calls = it.next().expect("--load SESSIONS CALLS").parse().expect("CALLS");
                 a.load = Some((value.parse().expect("SESSIONS"), calls));
@@ -756,6 +760,12 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
         ("cluster_status", json!({})),
         ("consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 5})),
     ];
+    // One tool of the mix alone: which one memory grows with, if it does.
+    let mix: Mix = match &a.only {
+        Some(tool) => mix.into_iter().filter(|m| m.0 == tool).collect(),
+        None => mix,
+    };
+    assert!(!mix.is_empty(), "--only names none of the load's tools");
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     println!("load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}", mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", "));
     for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
