@@ -1,7 +1,6 @@
-//! `consume_messages`: a bounded peek. The start and end offsets are looked
-//! up first; then a pooled consumer is assigned the start offsets (no group
-//! join), reads until a cap or those end offsets, and is unassigned without
-//! committing.
+//! `consume_messages`: a bounded peek. A pooled consumer looks up the start
+//! and end offsets, is assigned the start offsets (no group join), reads
+//! until a cap or those end offsets, and is unassigned without committing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
