@@ -247,18 +247,32 @@ impl Kafka {
         for p in partitions {
             query.add_partition_offset(topic, *p, at).map_err(|e| ToolError::from_kafka(&what(), &e))?;
         }
-        let ask = |query: TopicPartitionList| client.offsets_for_times(query, self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e));
-        let mut found = ask(query.clone())?;
         // librdkafka finds leaders in its own metadata, which may predate a
-        // partition or leader change: refresh it once and ask again.
+        // partition or leader change, and a broker answers "not leader" for
+        // a partition whose leadership it has not taken up yet (just after
+        // create_partitions): refresh the metadata and ask again, backing
+        // off, at most 4 times (0.3 s in all) and within the request timeout.
         let stale = |code: Option<RDKafkaErrorCode>| {
             use RDKafkaErrorCode::*;
             matches!(code, Some(UnknownPartition | UnknownTopic | UnknownTopicOrPartition | LeaderNotAvailable | NotLeaderForPartition))
         };
-        if found.elements().iter().any(|e| stale(e.error().err().and_then(|err| err.rdkafka_error_code()))) {
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(20);
+        let mut retries = 4;
+        let found = loop {
+            let found = client.offsets_for_times(query.clone(), self.timeout);
+            let again = match &found {
+                Err(e) => stale(e.rdkafka_error_code()),
+                Ok(list) => list.elements().iter().any(|e| stale(e.error().err().and_then(|err| err.rdkafka_error_code()))),
+            };
+            if !again || retries == 0 || Instant::now() + pause >= deadline {
+                break found.map_err(|e| ToolError::from_kafka(&what(), &e))?;
+            }
+            retries -= 1;
+            std::thread::sleep(pause);
+            pause *= 2;
             client.fetch_metadata(Some(topic), self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e))?;
-            found = ask(query)?;
-        }
+        };
         found
             .elements()
             .iter()
