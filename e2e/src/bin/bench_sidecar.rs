@@ -228,9 +228,14 @@ async fn in_server_seconds(http: &reqwest::Client, base: &str, tool: &str) -> (f
     (value("sum"), value("count"))
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A number from a process's /proc status (`VmRSS:` in KiB, `Threads:`); 0 when gone.
+fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
 }
 
 struct Sidecar(Child);
@@ -750,7 +755,8 @@ async fn round(open: Vec<Session>, calls: usize, mix: &Mix) -> (Vec<Session>, Hi
 /// the sidecar still settling: the next 2,000 calls added 2.6 MiB, each
 /// 2,000 after that 0.2-0.3 MiB); then the same
 /// load against a 100 calls/s limit, where every refusal must be a clean
-/// LIMIT_EXCEEDED. Prints outcomes, p99 and RSS after warm-up and after.
+/// LIMIT_EXCEEDED. Prints outcomes, p99, and the RSS and thread count after
+/// warm-up and after every fifth of the calls.
 async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
     produce(a, topic, 50).await;
     let mix: Mix = vec![
@@ -820,6 +826,5 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
 }
 
 fn threads(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    proc_status(pid, "Threads:")
 }
