@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ToolContext, validate};
 use crate::error::{ToolError, ToolResult};
-use crate::kafka::Kafka;
+use crate::kafka::{IndexedMetadata, Kafka};
 
 /// No arguments.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -182,9 +182,9 @@ pub struct PartitionDescription {
 }
 
 /// One topic's metadata, or `NOT_FOUND` saying so plainly.
-fn find_topic<'a>(md: &'a Metadata, topic: &str) -> ToolResult<&'a MetadataTopic> {
+fn find_topic<'a>(md: &'a IndexedMetadata, topic: &str) -> ToolResult<&'a MetadataTopic> {
     let missing = || ToolError::not_found(format!("topic {topic:?} does not exist"));
-    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(missing)?;
+    let t = md.topic(topic).ok_or_else(missing)?;
     match t.error().map(RDKafkaErrorCode::from) {
         None => Ok(t),
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => Err(missing()),
@@ -203,7 +203,7 @@ pub(super) enum Freshness {
 
 /// Metadata that holds `topic`, or `NOT_FOUND`. A topic missing from the
 /// cache is asked for live before it is called missing (it may be new).
-fn topic_metadata(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Arc<Metadata>> {
+fn topic_metadata(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Arc<IndexedMetadata>> {
     if let Freshness::Cached = freshness
         && k.caches_metadata()
     {
