@@ -22,8 +22,13 @@ fn server_with_tools(tools: &[&str]) -> KafkaMcp {
 }
 
 fn server_with(tools: &[&str], metadata_max_age_ms: u64) -> KafkaMcp {
+    server_with_limits(tools, metadata_max_age_ms, "")
+}
+
+/// `more_limits`: further `limits` fields, each after a comma.
+fn server_with_limits(tools: &[&str], metadata_max_age_ms: u64, more_limits: &str) -> KafkaMcp {
     let text = format!(
-        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000, metadataMaxAgeMs: {metadata_max_age_ms}}}\ntools: [{}]\nlimits: {{callsPerSecond: 1000000, callBurst: 1000000}}\n",
+        "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000, metadataMaxAgeMs: {metadata_max_age_ms}}}\ntools: [{}]\nlimits: {{callsPerSecond: 1000000, callBurst: 1000000{more_limits}}}\n",
         Ground::get().kafka_bootstrap_servers,
         tools.join(", ")
     );
@@ -280,6 +285,21 @@ async fn consume_respects_start_positions_and_caps_on_10000_large_messages() {
     let future = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": 4_102_444_800_000i64})).await;
     assert!(future["messages"].as_array().unwrap().is_empty(), "nothing is newer than the year 2100");
     assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "from": "offset", "offset": 1})).await, ErrorCode::InvalidArgument);
+}
+
+/// A partition answers a fetch with at most 1 MiB, so this peek needs four;
+/// a peek consumer fetches again only once what it holds is read (it does
+/// not prefetch), and must then fetch at once: within the default 2 s.
+#[tokio::test]
+async fn a_peek_larger_than_one_fetch_reads_to_the_end() {
+    let age = mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms();
+    let mcp = server_with_limits(&["create_topic", "consume_messages"], age, ", maxConsumeBytes: 4194304");
+    let topic = new_topic(&mcp, "t-multi-fetch", 1).await;
+    produce(&topic, 4, |i| format!("{i}{}", "x".repeat(700_000))).await;
+    let got = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 4, "max_bytes": 4_194_304})).await;
+    let firsts: Vec<String> = values(&got).iter().map(|v| v[..1].to_string()).collect();
+    assert_eq!(firsts, texts("", 0..4), "stopped by {}", got["stopped_by"]);
+    assert_eq!(got["stopped_by"], "end");
 }
 
 /// Message values of a consume_messages answer, as text.
