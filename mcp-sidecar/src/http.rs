@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -31,10 +31,16 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     config.max_request_body_bytes = max_body;
     let handler = mcp.clone();
     let sessions = Arc::new(LocalSessionManager::default());
-    let service: StreamableHttpService<KafkaMcp, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config);
+    let service: Arc<StreamableHttpService<KafkaMcp, LocalSessionManager>> =
+        Arc::new(StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config));
+    // Called through an Arc: as a tower service it is cloned, its config
+    // and host list with it, several times per request.
+    let mcp_endpoint = any(move |request: Request| {
+        let service = Arc::clone(&service);
+        async move { service.handle(request).await }
+    });
     Router::new()
-        .nest_service("/mcp", service)
+        .nest_service("/mcp", mcp_endpoint)
         // Outermost last: count every request, authenticate it, then bound its body.
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(middleware::map_response(move |r: Response| explain_too_large(r, max_body)))
