@@ -175,6 +175,10 @@ impl Kafka {
                 // held one: 25% less broker CPU per 5-message peek under load.
                 .set("queued.min.messages", "1")
                 .set("fetch.queue.backoff.ms", "1")
+                // Says when a fetch reaches a partition's end (the last stable
+                // offset under read_committed), which a peek needs where
+                // transaction markers end a partition.
+                .set("enable.partition.eof", "true")
                 .create()
                 .map_err(|e| ToolError::from_kafka("creating a consumer", &e))?,
         };

@@ -302,6 +302,43 @@ async fn a_peek_larger_than_one_fetch_reads_to_the_end() {
     assert_eq!(got["stopped_by"], "end");
 }
 
+/// A committed transaction ends with a marker that takes an offset but is
+/// never delivered: a peek that waited for the offset before the high
+/// watermark would wait out its timeout. It ends where the fetch found
+/// the partition's end instead.
+#[tokio::test]
+async fn a_peek_ends_at_a_transaction_marker_without_waiting() {
+    let mcp = server_with_tools(&["create_topic", "consume_messages", "fetch_offsets"]);
+    let topic = new_topic(&mcp, "t-txn", 1).await;
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = Ground::get().kafka_config().set("transactional.id", unique_name("txn")).create().unwrap();
+        producer.init_transactions(TIMEOUT).unwrap();
+        producer.begin_transaction().unwrap();
+        for i in 0..3 {
+            producer.send(BaseRecord::<str, str>::to(&t).key("k").payload(&format!("t{i}"))).map_err(|(e, _)| e).unwrap();
+        }
+        producer.commit_transaction(TIMEOUT).unwrap();
+    })
+    .await
+    .unwrap();
+    // The coordinator writes the marker after the commit returns.
+    eventually("three records and the commit marker", || {
+        let (mcp, topic) = (mcp.clone(), topic.clone());
+        async move {
+            let answer = ok(&mcp, "fetch_offsets", json!({"topic": topic})).await;
+            (answer["partitions"][0]["latest"] == 4).then_some(())
+        }
+    })
+    .await;
+    for from in ["earliest", "latest"] {
+        let got = ok(&mcp, "consume_messages", json!({"topic": topic, "from": from, "max_messages": 10, "timeout_ms": 10_000})).await;
+        assert_eq!(values(&got), texts("t", 0..3), "from {from}");
+        assert_eq!(got["stopped_by"], "end", "from {from}");
+    }
+}
+
 /// Message values of a consume_messages answer, as text.
 fn values(answer: &Value) -> Vec<String> {
     answer["messages"].as_array().unwrap().iter().map(|m| m["value"]["text"].as_str().unwrap_or("?").to_string()).collect()

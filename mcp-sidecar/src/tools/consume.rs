@@ -1,12 +1,14 @@
 //! `consume_messages`: a bounded peek. A pooled consumer looks up the start
 //! and end offsets, is assigned the start offsets (no group join), reads
-//! until a cap or those end offsets, and is unassigned without committing.
+//! until a cap, those end offsets or the partition's end as the fetch finds
+//! it, and is unassigned without committing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -60,7 +62,8 @@ pub struct Messages {
     pub topic: String,
     pub messages: Vec<ConsumedMessage>,
     /// Why reading stopped: `end` (reached the latest offsets seen at the
-    /// start), `max_messages`, `max_bytes` or `timeout`.
+    /// start, or the last committed message before them), `max_messages`,
+    /// `max_bytes` or `timeout`.
     pub stopped_by: String,
 }
 
@@ -198,8 +201,18 @@ fn read_peek(consumer: &BaseConsumer, plan: PeekPlan, max_messages: usize, max_b
             stopped_by = "timeout";
             break;
         }
-        let Some(next) = consumer.poll(left.min(Duration::from_millis(200))) else { continue };
-        let msg = next.map_err(|e| ToolError::from_kafka("reading messages", &e))?;
+        let msg = match consumer.poll(left.min(Duration::from_millis(200))) {
+            None => continue,
+            Some(Ok(msg)) => msg,
+            // The fetch found the partition's end: transaction markers and
+            // aborted records take offsets below the end looked up but are
+            // never delivered, so waiting for that end would wait out the timeout.
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ends.remove(&p);
+                continue;
+            }
+            Some(Err(e)) => return Err(ToolError::from_kafka("reading messages", &e)),
+        };
         let (p, offset) = (msg.partition(), msg.offset());
         // Only what this peek assigned, in order, once (a reused
         // consumer must not show what an earlier peek fetched).
