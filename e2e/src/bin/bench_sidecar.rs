@@ -1,6 +1,6 @@
 //! Benchmark of the sidecar against the local broker (run by `e2e/bench`).
 //!
-//! In one run it measures, for `list_topics` and `describe_topic`:
+//! In one run it measures, for `list_topics`, `describe_topic` and `fetch_offsets`:
 //! - MCP over Streamable HTTP, by a Rust client holding one MCP session per
 //!   concurrent worker (keep-alive, no per-call handshake), at 1 and 16
 //!   concurrent sessions;
@@ -16,8 +16,9 @@
 //! With `--peer-node NODE --peer-script JS` it also compares, in the same
 //! run and on the same topic, with @confluentinc/mcp-confluent: list topics,
 //! topic offsets and a 10-message consume, over MCP for both and directly
-//! with rdkafka, at 1 and 16 sessions; idle and loaded RSS; and time from
-//! start to the first answered `initialize`.
+//! with rdkafka, at 1 and 16 sessions, each cell with the machine's CPU per
+//! call for ours and direct; idle and loaded RSS; and time from start to the
+//! first answered `initialize`.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
