@@ -172,7 +172,8 @@ impl Kafka {
                 // once (librdkafka re-checks after this backoff, default 1 s).
                 // A peek that the first answer serves (most: they stop at the
                 // end looked up) then costs the broker one fetch, not a second
-                // held one: 25% less broker CPU per 5-message peek under load.
+                // held one: the broker's CPU per 5-message peek under load
+                // fell from 0.54 ms to 0.36-0.41 ms.
                 .set("queued.min.messages", "1")
                 .set("fetch.queue.backoff.ms", "1")
                 // Says when a fetch reaches a partition's end (the last stable
@@ -431,7 +432,8 @@ impl Drop for PeekConsumer<'_> {
 
 /// Metadata with its topics indexed by name: a tool naming one topic of
 /// thousands finds it with one hash lookup instead of decoding every name
-/// (with 600 topics the scan was a tenth of a peek's CPU).
+/// (with 600 topics the scan was a tenth of a peek's instructions in the
+/// sidecar, in callgrind).
 pub struct IndexedMetadata {
     metadata: Metadata,
     topic_at: HashMap<String, usize>,
