@@ -180,6 +180,10 @@ impl Kafka {
                 // offset under read_committed), which a peek needs where
                 // transaction markers end a partition.
                 .set("enable.partition.eof", "true")
+                // A start that retention has deleted (a peek from earliest
+                // starts at the log start this consumer last saw) reads from
+                // the new log start, not from the end (librdkafka's default).
+                .set("auto.offset.reset", "earliest")
                 .create()
                 .map_err(|e| ToolError::from_kafka("creating a consumer", &e))?,
         };
@@ -235,15 +239,8 @@ impl Kafka {
     /// connection at a time, so a second thread only added its start-up and
     /// wake-ups (fetch_offsets' p50 fell by a quarter or more without it).
     pub fn watermarks_of(&self, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
-        self.watermarks_via(&self.lookup, topic, partitions)
-    }
-
-    /// `watermarks_of`, asked on `client`'s own connection (a peek asks on
-    /// its consumer's, so that concurrent peeks do not queue behind each
-    /// other on the shared lookup connection).
-    pub fn watermarks_via(&self, client: &BaseConsumer, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
-        let earliest = self.offsets_via(client, topic, partitions, Offset::Beginning)?;
-        let latest = self.offsets_via(client, topic, partitions, Offset::End)?;
+        let earliest = self.offsets_at(topic, partitions, Offset::Beginning)?;
+        let latest = self.offsets_at(topic, partitions, Offset::End)?;
         Ok(partitions.iter().map(|p| (*p, (earliest.get(p).copied().unwrap_or(0), latest.get(p).copied().unwrap_or(0)))).collect())
     }
 
@@ -254,7 +251,10 @@ impl Kafka {
         self.offsets_via(&self.lookup, topic, partitions, at)
     }
 
-    fn offsets_via(&self, client: &BaseConsumer, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
+    /// `offsets_at`, asked on `client`'s own connection (a peek asks on its
+    /// consumer's, so that concurrent peeks do not queue behind each other
+    /// on the shared lookup connection).
+    pub fn offsets_via(&self, client: &BaseConsumer, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
         let what = || format!("fetching offsets of {topic:?}");
         let mut query = TopicPartitionList::new();
         for p in partitions {

@@ -339,6 +339,28 @@ async fn a_peek_ends_at_a_transaction_marker_without_waiting() {
     }
 }
 
+/// A peek from earliest starts where its consumer last saw the log start,
+/// without asking Kafka: after the head is deleted (as retention does) it
+/// must read from the new log start, not from the end (librdkafka's default
+/// reset) and not fail.
+#[tokio::test]
+async fn a_peek_from_earliest_after_the_head_is_deleted_reads_from_the_new_start() {
+    let mcp = server_with_tools(&["create_topic", "consume_messages"]);
+    let topic = new_topic(&mcp, "t-deleted-head", 1).await;
+    produce(&topic, 10, |i| format!("v{i}")).await;
+    let peek = json!({"topic": topic, "from": "earliest", "max_messages": 3});
+    // One after the other, so each reuses the consumer the last one left.
+    assert_eq!(values(&ok(&mcp, "consume_messages", peek.clone()).await), texts("v", 0..3));
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = Ground::get().kafka_config().create().unwrap();
+    let mut before = rdkafka::TopicPartitionList::new();
+    before.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(5)).unwrap();
+    let deleted = admin.delete_records(&before, &rdkafka::admin::AdminOptions::new()).await.unwrap();
+    assert_eq!(deleted.elements()[0].offset(), rdkafka::Offset::Offset(5), "{:?}", deleted.elements()[0].error());
+    let got = ok(&mcp, "consume_messages", peek).await;
+    assert_eq!(values(&got), texts("v", 5..8), "stopped by {}", got["stopped_by"]);
+    assert_eq!(got["messages"][0]["offset"], 5);
+}
+
 /// Message values of a consume_messages answer, as text.
 fn values(answer: &Value) -> Vec<String> {
     answer["messages"].as_array().unwrap().iter().map(|m| m["value"]["text"].as_str().unwrap_or("?").to_string()).collect()

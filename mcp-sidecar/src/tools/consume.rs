@@ -1,7 +1,8 @@
-//! `consume_messages`: a bounded peek. A pooled consumer looks up the start
-//! and end offsets, is assigned the start offsets (no group join), reads
-//! until a cap, those end offsets or the partition's end as the fetch finds
-//! it, and is unassigned without committing.
+//! `consume_messages`: a bounded peek. A pooled consumer looks up the end
+//! offsets (and the earliest, where the start is clamped to them), is
+//! assigned the start offsets (no group join), reads until a cap, those end
+//! offsets or the partition's end as the fetch finds it, and is unassigned
+//! without committing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -149,8 +150,9 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         .await
 }
 
-/// What a peek reads: per partition, the first offset it wants and the end
-/// (the latest offset at the start); partitions with nothing to read are left out.
+/// What a peek reads: per partition, the first offset it may show (0 where
+/// the consumer starts at the log start) and the end (the latest offset at
+/// the start); partitions with nothing to read are left out.
 struct PeekPlan {
     topic: String,
     assignment: TopicPartitionList,
@@ -160,25 +162,41 @@ struct PeekPlan {
 
 /// Looks the offsets up on the peek's own consumer (its connection is idle
 /// until it reads; the shared lookup connection answers one request at a
-/// time, and concurrent peeks queued on it).
+/// time, and concurrent peeks queued on it). A peek from the earliest
+/// offsets asks only for the ends: the consumer knows the log start from its
+/// last fetch of the partition (else asks for it itself), and a start that
+/// retention has since deleted is reset to the new log start
+/// (`auto.offset.reset`). The other starts clamp to the log start, so they
+/// ask for it too.
 fn plan_peek(k: &Kafka, consumer: &BaseConsumer, args: ConsumeArgs, max_messages: usize) -> ToolResult<PeekPlan> {
     let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
     let at_time = match args.from {
         StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
         _ => None,
     };
+    let lows = match args.from {
+        StartFrom::Latest | StartFrom::Offset => Some(k.offsets_via(consumer, &args.topic, &partitions, Offset::Beginning)?),
+        StartFrom::Earliest | StartFrom::Timestamp => None,
+    };
     let (mut assignment, mut next_offset, mut ends) = (TopicPartitionList::new(), HashMap::new(), HashMap::new());
-    for (p, (low, high)) in k.watermarks_via(consumer, &args.topic, &partitions)? {
-        let start = match args.from {
-            StartFrom::Earliest => low,
+    for (p, high) in k.offsets_via(consumer, &args.topic, &partitions, Offset::End)? {
+        let low = lows.as_ref().and_then(|l| l.get(&p)).copied().unwrap_or(0);
+        // The first offset the peek may show.
+        let first = match args.from {
+            StartFrom::Earliest => 0,
             StartFrom::Latest => (high - max_messages as i64).max(low),
             StartFrom::Offset => args.offset.unwrap_or(low).clamp(low, high),
+            // An offset found by time is one the log holds.
             StartFrom::Timestamp => at_time.as_ref().and_then(|m| m.get(&p)).copied().unwrap_or(high),
         };
-        if start < high {
+        let start = match args.from {
+            StartFrom::Earliest => Offset::Beginning,
+            _ => Offset::Offset(first),
+        };
+        if first < high {
             ends.insert(p, high);
-            next_offset.insert(p, start);
-            assignment.add_partition_offset(&args.topic, p, Offset::Offset(start)).map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
+            next_offset.insert(p, first);
+            assignment.add_partition_offset(&args.topic, p, start).map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
         }
     }
     Ok(PeekPlan { topic: args.topic, assignment, next_offset, ends })
