@@ -24,6 +24,11 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).chain(allowed_hosts.iter().cloned()).collect();
     config.cancellation_token = shutdown;
+    // A 2026-07-28 request (no session) is answered with plain JSON rather
+    // than a one-event SSE stream when it is a bare result: no tool here
+    // sends notifications before its answer (rmcp falls back to SSE if one
+    // does). Sessions of earlier revisions keep their SSE streams.
+    config.json_response = true;
     // A listen-time setting, like the address: a reload does not change it.
     let max_body = mcp.runtime().config.limits.max_request_bytes;
     // rmcp has its own cap (4 MiB); ours answers first, with LIMIT_EXCEEDED,

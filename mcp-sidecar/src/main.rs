@@ -94,10 +94,14 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs go to stderr as JSON: stdout belongs to the stdio transport.
+    // rmcp logs a service's start and end at info, which in the 2026-07-28
+    // protocol (no sessions: a service per request) is three lines per call,
+    // one a dump of the client's capabilities: its warnings and errors only,
+    // unless RUST_LOG says otherwise.
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into()))
         .init();
     let cli = Cli::parse();
     let (config, config_source) = match &cli.config {

@@ -145,6 +145,41 @@ def test_each_caller_sees_and_calls_only_its_granted_tools(secured_sidecar, rbac
     assert refused.is_error and refused.structured_content["error"]["code"] == "PERMISSION_DENIED"
 
 
+def test_a_client_of_the_2026_07_28_revision_is_authorized_and_audited_per_call(secured_sidecar, rbac, stack_env):
+    """The SDK's default client (mode "auto") finds that the sidecar answers
+    server/discover and speaks 2026-07-28: no session, every request on its
+    own. Each call is still authenticated, authorized and audited, and rmcp's
+    per-request service start and end stay out of the log."""
+    from mcp.client.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    bearer = token(stack_env, rbac, "reader")
+
+    async def reader():
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
+        async with http:
+            async with Client(streamable_http_client(f"{secured_sidecar.url}/mcp", http_client=http)) as client:
+                listed = sorted(t.name for t in (await client.list_tools()).tools)
+                allowed = await client.call_tool("list_topics", {})
+                denied = await client.call_tool("describe_topic", {"topic": "anything"})
+                return client.protocol_version, listed, allowed, denied
+
+    version, listed, allowed, denied = anyio.run(reader)
+    assert version == "2026-07-28"
+    assert listed == ["list_topics"]
+    assert not allowed.is_error and "topics" in allowed.structured_content
+    assert denied.is_error and denied.structured_content["error"]["code"] == "PERMISSION_DENIED"
+
+    log = secured_sidecar.log.read_text()
+    records = [json.loads(line) for line in log.splitlines() if '"mcp-kafka-sidecar.audit/v1"' in line]
+    mine = [r for r in records if (r.get("subject") or {}).get("username") == f"system:serviceaccount:{rbac}:reader"]
+    assert [(r["tool"], r["decision"], r["outcome"], r["sessionId"]) for r in mine] == [
+        ("list_topics", "allow", "ok", None), ("describe_topic", "deny", "PERMISSION_DENIED", None)], mine
+    assert all(r["requestId"] for r in mine)
+    assert "serve finished" not in log and "Service initialized" not in log
+
+
 def test_a_new_grant_takes_effect_after_the_denial_cache_time(secured_sidecar, rbac, stack_env):
     import time
 
