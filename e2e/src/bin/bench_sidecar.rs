@@ -2,23 +2,26 @@
 //!
 //! In one run it measures, for `list_topics`, `describe_topic` and `fetch_offsets`:
 //! - MCP over Streamable HTTP, by a Rust client holding one MCP session per
-//!   concurrent worker (keep-alive, no per-call handshake), at 1 and 16
-//!   concurrent sessions;
+//!   concurrent worker (2025-06-18: keep-alive, no per-call handshake), and
+//!   the same calls in the 2026-07-28 revision (no session), at 1 and 16
+//!   concurrent clients;
 //! - the same Kafka work done directly with rdkafka (the baseline), at the
 //!   same concurrency;
 //! - the client's own ceiling against the sidecar's no-op `/healthz`.
 //!
-//! It prints p50/p99 and calls/s with the ratios, plus the sidecar's time
-//! from start to ready and its idle RSS. Figures, not pass/fail.
+//! It prints p50/p99 and calls/s with the ratios and the sidecar's CPU per
+//! call, plus its time from start to ready and its idle RSS. Figures, not
+//! pass/fail.
 //!
 //! With `--load SESSIONS CALLS` it runs the load case instead (see `load`).
 //!
 //! With `--peer-node NODE --peer-script JS` it also compares, in the same
 //! run and on the same topic, with @confluentinc/mcp-confluent: list topics,
-//! topic offsets and a 10-message consume, over MCP for both and directly
-//! with rdkafka, at 1 and 16 sessions, each cell with the machine's CPU per
-//! call for ours and direct; idle and loaded RSS; and time from start to the
-//! first answered `initialize`.
+//! topic offsets and a 10-message consume, over MCP for both (and ours in
+//! 2026-07-28 too) and directly with rdkafka, at 1 and 16 sessions; the CPU
+//! per call of the machine, the load client and the server in each cell;
+//! idle and loaded RSS; and time from start to the first answered
+//! `initialize`.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -96,6 +99,41 @@ struct Figures {
     /// The whole machine's CPU time per call (client, server and broker,
     /// and the idle control plane's share): what a call costs the 2 cores.
     cpu_ms_per_call: f64,
+    /// Of that, this process's (the load client over MCP; all of the direct
+    /// work but the broker's) and the server process's, when there is one.
+    client_cpu_ms_per_call: f64,
+    server_cpu_ms_per_call: f64,
+}
+
+/// CPU time a process has spent (user and system), in ms, from /proc; 0 when gone.
+fn process_cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may hold spaces: state is the 3rd
+    // field, utime and stime the 14th and 15th.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let ticks: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    ticks.iter().sum::<u64>() as f64 * 10.0
+}
+
+/// The CPU counters a measured window is the difference of.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    machine: f64,
+    client: f64,
+    server: f64,
+}
+
+impl CpuSample {
+    fn now(server: Option<u32>) -> Self {
+        Self { machine: machine_busy_ms(), client: process_cpu_ms(std::process::id()), server: server.map_or(0.0, process_cpu_ms) }
+    }
+}
+
+impl std::ops::Sub for CpuSample {
+    type Output = Self;
+    fn sub(self, earlier: Self) -> Self {
+        Self { machine: self.machine - earlier.machine, client: self.client - earlier.client, server: self.server - earlier.server }
+    }
 }
 
 /// CPU time the machine has spent busy, in ms (/proc/stat, whose unit,
@@ -103,15 +141,17 @@ struct Figures {
 fn machine_busy_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
-    // user nice system idle iowait irq softirq steal: all but idle and iowait.
-    let ticks: Vec<u64> = cpu.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq: all but idle and iowait. Not
+    // steal (the 8th), time the hypervisor gave other guests: at idle this VM
+    // showed 9% of it, which counted as ours made every figure noisier.
+    let ticks: Vec<u64> = cpu.split_whitespace().skip(1).take(7).filter_map(|v| v.parse().ok()).collect();
     let busy: u64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     busy as f64 * 10.0
 }
 
 /// Runs `op` on `workers` concurrent workers for `seconds` after a short
-/// warm-up, and summarizes.
-async fn measure<W, F, Fut>(workers: usize, seconds: u64, make: W) -> Figures
+/// warm-up, and summarizes; `server` is the process serving the calls, if any.
+async fn measure<W, F, Fut>(workers: usize, seconds: u64, server: Option<u32>, make: W) -> Figures
 where
     W: Fn(usize) -> F,
     F: FnMut() -> Fut + Send + 'static,
@@ -144,9 +184,9 @@ where
     // The machine's CPU over the measured window (calls started in it).
     let busy = tokio::spawn(async move {
         tokio::time::sleep_until(start.into()).await;
-        let at_start = machine_busy_ms();
+        let at_start = CpuSample::now(server);
         tokio::time::sleep_until(end.into()).await;
-        machine_busy_ms() - at_start
+        CpuSample::now(server) - at_start
     });
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     let mut errors = 0;
@@ -155,20 +195,40 @@ where
         all.add(h).expect("merge");
         errors += e;
     }
-    let busy_ms = busy.await.expect("cpu sampler");
+    let busy = busy.await.expect("cpu sampler");
+    let calls = all.len().max(1) as f64;
     Figures {
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
         per_second: all.len() as f64 / run.as_secs_f64(),
-        cpu_ms_per_call: busy_ms / all.len().max(1) as f64,
+        cpu_ms_per_call: busy.machine / calls,
+        client_cpu_ms_per_call: busy.client / calls,
+        server_cpu_ms_per_call: busy.server / calls,
         errors,
     }
 }
 
-/// One MCP session over Streamable HTTP.
+/// The MCP protocol revision a client speaks.
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    /// 2025-06-18: an `initialize` handshake opens a session, whose
+    /// `Mcp-Session-Id` every request then carries (what mcp-confluent 1.5
+    /// speaks, and older clients).
+    Sessions,
+    /// 2026-07-28: no handshake and no session; every request carries its
+    /// protocol version and the client's capabilities (`_meta`) and says its
+    /// method and name in headers (SEP-2243). What the official SDKs'
+    /// clients use with a server that answers `server/discover`, as rmcp does.
+    PerRequest,
+}
+
+/// One MCP client over Streamable HTTP: a session (2025-06-18) or a
+/// sequence of self-contained requests (2026-07-28).
 struct Session {
     http: reqwest::Client,
     url: String,
+    protocol: Protocol,
+    /// The session's id (2025-06-18 only).
     id: String,
     next_id: u64,
     /// `Authorization` header value, for a server with Kubernetes auth.
@@ -177,49 +237,67 @@ struct Session {
 
 impl Session {
     async fn open(http: reqwest::Client, url: &str) -> Session {
-        Self::open_as(http, url, None).await
+        Self::open_as(http, url, None, Protocol::Sessions).await
     }
 
-    async fn open_as(http: reqwest::Client, url: &str, token: Option<&str>) -> Session {
+    async fn open_as(http: reqwest::Client, url: &str, token: Option<&str>, protocol: Protocol) -> Session {
         let authorization = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
+        let mut s = Session { http, url: url.to_string(), protocol, id: String::new(), next_id: 1, authorization };
+        if protocol == Protocol::PerRequest {
+            return s;
+        }
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
-        let resp = http
+        let resp = s
+            .http
             .post(url)
             .header("accept", "application/json, text/event-stream")
-            .header("authorization", &authorization)
+            .header("authorization", &s.authorization)
             .json(&init)
             .send()
             .await
             .expect("initialize");
-        let id = resp.headers().get("mcp-session-id").expect("a session id (is the token accepted?)").to_str().unwrap().to_string();
+        s.id = resp.headers().get("mcp-session-id").expect("a session id (is the token accepted?)").to_str().unwrap().to_string();
         resp.bytes().await.expect("initialize body");
-        let s = Session { http, url: url.to_string(), id, next_id: 1, authorization };
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         s.post(&note).await;
         s
     }
 
     async fn post(&self, body: &Value) -> bytes::Bytes {
-        let resp = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", &self.id)
-            .header("mcp-protocol-version", "2025-06-18")
-            .header("authorization", &self.authorization)
-            .json(body)
-            .send()
-            .await
-            .expect("post");
+        let request = self.http.post(&self.url).header("accept", "application/json, text/event-stream").header("authorization", &self.authorization);
+        let request = match self.protocol {
+            Protocol::Sessions => request.header("mcp-session-id", &self.id).header("mcp-protocol-version", "2025-06-18"),
+            Protocol::PerRequest => {
+                let request = request.header("mcp-protocol-version", "2026-07-28").header("mcp-method", body["method"].as_str().unwrap_or_default());
+                match body["params"]["name"].as_str() {
+                    Some(name) => request.header("mcp-name", name),
+                    None => request,
+                }
+            }
+        };
+        let resp = request.json(body).send().await.expect("post");
         resp.bytes().await.unwrap_or_default()
     }
 
-    /// An MCP `ping`: the session layer alone, no tool and no Kafka.
-    async fn ping(&mut self) -> bool {
+    /// A request to send: JSON-RPC with the next id, and in 2026-07-28 the
+    /// protocol fields every request carries.
+    fn request(&mut self, method: &str, mut params: Value) -> Value {
         self.next_id += 1;
-        let text = self.post(&json!({"jsonrpc": "2.0", "id": self.next_id, "method": "ping"})).await;
-        String::from_utf8_lossy(&text).contains("\"result\"")
+        if self.protocol == Protocol::PerRequest {
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+            });
+        }
+        json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+    }
+
+    /// An MCP `ping` (2025-06-18): the session layer alone, no tool and no Kafka.
+    async fn ping(&mut self) -> bool {
+        let body = self.request("ping", json!({}));
+        String::from_utf8_lossy(&self.post(&body).await).contains("\"result\"")
     }
 
     /// A tool call; true when the result is not an error.
@@ -231,8 +309,7 @@ impl Session {
 
     /// A tool call's whole HTTP answer.
     async fn call_raw(&mut self, tool: &str, args: &Value) -> bytes::Bytes {
-        self.next_id += 1;
-        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": tool, "arguments": args}});
+        let body = self.request("tools/call", json!({"name": tool, "arguments": args}));
         self.post(&body).await
     }
 }
@@ -318,7 +395,7 @@ async fn main() {
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(sidecar.0.id());
-    let (_uncached, uncached_url, _) = start_sidecar(&a, &http, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
+    let (uncached, uncached_url, _) = start_sidecar(&a, &http, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
     let uncached_base = uncached_url.trim_end_matches("/mcp").to_string();
     let kafka = Arc::new(Direct::new(&a.bootstrap));
 
@@ -331,12 +408,12 @@ async fn main() {
     println!("start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
     println!();
     println!(
-        "{:<27} {:>4} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "in-server", "direct p50", "direct /s", "p50 ratio"
+        "{:<27} {:>4} {:>11} {:>11} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9}",
+        "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "in-server", "srv cpu", "direct p50", "direct /s", "p50 ratio"
     );
     for workers in [1usize, 16] {
         // The load client's own ceiling: the same HTTP client against a no-op endpoint.
-        let noop = measure(workers, a.seconds, |_| {
+        let noop = measure(workers, a.seconds, Some(sidecar.0.id()), |_| {
             let (http, u) = (http.clone(), format!("{base}/healthz"));
             move || {
                 let (http, u) = (http.clone(), u.clone());
@@ -344,13 +421,13 @@ async fn main() {
             }
         })
         .await;
-        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", "-", "-", "-");
+        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>9.3} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", noop.server_cpu_ms_per_call, "-", "-", "-");
         // The MCP session layer's own cost: a JSON-RPC ping in an open session.
         let mut pingers = Vec::new();
         for _ in 0..workers {
             pingers.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
         }
-        let ping = measure(workers, a.seconds, |w| {
+        let ping = measure(workers, a.seconds, Some(sidecar.0.id()), |w| {
             let s = pingers[w].clone();
             move || {
                 let s = s.clone();
@@ -358,12 +435,16 @@ async fn main() {
             }
         })
         .await;
-        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>10} {:>10} {:>9}", "MCP ping", workers, ping.p50_ms, ping.p99_ms, ping.per_second, "-", "-", "-", "-");
+        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>9.3} {:>10} {:>10} {:>9}", "MCP ping", workers, ping.p50_ms, ping.p99_ms, ping.per_second, "-", ping.server_cpu_ms_per_call, "-", "-", "-");
         // The same tools on a sidecar that asks Kafka on every call: what the
         // metadata cache saves, and the overhead of the MCP path alone.
-        let servers = [("", &base, &url), (" (no cache)", &uncached_base, &uncached_url)];
+        let servers = [
+            ("", &base, &url, sidecar.0.id(), Protocol::Sessions),
+            (" (2026-07-28)", &base, &url, sidecar.0.id(), Protocol::PerRequest),
+            (" (no cache)", &uncached_base, &uncached_url, uncached.0.id(), Protocol::Sessions),
+        ];
         for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic})), ("fetch_offsets", json!({"topic": topic}))] {
-            let direct = measure(workers, a.seconds, |_| {
+            let direct = measure(workers, a.seconds, None, |_| {
                 let (kafka, topic) = (kafka.clone(), topic.clone());
                 move || {
                     let (kafka, topic) = (kafka.clone(), topic.clone());
@@ -371,20 +452,21 @@ async fn main() {
                 }
             })
             .await;
-            for (variant, server_base, server_url) in servers {
+            for (variant, server_base, server_url, server_pid, protocol) in servers {
                 let in_server_before = in_server_seconds(&http, server_base, tool).await;
-                let over_mcp = mcp_calls(&http, server_url, workers, a.seconds, tool, &args).await;
+                let over_mcp = mcp_calls(&http, (server_url, server_pid), protocol, workers, a.seconds, tool, &args).await;
                 let in_server = in_server_seconds(&http, server_base, tool).await;
                 let in_server_ms = (in_server.0 - in_server_before.0) * 1000.0 / (in_server.1 - in_server_before.1).max(1.0);
                 let errors = over_mcp.errors + direct.errors;
                 println!(
-                    "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>10.3} {:>10.0} {:>8.2}x{}",
+                    "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>9.3} {:>10.3} {:>10.0} {:>8.2}x{}",
                     format!("{tool}{variant}"),
                     workers,
                     over_mcp.p50_ms,
                     over_mcp.p99_ms,
                     over_mcp.per_second,
                     in_server_ms,
+                    over_mcp.server_cpu_ms_per_call,
                     direct.p50_ms,
                     direct.per_second,
                     over_mcp.p50_ms / direct.p50_ms,
@@ -414,8 +496,8 @@ async fn auth_figures(a: &Args, http: &reqwest::Client, none_url: &str, ns: &str
     let one_call = |url: String, token: Option<String>| {
         let http = http.clone();
         async move {
-            let session = Arc::new(tokio::sync::Mutex::new(Session::open_as(http, &url, token.as_deref()).await));
-            measure(1, a.seconds, |_| {
+            let session = Arc::new(tokio::sync::Mutex::new(Session::open_as(http, &url, token.as_deref(), Protocol::Sessions).await));
+            measure(1, a.seconds, None, |_| {
                 let s = session.clone();
                 move || {
                     let s = s.clone();
@@ -564,12 +646,12 @@ impl Direct {
 }
 
 /// `tool` over MCP on `workers` sessions of their own, for `seconds`.
-async fn mcp_calls(http: &reqwest::Client, url: &str, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
+async fn mcp_calls(http: &reqwest::Client, (url, server): (&str, u32), protocol: Protocol, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
     let mut sessions = Vec::new();
     for _ in 0..workers {
-        sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), url).await)));
+        sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open_as(http.clone(), url, None, protocol).await)));
     }
-    measure(workers, seconds, |w| {
+    measure(workers, seconds, Some(server), |w| {
         let (s, args) = (sessions[w].clone(), args.clone());
         move || {
             let (s, args) = (s.clone(), args.clone());
@@ -637,8 +719,8 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
         idle.1 as f64 / idle.0.max(1) as f64
     );
     println!(
-        "{:<14} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9}",
-        "operation", "conc", "ours p50", "ours p99", "ours /s", "peer p50", "peer p99", "peer /s", "direct p50", "ours/peer", "p50/direct", "ours cpu", "direct cpu"
+        "{:<14} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "operation", "conc", "ours p50", "ours p99", "ours /s", "peer p50", "peer p99", "peer /s", "direct p50", "ours/peer", "p50/direct", "ours cpu", "direct cpu", "ours' p50", "p50'/direct"
     );
     let operations = [
         ("list topics", ("list_topics", json!({})), ("list-topics", json!({}))),
@@ -649,11 +731,13 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
             ("consume-messages", json!({"topics": [{"name": topic, "start": "earliest"}], "maxMessages": 10})),
         ),
     ];
+    let mut cpu_split = Vec::new();
     for workers in [1usize, 16] {
         for (label, (our_tool, our_args), (peer_tool, peer_args)) in &operations {
-            let ours_f = mcp_calls(http, &ours_url, workers, a.seconds, our_tool, our_args).await;
-            let peer_f = mcp_calls(http, &peer_url, workers, a.seconds, peer_tool, peer_args).await;
-            let direct_f = measure(workers, a.seconds, |_| {
+            // Direct and ours back to back, then the peer, which keeps
+            // working for seconds after a busy cell (up to a fifth of a core
+            // after a consume cell): the next cell waits until it is quiet.
+            let direct_f = measure(workers, a.seconds, None, |_| {
                 let (kafka, topic, label) = (kafka.clone(), topic.to_string(), *label);
                 move || {
                     let (kafka, topic) = (kafka.clone(), topic.clone());
@@ -661,9 +745,13 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
                 }
             })
             .await;
-            let errors = ours_f.errors + peer_f.errors + direct_f.errors;
+            let ours_f = mcp_calls(http, (&ours_url, ours.0.id()), Protocol::Sessions, workers, a.seconds, our_tool, our_args).await;
+            let modern_f = mcp_calls(http, (&ours_url, ours.0.id()), Protocol::PerRequest, workers, a.seconds, our_tool, our_args).await;
+            let peer_f = mcp_calls(http, (&peer_url, peer.0.id()), Protocol::Sessions, workers, a.seconds, peer_tool, peer_args).await;
+            quiet(peer.0.id()).await;
+            let errors = ours_f.errors + modern_f.errors + peer_f.errors + direct_f.errors;
             println!(
-                "{:<14} {:>4} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>8.1}x {:>8.2}x {:>9.3} {:>10.3}{}",
+                "{:<14} {:>4} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>8.1}x {:>8.2}x {:>9.3} {:>10.3} {:>9.3} {:>10.2}x{}",
                 label,
                 workers,
                 ours_f.p50_ms,
@@ -677,9 +765,30 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
                 ours_f.p50_ms / direct_f.p50_ms,
                 ours_f.cpu_ms_per_call,
                 direct_f.cpu_ms_per_call,
-                if errors > 0 { format!("  (errors: ours {}, peer {}, direct {})", ours_f.errors, peer_f.errors, direct_f.errors) } else { String::new() }
+                modern_f.p50_ms,
+                modern_f.p50_ms / direct_f.p50_ms,
+                if errors > 0 {
+                    format!("  (errors: ours {}, ours' {}, peer {}, direct {})", ours_f.errors, modern_f.errors, peer_f.errors, direct_f.errors)
+                } else {
+                    String::new()
+                }
             );
+            let split = |f: &Figures| format!("{:.3} / {:.3} / {:.3}", f.cpu_ms_per_call, f.client_cpu_ms_per_call, f.server_cpu_ms_per_call);
+            cpu_split.push(format!(
+                "{label:<14} {workers:>4} {:>23} {:>23} {:>23} {:>17}",
+                split(&ours_f),
+                split(&modern_f),
+                split(&peer_f),
+                format!("{:.3} / {:.3}", direct_f.cpu_ms_per_call, direct_f.client_cpu_ms_per_call)
+            ));
         }
+    }
+    println!("ours = 2025-06-18 sessions, as with mcp-confluent; ours' = the same tool calls in 2026-07-28 (no session; what current SDK clients pick)");
+    println!();
+    println!("CPU ms per call: the machine's / the load client's / the server's (direct: the machine's / this process's)");
+    println!("{:<14} {:>4} {:>23} {:>23} {:>23} {:>17}", "operation", "conc", "ours", "ours'", "peer", "direct");
+    for row in cpu_split {
+        println!("{row}");
     }
     let loaded = (rss_kib(ours.0.id()), rss_kib(peer.0.id()));
     println!(
@@ -690,6 +799,21 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
     println!("ours/peer = throughput ratio (target >= 5x at 16 sessions); p50/direct = this sidecar's p50 over direct rdkafka (target <= 1.5x)");
     println!("cpu = the machine's CPU ms per call (client, server, broker); at 16 sessions the 2 cores are busy, so p50/direct follows their ratio");
     println!("target (issue): idle RSS <= 1/9 of mcp-confluent's");
+}
+
+/// Waits until process `pid` has been nearly idle (under 5% of a core) for
+/// 200 ms, at most 10 s.
+async fn quiet(pid: u32) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut before = process_cpu_ms(pid);
+    while Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = process_cpu_ms(pid);
+        if now - before < 10.0 {
+            return;
+        }
+        before = now;
+    }
 }
 
 /// Writes `count` small JSON messages to `topic`.
@@ -725,7 +849,8 @@ async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64, 
 /// What one answer was: ok, a tool error with its code, or a transport failure.
 fn outcome_of(answer: &[u8]) -> String {
     let text = String::from_utf8_lossy(answer);
-    let Some(data) = text.lines().filter_map(|l| l.strip_prefix("data: ")).find(|l| l.contains("\"result\"")) else {
+    // An SSE stream's data line, or a plain JSON answer.
+    let Some(data) = text.lines().map(|l| l.strip_prefix("data: ").unwrap_or(l)).find(|l| l.contains("\"result\"")) else {
         return "no answer".to_string();
     };
     let value: Value = serde_json::from_str(data).unwrap_or_default();
