@@ -161,6 +161,12 @@ impl Kafka {
                 .consumer_config("mcp-kafka-sidecar-peek")
                 // A peek reads little: don't prefetch librdkafka's default 64 MiB.
                 .set("queued.max.messages.kbytes", "4096")
+                // librdkafka decodes every record a fetch brings, shown or
+                // not: at most 64 KiB per partition (a default peek's
+                // max_bytes; the broker still sends a larger batch whole),
+                // not 1 MiB. A 10-message peek of a topic holding 6 MiB in 6
+                // partitions took the sidecar 13-15 ms of CPU, now 2.8 ms.
+                .set("max.partition.fetch.bytes", "65536")
                 // The next peek on this consumer waits for the fetch still in
                 // flight from this one, which the broker holds this long when
                 // there is nothing new (default 500 ms). Measured directly, a
