@@ -7,7 +7,9 @@
 //!   concurrent clients;
 //! - the same Kafka work done directly with rdkafka (the baseline), at the
 //!   same concurrency;
-//! - the client's own ceiling against the sidecar's no-op `/healthz`.
+//! - the client's own ceiling against the sidecar's no-op `/healthz`;
+//! - a 10-message peek of a topic holding 6 MiB, over MCP and directly with
+//!   the peek consumers' fetch size and with librdkafka's default.
 //!
 //! It prints p50/p99 and calls/s with the ratios and the sidecar's CPU per
 //! call, plus its time from start to ready and its idle RSS. Figures, not
@@ -397,7 +399,7 @@ async fn main() {
     let idle_rss = rss_kib(sidecar.0.id());
     let (uncached, uncached_url, _) = start_sidecar(&a, &http, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
     let uncached_base = uncached_url.trim_end_matches("/mcp").to_string();
-    let kafka = Arc::new(Direct::new(&a.bootstrap));
+    let kafka = Arc::new(Direct::new(&a.bootstrap, PEEK_FETCH_BYTES));
 
     let url = format!("{base}/mcp");
     // The answer's size drives the cost of serializing it: say how big it is here.
@@ -478,6 +480,7 @@ async fn main() {
     let loaded_rss = rss_kib(sidecar.0.id());
     println!();
     println!("RSS after load: {:.1} MiB", loaded_rss as f64 / 1024.0);
+    busy_topic_peeks(&a, &admin, &http, (&url, sidecar.0.id()), &kafka).await;
     if let (Some(ns), Some(token), Some(kubeconfig)) = (&a.auth_namespace, &a.token, &a.kubeconfig) {
         auth_figures(&a, &http, &url, ns, token, kubeconfig).await;
     }
@@ -557,10 +560,15 @@ struct Direct {
     /// Consumers between reads, reused as the sidecar reuses its peek consumers.
     idle: std::sync::Mutex<Vec<BaseConsumer>>,
     bootstrap: String,
+    /// Their `max.partition.fetch.bytes`; None: librdkafka's default (1 MiB).
+    fetch_bytes: Option<&'static str>,
 }
 
+/// The sidecar's peek consumers' `max.partition.fetch.bytes`.
+const PEEK_FETCH_BYTES: Option<&str> = Some("65536");
+
 impl Direct {
-    fn new(bootstrap: &str) -> Self {
+    fn new(bootstrap: &str, fetch_bytes: Option<&'static str>) -> Self {
         let config = |group: &str| {
             let mut c = rdkafka::ClientConfig::new();
             c.set("bootstrap.servers", bootstrap).set("group.id", group).set("enable.auto.commit", "false");
@@ -571,6 +579,7 @@ impl Direct {
             lookup: config("bench-direct-lookup").create().expect("lookup consumer"),
             idle: std::sync::Mutex::new(Vec::new()),
             bootstrap: bootstrap.to_string(),
+            fetch_bytes,
         }
     }
 
@@ -613,16 +622,17 @@ impl Direct {
         let idle = self.idle.lock().unwrap().pop();
         let consumer: BaseConsumer = match idle {
             Some(c) => c,
-            None => match rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &self.bootstrap)
-                .set("group.id", "bench-direct")
-                .set("enable.auto.commit", "false")
-                .set("fetch.wait.max.ms", "1")
-                .create()
-            {
-                Ok(c) => c,
-                Err(_) => return false,
-            },
+            None => {
+                let mut config = rdkafka::ClientConfig::new();
+                config.set("bootstrap.servers", &self.bootstrap).set("group.id", "bench-direct").set("enable.auto.commit", "false").set("fetch.wait.max.ms", "1");
+                if let Some(bytes) = self.fetch_bytes {
+                    config.set("max.partition.fetch.bytes", bytes);
+                }
+                match config.create() {
+                    Ok(c) => c,
+                    Err(_) => return false,
+                }
+            }
         };
         let Ok(md) = self.admin.inner().fetch_metadata(Some(topic), KAFKA_TIMEOUT) else { return false };
         let mut tpl = rdkafka::TopicPartitionList::new();
@@ -814,6 +824,55 @@ async fn quiet(pid: u32) {
         }
         before = now;
     }
+}
+
+/// A 10-message peek from earliest on a topic holding 6 MiB (6 partitions,
+/// 60,000 records of 100 bytes, written in batches as producers do): ours,
+/// directly with the peek consumers' fetch size, and directly with
+/// librdkafka's default (1 MiB per partition). librdkafka decodes every
+/// record a fetch brings, shown or not.
+async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, http: &reqwest::Client, server: (&str, u32), kafka: &Arc<Direct>) {
+    let topic = format!("bench-busy-{}", std::process::id());
+    let created = admin.create_topics(&[NewTopic::new(&topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new()).await.expect("create topic");
+    created[0].as_ref().expect("busy topic");
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).set("linger.ms", "20").create().expect("producer");
+    let value = "x".repeat(100);
+    for chunk in 0..60 {
+        let sends = (0..1000).map(|i| {
+            let key = format!("{}", chunk * 1000 + i);
+            let producer = &producer;
+            let (topic, value) = (&topic, &value);
+            async move { producer.send(rdkafka::producer::FutureRecord::to(topic).key(&key).payload(value), KAFKA_TIMEOUT).await.is_ok() }
+        });
+        assert!(futures::future::join_all(sends).await.into_iter().all(|ok| ok), "produce");
+    }
+    let plain = Arc::new(Direct::new(&a.bootstrap, None));
+    let args = json!({"topic": topic, "from": "earliest", "max_messages": 10});
+    println!();
+    println!("consume 10 from earliest, topic {topic} (6 partitions, 60,000 records of 100 bytes)");
+    println!("{:<40} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9}", "", "conc", "p50 ms", "p99 ms", "/s", "srv cpu", "cpu/call");
+    for workers in [1usize, 16] {
+        let ours = mcp_calls(http, server, Protocol::Sessions, workers, a.seconds, "consume_messages", &args).await;
+        let direct = |kafka: Arc<Direct>| {
+            let topic = topic.clone();
+            measure(workers, a.seconds, None, move |_| {
+                let (kafka, topic) = (kafka.clone(), topic.clone());
+                move || {
+                    let (kafka, topic) = (kafka.clone(), topic.clone());
+                    async move { kafka.run("consume 10", &topic).await }
+                }
+            })
+        };
+        let same = direct(kafka.clone()).await;
+        let default = direct(plain.clone()).await;
+        for (label, f) in [("over MCP", &ours), ("direct, 64 KiB per partition (as ours)", &same), ("direct, librdkafka's 1 MiB", &default)] {
+            let server_cpu = if std::ptr::eq(f, &ours) { format!("{:.3}", f.server_cpu_ms_per_call) } else { "-".to_string() };
+            let errors = if f.errors > 0 { format!("  ({} errors)", f.errors) } else { String::new() };
+            println!("{label:<40} {workers:>4} {:>9.3} {:>9.3} {:>8.0} {server_cpu:>9} {:>9.3}{errors}", f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call);
+        }
+    }
+    admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
 }
 
 /// Writes `count` small JSON messages to `topic`.
