@@ -219,8 +219,9 @@ enum Protocol {
     Sessions,
     /// 2026-07-28: no handshake and no session; every request carries its
     /// protocol version and the client's capabilities (`_meta`) and says its
-    /// method and name in headers (SEP-2243). What the official SDKs'
-    /// clients use with a server that answers `server/discover`, as rmcp does.
+    /// method and name in headers (SEP-2243). What the official Python
+    /// SDK's `Client` (2.3) uses with a server that answers
+    /// `server/discover`, as rmcp does.
     PerRequest,
 }
 
@@ -793,7 +794,7 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
             ));
         }
     }
-    println!("ours = 2025-06-18 sessions, as with mcp-confluent; ours' = the same tool calls in 2026-07-28 (no session; what current SDK clients pick)");
+    println!("ours = 2025-06-18 sessions, as with mcp-confluent; ours' = the same tool calls in 2026-07-28 (no session; what the Python SDK's Client picks)");
     println!();
     println!("CPU ms per call: the machine's / the load client's / the server's (direct: the machine's / this process's)");
     println!("{:<14} {:>4} {:>23} {:>23} {:>23} {:>17}", "operation", "conc", "ours", "ours'", "peer", "direct");
@@ -866,8 +867,13 @@ async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, h
         };
         let same = direct(kafka.clone()).await;
         let default = direct(plain.clone()).await;
-        for (label, f) in [("over MCP", &ours), ("direct, 64 KiB per partition (as ours)", &same), ("direct, librdkafka's 1 MiB", &default)] {
-            let server_cpu = if std::ptr::eq(f, &ours) { format!("{:.3}", f.server_cpu_ms_per_call) } else { "-".to_string() };
+        let rows = [
+            ("over MCP", &ours, Some(ours.server_cpu_ms_per_call)),
+            ("direct, 64 KiB per partition (as ours)", &same, None),
+            ("direct, librdkafka's 1 MiB", &default, None),
+        ];
+        for (label, f, server_cpu) in rows {
+            let server_cpu = server_cpu.map_or_else(|| "-".to_string(), |ms| format!("{ms:.3}"));
             let errors = if f.errors > 0 { format!("  ({} errors)", f.errors) } else { String::new() };
             println!("{label:<40} {workers:>4} {:>9.3} {:>9.3} {:>8.0} {server_cpu:>9} {:>9.3}{errors}", f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call);
         }
