@@ -357,11 +357,7 @@ async fn main() {
         rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("admin client"),
     );
     let topic = format!("bench-{}", std::process::id());
-    let created = admin
-        .create_topics(&[NewTopic::new(&topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await
-        .expect("create topic");
-    created[0].as_ref().expect("bench topic");
+    create_topic(&admin, &topic).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     if let Some((sessions, calls)) = a.load {
         load(&a, sessions, calls, &topic).await;
@@ -447,14 +443,7 @@ async fn main() {
             (" (no cache)", &uncached_base, &uncached_url, uncached.0.id(), Protocol::Sessions),
         ];
         for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic})), ("fetch_offsets", json!({"topic": topic}))] {
-            let direct = measure(workers, a.seconds, None, |_| {
-                let (kafka, topic) = (kafka.clone(), topic.clone());
-                move || {
-                    let (kafka, topic) = (kafka.clone(), topic.clone());
-                    async move { kafka.run(tool, &topic).await }
-                }
-            })
-            .await;
+            let direct = direct_calls(&kafka, workers, a.seconds, tool, &topic).await;
             for (variant, server_base, server_url, server_pid, protocol) in servers {
                 let in_server_before = in_server_seconds(&http, server_base, tool).await;
                 let over_mcp = mcp_calls(&http, (server_url, server_pid), protocol, workers, a.seconds, tool, &args).await;
@@ -656,6 +645,25 @@ impl Direct {
     }
 }
 
+/// A topic of 6 partitions for this run.
+async fn create_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) {
+    let created = admin.create_topics(&[NewTopic::new(topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new()).await.expect("create topic");
+    created[0].as_ref().expect("a topic for the benchmark");
+}
+
+/// `operation` done directly (`Direct::run`) on `workers` workers, for `seconds`.
+async fn direct_calls(kafka: &Arc<Direct>, workers: usize, seconds: u64, operation: &'static str, topic: &str) -> Figures {
+    let topic = topic.to_string();
+    measure(workers, seconds, None, |_| {
+        let (kafka, topic) = (kafka.clone(), topic.clone());
+        move || {
+            let (kafka, topic) = (kafka.clone(), topic.clone());
+            async move { kafka.run(operation, &topic).await }
+        }
+    })
+    .await
+}
+
 /// `tool` over MCP on `workers` sessions of their own, for `seconds`.
 async fn mcp_calls(http: &reqwest::Client, (url, server): (&str, u32), protocol: Protocol, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
     let mut sessions = Vec::new();
@@ -748,14 +756,7 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
             // Direct and ours back to back, then the peer, which keeps
             // working for seconds after a busy cell (up to a fifth of a core
             // after a consume cell): the next cell waits until it is quiet.
-            let direct_f = measure(workers, a.seconds, None, |_| {
-                let (kafka, topic, label) = (kafka.clone(), topic.to_string(), *label);
-                move || {
-                    let (kafka, topic) = (kafka.clone(), topic.clone());
-                    async move { kafka.run(label, &topic).await }
-                }
-            })
-            .await;
+            let direct_f = direct_calls(kafka, workers, a.seconds, label, topic).await;
             let ours_f = mcp_calls(http, (&ours_url, ours.0.id()), Protocol::Sessions, workers, a.seconds, our_tool, our_args).await;
             let modern_f = mcp_calls(http, (&ours_url, ours.0.id()), Protocol::PerRequest, workers, a.seconds, our_tool, our_args).await;
             let peer_f = mcp_calls(http, (&peer_url, peer.0.id()), Protocol::Sessions, workers, a.seconds, peer_tool, peer_args).await;
@@ -834,8 +835,7 @@ async fn quiet(pid: u32) {
 /// record a fetch brings, shown or not.
 async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, http: &reqwest::Client, server: (&str, u32), kafka: &Arc<Direct>) {
     let topic = format!("bench-busy-{}", std::process::id());
-    let created = admin.create_topics(&[NewTopic::new(&topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new()).await.expect("create topic");
-    created[0].as_ref().expect("busy topic");
+    create_topic(admin, &topic).await;
     let producer: rdkafka::producer::FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).set("linger.ms", "20").create().expect("producer");
     let value = "x".repeat(100);
@@ -855,18 +855,8 @@ async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, h
     println!("{:<40} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9}", "", "conc", "p50 ms", "p99 ms", "/s", "srv cpu", "cpu/call");
     for workers in [1usize, 16] {
         let ours = mcp_calls(http, server, Protocol::Sessions, workers, a.seconds, "consume_messages", &args).await;
-        let direct = |kafka: Arc<Direct>| {
-            let topic = topic.clone();
-            measure(workers, a.seconds, None, move |_| {
-                let (kafka, topic) = (kafka.clone(), topic.clone());
-                move || {
-                    let (kafka, topic) = (kafka.clone(), topic.clone());
-                    async move { kafka.run("consume 10", &topic).await }
-                }
-            })
-        };
-        let same = direct(kafka.clone()).await;
-        let default = direct(plain.clone()).await;
+        let same = direct_calls(kafka, workers, a.seconds, "consume 10", &topic).await;
+        let default = direct_calls(&plain, workers, a.seconds, "consume 10", &topic).await;
         let rows = [
             ("over MCP", &ours, Some(ours.server_cpu_ms_per_call)),
             ("direct, 64 KiB per partition (as ours)", &same, None),
