@@ -361,6 +361,29 @@ async fn a_peek_from_earliest_after_the_head_is_deleted_reads_from_the_new_start
     assert_eq!(got["messages"][0]["offset"], 5);
 }
 
+/// A peek from earliest or from a time looks no end offsets up: each
+/// partition ends where its fetches find the end. An empty partition ends
+/// with its first fetch (the "end" it reports), one with messages at the
+/// last of them, so the peek stops by "end", not by its 10 s timeout.
+#[tokio::test]
+async fn a_peek_without_ends_looked_up_ends_empty_and_read_partitions() {
+    let mcp = server_with_tools(&["create_topic", "consume_messages"]);
+    let topic = new_topic(&mcp, "t-sparse", 3).await;
+    let producer: FutureProducer = Ground::get().kafka_config().create().unwrap();
+    for i in 0..4 {
+        let v = format!("v{i}");
+        producer.send(FutureRecord::<(), _>::to(&topic).partition(1).payload(&v), TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+    }
+    // Twice each: the second peek runs on the consumer the first left.
+    for from in [json!({"from": "earliest"}), json!({"from": "earliest"}), json!({"from": "timestamp", "timestamp_ms": 0}), json!({"from": "timestamp", "timestamp_ms": 0})] {
+        let mut peek = json!({"topic": topic, "max_messages": 10, "timeout_ms": 10_000});
+        peek.as_object_mut().unwrap().extend(from.as_object().unwrap().clone());
+        let got = ok(&mcp, "consume_messages", peek).await;
+        assert_eq!(values(&got), texts("v", 0..4), "{from}");
+        assert_eq!(got["stopped_by"], "end", "{from}");
+    }
+}
+
 /// Message values of a consume_messages answer, as text.
 fn values(answer: &Value) -> Vec<String> {
     answer["messages"].as_array().unwrap().iter().map(|m| m["value"]["text"].as_str().unwrap_or("?").to_string()).collect()

@@ -1,7 +1,7 @@
-//! `consume_messages`: a bounded peek. A pooled consumer looks up the end
-//! offsets (and the earliest, where the start is clamped to them), is
-//! assigned the start offsets (no group join), reads until a cap, those end
-//! offsets or the partition's end as the fetch finds it, and is unassigned
+//! `consume_messages`: a bounded peek. A pooled consumer is assigned the
+//! start offsets (no group join; from the latest or an offset, it looks up
+//! the log's start and end first), reads until a cap or each partition's end
+//! (the one looked up, else where its fetches find it), and is unassigned
 //! without committing.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Freshness, offsets_for_timestamp, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::kafka::Kafka;
+use crate::kafka::{Kafka, PeekConsumer};
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -62,9 +62,10 @@ pub struct ConsumeArgs {
 pub struct Messages {
     pub topic: String,
     pub messages: Vec<ConsumedMessage>,
-    /// Why reading stopped: `end` (reached the latest offsets seen at the
-    /// start, or the last committed message before them), `max_messages`,
-    /// `max_bytes` or `timeout`.
+    /// Why reading stopped: `end` (reached every partition's end: the
+    /// latest offset seen at the start when reading from the latest or an
+    /// offset, else the end as reading found it; or the last committed
+    /// message before it), `max_messages`, `max_bytes` or `timeout`.
     pub stopped_by: String,
 }
 
@@ -151,65 +152,71 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
 }
 
 /// What a peek reads: per partition, the first offset it may show (0 where
-/// the consumer starts at the log start) and the end (the latest offset at
-/// the start); partitions with nothing to read are left out.
+/// the consumer starts at the log start) and where it ends: the end offset
+/// looked up at the start, or None, the end as its fetches find it.
+/// Partitions known to hold nothing to read are left out.
 struct PeekPlan {
     topic: String,
     assignment: TopicPartitionList,
     next_offset: HashMap<i32, i64>,
-    ends: HashMap<i32, i64>,
+    ends: HashMap<i32, Option<i64>>,
 }
 
-/// Looks the offsets up on the peek's own consumer (its connection is idle
-/// until it reads; the shared lookup connection answers one request at a
-/// time, and concurrent peeks queued on it). A peek from the earliest
-/// offsets asks only for the ends: the consumer knows the log start from its
-/// last fetch of the partition (else asks for it itself), and a start that
-/// retention has since deleted is reset to the new log start
-/// (`auto.offset.reset`). The other starts clamp to the log start, so they
-/// ask for it too.
+/// Looks up only what the start needs. From the earliest offsets, nothing:
+/// the consumer knows the log start from its last fetch of the partition
+/// (else asks for it itself), and a start that retention has since deleted
+/// is reset to the new log start (`auto.offset.reset`). From a time, the
+/// offsets at that time. From the latest and from an offset, the log start
+/// and end (the start is counted back from the end, or clamped to both),
+/// asked on the peek's own consumer (its connection is idle until it
+/// reads; the shared lookup connection answers one request at a time, and
+/// concurrent peeks queued on it).
 fn plan_peek(k: &Kafka, consumer: &BaseConsumer, args: ConsumeArgs, max_messages: usize) -> ToolResult<PeekPlan> {
     let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
-    let at_time = match args.from {
-        StartFrom::Timestamp => Some(offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?),
-        _ => None,
-    };
-    let lows = match args.from {
-        StartFrom::Latest | StartFrom::Offset => Some(k.offsets_via(consumer, &args.topic, &partitions, Offset::Beginning)?),
-        StartFrom::Earliest | StartFrom::Timestamp => None,
+    // Per partition: the first offset it may show, where the consumer
+    // starts, and the end looked up.
+    let starts: Vec<(i32, i64, Offset, Option<i64>)> = match args.from {
+        StartFrom::Earliest => partitions.iter().map(|&p| (p, 0, Offset::Beginning, None)).collect(),
+        // An offset found by time is one the log holds; a partition with
+        // nothing at or after the time has none.
+        StartFrom::Timestamp => offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?
+            .into_iter()
+            .map(|(p, at)| (p, at, Offset::Offset(at), None))
+            .collect(),
+        StartFrom::Latest | StartFrom::Offset => {
+            let lows = k.offsets_via(consumer, &args.topic, &partitions, Offset::Beginning)?;
+            let mut starts = Vec::new();
+            for (p, high) in k.offsets_via(consumer, &args.topic, &partitions, Offset::End)? {
+                let low = lows.get(&p).copied().unwrap_or(0);
+                let first = match args.from {
+                    StartFrom::Latest => (high - max_messages as i64).max(low),
+                    _ => args.offset.unwrap_or(low).clamp(low, high),
+                };
+                if first < high {
+                    starts.push((p, first, Offset::Offset(first), Some(high)));
+                }
+            }
+            starts
+        }
     };
     let (mut assignment, mut next_offset, mut ends) = (TopicPartitionList::new(), HashMap::new(), HashMap::new());
-    for (p, high) in k.offsets_via(consumer, &args.topic, &partitions, Offset::End)? {
-        let low = lows.as_ref().and_then(|l| l.get(&p)).copied().unwrap_or(0);
-        // The first offset the peek may show.
-        let first = match args.from {
-            StartFrom::Earliest => 0,
-            StartFrom::Latest => (high - max_messages as i64).max(low),
-            StartFrom::Offset => args.offset.unwrap_or(low).clamp(low, high),
-            // An offset found by time is one the log holds.
-            StartFrom::Timestamp => at_time.as_ref().and_then(|m| m.get(&p)).copied().unwrap_or(high),
-        };
-        let start = match args.from {
-            StartFrom::Earliest => Offset::Beginning,
-            _ => Offset::Offset(first),
-        };
-        if first < high {
-            ends.insert(p, high);
-            next_offset.insert(p, first);
-            assignment.add_partition_offset(&args.topic, p, start).map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
-        }
+    for (p, first, start, end) in starts {
+        next_offset.insert(p, first);
+        ends.insert(p, end);
+        assignment.add_partition_offset(&args.topic, p, start).map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
     }
     Ok(PeekPlan { topic: args.topic, assignment, next_offset, ends })
 }
 
 /// Reads a planned peek on a pooled consumer (the caller holds a `peek_slots` permit).
-fn read_peek(consumer: &BaseConsumer, plan: PeekPlan, max_messages: usize, max_bytes: usize, timeout: Duration) -> ToolResult<Messages> {
+fn read_peek(consumer: &PeekConsumer, plan: PeekPlan, max_messages: usize, max_bytes: usize, timeout: Duration) -> ToolResult<Messages> {
     let PeekPlan { topic, assignment, mut next_offset, mut ends } = plan;
     let mut messages = Vec::new();
     let mut stopped_by = "end";
     if ends.is_empty() {
         return Ok(Messages { topic, messages, stopped_by: stopped_by.to_string() });
     }
+    let topic_c = std::ffi::CString::new(topic.as_str()).map_err(|_| ToolError::invalid("topic must not contain a NUL byte"))?;
     consumer.assign(&assignment).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
     let deadline = Instant::now() + timeout;
     let mut bytes = 0usize;
@@ -222,9 +229,12 @@ fn read_peek(consumer: &BaseConsumer, plan: PeekPlan, max_messages: usize, max_b
         let msg = match consumer.poll(left.min(Duration::from_millis(200))) {
             None => continue,
             Some(Ok(msg)) => msg,
-            // The fetch found the partition's end: transaction markers and
-            // aborted records take offsets below the end looked up but are
-            // never delivered, so waiting for that end would wait out the timeout.
+            // A fetch at the partition's end (the last stable offset under
+            // read_committed): how a peek without an end looked up ends an
+            // empty partition, and how any peek ends where transaction
+            // markers or aborted records take the offsets before the end
+            // (they are never delivered, so waiting for that end would wait
+            // out the timeout).
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 ends.remove(&p);
                 continue;
@@ -257,7 +267,11 @@ fn read_peek(consumer: &BaseConsumer, plan: PeekPlan, max_messages: usize, max_b
             value: msg.payload().map(Payload::decode),
             headers,
         });
-        if offset + 1 >= end {
+        // The last message before the end: the one looked up, else the high
+        // watermark the fetch that brought this message found (without it,
+        // the peek would learn of the end from one more fetch, which the
+        // broker holds for fetch.wait.max.ms).
+        if end.or_else(|| consumer.fetched_high_watermark(&topic_c, p)).is_some_and(|end| offset + 1 >= end) {
             ends.remove(&p);
         }
         if messages.len() >= max_messages {
