@@ -29,7 +29,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -225,11 +227,62 @@ enum Protocol {
     PerRequest,
 }
 
+/// One keep-alive HTTP/1.1 connection to a local server: the load client's
+/// transport. hyper's connection API, one connection per worker: no pool
+/// to check out of and no URL to parse per request. reqwest cost about
+/// 0.1 ms of CPU per call here, a tenth of what a peek costs the machine.
+struct Conn {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// `host:port`, for reconnecting and the `Host` header.
+    authority: String,
+}
+
+impl Conn {
+    async fn open(authority: &str) -> std::io::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        let (send, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        Ok(Conn { send, authority: authority.to_string() })
+    }
+
+    /// Sends `request` (its URI a path) and reads the whole answer; None when
+    /// the server cannot be reached. A connection the server has closed
+    /// while idle (Node's closes after 5 s) is opened again first.
+    async fn send(&mut self, request: http::request::Builder, body: Bytes) -> Option<http::Response<Bytes>> {
+        if self.send.is_closed() {
+            *self = Conn::open(&self.authority).await.ok()?;
+        }
+        let request = request.header(http::header::HOST, &self.authority).body(Full::new(body)).ok()?;
+        self.send.ready().await.ok()?;
+        let (head, body) = self.send.send_request(request).await.ok()?.into_parts();
+        let body = body.collect().await.ok()?.to_bytes();
+        Some(http::Response::from_parts(head, body))
+    }
+
+    async fn get(&mut self, path: &str) -> Option<http::Response<Bytes>> {
+        self.send(http::Request::get(path), Bytes::new()).await
+    }
+}
+
+/// `host:port` and path of an `http://` URL.
+fn split_url(url: &str) -> (String, String) {
+    let uri: http::Uri = url.parse().expect("an http:// URL");
+    (uri.authority().expect("host:port").to_string(), uri.path().to_string())
+}
+
+/// A GET on a connection of its own (setup and one-off reads); None when
+/// the server cannot be reached.
+async fn get_once(url: &str) -> Option<http::Response<Bytes>> {
+    let (authority, path) = split_url(url);
+    Conn::open(&authority).await.ok()?.get(&path).await
+}
+
 /// One MCP client over Streamable HTTP: a session (2025-06-18) or a
 /// sequence of self-contained requests (2026-07-28).
 struct Session {
-    http: reqwest::Client,
-    url: String,
+    conn: Conn,
+    path: String,
     protocol: Protocol,
     /// The session's id (2025-06-18 only).
     id: String,
@@ -239,38 +292,36 @@ struct Session {
 }
 
 impl Session {
-    async fn open(http: reqwest::Client, url: &str) -> Session {
-        Self::open_as(http, url, None, Protocol::Sessions).await
+    async fn open(url: &str) -> Session {
+        Self::open_as(url, None, Protocol::Sessions).await
     }
 
-    async fn open_as(http: reqwest::Client, url: &str, token: Option<&str>, protocol: Protocol) -> Session {
+    async fn open_as(url: &str, token: Option<&str>, protocol: Protocol) -> Session {
         let authorization = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
-        let mut s = Session { http, url: url.to_string(), protocol, id: String::new(), next_id: 1, authorization };
+        let (authority, path) = split_url(url);
+        let conn = Conn::open(&authority).await.expect("connect");
+        let mut s = Session { conn, path, protocol, id: String::new(), next_id: 1, authorization };
         if protocol == Protocol::PerRequest {
             return s;
         }
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
-        let resp = s
-            .http
-            .post(url)
-            .header("accept", "application/json, text/event-stream")
-            .header("authorization", &s.authorization)
-            .json(&init)
-            .send()
-            .await
-            .expect("initialize");
-        s.id = resp.headers().get("mcp-session-id").expect("a session id (is the token accepted?)").to_str().unwrap().to_string();
-        resp.bytes().await.expect("initialize body");
+        let answer = s.send(&initialize_request()).await.expect("initialize");
+        s.id = answer.headers().get("mcp-session-id").expect("a session id (is the token accepted?)").to_str().unwrap().to_string();
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         s.post(&note).await;
         s
     }
 
-    async fn post(&self, body: &Value) -> bytes::Bytes {
-        let request = self.http.post(&self.url).header("accept", "application/json, text/event-stream").header("authorization", &self.authorization);
-        let request = match self.protocol {
-            Protocol::Sessions => request.header("mcp-session-id", &self.id).header("mcp-protocol-version", "2025-06-18"),
+    /// POSTs a JSON-RPC message with this session's (or this request's) headers.
+    async fn send(&mut self, body: &Value) -> Option<http::Response<Bytes>> {
+        let mut request = http::Request::post(&self.path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json, text/event-stream");
+        if !self.authorization.is_empty() {
+            request = request.header(http::header::AUTHORIZATION, &self.authorization);
+        }
+        request = match self.protocol {
+            Protocol::Sessions if !self.id.is_empty() => request.header("mcp-session-id", &self.id).header("mcp-protocol-version", "2025-06-18"),
+            Protocol::Sessions => request,
             Protocol::PerRequest => {
                 let request = request.header("mcp-protocol-version", "2026-07-28").header("mcp-method", body["method"].as_str().unwrap_or_default());
                 match body["params"]["name"].as_str() {
@@ -279,8 +330,12 @@ impl Session {
                 }
             }
         };
-        let resp = request.json(body).send().await.expect("post");
-        resp.bytes().await.unwrap_or_default()
+        self.conn.send(request, Bytes::from(serde_json::to_vec(body).expect("JSON"))).await
+    }
+
+    /// A message's answer body; empty when there is none.
+    async fn post(&mut self, body: &Value) -> Bytes {
+        self.send(body).await.map(http::Response::into_body).unwrap_or_default()
     }
 
     /// A request to send: JSON-RPC with the next id, and in 2026-07-28 the
@@ -311,7 +366,7 @@ impl Session {
     }
 
     /// A tool call's whole HTTP answer.
-    async fn call_raw(&mut self, tool: &str, args: &Value) -> bytes::Bytes {
+    async fn call_raw(&mut self, tool: &str, args: &Value) -> Bytes {
         let body = self.request("tools/call", json!({"name": tool, "arguments": args}));
         self.post(&body).await
     }
@@ -320,11 +375,9 @@ impl Session {
 /// The sidecar's own time in `tool` so far (seconds, calls), from its
 /// latency histogram: what the call costs inside the server, apart from HTTP
 /// and the client.
-async fn in_server_seconds(http: &reqwest::Client, base: &str, tool: &str) -> (f64, f64) {
-    let text = match http.get(format!("{base}/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
+async fn in_server_seconds(base: &str, tool: &str) -> (f64, f64) {
+    let answer = get_once(&format!("{base}/metrics")).await.map(http::Response::into_body).unwrap_or_default();
+    let text = String::from_utf8_lossy(&answer);
     let value = |suffix: &str| {
         let prefix = format!("mcp_kafka_tool_call_duration_seconds_{suffix}{{tool=\"{tool}\"}} ");
         text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
@@ -371,7 +424,6 @@ async fn main() {
         l.local_addr().unwrap().port()
     };
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
     let started = Instant::now();
     let child = Command::new(&a.sidecar)
         .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
@@ -383,9 +435,7 @@ async fn main() {
         .expect("start the sidecar");
     let sidecar = Sidecar(child);
     loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
+        if get_once(&format!("{base}/readyz")).await.is_some_and(|r| r.status().is_success()) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the sidecar did not become ready");
@@ -394,14 +444,14 @@ async fn main() {
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(sidecar.0.id());
-    let (uncached, uncached_url, _) = start_sidecar(&a, &http, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
+    let (uncached, uncached_url, _) = start_sidecar(&a, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
     let uncached_base = uncached_url.trim_end_matches("/mcp").to_string();
     let kafka = Arc::new(Direct::new(&a.bootstrap, PEEK_FETCH_BYTES));
 
     let url = format!("{base}/mcp");
     // The answer's size drives the cost of serializing it: say how big it is here.
     let topics = admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).map_or(0, |m| m.topics().len());
-    let answer = Session::open(http.clone(), &url).await.call_raw("list_topics", &json!({})).await.len();
+    let answer = Session::open(&url).await.call_raw("list_topics", &json!({})).await.len();
     println!("mcp-kafka-sidecar benchmark: {}s per cell, topic {topic} (6 partitions), broker {}", a.seconds, a.bootstrap);
     println!("the broker has {topics} topics; a list_topics answer is {answer} bytes");
     println!("start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
@@ -412,11 +462,15 @@ async fn main() {
     );
     for workers in [1usize, 16] {
         // The load client's own ceiling: the same HTTP client against a no-op endpoint.
-        let noop = measure(workers, a.seconds, Some(sidecar.0.id()), |_| {
-            let (http, u) = (http.clone(), format!("{base}/healthz"));
+        let mut conns = Vec::new();
+        for _ in 0..workers {
+            conns.push(Arc::new(tokio::sync::Mutex::new(Conn::open(&split_url(&base).0).await.expect("connect"))));
+        }
+        let noop = measure(workers, a.seconds, Some(sidecar.0.id()), |w| {
+            let conn = conns[w].clone();
             move || {
-                let (http, u) = (http.clone(), u.clone());
-                async move { http.get(&u).send().await.is_ok() }
+                let conn = conn.clone();
+                async move { conn.lock().await.get("/healthz").await.is_some_and(|r| r.status().is_success()) }
             }
         })
         .await;
@@ -424,7 +478,7 @@ async fn main() {
         // The MCP session layer's own cost: a JSON-RPC ping in an open session.
         let mut pingers = Vec::new();
         for _ in 0..workers {
-            pingers.push(Arc::new(tokio::sync::Mutex::new(Session::open(http.clone(), &url).await)));
+            pingers.push(Arc::new(tokio::sync::Mutex::new(Session::open(&url).await)));
         }
         let ping = measure(workers, a.seconds, Some(sidecar.0.id()), |w| {
             let s = pingers[w].clone();
@@ -445,9 +499,9 @@ async fn main() {
         for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic})), ("fetch_offsets", json!({"topic": topic}))] {
             let direct = direct_calls(&kafka, workers, a.seconds, tool, &topic).await;
             for (variant, server_base, server_url, server_pid, protocol) in servers {
-                let in_server_before = in_server_seconds(&http, server_base, tool).await;
-                let over_mcp = mcp_calls(&http, (server_url, server_pid), protocol, workers, a.seconds, tool, &args).await;
-                let in_server = in_server_seconds(&http, server_base, tool).await;
+                let in_server_before = in_server_seconds(server_base, tool).await;
+                let over_mcp = mcp_calls((server_url, server_pid), protocol, workers, a.seconds, tool, &args).await;
+                let in_server = in_server_seconds(server_base, tool).await;
                 let in_server_ms = (in_server.0 - in_server_before.0) * 1000.0 / (in_server.1 - in_server_before.1).max(1.0);
                 let errors = over_mcp.errors + direct.errors;
                 println!(
@@ -470,12 +524,12 @@ async fn main() {
     let loaded_rss = rss_kib(sidecar.0.id());
     println!();
     println!("RSS after load: {:.1} MiB", loaded_rss as f64 / 1024.0);
-    busy_topic_peeks(&a, &admin, &http, (&url, sidecar.0.id()), &kafka).await;
+    busy_topic_peeks(&a, &admin, (&url, sidecar.0.id()), &kafka).await;
     if let (Some(ns), Some(token), Some(kubeconfig)) = (&a.auth_namespace, &a.token, &a.kubeconfig) {
-        auth_figures(&a, &http, &url, ns, token, kubeconfig).await;
+        auth_figures(&a, &url, ns, token, kubeconfig).await;
     }
     if let (Some(node), Some(script)) = (&a.peer_node, &a.peer_script) {
-        field_comparison(&a, &http, node, script, &topic, &kafka).await;
+        field_comparison(&a, node, script, &topic, &kafka).await;
     }
     println!("targets (issue): p50 <= 1.5x direct rdkafka; idle RSS <= 20 MiB; ready <= 200 ms");
     drop(sidecar);
@@ -485,11 +539,10 @@ async fn main() {
 /// list_topics at one session without auth (the server above), and with
 /// Kubernetes auth: a warm decision cache, and a cache that keeps nothing
 /// (every call one TokenReview + one SubjectAccessReview).
-async fn auth_figures(a: &Args, http: &reqwest::Client, none_url: &str, ns: &str, token: &str, kubeconfig: &str) {
+async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfig: &str) {
     let one_call = |url: String, token: Option<String>| {
-        let http = http.clone();
         async move {
-            let session = Arc::new(tokio::sync::Mutex::new(Session::open_as(http, &url, token.as_deref(), Protocol::Sessions).await));
+            let session = Arc::new(tokio::sync::Mutex::new(Session::open_as(&url, token.as_deref(), Protocol::Sessions).await));
             measure(1, a.seconds, None, |_| {
                 let s = session.clone();
                 move || {
@@ -529,7 +582,7 @@ async fn auth_figures(a: &Args, http: &reqwest::Client, none_url: &str, ns: &str
         let _sidecar = Sidecar(child);
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
-        while !http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        while !get_once(&format!("{base}/readyz")).await.is_some_and(|r| r.status().is_success()) {
             assert!(started.elapsed() < Duration::from_secs(60), "the auth sidecar did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -665,10 +718,10 @@ async fn direct_calls(kafka: &Arc<Direct>, workers: usize, seconds: u64, operati
 }
 
 /// `tool` over MCP on `workers` sessions of their own, for `seconds`.
-async fn mcp_calls(http: &reqwest::Client, (url, server): (&str, u32), protocol: Protocol, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
+async fn mcp_calls((url, server): (&str, u32), protocol: Protocol, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
     let mut sessions = Vec::new();
     for _ in 0..workers {
-        sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open_as(http.clone(), url, None, protocol).await)));
+        sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open_as(url, None, protocol).await)));
     }
     measure(workers, seconds, Some(server), |w| {
         let (s, args) = (sessions[w].clone(), args.clone());
@@ -680,18 +733,24 @@ async fn mcp_calls(http: &reqwest::Client, (url, server): (&str, u32), protocol:
     .await
 }
 
+/// A 2025-06-18 `initialize`.
+fn initialize_request() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
+}
+
 /// Time from spawning a server to its first answered `initialize`.
-async fn first_initialize(http: &reqwest::Client, url: &str, started: Instant) -> f64 {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+async fn first_initialize(url: &str, started: Instant) -> f64 {
+    let (authority, path) = split_url(url);
+    let body = Bytes::from(initialize_request().to_string());
     loop {
-        let answered = http
-            .post(url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&init)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
+        let request = http::Request::post(&path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json, text/event-stream");
+        let answered = match Conn::open(&authority).await {
+            Ok(mut conn) => conn.send(request, body.clone()).await.is_some_and(|r| r.status().is_success()),
+            Err(_) => false,
+        };
         if answered {
             return started.elapsed().as_secs_f64() * 1000.0;
         }
@@ -705,10 +764,10 @@ fn free_port() -> u16 {
 }
 
 /// This sidecar against @confluentinc/mcp-confluent and direct rdkafka, in one run.
-async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: &str, topic: &str, kafka: &Arc<Direct>) {
+async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka: &Arc<Direct>) {
     // Enough messages for a 10-message consume from the earliest offset.
     produce(a, topic, 100).await;
-    let (ours, ours_url, ours_start) = start_sidecar(a, http, 1_000_000, &[]).await;
+    let (ours, ours_url, ours_start) = start_sidecar(a, 1_000_000, &[]).await;
 
     let peer_port = free_port();
     let started = Instant::now();
@@ -724,7 +783,7 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
             .expect("start mcp-confluent"),
     );
     let peer_url = format!("http://127.0.0.1:{peer_port}/mcp");
-    let peer_start = first_initialize(http, &peer_url, started).await;
+    let peer_start = first_initialize(&peer_url, started).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = (rss_kib(ours.0.id()), rss_kib(peer.0.id()));
 
@@ -757,9 +816,9 @@ async fn field_comparison(a: &Args, http: &reqwest::Client, node: &str, script: 
             // working for seconds after a busy cell (up to a fifth of a core
             // after a consume cell): the next cell waits until it is quiet.
             let direct_f = direct_calls(kafka, workers, a.seconds, label, topic).await;
-            let ours_f = mcp_calls(http, (&ours_url, ours.0.id()), Protocol::Sessions, workers, a.seconds, our_tool, our_args).await;
-            let modern_f = mcp_calls(http, (&ours_url, ours.0.id()), Protocol::PerRequest, workers, a.seconds, our_tool, our_args).await;
-            let peer_f = mcp_calls(http, (&peer_url, peer.0.id()), Protocol::Sessions, workers, a.seconds, peer_tool, peer_args).await;
+            let ours_f = mcp_calls((&ours_url, ours.0.id()), Protocol::Sessions, workers, a.seconds, our_tool, our_args).await;
+            let modern_f = mcp_calls((&ours_url, ours.0.id()), Protocol::PerRequest, workers, a.seconds, our_tool, our_args).await;
+            let peer_f = mcp_calls((&peer_url, peer.0.id()), Protocol::Sessions, workers, a.seconds, peer_tool, peer_args).await;
             quiet(peer.0.id()).await;
             let errors = ours_f.errors + modern_f.errors + peer_f.errors + direct_f.errors;
             println!(
@@ -833,7 +892,7 @@ async fn quiet(pid: u32) {
 /// directly with the peek consumers' fetch size, and directly with
 /// librdkafka's default (1 MiB per partition). librdkafka decodes every
 /// record a fetch brings, shown or not.
-async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, http: &reqwest::Client, server: (&str, u32), kafka: &Arc<Direct>) {
+async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, server: (&str, u32), kafka: &Arc<Direct>) {
     let topic = format!("bench-busy-{}", std::process::id());
     create_topic(admin, &topic).await;
     let producer: rdkafka::producer::FutureProducer =
@@ -854,7 +913,7 @@ async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, h
     println!("consume 10 from earliest, topic {topic} (6 partitions, 60,000 records of 100 bytes)");
     println!("{:<40} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9}", "", "conc", "p50 ms", "p99 ms", "/s", "srv cpu", "cpu/call");
     for workers in [1usize, 16] {
-        let ours = mcp_calls(http, server, Protocol::Sessions, workers, a.seconds, "consume_messages", &args).await;
+        let ours = mcp_calls(server, Protocol::Sessions, workers, a.seconds, "consume_messages", &args).await;
         let same = direct_calls(kafka, workers, a.seconds, "consume 10", &topic).await;
         let default = direct_calls(&plain, workers, a.seconds, "consume 10", &topic).await;
         let rows = [
@@ -884,7 +943,7 @@ async fn produce(a: &Args, topic: &str, count: usize) {
 /// Starts a standalone sidecar allowing `calls_per_second` per caller, with
 /// the malloc setting the operator's Deployment gives it; returns it, its
 /// MCP URL and the milliseconds from spawn to its first answered `initialize`.
-async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64, extra_args: &[&str]) -> (Sidecar, String, f64) {
+async fn start_sidecar(a: &Args, calls_per_second: u64, extra_args: &[&str]) -> (Sidecar, String, f64) {
     let port = free_port();
     let started = Instant::now();
     let child = Command::new(&a.sidecar)
@@ -897,7 +956,7 @@ async fn start_sidecar(a: &Args, http: &reqwest::Client, calls_per_second: u64, 
         .spawn()
         .expect("start the sidecar");
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let ready_ms = first_initialize(http, &url, started).await;
+    let ready_ms = first_initialize(&url, started).await;
     (Sidecar(child), url, ready_ms)
 }
 
@@ -979,13 +1038,12 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
         None => mix,
     };
     assert!(!mix.is_empty(), "--only names none of the load's tools");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     println!("load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}", mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", "));
     for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
-        let (sidecar, url, _) = start_sidecar(a, &http, limit, &[]).await;
+        let (sidecar, url, _) = start_sidecar(a, limit, &[]).await;
         let mut open = Vec::new();
         for _ in 0..sessions {
-            open.push(Session::open(http.clone(), &url).await);
+            open.push(Session::open(&url).await);
         }
         if limit > 1000 {
             open = round(open, calls, &mix).await.0;
