@@ -1021,7 +1021,7 @@ async fn round(open: Vec<Session>, calls: usize, mix: &Mix) -> (Vec<Session>, Hi
 /// the sidecar still settling: the next 2,000 calls added 2.6 MiB, each
 /// 2,000 after that 0.2-0.3 MiB); then the same
 /// load against a 100 calls/s limit, where every refusal must be a clean
-/// LIMIT_EXCEEDED. Prints outcomes, p99, and the RSS and thread count after
+/// LIMIT_EXCEEDED. Prints outcomes, p50 and p99, the CPU per call, and the RSS and thread count after
 /// warm-up and after every fifth of the calls.
 async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
     produce(a, topic, 50).await;
@@ -1049,6 +1049,7 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
             open = round(open, calls, &mix).await.0;
         }
         let before = rss_kib(sidecar.0.id());
+        let cpu_before = CpuSample::now(Some(sidecar.0.id()));
         let started = Instant::now();
         // In fifths, with the RSS and thread count after each: whether memory
         // keeps growing with the calls or levels off.
@@ -1066,6 +1067,7 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
             curve.push((rss_kib(sidecar.0.id()), threads(sidecar.0.id())));
         }
         let took = started.elapsed().as_secs_f64();
+        let cpu = CpuSample::now(Some(sidecar.0.id())) - cpu_before;
         let after = curve.last().map_or(0, |c| c.0);
         println!();
         println!(
@@ -1073,6 +1075,12 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
             calls as f64 / took,
             all.value_at_quantile(0.5) as f64 / 1000.0,
             all.value_at_quantile(0.99) as f64 / 1000.0
+        );
+        println!(
+            "  CPU ms per call: the machine's {:.3}, the load client's {:.3}, the sidecar's {:.3}",
+            cpu.machine / calls as f64,
+            cpu.client / calls as f64,
+            cpu.server / calls as f64
         );
         println!("  outcomes: {outcomes:?}");
         let unexpected: u64 = outcomes.iter().filter(|(k, _)| *k != "ok" && !(limit <= 1000 && *k == "LIMIT_EXCEEDED")).map(|(_, v)| v).sum();
