@@ -29,3 +29,27 @@ run_logged() {
     die "'$*' failed; full log: $logfile"
   fi
 }
+
+# A cargo build cache outside the clone, cleared first when it has grown
+# past MCPK_BUILD_CACHE_MAX_GIB (default 20): each dependency, toolchain or
+# flag change leaves the old artifacts behind, and this cache once grew to
+# 63 GiB (half of it incremental-compilation data) and filled the disk,
+# which failed a link with a bus error.
+prune_build_cache() {
+  local dir=$1 max_gib=${MCPK_BUILD_CACHE_MAX_GIB:-20} kib
+  [ -d "$dir" ] || return 0
+  kib=$(du -sk "$dir" 2>/dev/null | cut -f1)
+  if [ "${kib:-0}" -gt $((max_gib * 1024 * 1024)) ]; then
+    log "build cache $dir holds $((kib / 1024 / 1024)) GiB, over $max_gib: clearing it"
+    rm -rf "$dir"
+  fi
+}
+
+# Builds go to $CARGO_TARGET_DIR when set (left as it is), else to the
+# shared cache, so that a fresh clone reuses them.
+use_build_cache() {
+  if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    prune_build_cache "$CACHE_DIR/target"
+    export CARGO_TARGET_DIR=$CACHE_DIR/target
+  fi
+}

@@ -265,6 +265,13 @@ impl Conn {
     }
 }
 
+/// A POST of a JSON-RPC message to an MCP endpoint at `path`, as Streamable HTTP asks.
+fn mcp_post(path: &str) -> http::request::Builder {
+    http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+}
+
 /// `host:port` and path of an `http://` URL.
 fn split_url(url: &str) -> (String, String) {
     let uri: http::Uri = url.parse().expect("an http:// URL");
@@ -313,9 +320,7 @@ impl Session {
 
     /// POSTs a JSON-RPC message with this session's (or this request's) headers.
     async fn send(&mut self, body: &Value) -> Option<http::Response<Bytes>> {
-        let mut request = http::Request::post(&self.path)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json, text/event-stream");
+        let mut request = mcp_post(&self.path);
         if !self.authorization.is_empty() {
             request = request.header(http::header::AUTHORIZATION, &self.authorization);
         }
@@ -744,11 +749,8 @@ async fn first_initialize(url: &str, started: Instant) -> f64 {
     let (authority, path) = split_url(url);
     let body = Bytes::from(initialize_request().to_string());
     loop {
-        let request = http::Request::post(&path)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json, text/event-stream");
         let answered = match Conn::open(&authority).await {
-            Ok(mut conn) => conn.send(request, body.clone()).await.is_some_and(|r| r.status().is_success()),
+            Ok(mut conn) => conn.send(mcp_post(&path), body.clone()).await.is_some_and(|r| r.status().is_success()),
             Err(_) => false,
         };
         if answered {
