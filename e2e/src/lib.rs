@@ -37,7 +37,9 @@ impl Ground {
     fn load() -> Result<Ground, String> {
         // Only the stack's env file counts, never the process environment: a
         // developer's own KUBECONFIG must not point these tests at a real cluster.
-        let env_file = std::env::var_os("MCPK_STACK_ENV").map(PathBuf::from).unwrap_or_else(default_env_file);
+        let env_file = std::env::var_os("MCPK_STACK_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_env_file);
         if !env_file.exists() {
             return Err(format!("{} does not exist", env_file.display()));
         }
@@ -90,10 +92,13 @@ impl Ground {
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {}: {e}", self.kubectl.display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.kubectl.display()));
         let mut pipe = child.stdin.take().expect("kubectl stdin");
         if let Some(input) = stdin {
-            pipe.write_all(input.as_bytes()).expect("writing kubectl stdin");
+            pipe.write_all(input.as_bytes())
+                .expect("writing kubectl stdin");
         }
         drop(pipe);
         child.wait_with_output().expect("waiting for kubectl")
@@ -129,13 +134,37 @@ impl Ground {
     pub fn install_crds(&self) {
         let dir = crds_dir();
         let dir = dir.to_str().expect("a UTF-8 path");
-        let out = self.kubectl(&["apply", "--server-side", "--field-manager=e2e-tests", "--force-conflicts", "-f", dir], None);
-        assert!(out.status.success(), "installing crds/: {}", String::from_utf8_lossy(&out.stderr));
         let out = self.kubectl(
-            &["wait", "--for=condition=Established", "--timeout=60s", "crd/mcpkafkaservers.mcpkafka.dev", "crd/mcptoolpolicies.mcpkafka.dev"],
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=e2e-tests",
+                "--force-conflicts",
+                "-f",
+                dir,
+            ],
             None,
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "installing crds/: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/mcpkafkaservers.mcpkafka.dev",
+                "crd/mcptoolpolicies.mcpkafka.dev",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Creates a namespace with a unique name and, if given, the
@@ -143,30 +172,49 @@ impl Ground {
     pub fn namespace(&self, prefix: &str, environment: Option<&str>) -> String {
         let ns = unique_name(prefix);
         let out = self.kubectl(&["create", "namespace", &ns], None);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if let Some(env) = environment {
             let label = format!("mcpkafka.dev/environment={env}");
             let out = self.kubectl(&["label", "namespace", &ns, &label], None);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         ns
     }
 
     /// Where the audit log ends now; pass it to [`Ground::audit_writes_since`].
     pub fn audit_mark(&self) -> u64 {
-        std::fs::metadata(&self.apiserver_audit_log).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&self.apiserver_audit_log)
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Write requests (the audit log holds only those) logged after `mark`,
     /// as JSON audit events, that `keep` selects.
-    pub fn audit_writes_since(&self, mark: u64, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+    pub fn audit_writes_since(
+        &self,
+        mark: u64,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
         use std::io::{Read, Seek, SeekFrom};
         let mut file = std::fs::File::open(&self.apiserver_audit_log)
             .unwrap_or_else(|e| panic!("opening {}: {e}", self.apiserver_audit_log.display()));
-        file.seek(SeekFrom::Start(mark)).expect("seeking the audit log");
+        file.seek(SeekFrom::Start(mark))
+            .expect("seeking the audit log");
         let mut text = String::new();
-        file.read_to_string(&mut text).expect("reading the audit log");
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).filter(|e| keep(e)).collect()
+        file.read_to_string(&mut text)
+            .expect("reading the audit log");
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e| keep(e))
+            .collect()
     }
 }
 
@@ -175,8 +223,13 @@ impl Ground {
     pub fn partition_count(&self, topic: &str) -> usize {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = self.kafka_config().create().expect("consumer");
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
-        md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len())
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .expect("metadata");
+        md.topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len())
     }
 
     /// A consumer in `group`, subscribed to `topic` from the earliest offset,
@@ -198,7 +251,9 @@ impl Ground {
     pub fn topic_exists(&self, topic: &str) -> bool {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = self.kafka_config().create().expect("consumer");
-        let md = consumer.fetch_metadata(None, Duration::from_secs(30)).expect("metadata");
+        let md = consumer
+            .fetch_metadata(None, Duration::from_secs(30))
+            .expect("metadata");
         md.topics().iter().any(|t| t.name() == topic)
     }
 }
@@ -208,7 +263,9 @@ impl Ground {
 /// the compile-time one: a target dir shared between clones keeps one build
 /// of this crate, whose baked-in path may be another clone's.
 fn default_env_file() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     start
         .ancestors()
         .map(|dir| dir.join("e2e/.stack/env"))
@@ -218,12 +275,19 @@ fn default_env_file() -> PathBuf {
 
 /// The checkout's `crds/` directory, found the same way.
 pub fn crds_dir() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    start.ancestors().map(|dir| dir.join("crds")).find(|d| d.is_dir()).unwrap_or_else(|| start.join("crds"))
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    start
+        .ancestors()
+        .map(|dir| dir.join("crds"))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| start.join("crds"))
 }
 
 fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("export "))
@@ -235,8 +299,14 @@ fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, String> {
 /// A name unique to this test run, so that tests can run again against the
 /// same long-lived ground without colliding with what earlier runs left.
 pub fn unique_name(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
-    format!("{prefix}-{:x}", (nanos % 0xffff_ffff) as u64 ^ std::process::id() as u64)
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "{prefix}-{:x}",
+        (nanos % 0xffff_ffff) as u64 ^ std::process::id() as u64
+    )
 }
 
 /// Polls `check` until it returns `Some`, for effects that Kubernetes or

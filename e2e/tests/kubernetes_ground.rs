@@ -12,29 +12,43 @@ use serde_json::json;
 async fn create_namespace(client: &kube::Client, prefix: &str) -> String {
     let name = unique_name(prefix);
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     name
 }
 
 async fn create_service_account(client: &kube::Client, ns: &str, name: &str) {
     let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns).create(&PostParams::default(), &sa).await.unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
 }
 
 async fn mint_token(client: &kube::Client, ns: &str, sa: &str, audience: &str) -> String {
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [audience], "expirationSeconds": 600}})).unwrap();
+    let request: TokenRequest = serde_json::from_value(
+        json!({"spec": {"audiences": [audience], "expirationSeconds": 600}}),
+    )
+    .unwrap();
     let minted = Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .create_token_request(sa, &PostParams::default(), &request)
         .await
         .expect("TokenRequest");
-    minted.status.and_then(|s| s.token).expect("TokenRequest returned a token")
+    minted
+        .status
+        .and_then(|s| s.token)
+        .expect("TokenRequest returned a token")
 }
 
 async fn review_token(client: &kube::Client, token: &str, audience: &str) -> TokenReview {
     let review: TokenReview =
         serde_json::from_value(json!({"spec": {"token": token, "audiences": [audience]}})).unwrap();
-    Api::<TokenReview>::all(client.clone()).create(&PostParams::default(), &review).await.expect("TokenReview")
+    Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("TokenReview")
 }
 
 #[tokio::test]
@@ -62,10 +76,26 @@ async fn crd_cel_rule_rejects_an_invalid_object_at_admission() {
         }
     });
     let out = ground.kubectl(&["apply", "-f", "-"], Some(&crd.to_string()));
-    assert!(out.status.success(), "applying the CRD: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "applying the CRD: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let crd_name = format!("crd/{plural}.{group}");
-    let out = ground.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", &crd_name], None);
-    assert!(out.status.success(), "CRD not established: {}", String::from_utf8_lossy(&out.stderr));
+    let out = ground.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &crd_name,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "CRD not established: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let object = |replicas: i64| {
         json!({"apiVersion": format!("{group}/v1"), "kind": format!("W{plural}"),
@@ -74,11 +104,21 @@ async fn crd_cel_rule_rejects_an_invalid_object_at_admission() {
         .to_string()
     };
     let valid = ground.kubectl(&["apply", "-f", "-"], Some(&object(2)));
-    assert!(valid.status.success(), "a valid object was refused: {}", String::from_utf8_lossy(&valid.stderr));
+    assert!(
+        valid.status.success(),
+        "a valid object was refused: {}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
     let invalid = ground.kubectl(&["apply", "-f", "-"], Some(&object(5)));
     let stderr = String::from_utf8_lossy(&invalid.stderr);
-    assert!(!invalid.status.success(), "an object breaking the CEL rule was admitted");
-    assert!(stderr.contains("replicas must not exceed maxReplicas"), "unexpected rejection: {stderr}");
+    assert!(
+        !invalid.status.success(),
+        "an object breaking the CEL rule was admitted"
+    );
+    assert!(
+        stderr.contains("replicas must not exceed maxReplicas"),
+        "unexpected rejection: {stderr}"
+    );
     // The rejected object was not stored.
     let get = ground.kubectl(&["get", &plural, "r5", "-n", "default"], None);
     assert!(!get.status.success(), "the rejected object exists");
@@ -95,20 +135,43 @@ async fn token_request_tokens_pass_token_review_only_for_their_audience() {
     let audience = format!("mcpkafka.dev/{ns}/orders");
     let token = mint_token(&client, &ns, "agent", &audience).await;
 
-    let accepted = review_token(&client, &token, &audience).await.status.expect("status");
+    let accepted = review_token(&client, &token, &audience)
+        .await
+        .status
+        .expect("status");
     assert_eq!(accepted.authenticated, Some(true), "{accepted:?}");
     let user = accepted.user.expect("user info");
-    assert_eq!(user.username.as_deref(), Some(format!("system:serviceaccount:{ns}:agent").as_str()));
-    assert!(user.groups.unwrap_or_default().contains(&format!("system:serviceaccounts:{ns}")));
+    assert_eq!(
+        user.username.as_deref(),
+        Some(format!("system:serviceaccount:{ns}:agent").as_str())
+    );
+    assert!(
+        user.groups
+            .unwrap_or_default()
+            .contains(&format!("system:serviceaccounts:{ns}"))
+    );
     assert_eq!(accepted.audiences, Some(vec![audience.clone()]));
 
-    let refused = review_token(&client, &token, &format!("mcpkafka.dev/{ns}/payments")).await.status.expect("status");
-    assert_ne!(refused.authenticated, Some(true), "a token was accepted for another audience: {refused:?}");
+    let refused = review_token(&client, &token, &format!("mcpkafka.dev/{ns}/payments"))
+        .await
+        .status
+        .expect("status");
+    assert_ne!(
+        refused.authenticated,
+        Some(true),
+        "a token was accepted for another audience: {refused:?}"
+    );
 
-    let garbage = review_token(&client, "not-a-token", &audience).await.status.expect("status");
+    let garbage = review_token(&client, "not-a-token", &audience)
+        .await
+        .status
+        .expect("status");
     assert_ne!(garbage.authenticated, Some(true));
 
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -127,7 +190,11 @@ async fn subject_access_review_honours_a_custom_verb_in_a_role() {
          "subjects": [{"kind": "ServiceAccount", "name": "agent", "namespace": ns}]}
     ]});
     let out = ground.kubectl(&["apply", "-f", "-"], Some(&rbac.to_string()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let allowed = |user: String, server: &'static str, verb: &'static str| {
         let client = client.clone();
@@ -139,18 +206,39 @@ async fn subject_access_review_honours_a_custom_verb_in_a_role() {
                 "resourceAttributes": {"group": "mcpkafka.dev", "resource": "mcpkafkaservers", "subresource": "tools",
                                         "namespace": ns, "name": server, "verb": verb}}}))
             .unwrap();
-            let answer = Api::<SubjectAccessReview>::all(client).create(&PostParams::default(), &review).await;
-            answer.expect("SubjectAccessReview").status.expect("status").allowed
+            let answer = Api::<SubjectAccessReview>::all(client)
+                .create(&PostParams::default(), &review)
+                .await;
+            answer
+                .expect("SubjectAccessReview")
+                .status
+                .expect("status")
+                .allowed
         }
     };
     let agent = format!("system:serviceaccount:{ns}:agent");
     let other = format!("system:serviceaccount:{ns}:other");
-    assert!(allowed(agent.clone(), "orders", "list_topics").await, "the bound verb was denied");
-    assert!(!allowed(agent.clone(), "orders", "create_topic").await, "an unbound verb was allowed");
-    assert!(!allowed(agent.clone(), "payments", "list_topics").await, "another server's tool was allowed");
-    assert!(!allowed(other, "orders", "list_topics").await, "an unbound subject was allowed");
+    assert!(
+        allowed(agent.clone(), "orders", "list_topics").await,
+        "the bound verb was denied"
+    );
+    assert!(
+        !allowed(agent.clone(), "orders", "create_topic").await,
+        "an unbound verb was allowed"
+    );
+    assert!(
+        !allowed(agent.clone(), "payments", "list_topics").await,
+        "another server's tool was allowed"
+    );
+    assert!(
+        !allowed(other, "orders", "list_topics").await,
+        "an unbound subject was allowed"
+    );
 
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -164,18 +252,32 @@ async fn garbage_collector_deletes_an_owned_config_map_with_its_owner() {
         "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid.unwrap()}]}}))
     .unwrap();
     cms.create(&PostParams::default(), &owned).await.unwrap();
-    let bystander: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "bystander"}})).unwrap();
-    cms.create(&PostParams::default(), &bystander).await.unwrap();
+    let bystander: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "bystander"}})).unwrap();
+    cms.create(&PostParams::default(), &bystander)
+        .await
+        .unwrap();
 
-    cms.delete("owner", &DeleteParams::background()).await.unwrap();
-    eventually("the garbage collector to delete the owned ConfigMap", || {
-        let cms = cms.clone();
-        async move { cms.get_opt("owned").await.unwrap().is_none().then_some(()) }
-    })
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        "the garbage collector to delete the owned ConfigMap",
+        || {
+            let cms = cms.clone();
+            async move { cms.get_opt("owned").await.unwrap().is_none().then_some(()) }
+        },
+    )
     .await;
-    assert!(cms.get_opt("bystander").await.unwrap().is_some(), "an unowned ConfigMap was deleted");
+    assert!(
+        cms.get_opt("bystander").await.unwrap().is_some(),
+        "an unowned ConfigMap was deleted"
+    );
 
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -193,5 +295,8 @@ async fn controller_manager_provisions_service_accounts_in_new_namespaces() {
         async move { cms.get_opt("kube-root-ca.crt").await.unwrap() }
     })
     .await;
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
 }

@@ -61,31 +61,58 @@ enum Headers<'a> {
     WrongAccept(&'a str),
 }
 
-async fn send(router: &Router, body: Vec<u8>, headers: Headers<'_>) -> (u16, Option<String>, Vec<u8>) {
+async fn send(
+    router: &Router,
+    body: Vec<u8>,
+    headers: Headers<'_>,
+) -> (u16, Option<String>, Vec<u8>) {
     let mut request = axum::http::Request::post("/mcp").header("host", "127.0.0.1");
     let (content_type, accept) = match headers {
         Headers::WrongContentType(_) => ("text/plain", "application/json, text/event-stream"),
         Headers::WrongAccept(_) => ("application/json", "text/html"),
         _ => ("application/json", "application/json, text/event-stream"),
     };
-    request = request.header("content-type", content_type).header("accept", accept);
+    request = request
+        .header("content-type", content_type)
+        .header("accept", accept);
     match headers {
         Headers::Session(id) | Headers::WrongContentType(id) | Headers::WrongAccept(id) => {
-            request = request.header("mcp-session-id", id).header("mcp-protocol-version", "2025-06-18");
+            request = request
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-06-18");
         }
-        Headers::UnknownSession => request = request.header("mcp-session-id", "00000000-0000-0000-0000-000000000000"),
+        Headers::UnknownSession => {
+            request = request.header("mcp-session-id", "00000000-0000-0000-0000-000000000000")
+        }
         Headers::NewSession => {}
     }
-    let response = router.clone().oneshot(request.body(Body::from(body)).expect("request")).await.expect("infallible");
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body)).expect("request"))
+        .await
+        .expect("infallible");
     let status = response.status().as_u16();
-    let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     // SSE answers end when the request's answer is sent; bound the wait anyway.
     let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect()).await;
-    (status, session, body.ok().and_then(Result::ok).map(|b| b.to_bytes().to_vec()).unwrap_or_default())
+    (
+        status,
+        session,
+        body.ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default(),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, body)) = data.split_first() else { return };
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
     let f = fixture();
     let headers = match pick % 5 {
         0 | 1 => Headers::Session(&f.session),
@@ -95,9 +122,20 @@ fuzz_target!(|data: &[u8]| {
         _ => Headers::WrongAccept(&f.session),
     };
     let (status, opened, answer) = f.runtime.block_on(send(&f.router, body.to_vec(), headers));
-    assert!(status < 500, "HTTP {status} for {:?}: {}", String::from_utf8_lossy(body), String::from_utf8_lossy(&answer));
+    assert!(
+        status < 500,
+        "HTTP {status} for {:?}: {}",
+        String::from_utf8_lossy(body),
+        String::from_utf8_lossy(&answer)
+    );
     if let (Headers::NewSession, Some(id)) = (headers, opened) {
-        let close = axum::http::Request::delete("/mcp").header("host", "127.0.0.1").header("mcp-session-id", id).body(Body::empty()).expect("request");
-        f.runtime.block_on(f.router.clone().oneshot(close)).expect("infallible");
+        let close = axum::http::Request::delete("/mcp")
+            .header("host", "127.0.0.1")
+            .header("mcp-session-id", id)
+            .body(Body::empty())
+            .expect("request");
+        f.runtime
+            .block_on(f.router.clone().oneshot(close))
+            .expect("infallible");
     }
 });

@@ -15,26 +15,50 @@ use mcp_kafka_sidecar::config::SidecarConfig;
 fuzz_target!(|text: &str| {
     // Two documents: the server, then the namespace's policy spec.
     let mut docs = text.splitn(2, "\n---\n");
-    let Ok(mut server) = serde_yaml::from_str::<McpKafkaServer>(docs.next().unwrap_or_default()) else { return };
+    let Ok(mut server) = serde_yaml::from_str::<McpKafkaServer>(docs.next().unwrap_or_default())
+    else {
+        return;
+    };
     let policy_spec = docs
         .next()
         .and_then(|d| serde_yaml::from_str::<McpToolPolicySpec>(d).ok())
-        .unwrap_or(McpToolPolicySpec { allow: vec![], deny: vec![], break_glass: None });
+        .unwrap_or(McpToolPolicySpec {
+            allow: vec![],
+            deny: vec![],
+            break_glass: None,
+        });
     // The apiserver always sets these on stored objects.
     server.metadata.name.get_or_insert_with(|| "server".into());
-    server.metadata.namespace.get_or_insert_with(|| "team".into());
-    server.metadata.uid.get_or_insert_with(|| "00000000-0000-0000-0000-000000000001".into());
+    server
+        .metadata
+        .namespace
+        .get_or_insert_with(|| "team".into());
+    server
+        .metadata
+        .uid
+        .get_or_insert_with(|| "00000000-0000-0000-0000-000000000001".into());
     let config = OperatorConfig::default();
     let now = k8s_openapi::jiff::Timestamp::now();
     let environment = server.spec.environment.clone();
-    let Ok(fenced) = fence::check(&environment, "team", Some(&environment), server.spec.kafka.expected_cluster_id.as_deref(), &config)
-    else {
+    let Ok(fenced) = fence::check(
+        &environment,
+        "team",
+        Some(&environment),
+        server.spec.kafka.expected_cluster_id.as_deref(),
+        &config,
+    ) else {
         return;
     };
     let policy = policy::Policy::from_namespace("team", &policy_spec);
     let decision = policy::decide(&server.spec.tools, &policy, fenced.mutations, now);
     let window = policy.open_window(now);
-    let built = desired(&Inputs { server: &server, config: &config, fenced: &fenced, tools: &decision.effective, break_glass: window });
+    let built = desired(&Inputs {
+        server: &server,
+        config: &config,
+        fenced: &fenced,
+        tools: &decision.effective,
+        break_glass: window,
+    });
     if let Some(config_map) = built.config_map {
         let rendered = &config_map.data.unwrap_or_default()["config.yaml"];
         // What admission lets through always renders a config the sidecar accepts;

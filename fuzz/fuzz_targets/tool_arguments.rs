@@ -11,10 +11,13 @@ use mcp_kafka_sidecar::tools::{self, Payload, validate};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, rest)) = data.split_first() else { return };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
     let tool = ToolName::ALL[usize::from(pick) % ToolName::ALL.len()];
     // Bytes that are not JSON arrive as a string: the wrong type for every tool.
-    let args: Value = serde_json::from_slice(rest).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(rest).into_owned()));
+    let args: Value = serde_json::from_slice(rest)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(rest).into_owned()));
 
     let _ = tools::decode_arguments(tool, args.clone());
     if let Some(topic) = args.get("topic").and_then(Value::as_str) {
@@ -28,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let redacted = mcp_kafka_sidecar::audit::redact(&args);
     for field in ["value", "key", "headers"] {
         if args.get(field).is_some() {
-            assert!(redacted[field].get("sha256").is_some(), "redaction let the {field} through");
+            assert!(
+                redacted[field].get("sha256").is_some(),
+                "redaction let the {field} through"
+            );
         }
     }
 
@@ -38,6 +44,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, v, "JSON shown exactly");
         }
         Payload::Text(t) => assert_eq!(t.as_bytes(), rest),
-        Payload::Base64(b) => assert_eq!(base64::engine::general_purpose::STANDARD.decode(b).expect("base64"), rest),
+        Payload::Base64(b) => assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("base64"),
+            rest
+        ),
     }
 });

@@ -90,7 +90,9 @@ impl Auditor {
             out.write_all(&line).and_then(|_| out.write_all(b"\n"))
         } else {
             let mut out = std::io::stdout().lock();
-            out.write_all(&line).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush())
+            out.write_all(&line)
+                .and_then(|_| out.write_all(b"\n"))
+                .and_then(|_| out.flush())
         };
         if let Err(e) = written {
             tracing::error!(error = %e, "writing an audit record failed");
@@ -129,7 +131,9 @@ impl KafkaSink {
                             None => Ok(()),
                         }
                     }
-                    _ => Err(crate::error::ToolError::not_found("the topic does not exist")),
+                    _ => Err(crate::error::ToolError::not_found(
+                        "the topic does not exist",
+                    )),
                 }
             })
             .await;
@@ -140,10 +144,18 @@ impl KafkaSink {
     pub async fn send(&self, key: &str, line: &[u8]) -> Result<(), String> {
         let record = FutureRecord::to(&self.topic).key(key).payload(line);
         let timeout = self.kafka.timeout;
-        match tokio::time::timeout(timeout + std::time::Duration::from_secs(1), self.kafka.producer.send(record, timeout)).await {
+        match tokio::time::timeout(
+            timeout + std::time::Duration::from_secs(1),
+            self.kafka.producer.send(record, timeout),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(format!("audit topic {:?}: {e}", self.topic)),
-            Err(_) => Err(format!("audit topic {:?}: no acknowledgement within {timeout:?}", self.topic)),
+            Err(_) => Err(format!(
+                "audit topic {:?}: no acknowledgement within {timeout:?}",
+                self.topic
+            )),
         }
     }
 }
@@ -156,8 +168,12 @@ pub fn redact(args: &Value) -> Value {
             let mut out = Map::new();
             for (k, v) in map {
                 let lower = k.to_ascii_lowercase();
-                let sensitive = REDACTED_KEYS.contains(&lower.as_str()) || SECRET_WORDS.iter().any(|w| lower.contains(w));
-                out.insert(k.clone(), if sensitive { fingerprint(v) } else { redact(v) });
+                let sensitive = REDACTED_KEYS.contains(&lower.as_str())
+                    || SECRET_WORDS.iter().any(|w| lower.contains(w));
+                out.insert(
+                    k.clone(),
+                    if sensitive { fingerprint(v) } else { redact(v) },
+                );
             }
             Value::Object(out)
         }
@@ -192,6 +208,10 @@ mod tests {
         assert_eq!(kept["topic"], "orders");
         assert_eq!(kept["partitions"], 3);
         assert_eq!(kept["value"]["length"], 14);
-        assert_eq!(kept["value"], redact(&json!({"value": "card 4111-1111"}))["value"], "stable: the same payload, the same hash");
+        assert_eq!(
+            kept["value"],
+            redact(&json!({"value": "card 4111-1111"}))["value"],
+            "stable: the same payload, the same hash"
+        );
     }
 }

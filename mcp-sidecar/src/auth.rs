@@ -14,7 +14,9 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use kube::Api;
 use kube::api::PostParams;
 use sha2::{Digest, Sha256};
@@ -52,7 +54,12 @@ struct Accepted {
 struct AcceptedExpiry;
 
 impl moka::Expiry<String, Accepted> for AcceptedExpiry {
-    fn expire_after_create(&self, _key: &String, value: &Accepted, _created: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Accepted,
+        _created: std::time::Instant,
+    ) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -76,10 +83,22 @@ impl Authorizer {
         Self {
             client,
             allow_for: allowed,
-            tokens_allowed: moka::sync::Cache::builder().max_capacity(size).expire_after(AcceptedExpiry).build(),
-            tokens_denied: moka::sync::Cache::builder().max_capacity(size).time_to_live(denied).build(),
-            grants_allowed: moka::sync::Cache::builder().max_capacity(size).time_to_live(allowed).build(),
-            grants_denied: moka::sync::Cache::builder().max_capacity(size).time_to_live(denied).build(),
+            tokens_allowed: moka::sync::Cache::builder()
+                .max_capacity(size)
+                .expire_after(AcceptedExpiry)
+                .build(),
+            tokens_denied: moka::sync::Cache::builder()
+                .max_capacity(size)
+                .time_to_live(denied)
+                .build(),
+            grants_allowed: moka::sync::Cache::builder()
+                .max_capacity(size)
+                .time_to_live(allowed)
+                .build(),
+            grants_denied: moka::sync::Cache::builder()
+                .max_capacity(size)
+                .time_to_live(denied)
+                .build(),
         }
     }
 
@@ -93,16 +112,28 @@ impl Authorizer {
             return Err(Refusal::Invalid);
         }
         let review = TokenReview {
-            spec: TokenReviewSpec { token: token.to_string(), audiences: Some(vec![audience.to_string()]) },
+            spec: TokenReviewSpec {
+                token: token.to_string(),
+                audiences: Some(vec![audience.to_string()]),
+            },
             ..Default::default()
         };
-        let answer = Api::<TokenReview>::all(self.client.clone()).create(&PostParams::default(), &review).await.map_err(|e| {
-            tracing::warn!(error = %e, "TokenReview failed; refusing the caller");
-            Refusal::Unverifiable
-        })?;
+        let answer = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "TokenReview failed; refusing the caller");
+                Refusal::Unverifiable
+            })?;
         let status = answer.status.unwrap_or_default();
-        let audience_ok = status.audiences.as_ref().is_none_or(|a| a.iter().any(|x| x == audience));
-        match status.user.filter(|_| status.authenticated == Some(true) && audience_ok) {
+        let audience_ok = status
+            .audiences
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|x| x == audience));
+        match status
+            .user
+            .filter(|_| status.authenticated == Some(true) && audience_ok)
+        {
             Some(user) => {
                 let subject = Arc::new(Subject {
                     username: user.username.unwrap_or_default(),
@@ -110,9 +141,16 @@ impl Authorizer {
                     groups: user.groups.unwrap_or_default(),
                     extra: user.extra.unwrap_or_default(),
                 });
-                let ttl = seconds_until_expiry(token).map_or(self.allow_for, |left| self.allow_for.min(left));
+                let ttl = seconds_until_expiry(token)
+                    .map_or(self.allow_for, |left| self.allow_for.min(left));
                 if !ttl.is_zero() {
-                    self.tokens_allowed.insert(key, Accepted { subject: subject.clone(), ttl });
+                    self.tokens_allowed.insert(
+                        key,
+                        Accepted {
+                            subject: subject.clone(),
+                            ttl,
+                        },
+                    );
                 }
                 Ok(subject)
             }
@@ -125,9 +163,19 @@ impl Authorizer {
 
     /// Whether `subject` may call `tool` on this server. Errors mean "could
     /// not ask", which callers must treat as a refusal.
-    pub async fn may_call(&self, subject: &Arc<Subject>, server: &ServerIdentity, tool: ToolName) -> Result<bool, kube::Error> {
+    pub async fn may_call(
+        &self,
+        subject: &Arc<Subject>,
+        server: &ServerIdentity,
+        tool: ToolName,
+    ) -> Result<bool, kube::Error> {
         let namespace = server.namespace.clone().unwrap_or_default();
-        let key = (subject.clone(), namespace.clone(), server.name.clone(), tool);
+        let key = (
+            subject.clone(),
+            namespace.clone(),
+            server.name.clone(),
+            tool,
+        );
         if self.grants_allowed.contains_key(&key) {
             return Ok(true);
         }
@@ -153,7 +201,9 @@ impl Authorizer {
             },
             ..Default::default()
         };
-        let answer = Api::<SubjectAccessReview>::all(self.client.clone()).create(&PostParams::default(), &review).await?;
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         if allowed {
             self.grants_allowed.insert(key, ());
@@ -169,8 +219,13 @@ impl Authorizer {
 fn seconds_until_expiry(token: &str) -> Option<Duration> {
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let exp = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("exp")?.as_i64()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let exp = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_i64()?;
     let left = exp - jiff::Timestamp::now().as_second();
     Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
 }
@@ -182,19 +237,28 @@ fn hex(bytes: &[u8]) -> String {
 /// The `/mcp` guard: no valid bearer token for this server's audience, no
 /// MCP session. The subject rides along in the request's extensions, where
 /// the MCP handler finds it.
-pub async fn require_token(State(mcp): State<crate::server::KafkaMcp>, mut request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(mcp): State<crate::server::KafkaMcp>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(authorizer) = mcp.authorizer() else {
         return match mcp.runtime().config.auth.mode {
             crate::config::AuthMode::None => next.run(request).await,
             // Fail closed: Kubernetes auth asked for but not available.
-            crate::config::AuthMode::Kubernetes => unauthorized(&Refusal::Unverifiable, "unavailable"),
+            crate::config::AuthMode::Kubernetes => {
+                unauthorized(&Refusal::Unverifiable, "unavailable")
+            }
         };
     };
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let rt = mcp.runtime();
@@ -215,14 +279,24 @@ pub async fn require_token(State(mcp): State<crate::server::KafkaMcp>, mut reque
 fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
     let (error, description) = match refusal {
         Refusal::Missing => (None, "a bearer token is required"),
-        Refusal::Invalid => (Some("invalid_token"), "the token is not valid for this server's audience"),
+        Refusal::Invalid => (
+            Some("invalid_token"),
+            "the token is not valid for this server's audience",
+        ),
         Refusal::Unverifiable => (Some("invalid_token"), "the token could not be verified now"),
     };
     let mut challenge = format!("Bearer realm=\"mcp-kafka-sidecar\", audience=\"{audience}\"");
     if let Some(e) = error {
-        challenge.push_str(&format!(", error=\"{e}\", error_description=\"{description}\""));
+        challenge.push_str(&format!(
+            ", error=\"{e}\", error_description=\"{description}\""
+        ));
     }
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], format!("{description}\n")).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge)],
+        format!("{description}\n"),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -231,16 +305,28 @@ mod tests {
     use base64::Engine;
 
     fn jwt_with_exp(exp: i64) -> String {
-        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-        format!("{}.{}.sig", b64(serde_json::json!({"alg": "RS256"})), b64(serde_json::json!({"exp": exp, "sub": "x"})))
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.sig",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(serde_json::json!({"exp": exp, "sub": "x"}))
+        )
     }
 
     #[test]
     fn a_cached_answer_never_outlives_the_token() {
         let now = jiff::Timestamp::now().as_second();
         let left = seconds_until_expiry(&jwt_with_exp(now + 12)).unwrap();
-        assert!((Duration::from_secs(10)..=Duration::from_secs(12)).contains(&left), "{left:?}");
-        assert_eq!(seconds_until_expiry(&jwt_with_exp(now - 5)), Some(Duration::ZERO));
+        assert!(
+            (Duration::from_secs(10)..=Duration::from_secs(12)).contains(&left),
+            "{left:?}"
+        );
+        assert_eq!(
+            seconds_until_expiry(&jwt_with_exp(now - 5)),
+            Some(Duration::ZERO)
+        );
         assert_eq!(seconds_until_expiry("not-a-jwt"), None);
         assert_eq!(seconds_until_expiry("a.!!!.c"), None);
     }

@@ -55,7 +55,10 @@ pub struct PlanConfig {
 
 impl Default for PlanConfig {
     fn default() -> Self {
-        Self { ttl_seconds: 300, max_open: 10_000 }
+        Self {
+            ttl_seconds: 300,
+            max_open: 10_000,
+        }
     }
 }
 
@@ -123,7 +126,10 @@ impl ListenConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { address: Self::default_address(), allowed_hosts: Vec::new() }
+        Self {
+            address: Self::default_address(),
+            allowed_hosts: Vec::new(),
+        }
     }
 }
 
@@ -264,7 +270,13 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { mode: AuthMode::default(), audience: None, allow_cache_seconds: 30, deny_cache_seconds: 5, cache_entries: 10_000 }
+        Self {
+            mode: AuthMode::default(),
+            audience: None,
+            allow_cache_seconds: 30,
+            deny_cache_seconds: 5,
+            cache_entries: 10_000,
+        }
     }
 }
 
@@ -272,7 +284,11 @@ impl AuthConfig {
     /// The audience tokens must be minted for.
     pub fn audience_for(&self, server: &ServerIdentity) -> String {
         self.audience.clone().unwrap_or_else(|| {
-            format!("mcpkafka.dev/{}/{}", server.namespace.as_deref().unwrap_or("default"), server.name)
+            format!(
+                "mcpkafka.dev/{}/{}",
+                server.namespace.as_deref().unwrap_or("default"),
+                server.name
+            )
         })
     }
 }
@@ -295,7 +311,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -305,7 +324,14 @@ impl SidecarConfig {
         let de = serde_yaml::Deserializer::from_str(text);
         let config: SidecarConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            ConfigError::new(if path == "." { "(document)".to_string() } else { path }, e.into_inner().to_string())
+            ConfigError::new(
+                if path == "." {
+                    "(document)".to_string()
+                } else {
+                    path
+                },
+                e.into_inner().to_string(),
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -322,26 +348,43 @@ impl SidecarConfig {
         if !is_dns_label(&self.server.environment) {
             return Err(ConfigError::new(
                 "server.environment",
-                format!("{:?} is not a lowercase DNS label (e.g. dev, staging, prod)", self.server.environment),
+                format!(
+                    "{:?} is not a lowercase DNS label (e.g. dev, staging, prod)",
+                    self.server.environment
+                ),
             ));
         }
         if self.server.name.trim().is_empty() {
             return Err(ConfigError::new("server.name", "must not be empty"));
         }
         if self.kafka.bootstrap_servers.is_empty() {
-            return Err(ConfigError::new("kafka.bootstrapServers", "must name at least one broker"));
+            return Err(ConfigError::new(
+                "kafka.bootstrapServers",
+                "must name at least one broker",
+            ));
         }
         for (i, server) in self.kafka.bootstrap_servers.iter().enumerate() {
-            let ok = server.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            let ok = server
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
-                return Err(ConfigError::new(format!("kafka.bootstrapServers[{i}]"), format!("{server:?} is not HOST:PORT")));
+                return Err(ConfigError::new(
+                    format!("kafka.bootstrapServers[{i}]"),
+                    format!("{server:?} is not HOST:PORT"),
+                ));
             }
         }
         if !(100..=300_000).contains(&self.kafka.request_timeout_ms) {
-            return Err(ConfigError::new("kafka.requestTimeoutMs", "must be between 100 and 300000"));
+            return Err(ConfigError::new(
+                "kafka.requestTimeoutMs",
+                "must be between 100 and 300000",
+            ));
         }
         if self.kafka.metadata_max_age_ms > 60_000 {
-            return Err(ConfigError::new("kafka.metadataMaxAgeMs", "must be between 0 (always ask Kafka) and 60000"));
+            return Err(ConfigError::new(
+                "kafka.metadataMaxAgeMs",
+                "must be between 0 (always ask Kafka) and 60000",
+            ));
         }
         let l = &self.limits;
         let caps = [
@@ -358,33 +401,55 @@ impl SidecarConfig {
             }
         }
         if l.default_consume_messages > l.max_consume_messages || l.default_consume_messages == 0 {
-            return Err(ConfigError::new("limits.defaultConsumeMessages", "must be between 1 and maxConsumeMessages"));
+            return Err(ConfigError::new(
+                "limits.defaultConsumeMessages",
+                "must be between 1 and maxConsumeMessages",
+            ));
         }
         if l.default_consume_bytes > l.max_consume_bytes || l.default_consume_bytes == 0 {
-            return Err(ConfigError::new("limits.defaultConsumeBytes", "must be between 1 and maxConsumeBytes"));
+            return Err(ConfigError::new(
+                "limits.defaultConsumeBytes",
+                "must be between 1 and maxConsumeBytes",
+            ));
         }
         // base64 grows 3 bytes to 4; the JSON-RPC envelope needs some room too.
         let largest_publish = l.max_publish_bytes / 3 * 4 + 64 * 1024;
         if l.max_request_bytes < largest_publish {
             return Err(ConfigError::new(
                 "limits.maxRequestBytes",
-                format!("must be at least {largest_publish} so that a base64 message of maxPublishBytes fits"),
+                format!(
+                    "must be at least {largest_publish} so that a base64 message of maxPublishBytes fits"
+                ),
             ));
         }
         if !(1..=3600).contains(&self.plans.ttl_seconds) {
-            return Err(ConfigError::new("plans.ttlSeconds", "must be between 1 and 3600"));
+            return Err(ConfigError::new(
+                "plans.ttlSeconds",
+                "must be between 1 and 3600",
+            ));
         }
         if self.plans.max_open == 0 {
             return Err(ConfigError::new("plans.maxOpen", "must be at least 1"));
         }
-        if let Some(problem) = self.audit.kafka_topic.as_deref().and_then(topic_name_problem) {
+        if let Some(problem) = self
+            .audit
+            .kafka_topic
+            .as_deref()
+            .and_then(topic_name_problem)
+        {
             return Err(ConfigError::new("audit.kafkaTopic", problem));
         }
         if self.auth.mode == AuthMode::Kubernetes && self.server.namespace.is_none() {
-            return Err(ConfigError::new("server.namespace", "is required with auth.mode kubernetes (RBAC grants are namespaced)"));
+            return Err(ConfigError::new(
+                "server.namespace",
+                "is required with auth.mode kubernetes (RBAC grants are namespaced)",
+            ));
         }
         if self.auth.allow_cache_seconds > 600 || self.auth.deny_cache_seconds > 600 {
-            return Err(ConfigError::new("auth", "decision caches may keep an answer for at most 600 seconds"));
+            return Err(ConfigError::new(
+                "auth",
+                "decision caches may keep an answer for at most 600 seconds",
+            ));
         }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
@@ -405,11 +470,12 @@ impl SidecarConfig {
     /// The mutation rule in force: the configured one, or the secure
     /// default for the environment's name.
     pub fn mutation_rule(&self) -> MutationRule {
-        self.mutations.unwrap_or(match self.server.environment.as_str() {
-            "prod" => MutationRule::BreakGlass,
-            "staging" => MutationRule::TwoPhase,
-            _ => MutationRule::Direct,
-        })
+        self.mutations
+            .unwrap_or(match self.server.environment.as_str() {
+                "prod" => MutationRule::BreakGlass,
+                "staging" => MutationRule::TwoPhase,
+                _ => MutationRule::Direct,
+            })
     }
 
     /// Whether `tool` may be used at `now`, and if not why (environment rules:
@@ -421,8 +487,14 @@ impl SidecarConfig {
         }
         match &self.break_glass {
             Some(w) if w.until > now && w.tools.contains(&tool) => Ok(()),
-            Some(w) if w.until > now => Err(format!("{tool} is a mutation in {}; the open break-glass window does not name it", self.server.environment)),
-            _ => Err(format!("{tool} is a mutation in {}: it needs an open break-glass window", self.server.environment)),
+            Some(w) if w.until > now => Err(format!(
+                "{tool} is a mutation in {}; the open break-glass window does not name it",
+                self.server.environment
+            )),
+            _ => Err(format!(
+                "{tool} is a mutation in {}: it needs an open break-glass window",
+                self.server.environment
+            )),
         }
     }
 }
@@ -431,12 +503,17 @@ impl SidecarConfig {
 /// `[a-zA-Z0-9._-]`, not `.` or `..`), if anything.
 pub fn topic_name_problem(name: &str) -> Option<String> {
     if name.is_empty() || name.len() > 249 {
-        return Some(format!("topic name must be 1 to 249 characters, got {}", name.len()));
+        return Some(format!(
+            "topic name must be 1 to 249 characters, got {}",
+            name.len()
+        ));
     }
     if name == "." || name == ".." {
         return Some("topic name cannot be '.' or '..'".into());
     }
-    let bad = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))?;
+    let bad = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))?;
     Some(format!(
         "topic name {:?} contains {:?}; only letters, digits, '.', '_' and '-' are allowed",
         name.escape_debug().to_string(),
@@ -447,7 +524,8 @@ pub fn topic_name_problem(name: &str) -> Option<String> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -499,7 +577,9 @@ tools: [list_topics, describe_topic]
         let e = error_for(&MINIMAL.replace("staging", "Prod!"));
         assert_eq!(e.field, "server.environment");
 
-        let e = error_for(&format!("{MINIMAL}limits: {{maxConsumeMessages: 5, defaultConsumeMessages: 10}}\n"));
+        let e = error_for(&format!(
+            "{MINIMAL}limits: {{maxConsumeMessages: 5, defaultConsumeMessages: 10}}\n"
+        ));
         assert_eq!(e.field, "limits.defaultConsumeMessages");
 
         let e = error_for(&format!("{MINIMAL}listen: {{address: 'not an address'}}\n"));
@@ -513,7 +593,10 @@ tools: [list_topics, describe_topic]
         let dev_any = none.replace("staging", "dev");
         assert_eq!(error_for(&dev_any).field, "auth.mode", "dev on 0.0.0.0");
         let dev_loopback = format!("{dev_any}listen: {{address: '127.0.0.1:8090'}}\n");
-        assert_eq!(SidecarConfig::parse(&dev_loopback).unwrap().auth.mode, AuthMode::None);
+        assert_eq!(
+            SidecarConfig::parse(&dev_loopback).unwrap().auth.mode,
+            AuthMode::None
+        );
     }
 
     #[test]
@@ -523,14 +606,40 @@ tools: [list_topics, describe_topic]
         assert_eq!(prod.mutation_rule(), MutationRule::BreakGlass);
         let now = t("2026-11-21T12:00:00Z");
         assert!(prod.environment_allows(ToolName::ListTopics, now).is_ok());
-        assert!(prod.environment_allows(ToolName::CreateTopic, now).unwrap_err().contains("needs an open break-glass window"));
-        let window = format!("{}breakGlass: {{until: '2026-11-21T13:00:00Z', reason: INC-1, tools: [create_partitions]}}\n", MINIMAL.replace("staging", "prod"));
+        assert!(
+            prod.environment_allows(ToolName::CreateTopic, now)
+                .unwrap_err()
+                .contains("needs an open break-glass window")
+        );
+        let window = format!(
+            "{}breakGlass: {{until: '2026-11-21T13:00:00Z', reason: INC-1, tools: [create_partitions]}}\n",
+            MINIMAL.replace("staging", "prod")
+        );
         let open = SidecarConfig::parse(&window).unwrap();
-        assert!(open.environment_allows(ToolName::CreatePartitions, now).is_ok());
-        assert!(open.environment_allows(ToolName::CreateTopic, now).unwrap_err().contains("does not name it"));
-        assert!(open.environment_allows(ToolName::CreatePartitions, t("2026-11-21T13:00:00Z")).is_err(), "closes by itself");
-        assert_eq!(SidecarConfig::parse(MINIMAL).unwrap().mutation_rule(), MutationRule::TwoPhase);
-        assert_eq!(SidecarConfig::parse(&format!("{MINIMAL}mutations: direct\n")).unwrap().mutation_rule(), MutationRule::Direct);
+        assert!(
+            open.environment_allows(ToolName::CreatePartitions, now)
+                .is_ok()
+        );
+        assert!(
+            open.environment_allows(ToolName::CreateTopic, now)
+                .unwrap_err()
+                .contains("does not name it")
+        );
+        assert!(
+            open.environment_allows(ToolName::CreatePartitions, t("2026-11-21T13:00:00Z"))
+                .is_err(),
+            "closes by itself"
+        );
+        assert_eq!(
+            SidecarConfig::parse(MINIMAL).unwrap().mutation_rule(),
+            MutationRule::TwoPhase
+        );
+        assert_eq!(
+            SidecarConfig::parse(&format!("{MINIMAL}mutations: direct\n"))
+                .unwrap()
+                .mutation_rule(),
+            MutationRule::Direct
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ impl ErrorCode {
 
     /// Whether the same call may succeed later without changing it.
     pub fn retriable(self) -> bool {
-        matches!(self, Self::KafkaUnavailable | Self::Timeout | Self::LimitExceeded)
+        matches!(
+            self,
+            Self::KafkaUnavailable | Self::Timeout | Self::LimitExceeded
+        )
     }
 }
 
@@ -56,7 +59,11 @@ pub struct ToolError {
 
 impl ToolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retriable: code.retriable() }
+        Self {
+            code,
+            message: message.into(),
+            retriable: code.retriable(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)
@@ -79,22 +86,45 @@ impl ToolError {
     pub fn from_kafka_code(what: &str, code: RDKafkaErrorCode) -> Self {
         use RDKafkaErrorCode as K;
         let mapped = match code {
-            K::UnknownTopicOrPartition | K::UnknownTopic | K::UnknownPartition | K::GroupIdNotFound => {
-                ErrorCode::NotFound
-            }
-            K::TopicAlreadyExists | K::NonEmptyGroup | K::RebalanceInProgress | K::UnknownMemberId
+            K::UnknownTopicOrPartition
+            | K::UnknownTopic
+            | K::UnknownPartition
+            | K::GroupIdNotFound => ErrorCode::NotFound,
+            K::TopicAlreadyExists
+            | K::NonEmptyGroup
+            | K::RebalanceInProgress
+            | K::UnknownMemberId
             | K::IllegalGeneration => ErrorCode::Conflict,
-            K::InvalidPartitions | K::InvalidReplicationFactor | K::InvalidConfig | K::InvalidTopic
-            | K::InvalidRequest | K::PolicyViolation | K::InvalidReplicaAssignment | K::MessageSizeTooLarge
-            | K::InvalidRecord | K::InvalidTimestamp | K::InvalidArgument | K::InvalidGroupId => {
-                ErrorCode::InvalidArgument
+            K::InvalidPartitions
+            | K::InvalidReplicationFactor
+            | K::InvalidConfig
+            | K::InvalidTopic
+            | K::InvalidRequest
+            | K::PolicyViolation
+            | K::InvalidReplicaAssignment
+            | K::MessageSizeTooLarge
+            | K::InvalidRecord
+            | K::InvalidTimestamp
+            | K::InvalidArgument
+            | K::InvalidGroupId => ErrorCode::InvalidArgument,
+            K::TopicAuthorizationFailed
+            | K::GroupAuthorizationFailed
+            | K::ClusterAuthorizationFailed
+            | K::SaslAuthenticationFailed
+            | K::Authentication => ErrorCode::PermissionDenied,
+            K::OperationTimedOut | K::RequestTimedOut | K::MessageTimedOut | K::TimedOutQueue => {
+                ErrorCode::Timeout
             }
-            K::TopicAuthorizationFailed | K::GroupAuthorizationFailed | K::ClusterAuthorizationFailed
-            | K::SaslAuthenticationFailed | K::Authentication => ErrorCode::PermissionDenied,
-            K::OperationTimedOut | K::RequestTimedOut | K::MessageTimedOut | K::TimedOutQueue => ErrorCode::Timeout,
-            K::BrokerTransportFailure | K::AllBrokersDown | K::NetworkException | K::BrokerNotAvailable
-            | K::LeaderNotAvailable | K::NotController | K::CoordinatorNotAvailable | K::NotCoordinator
-            | K::CoordinatorLoadInProgress | K::Resolve => ErrorCode::KafkaUnavailable,
+            K::BrokerTransportFailure
+            | K::AllBrokersDown
+            | K::NetworkException
+            | K::BrokerNotAvailable
+            | K::LeaderNotAvailable
+            | K::NotController
+            | K::CoordinatorNotAvailable
+            | K::NotCoordinator
+            | K::CoordinatorLoadInProgress
+            | K::Resolve => ErrorCode::KafkaUnavailable,
             _ => ErrorCode::KafkaError,
         };
         Self::new(mapped, format!("{what}: {code}"))
@@ -114,14 +144,24 @@ mod tests {
         assert_eq!((e.code, e.retriable), (ErrorCode::Conflict, false));
         let e = ToolError::from_kafka_code("list topics", RDKafkaErrorCode::AllBrokersDown);
         assert_eq!((e.code, e.retriable), (ErrorCode::KafkaUnavailable, true));
-        let e = ToolError::from_kafka_code("describe topic b", RDKafkaErrorCode::UnknownTopicOrPartition);
+        let e = ToolError::from_kafka_code(
+            "describe topic b",
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        );
         assert_eq!(e.code, ErrorCode::NotFound);
-        assert!(e.to_string().starts_with("NOT_FOUND: describe topic b"), "{e}");
+        assert!(
+            e.to_string().starts_with("NOT_FOUND: describe topic b"),
+            "{e}"
+        );
     }
 
     #[test]
     fn codes_serialize_as_screaming_snake_case() {
-        for code in [ErrorCode::InvalidArgument, ErrorCode::KafkaUnavailable, ErrorCode::PlanExpired] {
+        for code in [
+            ErrorCode::InvalidArgument,
+            ErrorCode::KafkaUnavailable,
+            ErrorCode::PlanExpired,
+        ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
     }

@@ -22,7 +22,11 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationToken) -> Router {
     let mut config = StreamableHttpServerConfig::default();
-    config.allowed_hosts = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).chain(allowed_hosts.iter().cloned()).collect();
+    config.allowed_hosts = LOOPBACK_HOSTS
+        .iter()
+        .map(|h| h.to_string())
+        .chain(allowed_hosts.iter().cloned())
+        .collect();
     config.cancellation_token = shutdown;
     // A 2026-07-28 request (no session) is answered with plain JSON rather
     // than a one-event SSE stream when it is a bare result: no tool here
@@ -36,8 +40,9 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     config.max_request_body_bytes = max_body;
     let handler = mcp.clone();
     let sessions = Arc::new(LocalSessionManager::default());
-    let service: Arc<StreamableHttpService<KafkaMcp, LocalSessionManager>> =
-        Arc::new(StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config));
+    let service: Arc<StreamableHttpService<KafkaMcp, LocalSessionManager>> = Arc::new(
+        StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config),
+    );
     // Called through an Arc: as a tower service it is cloned, its config
     // and host list with it, several times per request.
     let mcp_endpoint = any(move |request: Request| {
@@ -48,12 +53,20 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
         .nest_service("/mcp", mcp_endpoint)
         // Outermost last: count every request, authenticate it, then bound its body.
         .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(middleware::map_response(move |r: Response| explain_too_large(r, max_body)))
-        .layer(middleware::from_fn_with_state(mcp.clone(), crate::auth::require_token))
+        .layer(middleware::map_response(move |r: Response| {
+            explain_too_large(r, max_body)
+        }))
+        .layer(middleware::from_fn_with_state(
+            mcp.clone(),
+            crate::auth::require_token,
+        ))
         .layer(middleware::from_fn_with_state(mcp.clone(), count_inflight))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(move |state| metrics(state, Arc::clone(&sessions))))
+        .route(
+            "/metrics",
+            get(move |state| metrics(state, Arc::clone(&sessions))),
+        )
         .with_state(mcp)
 }
 
@@ -63,7 +76,9 @@ async fn explain_too_large(response: Response, max_body: usize) -> Response {
     if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
         return response;
     }
-    let message = format!("LIMIT_EXCEEDED: the request body is larger than this server's limit of {max_body} bytes");
+    let message = format!(
+        "LIMIT_EXCEEDED: the request body is larger than this server's limit of {max_body} bytes"
+    );
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": null,
@@ -86,19 +101,37 @@ async fn readyz(State(mcp): State<KafkaMcp>) -> Response {
     let up = rt.kafka.is_healthy();
     mcp.metrics.kafka_up.set(i64::from(up));
     if !up {
-        return (StatusCode::SERVICE_UNAVAILABLE, "kafka: no metadata answer recently\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kafka: no metadata answer recently\n",
+        )
+            .into_response();
     }
     match rt.kafka.fence() {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("fenced: {}\n", e.message)).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("fenced: {}\n", e.message),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(mcp): State<KafkaMcp>, sessions: Arc<LocalSessionManager>) -> Response {
-    mcp.metrics.kafka_up.set(i64::from(mcp.runtime().kafka.is_healthy()));
+    mcp.metrics
+        .kafka_up
+        .set(i64::from(mcp.runtime().kafka.is_healthy()));
     // Sessions end on DELETE or after rmcp's idle timeout (5 minutes).
     let open = sessions.sessions.read().await.len();
-    mcp.metrics.active_sessions.set(i64::try_from(open).unwrap_or(i64::MAX));
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], mcp.metrics.encode())
+    mcp.metrics
+        .active_sessions
+        .set(i64::try_from(open).unwrap_or(i64::MAX));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        mcp.metrics.encode(),
+    )
         .into_response()
 }

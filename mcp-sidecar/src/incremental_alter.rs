@@ -30,7 +30,11 @@ fn cstring(s: &str, what: &str) -> ToolResult<CString> {
 }
 
 unsafe fn text(p: *const c_char) -> String {
-    if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() }
+    if p.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
 }
 
 /// Frees what it owns however the call ends.
@@ -71,16 +75,32 @@ pub fn alter_topic_configs(
     let name = cstring(topic, "topic")?;
     let rk = admin.inner().native_ptr();
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut owned = Owned { resource: ptr::null_mut(), options: ptr::null_mut(), queue: ptr::null_mut(), event: ptr::null_mut() };
+    let mut owned = Owned {
+        resource: ptr::null_mut(),
+        options: ptr::null_mut(),
+        queue: ptr::null_mut(),
+        event: ptr::null_mut(),
+    };
     // SAFETY: every pointer comes from librdkafka, is checked for null, and is
     // destroyed exactly once by `Owned`; the resource is not destroyed by
     // the admin call (librdkafka copies its arguments).
     unsafe {
-        owned.resource = rd::rd_kafka_ConfigResource_new(rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC, name.as_ptr());
+        owned.resource = rd::rd_kafka_ConfigResource_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+            name.as_ptr(),
+        );
         for op in ops {
             let (key, op_type, value) = match op {
-                ConfigOp::Set(k, v) => (*k, rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, Some(*v)),
-                ConfigOp::Delete(k) => (*k, rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE, None),
+                ConfigOp::Set(k, v) => (
+                    *k,
+                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+                    Some(*v),
+                ),
+                ConfigOp::Delete(k) => (
+                    *k,
+                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
+                    None,
+                ),
             };
             let key = cstring(key, "config name")?;
             let value = value.map(|v| cstring(v, "config value")).transpose()?;
@@ -96,25 +116,53 @@ pub fn alter_topic_configs(
                 return Err(ToolError::invalid(format!("{what}: {message}")));
             }
         }
-        owned.options = rd::rd_kafka_AdminOptions_new(rk, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS);
+        owned.options = rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+        );
         let mut errstr = [0 as c_char; 512];
-        rd::rd_kafka_AdminOptions_set_request_timeout(owned.options, timeout_ms, errstr.as_mut_ptr(), errstr.len());
-        rd::rd_kafka_AdminOptions_set_validate_only(owned.options, i32::from(validate_only), errstr.as_mut_ptr(), errstr.len());
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            owned.options,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        rd::rd_kafka_AdminOptions_set_validate_only(
+            owned.options,
+            i32::from(validate_only),
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
         owned.queue = rd::rd_kafka_queue_new(rk);
         let mut resources = [owned.resource];
-        rd::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, owned.options, owned.queue);
+        rd::rd_kafka_IncrementalAlterConfigs(
+            rk,
+            resources.as_mut_ptr(),
+            1,
+            owned.options,
+            owned.queue,
+        );
         // The request times out inside librdkafka at timeout_ms; wait a little longer.
         owned.event = rd::rd_kafka_queue_poll(owned.queue, timeout_ms.saturating_add(1_000));
         if owned.event.is_null() {
-            return Err(ToolError::new(ErrorCode::Timeout, format!("{what}: no answer in {timeout:?}")));
+            return Err(ToolError::new(
+                ErrorCode::Timeout,
+                format!("{what}: no answer in {timeout:?}"),
+            ));
         }
         let err = rd::rd_kafka_event_error(owned.event);
         if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(ToolError::from_kafka_code(&what, RDKafkaErrorCode::from(err)));
+            return Err(ToolError::from_kafka_code(
+                &what,
+                RDKafkaErrorCode::from(err),
+            ));
         }
         let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(owned.event);
         if result.is_null() {
-            return Err(ToolError::new(ErrorCode::Internal, format!("{what}: unexpected answer type")));
+            return Err(ToolError::new(
+                ErrorCode::Internal,
+                format!("{what}: unexpected answer type"),
+            ));
         }
         let mut n = 0usize;
         let answered = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut n);

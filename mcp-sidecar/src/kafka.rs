@@ -4,15 +4,15 @@
 //! read, and a short-lived cache of the cluster metadata.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::AdminClient;
 use rdkafka::ClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::admin::AdminClient;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -45,14 +45,19 @@ pub struct RefusalWatch {
 impl ClientContext for RefusalWatch {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
-        const TLS: &str = "the TLS handshake with Kafka failed; check the CA and the client certificate";
+        const TLS: &str =
+            "the TLS handshake with Kafka failed; check the CA and the client certificate";
         let why = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Authentication) => "Kafka refused this server's SASL credentials; check the username and password Secret",
+            Some(RDKafkaErrorCode::Authentication) => {
+                "Kafka refused this server's SASL credentials; check the username and password Secret"
+            }
             Some(RDKafkaErrorCode::SSL) => TLS,
             // Under TLS 1.3 a broker that wants a client certificate says so
             // with an alert after the handshake: a transport failure whose
             // reason is OpenSSL's.
-            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => TLS,
+            Some(RDKafkaErrorCode::BrokerTransportFailure) if reason.contains("SSL routines") => {
+                TLS
+            }
             _ => return,
         };
         if let Ok(mut refused) = self.refused.lock() {
@@ -101,7 +106,9 @@ impl Kafka {
     pub fn connect(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Arc<Kafka>> {
         let base = client_config(config, client_id)?;
         let refusals = RefusalWatch::default();
-        let admin = base.create().map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
+        let admin = base
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
         let producer = base
             .clone()
             .set("acks", "all")
@@ -135,7 +142,9 @@ impl Kafka {
     /// A new consumer that never joins or commits for `group` unless the
     /// caller commits explicitly (offset resets do).
     pub fn consumer(&self, group: &str) -> ToolResult<BaseConsumer> {
-        self.consumer_config(group).create().map_err(|e| ToolError::from_kafka("creating a consumer", &e))
+        self.consumer_config(group)
+            .create()
+            .map_err(|e| ToolError::from_kafka("creating a consumer", &e))
     }
 
     fn consumer_config(&self, group: &str) -> ClientConfig {
@@ -154,7 +163,11 @@ impl Kafka {
     /// round trips (most of a small peek's time). Never joins its group or
     /// commits.
     pub fn peek_consumer(&self) -> ToolResult<PeekConsumer<'_>> {
-        let idle = self.idle_peekers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = self
+            .idle_peekers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let consumer = match idle {
             Some(consumer) => consumer,
             None => self
@@ -193,7 +206,10 @@ impl Kafka {
                 .create()
                 .map_err(|e| ToolError::from_kafka("creating a consumer", &e))?,
         };
-        Ok(PeekConsumer { consumer: Some(consumer), idle: &self.idle_peekers })
+        Ok(PeekConsumer {
+            consumer: Some(consumer),
+            idle: &self.idle_peekers,
+        })
     }
 
     /// Runs blocking librdkafka work off the async runtime.
@@ -205,7 +221,9 @@ impl Kafka {
         let this = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || f(&this))
             .await
-            .map_err(|e| ToolError::new(ErrorCode::Internal, format!("a Kafka task failed: {e}")))?;
+            .map_err(|e| {
+                ToolError::new(ErrorCode::Internal, format!("a Kafka task failed: {e}"))
+            })?;
         // A timeout while the probe also cannot reach Kafka is an outage, not
         // a slow request: say so, so that agents back off instead of retrying.
         result.map_err(|e| self.classify(e))
@@ -213,11 +231,19 @@ impl Kafka {
 
     /// Cluster metadata for one topic or all.
     pub fn metadata(&self, topic: Option<&str>) -> ToolResult<IndexedMetadata> {
-        self.metadata_within(topic, self.timeout).map_err(|e| ToolError::from_kafka("fetching cluster metadata", &e))
+        self.metadata_within(topic, self.timeout)
+            .map_err(|e| ToolError::from_kafka("fetching cluster metadata", &e))
     }
 
-    fn metadata_within(&self, topic: Option<&str>, timeout: Duration) -> Result<IndexedMetadata, KafkaError> {
-        self.admin.inner().fetch_metadata(topic, timeout).map(IndexedMetadata::new)
+    fn metadata_within(
+        &self,
+        topic: Option<&str>,
+        timeout: Duration,
+    ) -> Result<IndexedMetadata, KafkaError> {
+        self.admin
+            .inner()
+            .fetch_metadata(topic, timeout)
+            .map(IndexedMetadata::new)
     }
 
     /// The whole cluster's metadata, at most `kafka.metadataMaxAgeMs` old.
@@ -244,27 +270,55 @@ impl Kafka {
     /// One after the other on purpose: the broker answers one request per
     /// connection at a time, so a second thread only added its start-up and
     /// wake-ups (fetch_offsets' p50 fell by a quarter or more without it).
-    pub fn watermarks_of(&self, topic: &str, partitions: &[i32]) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
+    pub fn watermarks_of(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> ToolResult<BTreeMap<i32, (i64, i64)>> {
         let earliest = self.offsets_at(topic, partitions, Offset::Beginning)?;
         let latest = self.offsets_at(topic, partitions, Offset::End)?;
-        Ok(partitions.iter().map(|p| (*p, (earliest.get(p).copied().unwrap_or(0), latest.get(p).copied().unwrap_or(0)))).collect())
+        Ok(partitions
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    (
+                        earliest.get(p).copied().unwrap_or(0),
+                        latest.get(p).copied().unwrap_or(0),
+                    ),
+                )
+            })
+            .collect())
     }
 
     /// Offsets of partitions at a point: `Offset::Beginning`, `Offset::End`,
     /// or `Offset::Offset(timestamp_ms)` (the first offset at or after it;
     /// -1 when there is none). One request per partition leader.
-    pub fn offsets_at(&self, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
+    pub fn offsets_at(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        at: Offset,
+    ) -> ToolResult<BTreeMap<i32, i64>> {
         self.offsets_via(&self.lookup, topic, partitions, at)
     }
 
     /// `offsets_at`, asked on `client`'s own connection (a peek asks on its
     /// consumer's, so that concurrent peeks do not queue behind each other
     /// on the shared lookup connection).
-    pub fn offsets_via(&self, client: &BaseConsumer, topic: &str, partitions: &[i32], at: Offset) -> ToolResult<BTreeMap<i32, i64>> {
+    pub fn offsets_via(
+        &self,
+        client: &BaseConsumer,
+        topic: &str,
+        partitions: &[i32],
+        at: Offset,
+    ) -> ToolResult<BTreeMap<i32, i64>> {
         let what = || format!("fetching offsets of {topic:?}");
         let mut query = TopicPartitionList::new();
         for p in partitions {
-            query.add_partition_offset(topic, *p, at).map_err(|e| ToolError::from_kafka(&what(), &e))?;
+            query
+                .add_partition_offset(topic, *p, at)
+                .map_err(|e| ToolError::from_kafka(&what(), &e))?;
         }
         // librdkafka finds leaders in its own metadata, which may predate a
         // partition or leader change, and a broker answers "not leader" for
@@ -273,7 +327,16 @@ impl Kafka {
         // off, at most 4 times (0.3 s in all) and within the request timeout.
         let stale = |code: Option<RDKafkaErrorCode>| {
             use RDKafkaErrorCode::*;
-            matches!(code, Some(UnknownPartition | UnknownTopic | UnknownTopicOrPartition | LeaderNotAvailable | NotLeaderForPartition))
+            matches!(
+                code,
+                Some(
+                    UnknownPartition
+                        | UnknownTopic
+                        | UnknownTopicOrPartition
+                        | LeaderNotAvailable
+                        | NotLeaderForPartition
+                )
+            )
         };
         let deadline = Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(20);
@@ -282,7 +345,10 @@ impl Kafka {
             let found = client.offsets_for_times(query.clone(), self.timeout);
             let again = match &found {
                 Err(e) => stale(e.rdkafka_error_code()),
-                Ok(list) => list.elements().iter().any(|e| stale(e.error().err().and_then(|err| err.rdkafka_error_code()))),
+                Ok(list) => list
+                    .elements()
+                    .iter()
+                    .any(|e| stale(e.error().err().and_then(|err| err.rdkafka_error_code()))),
             };
             if !again || retries == 0 || Instant::now() + pause >= deadline {
                 break found.map_err(|e| ToolError::from_kafka(&what(), &e))?;
@@ -290,13 +356,20 @@ impl Kafka {
             retries -= 1;
             std::thread::sleep(pause);
             pause *= 2;
-            client.fetch_metadata(Some(topic), self.timeout).map_err(|e| ToolError::from_kafka(&what(), &e))?;
+            client
+                .fetch_metadata(Some(topic), self.timeout)
+                .map_err(|e| ToolError::from_kafka(&what(), &e))?;
         };
         found
             .elements()
             .iter()
             .map(|e| {
-                e.error().map_err(|err| ToolError::from_kafka(&format!("fetching offsets of {topic:?}/{}", e.partition()), &err))?;
+                e.error().map_err(|err| {
+                    ToolError::from_kafka(
+                        &format!("fetching offsets of {topic:?}/{}", e.partition()),
+                        &err,
+                    )
+                })?;
                 Ok((e.partition(), e.offset().to_raw().unwrap_or(-1)))
             })
             .collect()
@@ -306,14 +379,20 @@ impl Kafka {
     /// either is an outage, or, when the broker refused our credentials or
     /// TLS handshake, a configuration problem that retrying does not fix.
     pub fn classify(&self, err: ToolError) -> ToolError {
-        if !matches!(err.code, ErrorCode::Timeout | ErrorCode::KafkaUnavailable) || self.is_healthy() {
+        if !matches!(err.code, ErrorCode::Timeout | ErrorCode::KafkaUnavailable)
+            || self.is_healthy()
+        {
             return err;
         }
         match self.refusals.refusal(self.last_ok()) {
-            Some(why) => ToolError::new(ErrorCode::PermissionDenied, format!("{why} ({})", err.message)),
-            None if err.code == ErrorCode::Timeout => {
-                ToolError::new(ErrorCode::KafkaUnavailable, format!("Kafka is unreachable ({})", err.message))
-            }
+            Some(why) => ToolError::new(
+                ErrorCode::PermissionDenied,
+                format!("{why} ({})", err.message),
+            ),
+            None if err.code == ErrorCode::Timeout => ToolError::new(
+                ErrorCode::KafkaUnavailable,
+                format!("Kafka is unreachable ({})", err.message),
+            ),
             None => err,
         }
     }
@@ -328,7 +407,8 @@ impl Kafka {
 
     /// Whether metadata was fetched recently.
     pub fn is_healthy(&self) -> bool {
-        self.last_ok().is_some_and(|at| at.elapsed() < HEALTHY_WITHIN)
+        self.last_ok()
+            .is_some_and(|at| at.elapsed() < HEALTHY_WITHIN)
     }
 
     /// Asks the cluster for its ID. rust-rdkafka's `fetch_cluster_id` copies
@@ -345,7 +425,10 @@ impl Kafka {
             if id.is_null() {
                 return None;
             }
-            let text = std::ffi::CStr::from_ptr(id).to_str().ok().map(str::to_string);
+            let text = std::ffi::CStr::from_ptr(id)
+                .to_str()
+                .ok()
+                .map(str::to_string);
             rdkafka_sys::rd_kafka_mem_free(rk, id.cast());
             text
         }
@@ -360,15 +443,26 @@ impl Kafka {
     /// The cluster-ID fence: Ok while the connected cluster is the one this
     /// server is fenced to (or no fence is configured).
     pub fn fence(&self) -> ToolResult<()> {
-        let Some(expected) = &self.expected_cluster_id else { return Ok(()) };
-        let observed = self.observed_cluster_id.read().map(|o| o.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        let Some(expected) = &self.expected_cluster_id else {
+            return Ok(());
+        };
+        let observed = self
+            .observed_cluster_id
+            .read()
+            .map(|o| o.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
         match observed {
             Some(id) if &id == expected => Ok(()),
             Some(id) => Err(ToolError::new(
                 ErrorCode::Fenced,
-                format!("connected to Kafka cluster {id:?}, but this server is fenced to cluster {expected:?}: every call is refused"),
+                format!(
+                    "connected to Kafka cluster {id:?}, but this server is fenced to cluster {expected:?}: every call is refused"
+                ),
             )),
-            None => Err(ToolError::new(ErrorCode::Fenced, "the connected Kafka cluster's ID is not known yet; calls wait for the fence check")),
+            None => Err(ToolError::new(
+                ErrorCode::Fenced,
+                "the connected Kafka cluster's ID is not known yet; calls wait for the fence check",
+            )),
         }
     }
 
@@ -379,11 +473,20 @@ impl Kafka {
         // Serves the lookup consumer's events (errors, logs), which would
         // otherwise queue up: it is never polled for messages.
         let _ = self.lookup.poll(Duration::ZERO);
-        if self.metadata.refresh(|| self.metadata_within(None, timeout).map_err(|e| ToolError::from_kafka("probe", &e))).is_err() {
+        if self
+            .metadata
+            .refresh(|| {
+                self.metadata_within(None, timeout)
+                    .map_err(|e| ToolError::from_kafka("probe", &e))
+            })
+            .is_err()
+        {
             return false;
         }
         if self.expected_cluster_id.is_some() {
-            let Some(id) = self.fetch_cluster_id(timeout) else { return false };
+            let Some(id) = self.fetch_cluster_id(timeout) else {
+                return false;
+            };
             if let Ok(mut observed) = self.observed_cluster_id.write() {
                 *observed = Some(id);
             }
@@ -400,7 +503,9 @@ impl Kafka {
         tokio::spawn(async move {
             loop {
                 let Some(probe) = this.upgrade() else { return };
-                let ok = tokio::task::spawn_blocking(move || probe.probe()).await.unwrap_or(false);
+                let ok = tokio::task::spawn_blocking(move || probe.probe())
+                    .await
+                    .unwrap_or(false);
                 tracing::debug!(ok, "kafka probe");
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
@@ -430,14 +535,25 @@ impl PeekConsumer<'_> {
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client lives as long as `self`; `topic` is a valid C
         // string for the call; librdkafka writes the two offsets and keeps no pointer.
-        let err = unsafe { rdkafka_sys::rd_kafka_get_watermark_offsets(self.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high) };
-        (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+        let err = unsafe {
+            rdkafka_sys::rd_kafka_get_watermark_offsets(
+                self.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
     }
 }
 
 impl Drop for PeekConsumer<'_> {
     fn drop(&mut self) {
-        let Some(consumer) = self.consumer.take() else { return };
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
         // Unassigning drops what it prefetched; one that cannot be unassigned is not reused.
         if consumer.unassign().is_err() {
             return;
@@ -460,7 +576,12 @@ pub struct IndexedMetadata {
 
 impl IndexedMetadata {
     fn new(metadata: Metadata) -> Self {
-        let topic_at = metadata.topics().iter().enumerate().map(|(i, t)| (t.name().to_string(), i)).collect();
+        let topic_at = metadata
+            .topics()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name().to_string(), i))
+            .collect();
         Self { metadata, topic_at }
     }
 
@@ -491,16 +612,26 @@ struct MetadataCache {
 
 impl MetadataCache {
     fn new(max_age: Duration) -> Self {
-        Self { max_age, last: Mutex::new(None), fetching: Mutex::new(()), generation: AtomicU64::new(0) }
+        Self {
+            max_age,
+            last: Mutex::new(None),
+            fetching: Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
     }
 
     fn fresh(&self) -> Option<Arc<IndexedMetadata>> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.as_ref().filter(|(at, _)| at.elapsed() < self.max_age).map(|(_, md)| Arc::clone(md))
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < self.max_age)
+            .map(|(_, md)| Arc::clone(md))
     }
 
     /// The cached metadata while fresh, else `fetch`'s answer (kept).
-    fn get(&self, fetch: impl FnOnce() -> ToolResult<IndexedMetadata>) -> ToolResult<Arc<IndexedMetadata>> {
+    fn get(
+        &self,
+        fetch: impl FnOnce() -> ToolResult<IndexedMetadata>,
+    ) -> ToolResult<Arc<IndexedMetadata>> {
         if self.max_age.is_zero() {
             return fetch().map(Arc::new);
         }
@@ -516,7 +647,10 @@ impl MetadataCache {
     }
 
     /// Asks Kafka now and keeps the answer, timed from when it was asked.
-    fn refresh(&self, fetch: impl FnOnce() -> ToolResult<IndexedMetadata>) -> ToolResult<Arc<IndexedMetadata>> {
+    fn refresh(
+        &self,
+        fetch: impl FnOnce() -> ToolResult<IndexedMetadata>,
+    ) -> ToolResult<Arc<IndexedMetadata>> {
         let (asked, generation) = (Instant::now(), self.generation.load(Ordering::SeqCst));
         let md = Arc::new(fetch()?);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -561,7 +695,11 @@ fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Client
     };
     c.set("security.protocol", protocol);
     if let Some(tls) = &config.tls {
-        let files = [("ssl.ca.location", &tls.ca_file), ("ssl.certificate.location", &tls.cert_file), ("ssl.key.location", &tls.key_file)];
+        let files = [
+            ("ssl.ca.location", &tls.ca_file),
+            ("ssl.certificate.location", &tls.cert_file),
+            ("ssl.key.location", &tls.key_file),
+        ];
         for (key, file) in files {
             if let Some(path) = file {
                 c.set(key, path.display().to_string());
@@ -570,8 +708,14 @@ fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Client
     }
     if let Some(sasl) = &config.sasl {
         c.set("sasl.mechanism", sasl.mechanism.as_str())
-            .set("sasl.username", read_secret_file(&sasl.username_file, "SASL username")?)
-            .set("sasl.password", read_secret_file(&sasl.password_file, "SASL password")?);
+            .set(
+                "sasl.username",
+                read_secret_file(&sasl.username_file, "SASL username")?,
+            )
+            .set(
+                "sasl.password",
+                read_secret_file(&sasl.password_file, "SASL password")?,
+            );
     }
     Ok(c)
 }
@@ -596,7 +740,10 @@ mod tests {
     fn plaintext_by_default_and_never_auto_creates_topics() {
         let c = client_config(&kafka_config(), "id").unwrap();
         assert_eq!(c.get("security.protocol"), Some("PLAINTEXT"));
-        assert_eq!(c.get("bootstrap.servers"), Some("kafka-0:9093,kafka-1:9093"));
+        assert_eq!(
+            c.get("bootstrap.servers"),
+            Some("kafka-0:9093,kafka-1:9093")
+        );
         assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
     }
 
@@ -607,7 +754,11 @@ mod tests {
         std::fs::write(dir.join("username"), "agent\n").unwrap();
         std::fs::write(dir.join("password"), "canary-s3cret\n").unwrap();
         let mut config = kafka_config();
-        config.tls = Some(TlsFiles { ca_file: Some(dir.join("ca.crt")), cert_file: None, key_file: None });
+        config.tls = Some(TlsFiles {
+            ca_file: Some(dir.join("ca.crt")),
+            cert_file: None,
+            key_file: None,
+        });
         config.sasl = Some(SaslConfig {
             mechanism: SaslMechanism::ScramSha512,
             username_file: dir.join("username"),
@@ -617,13 +768,23 @@ mod tests {
         assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(c.get("sasl.username"), Some("agent"));
-        assert_eq!(c.get("sasl.password"), Some("canary-s3cret"), "trailing newline of the mounted file dropped");
-        assert_eq!(c.get("ssl.ca.location"), Some(dir.join("ca.crt").to_str().unwrap()));
+        assert_eq!(
+            c.get("sasl.password"),
+            Some("canary-s3cret"),
+            "trailing newline of the mounted file dropped"
+        );
+        assert_eq!(
+            c.get("ssl.ca.location"),
+            Some(dir.join("ca.crt").to_str().unwrap())
+        );
 
         // A missing credential file is an error that names the file, not a secret.
         std::fs::remove_file(dir.join("password")).unwrap();
         let err = client_config(&config, "id").unwrap_err().to_string();
-        assert!(err.contains("SASL password file") && err.contains("password"), "{err}");
+        assert!(
+            err.contains("SASL password file") && err.contains("password"),
+            "{err}"
+        );
         assert!(!err.contains("canary-s3cret"));
         std::fs::remove_dir_all(&dir).ok();
     }

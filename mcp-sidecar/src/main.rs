@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::Parser;
-use mcp_kafka_sidecar::config::{AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig};
 use mcp_kafka_sidecar::auth::Authorizer;
+use mcp_kafka_sidecar::config::{
+    AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig,
+};
 use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcp_kafka_sidecar::tool_name::{ToolGroup, ToolName};
@@ -69,8 +71,15 @@ fn parse_tools(list: &[String]) -> anyhow::Result<Vec<ToolName>> {
 /// The config of a workstation's standalone server.
 fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
     let config = SidecarConfig {
-        server: ServerIdentity { name: "standalone".into(), namespace: None, environment: "dev".into() },
-        listen: ListenConfig { address: cli.listen, allowed_hosts: cli.allowed_hosts.clone() },
+        server: ServerIdentity {
+            name: "standalone".into(),
+            namespace: None,
+            environment: "dev".into(),
+        },
+        listen: ListenConfig {
+            address: cli.listen,
+            allowed_hosts: cli.allowed_hosts.clone(),
+        },
         kafka: KafkaConfig {
             bootstrap_servers: cli.bootstrap_servers.clone(),
             expected_cluster_id: None,
@@ -80,8 +89,15 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
             metadata_max_age_ms: cli.metadata_max_age_ms,
         },
         tools: parse_tools(&cli.tools)?,
-        limits: Limits { calls_per_second: cli.calls_per_second, call_burst: cli.calls_per_second.saturating_mul(2), ..Limits::default() },
-        auth: AuthConfig { mode: AuthMode::None, ..Default::default() },
+        limits: Limits {
+            calls_per_second: cli.calls_per_second,
+            call_burst: cli.calls_per_second.saturating_mul(2),
+            ..Limits::default()
+        },
+        auth: AuthConfig {
+            mode: AuthMode::None,
+            ..Default::default()
+        },
         mutations: None,
         break_glass: None,
         plans: Default::default(),
@@ -101,17 +117,24 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rmcp=warn".into()),
+        )
         .init();
     let cli = Cli::parse();
     let (config, config_source) = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let config = SidecarConfig::parse(&text).with_context(|| format!("in {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let config =
+                SidecarConfig::parse(&text).with_context(|| format!("in {}", path.display()))?;
             (config, Some((path.clone(), text)))
         }
         None if cli.bootstrap_servers.is_empty() => {
-            anyhow::bail!("give --config FILE, or --bootstrap-servers HOST:PORT for a standalone dev server (see --help)")
+            anyhow::bail!(
+                "give --config FILE, or --bootstrap-servers HOST:PORT for a standalone dev server (see --help)"
+            )
         }
         None => (standalone_config(&cli)?, None),
     };
@@ -125,7 +148,9 @@ async fn main() -> anyhow::Result<()> {
         AuthMode::None => KafkaMcp::new(runtime, metrics),
         AuthMode::Kubernetes => {
             if cli.stdio {
-                anyhow::bail!("--stdio has no callers to authenticate: it is only for auth.mode none");
+                anyhow::bail!(
+                    "--stdio has no callers to authenticate: it is only for auth.mode none"
+                );
             }
             let client = kube::Client::try_default()
                 .await
@@ -141,7 +166,10 @@ async fn main() -> anyhow::Result<()> {
     if cli.stdio {
         use rmcp::ServiceExt;
         let mcp = mcp.with_auditor(mcp_kafka_sidecar::audit::Auditor::to_stderr());
-        let service = mcp.serve(rmcp::transport::stdio()).await.context("starting the stdio transport")?;
+        let service = mcp
+            .serve(rmcp::transport::stdio())
+            .await
+            .context("starting the stdio transport")?;
         service.waiting().await.context("serving stdio")?;
         return Ok(());
     }
@@ -171,10 +199,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -43,20 +43,44 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mcp_kafka");
         let calls = Family::<CallLabels, Counter>::default();
-        registry.register("tool_calls", "Tool calls by tool and outcome (ok or error code)", calls.clone());
+        registry.register(
+            "tool_calls",
+            "Tool calls by tool and outcome (ok or error code)",
+            calls.clone(),
+        );
         let duration = Family::<ToolLabel, Histogram>::new_with_constructor(|| {
             // 0.5 ms .. ~16 s
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
-        registry.register("tool_call_duration_seconds", "Tool call latency", duration.clone());
+        registry.register(
+            "tool_call_duration_seconds",
+            "Tool call latency",
+            duration.clone(),
+        );
         let inflight_requests = Gauge::default();
-        registry.register("inflight_requests", "MCP HTTP requests being served", inflight_requests.clone());
+        registry.register(
+            "inflight_requests",
+            "MCP HTTP requests being served",
+            inflight_requests.clone(),
+        );
         let active_sessions = Gauge::default();
-        registry.register("active_sessions", "MCP sessions open (ended by DELETE or after 5 minutes idle)", active_sessions.clone());
+        registry.register(
+            "active_sessions",
+            "MCP sessions open (ended by DELETE or after 5 minutes idle)",
+            active_sessions.clone(),
+        );
         let kafka_up = Gauge::default();
-        registry.register("kafka_up", "Whether Kafka answered metadata recently", kafka_up.clone());
+        registry.register(
+            "kafka_up",
+            "Whether Kafka answered metadata recently",
+            kafka_up.clone(),
+        );
         let config_reloads = Family::<Vec<(String, String)>, Counter>::default();
-        registry.register("config_reloads", "Config file reloads by result (ok, invalid)", config_reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Config file reloads by result (ok, invalid)",
+            config_reloads.clone(),
+        );
         let audit_sink_failures = Counter::default();
         registry.register(
             "audit_sink_failures",
@@ -64,19 +88,48 @@ impl Metrics {
             audit_sink_failures.clone(),
         );
         let audit_sink_up = Gauge::default();
-        registry.register("audit_sink_up", "Whether the last write to the Kafka audit topic succeeded", audit_sink_up.clone());
-        Self { registry, calls, duration, inflight_requests, active_sessions, kafka_up, config_reloads, audit_sink_failures, audit_sink_up }
+        registry.register(
+            "audit_sink_up",
+            "Whether the last write to the Kafka audit topic succeeded",
+            audit_sink_up.clone(),
+        );
+        Self {
+            registry,
+            calls,
+            duration,
+            inflight_requests,
+            active_sessions,
+            kafka_up,
+            config_reloads,
+            audit_sink_failures,
+            audit_sink_up,
+        }
     }
 
     pub fn record_call(&self, tool: &str, outcome: &str, took: Duration) {
         // Unknown tool names would make label cardinality caller-controlled.
-        let tool = if tool.parse::<crate::tool_name::ToolName>().is_ok() { tool } else { "unknown" };
-        self.calls.get_or_create(&CallLabels { tool: tool.to_string(), outcome: outcome.to_string() }).inc();
-        self.duration.get_or_create(&ToolLabel { tool: tool.to_string() }).observe(took.as_secs_f64());
+        let tool = if tool.parse::<crate::tool_name::ToolName>().is_ok() {
+            tool
+        } else {
+            "unknown"
+        };
+        self.calls
+            .get_or_create(&CallLabels {
+                tool: tool.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&ToolLabel {
+                tool: tool.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     pub fn record_reload(&self, result: &str) {
-        self.config_reloads.get_or_create(&vec![("result".to_string(), result.to_string())]).inc();
+        self.config_reloads
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
     }
 
     pub fn encode(&self) -> String {

@@ -52,7 +52,12 @@ struct Plan {
 struct PlanExpiry;
 
 impl moka::Expiry<String, Arc<Plan>> for PlanExpiry {
-    fn expire_after_create(&self, _id: &String, plan: &Arc<Plan>, _created: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _id: &String,
+        plan: &Arc<Plan>,
+        _created: Instant,
+    ) -> Option<Duration> {
         Some(plan.ttl)
     }
 }
@@ -64,7 +69,12 @@ pub struct Plans {
 
 impl Plans {
     pub fn new(max_open: u64) -> Self {
-        Self { open: moka::sync::Cache::builder().max_capacity(max_open).expire_after(PlanExpiry).build() }
+        Self {
+            open: moka::sync::Cache::builder()
+                .max_capacity(max_open)
+                .expire_after(PlanExpiry)
+                .build(),
+        }
     }
 
     /// Records the plan a dry run of `tool` made and returns its ticket.
@@ -88,26 +98,43 @@ impl Plans {
             expires_at,
         };
         self.open.insert(id.clone(), Arc::new(plan));
-        PlanTicket { id, expires_at: expires_at.to_string() }
+        PlanTicket {
+            id,
+            expires_at: expires_at.to_string(),
+        }
     }
 
     /// Takes the plan `id` for applying `tool` with `arguments`: it must be
     /// open, the caller's own, and for the same tool and arguments. A plan
     /// is taken once. Returns the fingerprint to compare with a fresh read.
-    pub fn take(&self, id: &str, caller: Option<&Subject>, tool: ToolName, arguments: &Value) -> Result<String, ToolError> {
+    pub fn take(
+        &self,
+        id: &str,
+        caller: Option<&Subject>,
+        tool: ToolName,
+        arguments: &Value,
+    ) -> Result<String, ToolError> {
         let gone = || {
             ToolError::new(
                 ErrorCode::PlanExpired,
-                format!("plan {id} is not open here: it expired, was already applied, or was made by another replica; plan again with dry_run: true"),
+                format!(
+                    "plan {id} is not open here: it expired, was already applied, or was made by another replica; plan again with dry_run: true"
+                ),
             )
         };
         let plan = self.open.get(id).ok_or_else(gone)?;
         if plan.owner != owner(caller) {
             // Says nothing about the plan: it is someone else's.
-            return Err(ToolError::new(ErrorCode::PermissionDenied, format!("plan {id} was made by another caller")));
+            return Err(ToolError::new(
+                ErrorCode::PermissionDenied,
+                format!("plan {id} was made by another caller"),
+            ));
         }
         if plan.tool != tool {
-            return Err(ToolError::invalid(format!("plan {id} is for {}, not {tool}", plan.tool)));
+            return Err(ToolError::invalid(format!(
+                "plan {id} is for {}, not {tool}",
+                plan.tool
+            )));
         }
         if plan.arguments != plan_arguments(arguments) {
             return Err(ToolError::invalid(format!(
@@ -131,9 +158,12 @@ fn owner(caller: Option<&Subject>) -> Option<(String, String)> {
 /// The arguments a plan is bound to: all but `dry_run` and `plan_id`.
 fn plan_arguments(arguments: &Value) -> Value {
     match arguments {
-        Value::Object(map) => {
-            Value::Object(map.iter().filter(|(k, _)| *k != "dry_run" && *k != PLAN_ID_ARG).map(|(k, v)| (k.clone(), v.clone())).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| *k != "dry_run" && *k != PLAN_ID_ARG)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
         Value::Null => Value::Object(Map::new()),
         other => other.clone(),
     }
@@ -141,11 +171,15 @@ fn plan_arguments(arguments: &Value) -> Value {
 
 /// Splits `plan_id` off a call's arguments (the tools never see it).
 pub fn split_plan_id(arguments: &mut Value) -> Result<Option<String>, ToolError> {
-    let Some(map) = arguments.as_object_mut() else { return Ok(None) };
+    let Some(map) = arguments.as_object_mut() else {
+        return Ok(None);
+    };
     match map.remove(PLAN_ID_ARG) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) if !id.is_empty() && id.len() <= 64 => Ok(Some(id)),
-        Some(_) => Err(ToolError::invalid("plan_id must be the id string a dry run returned")),
+        Some(_) => Err(ToolError::invalid(
+            "plan_id must be the id string a dry run returned",
+        )),
     }
 }
 
@@ -164,9 +198,12 @@ fn moving_fields(tool: ToolName) -> &'static [&'static str] {
 fn fingerprint(tool: ToolName, dry_run_result: &Value, cluster_id: Option<&str>) -> String {
     fn strip(v: &Value, moving: &[&str]) -> Value {
         match v {
-            Value::Object(map) => {
-                Value::Object(map.iter().filter(|(k, _)| !moving.contains(&k.as_str())).map(|(k, v)| (k.clone(), strip(v, moving))).collect())
-            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| !moving.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), strip(v, moving)))
+                    .collect(),
+            ),
             Value::Array(items) => Value::Array(items.iter().map(|i| strip(i, moving)).collect()),
             other => other.clone(),
         }
@@ -183,7 +220,12 @@ fn fingerprint(tool: ToolName, dry_run_result: &Value, cluster_id: Option<&str>)
 }
 
 /// Whether the state read again for an apply is still what the plan saw.
-pub fn still_holds(planned: &str, tool: ToolName, fresh_dry_run: &Value, cluster_id: Option<&str>) -> bool {
+pub fn still_holds(
+    planned: &str,
+    tool: ToolName,
+    fresh_dry_run: &Value,
+    cluster_id: Option<&str>,
+) -> bool {
     fingerprint(tool, fresh_dry_run, cluster_id) == planned
 }
 
@@ -193,7 +235,12 @@ mod tests {
     use serde_json::json;
 
     fn subject(name: &str) -> Subject {
-        Subject { username: name.into(), uid: format!("uid-{name}"), groups: vec![], extra: Default::default() }
+        Subject {
+            username: name.into(),
+            uid: format!("uid-{name}"),
+            groups: vec![],
+            extra: Default::default(),
+        }
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -204,43 +251,115 @@ mod tests {
         let args = json!({"topic": "t", "total": 4, "dry_run": true});
         let diff = json!({"topic": "t", "before": 2, "after": 4, "dry_run": true});
         let alice = subject("alice");
-        let ticket = plans.make(Some(&alice), ToolName::CreatePartitions, &args, &diff, Some("c1"), HOUR);
+        let ticket = plans.make(
+            Some(&alice),
+            ToolName::CreatePartitions,
+            &args,
+            &diff,
+            Some("c1"),
+            HOUR,
+        );
         let apply = json!({"topic": "t", "total": 4});
 
-        let e = plans.take(&ticket.id, Some(&subject("bob")), ToolName::CreatePartitions, &apply).unwrap_err();
+        let e = plans
+            .take(
+                &ticket.id,
+                Some(&subject("bob")),
+                ToolName::CreatePartitions,
+                &apply,
+            )
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::PermissionDenied);
-        let e = plans.take(&ticket.id, Some(&alice), ToolName::CreatePartitions, &json!({"topic": "t", "total": 5})).unwrap_err();
+        let e = plans
+            .take(
+                &ticket.id,
+                Some(&alice),
+                ToolName::CreatePartitions,
+                &json!({"topic": "t", "total": 5}),
+            )
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
-        let e = plans.take(&ticket.id, Some(&alice), ToolName::DeleteTopic, &apply).unwrap_err();
+        let e = plans
+            .take(&ticket.id, Some(&alice), ToolName::DeleteTopic, &apply)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
 
-        let planned = plans.take(&ticket.id, Some(&alice), ToolName::CreatePartitions, &apply).unwrap();
-        assert!(still_holds(&planned, ToolName::CreatePartitions, &diff, Some("c1")));
-        assert!(!still_holds(&planned, ToolName::CreatePartitions, &diff, Some("c2")), "another cluster");
-        assert!(!still_holds(&planned, ToolName::CreatePartitions, &json!({"topic": "t", "before": 3, "after": 4, "dry_run": true}), Some("c1")));
+        let planned = plans
+            .take(&ticket.id, Some(&alice), ToolName::CreatePartitions, &apply)
+            .unwrap();
+        assert!(still_holds(
+            &planned,
+            ToolName::CreatePartitions,
+            &diff,
+            Some("c1")
+        ));
+        assert!(
+            !still_holds(&planned, ToolName::CreatePartitions, &diff, Some("c2")),
+            "another cluster"
+        );
+        assert!(!still_holds(
+            &planned,
+            ToolName::CreatePartitions,
+            &json!({"topic": "t", "before": 3, "after": 4, "dry_run": true}),
+            Some("c1")
+        ));
 
-        let e = plans.take(&ticket.id, Some(&alice), ToolName::CreatePartitions, &apply).unwrap_err();
+        let e = plans
+            .take(&ticket.id, Some(&alice), ToolName::CreatePartitions, &apply)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::PlanExpired, "taken once");
-        assert_eq!(plans.take("plan-unknown", None, ToolName::CreatePartitions, &apply).unwrap_err().code, ErrorCode::PlanExpired);
+        assert_eq!(
+            plans
+                .take("plan-unknown", None, ToolName::CreatePartitions, &apply)
+                .unwrap_err()
+                .code,
+            ErrorCode::PlanExpired
+        );
     }
 
     #[test]
     fn a_plan_expires() {
         let plans = Plans::new(100);
-        let ticket = plans.make(None, ToolName::DeleteTopic, &json!({"topic": "t"}), &json!({}), None, Duration::from_millis(50));
+        let ticket = plans.make(
+            None,
+            ToolName::DeleteTopic,
+            &json!({"topic": "t"}),
+            &json!({}),
+            None,
+            Duration::from_millis(50),
+        );
         std::thread::sleep(Duration::from_millis(120));
-        let e = plans.take(&ticket.id, None, ToolName::DeleteTopic, &json!({"topic": "t"})).unwrap_err();
+        let e = plans
+            .take(
+                &ticket.id,
+                None,
+                ToolName::DeleteTopic,
+                &json!({"topic": "t"}),
+            )
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::PlanExpired);
     }
 
     #[test]
     fn counters_that_move_with_traffic_are_not_state() {
-        let before = json!({"topic": "t", "partitions": 3, "retained_messages": 10, "dry_run": true});
-        let after = json!({"topic": "t", "partitions": 3, "retained_messages": 99, "dry_run": true});
-        assert_eq!(fingerprint(ToolName::DeleteTopic, &before, None), fingerprint(ToolName::DeleteTopic, &after, None));
-        let reset = |b: i64, a: i64| json!({"partitions": [{"partition": 0, "before": b, "after": a}]});
-        assert_eq!(fingerprint(ToolName::ResetGroupOffsets, &reset(1, 5), None), fingerprint(ToolName::ResetGroupOffsets, &reset(1, 9), None));
-        assert_ne!(fingerprint(ToolName::ResetGroupOffsets, &reset(1, 5), None), fingerprint(ToolName::ResetGroupOffsets, &reset(2, 5), None));
+        let before =
+            json!({"topic": "t", "partitions": 3, "retained_messages": 10, "dry_run": true});
+        let after =
+            json!({"topic": "t", "partitions": 3, "retained_messages": 99, "dry_run": true});
+        assert_eq!(
+            fingerprint(ToolName::DeleteTopic, &before, None),
+            fingerprint(ToolName::DeleteTopic, &after, None)
+        );
+        let reset =
+            |b: i64, a: i64| json!({"partitions": [{"partition": 0, "before": b, "after": a}]});
+        assert_eq!(
+            fingerprint(ToolName::ResetGroupOffsets, &reset(1, 5), None),
+            fingerprint(ToolName::ResetGroupOffsets, &reset(1, 9), None)
+        );
+        assert_ne!(
+            fingerprint(ToolName::ResetGroupOffsets, &reset(1, 5), None),
+            fingerprint(ToolName::ResetGroupOffsets, &reset(2, 5), None)
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ impl CallRate {
         Self {
             per_second: per_second.get(),
             burst: burst.get(),
-            buckets: DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            buckets: DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            ),
         }
     }
 
@@ -41,18 +43,20 @@ impl CallRate {
         if self.buckets.len() > FORGET_AFTER_KEYS {
             self.buckets.retain_recent();
         }
-        self.buckets.check_key(&caller.to_string()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ToolError::new(
-                ErrorCode::LimitExceeded,
-                format!(
-                    "more than {} calls per second (burst {}) from this caller; retry in {} ms",
-                    self.per_second,
-                    self.burst,
-                    wait.as_millis().max(1)
-                ),
-            )
-        })
+        self.buckets
+            .check_key(&caller.to_string())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                ToolError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "more than {} calls per second (burst {}) from this caller; retry in {} ms",
+                        self.per_second,
+                        self.burst,
+                        wait.as_millis().max(1)
+                    ),
+                )
+            })
     }
 }
 
@@ -62,7 +66,11 @@ mod tests {
 
     #[test]
     fn each_caller_has_its_own_bucket() {
-        let limits = Limits { calls_per_second: 1, call_burst: 3, ..Limits::default() };
+        let limits = Limits {
+            calls_per_second: 1,
+            call_burst: 3,
+            ..Limits::default()
+        };
         let rate = CallRate::new(&limits);
         for _ in 0..3 {
             rate.admit("alice").unwrap();

@@ -41,7 +41,11 @@ fn apply(mcp: &KafkaMcp, text: &str) -> anyhow::Result<()> {
     let current = mcp.runtime();
     // Fail closed: switching authentication on or off needs a restart.
     if config.auth.mode != current.config.auth.mode {
-        anyhow::bail!("auth.mode changed from {:?} to {:?}; restart the sidecar to change it", current.config.auth.mode, config.auth.mode);
+        anyhow::bail!(
+            "auth.mode changed from {:?} to {:?}; restart the sidecar to change it",
+            current.config.auth.mode,
+            config.auth.mode
+        );
     }
     if config.auth != current.config.auth {
         tracing::warn!("auth cache settings changed; they take effect at the next restart");

@@ -7,9 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -53,8 +54,17 @@ impl Runtime {
             Some(current) if current.rate.enforces(&config.limits) => Arc::clone(&current.rate),
             _ => Arc::new(CallRate::new(&config.limits)),
         };
-        let audit_sink = config.audit.kafka_topic.clone().map(|topic| Arc::new(KafkaSink::new(Arc::clone(&kafka), topic)));
-        Ok(Runtime { config, kafka, rate, audit_sink })
+        let audit_sink = config
+            .audit
+            .kafka_topic
+            .clone()
+            .map(|topic| Arc::new(KafkaSink::new(Arc::clone(&kafka), topic)));
+        Ok(Runtime {
+            config,
+            kafka,
+            rate,
+            audit_sink,
+        })
     }
 }
 
@@ -82,17 +92,33 @@ impl KafkaMcp {
     /// A server without authentication (`auth.mode: none`: dev on loopback).
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
         let plans = Arc::new(Plans::new(runtime.config.plans.max_open));
-        Self { runtime: Arc::new(RwLock::new(Arc::new(runtime))), metrics, authorizer: None, auditor: Arc::new(Auditor::to_stdout()), plans }
+        Self {
+            runtime: Arc::new(RwLock::new(Arc::new(runtime))),
+            metrics,
+            authorizer: None,
+            auditor: Arc::new(Auditor::to_stdout()),
+            plans,
+        }
     }
 
     /// Audit records elsewhere than stdout (stdio mode: stdout carries MCP).
     pub fn with_auditor(self, auditor: Auditor) -> Self {
-        Self { auditor: Arc::new(auditor), ..self }
+        Self {
+            auditor: Arc::new(auditor),
+            ..self
+        }
     }
 
     /// A server whose callers Kubernetes authenticates and authorizes.
-    pub fn with_authorizer(runtime: Runtime, metrics: Arc<Metrics>, authorizer: Authorizer) -> Self {
-        Self { authorizer: Some(Arc::new(authorizer)), ..Self::new(runtime, metrics) }
+    pub fn with_authorizer(
+        runtime: Runtime,
+        metrics: Arc<Metrics>,
+        authorizer: Authorizer,
+    ) -> Self {
+        Self {
+            authorizer: Some(Arc::new(authorizer)),
+            ..Self::new(runtime, metrics)
+        }
     }
 
     pub fn authorizer(&self) -> Option<&Arc<Authorizer>> {
@@ -100,11 +126,17 @@ impl KafkaMcp {
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.read().map(|r| Arc::clone(&r)).unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+        self.runtime
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
     pub fn replace_runtime(&self, runtime: Runtime) {
-        let mut slot = self.runtime.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = self
+            .runtime
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *slot = Arc::new(runtime);
     }
 
@@ -115,17 +147,28 @@ impl KafkaMcp {
 
     /// Whether `subject` may call `tool` here: always with `auth.mode: none`;
     /// otherwise what the SubjectAccessReview says. Fails closed.
-    async fn authorize(&self, rt: &Runtime, subject: Option<&Arc<Subject>>, tool: ToolName) -> Result<(), ToolError> {
+    async fn authorize(
+        &self,
+        rt: &Runtime,
+        subject: Option<&Arc<Subject>>,
+        tool: ToolName,
+    ) -> Result<(), ToolError> {
         let Some(authorizer) = &self.authorizer else {
             // Fail closed: a config asking for Kubernetes auth is never served without it.
             return match rt.config.auth.mode {
                 AuthMode::None => Ok(()),
-                AuthMode::Kubernetes => Err(ToolError::new(ErrorCode::PermissionDenied, "this server has no authorizer for auth.mode kubernetes")),
+                AuthMode::Kubernetes => Err(ToolError::new(
+                    ErrorCode::PermissionDenied,
+                    "this server has no authorizer for auth.mode kubernetes",
+                )),
             };
         };
         let server = &rt.config.server;
         let Some(subject) = subject else {
-            return Err(ToolError::new(ErrorCode::PermissionDenied, "the call carries no authenticated caller"));
+            return Err(ToolError::new(
+                ErrorCode::PermissionDenied,
+                "the call carries no authenticated caller",
+            ));
         };
         match authorizer.may_call(subject, server, tool).await {
             Ok(true) => Ok(()),
@@ -140,7 +183,10 @@ impl KafkaMcp {
             )),
             Err(e) => {
                 tracing::warn!(error = %e, "SubjectAccessReview failed; refusing the call");
-                let mut err = ToolError::new(ErrorCode::PermissionDenied, "authorization could not be checked now; try again");
+                let mut err = ToolError::new(
+                    ErrorCode::PermissionDenied,
+                    "authorization could not be checked now; try again",
+                );
                 err.retriable = true;
                 Err(err)
             }
@@ -151,28 +197,46 @@ impl KafkaMcp {
     pub async fn tools_for(&self, subject: Option<&Arc<Subject>>) -> Vec<ToolName> {
         let rt = self.runtime();
         let now = jiff::Timestamp::now();
-        let usable = rt.config.tools.iter().filter(|t| rt.config.environment_allows(**t, now).is_ok());
+        let usable = rt
+            .config
+            .tools
+            .iter()
+            .filter(|t| rt.config.environment_allows(**t, now).is_ok());
         let checks = usable.map(|t| {
             let rt = &rt;
             async move { self.authorize(rt, subject, *t).await.ok().map(|_| *t) }
         });
-        futures::future::join_all(checks).await.into_iter().flatten().collect()
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Runs one tool call: the single path every call takes. Every call,
     /// allowed or denied, leaves one audit record.
-    pub async fn call_as(&self, subject: Option<&Arc<Subject>>, request: &CallInfo, name: &str, mut args: Value) -> Result<Value, ToolError> {
+    pub async fn call_as(
+        &self,
+        subject: Option<&Arc<Subject>>,
+        request: &CallInfo,
+        name: &str,
+        mut args: Value,
+    ) -> Result<Value, ToolError> {
         let started = Instant::now();
         let rt = self.runtime();
         let plan_id = plan::split_plan_id(&mut args);
         let audited_args = crate::audit::redact(&args);
         let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
-        let mut outcome = Outcome { plan_id: plan_id.clone().ok().flatten(), ..Outcome::default() };
+        let mut outcome = Outcome {
+            plan_id: plan_id.clone().ok().flatten(),
+            ..Outcome::default()
+        };
         let result = match self.admit(&rt, subject, name, &args, plan_id).await {
             Err(refusal) => Err(refusal),
             Ok(admitted) => {
                 outcome.admitted = true;
-                self.execute(&rt, subject, admitted, args, &mut outcome).await
+                self.execute(&rt, subject, admitted, args, &mut outcome)
+                    .await
             }
         };
         let config = &rt.config;
@@ -181,7 +245,11 @@ impl KafkaMcp {
             time: jiff::Timestamp::now().to_string(),
             request_id: request.request_id.clone(),
             session_id: request.session_id.clone(),
-            subject: subject.map(|s| Caller { username: s.username.clone(), uid: s.uid.clone(), groups: s.groups.clone() }),
+            subject: subject.map(|s| Caller {
+                username: s.username.clone(),
+                uid: s.uid.clone(),
+                groups: s.groups.clone(),
+            }),
             server: config.server.name.clone(),
             namespace: config.server.namespace.clone(),
             environment: config.server.environment.clone(),
@@ -189,16 +257,30 @@ impl KafkaMcp {
             tool: name.to_string(),
             arguments: audited_args,
             decision: if outcome.admitted { "allow" } else { "deny" },
-            reason: result.as_ref().err().filter(|_| !outcome.admitted).map(|e| e.message.clone()),
+            reason: result
+                .as_ref()
+                .err()
+                .filter(|_| !outcome.admitted)
+                .map(|e| e.message.clone()),
             dry_run,
             plan_id: outcome.plan_id.clone(),
-            diff: result.as_ref().ok().filter(|_| outcome.mutation).map(crate::audit::redact),
-            outcome: result.as_ref().map_or_else(|e| e.code.as_str().to_string(), |_| "ok".to_string()),
+            diff: result
+                .as_ref()
+                .ok()
+                .filter(|_| outcome.mutation)
+                .map(crate::audit::redact),
+            outcome: result
+                .as_ref()
+                .map_or_else(|e| e.code.as_str().to_string(), |_| "ok".to_string()),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         };
         let line = self.auditor.record(&record);
         if let (Some(sink), Some(line)) = (&rt.audit_sink, line) {
-            let (sink, metrics, key) = (Arc::clone(sink), Arc::clone(&self.metrics), config.server.name.clone());
+            let (sink, metrics, key) = (
+                Arc::clone(sink),
+                Arc::clone(&self.metrics),
+                config.server.name.clone(),
+            );
             let deliver = async move { deliver_to_sink(&sink, &metrics, &key, &line).await };
             // A change to Kafka waits for its record; other calls do not.
             if outcome.changed_kafka {
@@ -225,7 +307,9 @@ impl KafkaMcp {
             .parse()
             .ok()
             .filter(|t| rt.config.enables(*t))
-            .ok_or_else(|| ToolError::not_found(format!("tool {name:?} is not available on this server")))?;
+            .ok_or_else(|| {
+                ToolError::not_found(format!("tool {name:?} is not available on this server"))
+            })?;
         rt.rate.admit(subject.map_or("", |s| s.username.as_str()))?;
         self.authorize(rt, subject, tool).await?;
         let plan_id = plan_id?;
@@ -237,7 +321,14 @@ impl KafkaMcp {
     /// Runs an admitted call. Mutations: a dry run makes a plan; an apply
     /// that names a plan re-reads the state and refuses if it changed; a
     /// change to Kafka needs the audit sink (when configured) to be up.
-    async fn execute(&self, rt: &Runtime, subject: Option<&Arc<Subject>>, admitted: Admitted, args: Value, outcome: &mut Outcome) -> Result<Value, ToolError> {
+    async fn execute(
+        &self,
+        rt: &Runtime,
+        subject: Option<&Arc<Subject>>,
+        admitted: Admitted,
+        args: Value,
+        outcome: &mut Outcome,
+    ) -> Result<Value, ToolError> {
         let tool = admitted.tool;
         if !tool.is_mutation() {
             return self.run(rt, tool, args).await;
@@ -248,10 +339,15 @@ impl KafkaMcp {
         if args.get("dry_run") == Some(&Value::Bool(true)) {
             let mut diff = self.run(rt, tool, args.clone()).await?;
             let ttl = Duration::from_secs(rt.config.plans.ttl_seconds);
-            let ticket = self.plans.make(caller, tool, &args, &diff, cluster_id.as_deref(), ttl);
+            let ticket = self
+                .plans
+                .make(caller, tool, &args, &diff, cluster_id.as_deref(), ttl);
             outcome.plan_id = Some(ticket.id.clone());
             if let Value::Object(map) = &mut diff {
-                map.insert(plan::PLAN_FIELD.into(), serde_json::to_value(ticket).unwrap_or_default());
+                map.insert(
+                    plan::PLAN_FIELD.into(),
+                    serde_json::to_value(ticket).unwrap_or_default(),
+                );
             }
             return Ok(diff);
         }
@@ -262,7 +358,14 @@ impl KafkaMcp {
                 map.insert("dry_run".into(), Value::Bool(true));
             }
             let fresh = self.run(rt, tool, again).await.map_err(|e| {
-                if e.retriable { e } else { ToolError::conflict(format!("the cluster changed since plan {id}: {}; plan again", e.message)) }
+                if e.retriable {
+                    e
+                } else {
+                    ToolError::conflict(format!(
+                        "the cluster changed since plan {id}: {}; plan again",
+                        e.message
+                    ))
+                }
             })?;
             if !plan::still_holds(&planned, tool, &fresh, cluster_id.as_deref()) {
                 return Err(ToolError::conflict(format!(
@@ -283,13 +386,20 @@ impl KafkaMcp {
     }
 
     async fn run(&self, rt: &Runtime, tool: ToolName, args: Value) -> Result<Value, ToolError> {
-        let ctx = ToolContext { kafka: Arc::clone(&rt.kafka), limits: rt.config.limits.clone() };
+        let ctx = ToolContext {
+            kafka: Arc::clone(&rt.kafka),
+            limits: rt.config.limits.clone(),
+        };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.
-        let bound = rt.kafka.timeout.saturating_mul(3) + Duration::from_millis(rt.config.limits.max_consume_timeout_ms);
+        let bound = rt.kafka.timeout.saturating_mul(3)
+            + Duration::from_millis(rt.config.limits.max_consume_timeout_ms);
         match tokio::time::timeout(bound, tools::dispatch(tool, &ctx, args)).await {
             Ok(result) => result,
-            Err(_) => Err(rt.kafka.classify(ToolError::new(ErrorCode::Timeout, format!("{tool} did not finish in {bound:?}")))),
+            Err(_) => Err(rt.kafka.classify(ToolError::new(
+                ErrorCode::Timeout,
+                format!("{tool} did not finish in {bound:?}"),
+            ))),
         }
     }
 }
@@ -344,19 +454,34 @@ impl CallInfo {
             .and_then(|p| p.headers.get("mcp-session-id"))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Self { request_id, session_id }
+        Self {
+            request_id,
+            session_id,
+        }
     }
 }
 
 /// The environment's rules for one call: break-glass windows (prod), and
 /// two-phase mutations (staging, prod): a dry run, then an apply naming its plan.
-fn check_environment(config: &SidecarConfig, tool: ToolName, args: &Value, names_plan: bool) -> Result<(), ToolError> {
-    config.environment_allows(tool, jiff::Timestamp::now()).map_err(|m| ToolError::new(ErrorCode::PermissionDenied, m))?;
+fn check_environment(
+    config: &SidecarConfig,
+    tool: ToolName,
+    args: &Value,
+    names_plan: bool,
+) -> Result<(), ToolError> {
+    config
+        .environment_allows(tool, jiff::Timestamp::now())
+        .map_err(|m| ToolError::new(ErrorCode::PermissionDenied, m))?;
     let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
     if names_plan && (dry_run || !tool.is_mutation()) {
-        return Err(ToolError::invalid("plan_id is for applying a mutation's plan: call without dry_run"));
+        return Err(ToolError::invalid(
+            "plan_id is for applying a mutation's plan: call without dry_run",
+        ));
     }
-    let two_phase = matches!(config.mutation_rule(), MutationRule::TwoPhase | MutationRule::BreakGlass);
+    let two_phase = matches!(
+        config.mutation_rule(),
+        MutationRule::TwoPhase | MutationRule::BreakGlass
+    );
     if tool.is_mutation() && two_phase && !dry_run && !names_plan {
         return Err(ToolError::new(
             ErrorCode::PermissionDenied,
@@ -372,7 +497,12 @@ fn check_environment(config: &SidecarConfig, tool: ToolName, args: &Value, names
 /// The authenticated caller of an MCP request over HTTP (the `/mcp` guard
 /// put it into the HTTP request, which rmcp hands over with the request).
 fn caller(context: &RequestContext<RoleServer>) -> Option<Arc<Subject>> {
-    context.extensions.get::<http::request::Parts>()?.extensions.get::<Arc<Subject>>().cloned()
+    context
+        .extensions
+        .get::<http::request::Parts>()?
+        .extensions
+        .get::<Arc<Subject>>()
+        .cloned()
 }
 
 /// A tool error as MCP wants it: `isError`, a readable text, and the same
@@ -392,20 +522,43 @@ fn success_result(value: Value) -> CallToolResult {
 }
 
 const RESOURCES: [(&str, &str, ToolName, &str); 3] = [
-    ("kafka://brokers", "brokers", ToolName::ListBrokers, "The cluster's brokers."),
-    ("kafka://topics", "topics", ToolName::ListTopics, "Topics with partition counts (first page)."),
-    ("kafka://consumer-groups", "consumer-groups", ToolName::ListGroups, "Consumer groups with their states."),
+    (
+        "kafka://brokers",
+        "brokers",
+        ToolName::ListBrokers,
+        "The cluster's brokers.",
+    ),
+    (
+        "kafka://topics",
+        "topics",
+        ToolName::ListTopics,
+        "Topics with partition counts (first page).",
+    ),
+    (
+        "kafka://consumer-groups",
+        "consumer-groups",
+        ToolName::ListGroups,
+        "Consumer groups with their states.",
+    ),
 ];
 const TOPIC_TEMPLATE: &str = "kafka://topics/{name}";
 
 impl ServerHandler for KafkaMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
-            .with_server_info(Implementation::new("mcp-kafka-sidecar", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Tools for one Apache Kafka cluster. Answers are capped; list tools paginate. \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-kafka-sidecar",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Tools for one Apache Kafka cluster. Answers are capped; list tools paginate. \
                  Mutations accept dry_run: true to see what would change.",
-            )
+        )
     }
 
     async fn list_tools(
@@ -425,12 +578,20 @@ impl ServerHandler for KafkaMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
-        let result = self.call_as(caller(&context).as_ref(), &CallInfo::of(&context), &request.name, args).await;
+        let result = self
+            .call_as(
+                caller(&context).as_ref(),
+                &CallInfo::of(&context),
+                &request.name,
+                args,
+            )
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
         };
-        self.metrics.record_call(&request.name, outcome, started.elapsed());
+        self.metrics
+            .record_call(&request.name, outcome, started.elapsed());
         match result {
             Ok(value) => Ok(success_result(value).into()),
             Err(err) => {
@@ -449,7 +610,11 @@ impl ServerHandler for KafkaMcp {
         let resources = RESOURCES
             .iter()
             .filter(|(_, _, tool, _)| config.enables(*tool))
-            .map(|(uri, name, _, desc)| Resource::new(*uri, *name).with_description(*desc).with_mime_type("application/json"))
+            .map(|(uri, name, _, desc)| {
+                Resource::new(*uri, *name)
+                    .with_description(*desc)
+                    .with_mime_type("application/json")
+            })
             .collect();
         Ok(ListResourcesResult::with_all_items(resources))
     }
@@ -460,9 +625,11 @@ impl ServerHandler for KafkaMcp {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let templates = if self.runtime().config.enables(ToolName::DescribeTopic) {
-            vec![ResourceTemplate::new(TOPIC_TEMPLATE, "topic")
-                .with_description("One topic: partitions, offsets and non-default configs.")
-                .with_mime_type("application/json")]
+            vec![
+                ResourceTemplate::new(TOPIC_TEMPLATE, "topic")
+                    .with_description("One topic: partitions, offsets and non-default configs.")
+                    .with_mime_type("application/json"),
+            ]
         } else {
             Vec::new()
         };
@@ -476,24 +643,44 @@ impl ServerHandler for KafkaMcp {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
         // A resource is a fixed call of the tool behind it, under the same checks.
-        let (tool, args) = if let Some((_, _, tool, _)) = RESOURCES.iter().find(|(u, ..)| *u == uri) {
+        let (tool, args) = if let Some((_, _, tool, _)) = RESOURCES.iter().find(|(u, ..)| *u == uri)
+        {
             (*tool, json!({}))
         } else if let Some(name) = uri.strip_prefix("kafka://topics/") {
             (ToolName::DescribeTopic, json!({ "topic": name }))
         } else {
-            return Err(ErrorData::resource_not_found(format!("no resource {uri}"), None));
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {uri}"),
+                None,
+            ));
         };
         let started = Instant::now();
-        let result = self.call_as(caller(&context).as_ref(), &CallInfo::of(&context), tool.as_str(), args).await;
-        self.metrics.record_call(tool.as_str(), result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"), started.elapsed());
+        let result = self
+            .call_as(
+                caller(&context).as_ref(),
+                &CallInfo::of(&context),
+                tool.as_str(),
+                args,
+            )
+            .await;
+        self.metrics.record_call(
+            tool.as_str(),
+            result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"),
+            started.elapsed(),
+        );
         match result {
             Ok(value) => {
                 let text = serde_json::to_string_pretty(&value).unwrap_or_default();
                 let contents = ResourceContents::text(text, uri).with_mime_type("application/json");
                 Ok(ReadResourceResult::new(vec![contents]).into())
             }
-            Err(e) if e.code == ErrorCode::NotFound => Err(ErrorData::resource_not_found(e.to_string(), None)),
-            Err(e) => Err(ErrorData::internal_error(e.to_string(), Some(json!({ "error": e })))),
+            Err(e) if e.code == ErrorCode::NotFound => {
+                Err(ErrorData::resource_not_found(e.to_string(), None))
+            }
+            Err(e) => Err(ErrorData::internal_error(
+                e.to_string(),
+                Some(json!({ "error": e })),
+            )),
         }
     }
 }

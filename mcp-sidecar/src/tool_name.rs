@@ -67,7 +67,10 @@ impl ToolName {
 
     /// Every tool of one group.
     pub fn in_group(group: ToolGroup) -> impl Iterator<Item = ToolName> {
-        Self::ALL.iter().copied().filter(move |t| t.group() == group)
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(move |t| t.group() == group)
     }
 }
 
@@ -85,7 +88,11 @@ pub struct UnknownTool(pub String);
 impl FromStr for ToolName {
     type Err = UnknownTool;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.iter().copied().find(|t| t.as_str() == s).ok_or_else(|| UnknownTool(s.to_string()))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownTool(s.to_string()))
     }
 }
 
@@ -114,6 +121,9 @@ mod tests {
     #[test]
     fn an_unknown_name_lists_the_known_ones() {
         let err = "drop_cluster".parse::<ToolName>().unwrap_err().to_string();
-        assert!(err.contains("drop_cluster") && err.contains("list_topics"), "{err}");
+        assert!(
+            err.contains("drop_cluster") && err.contains("list_topics"),
+            "{err}"
+        );
     }
 }

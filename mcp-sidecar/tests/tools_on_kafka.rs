@@ -18,7 +18,10 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A dev server on the ground's broker with the given tools (no rate limit
 /// to speak of: these tests call as fast as they can).
 fn server_with_tools(tools: &[&str]) -> KafkaMcp {
-    server_with(tools, mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms())
+    server_with(
+        tools,
+        mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms(),
+    )
 }
 
 fn server_with(tools: &[&str], metadata_max_age_ms: u64) -> KafkaMcp {
@@ -33,11 +36,17 @@ fn server_with_limits(tools: &[&str], metadata_max_age_ms: u64, more_limits: &st
         tools.join(", ")
     );
     let config = SidecarConfig::parse(&text).expect("test config");
-    KafkaMcp::new(Runtime::start(config, None).expect("kafka clients"), Arc::new(Metrics::new()))
+    KafkaMcp::new(
+        Runtime::start(config, None).expect("kafka clients"),
+        Arc::new(Metrics::new()),
+    )
 }
 
 fn server() -> KafkaMcp {
-    let all: Vec<&str> = mcp_kafka_sidecar::tool_name::ToolName::ALL.iter().map(|t| t.as_str()).collect();
+    let all: Vec<&str> = mcp_kafka_sidecar::tool_name::ToolName::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
     server_with_tools(&all)
 }
 
@@ -68,13 +77,22 @@ async fn produce(topic: &str, count: usize, value: impl Fn(usize) -> String) {
     for i in 0..count {
         let v = value(i);
         let key = format!("k{i}");
-        producer.send(FutureRecord::to(topic).key(&key).payload(&v), TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+        producer
+            .send(FutureRecord::to(topic).key(&key).payload(&v), TIMEOUT)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
 }
 
 async fn new_topic(mcp: &KafkaMcp, prefix: &str, partitions: i32) -> String {
     let topic = unique_name(prefix);
-    ok(mcp, "create_topic", json!({"topic": topic, "partitions": partitions})).await;
+    ok(
+        mcp,
+        "create_topic",
+        json!({"topic": topic, "partitions": partitions}),
+    )
+    .await;
     let t = topic.clone();
     eventually("the new topic in metadata", || {
         let t = t.clone();
@@ -88,20 +106,70 @@ async fn new_topic(mcp: &KafkaMcp, prefix: &str, partitions: i32) -> String {
 async fn create_topic_dry_run_validates_without_creating_then_creates() {
     let mcp = server();
     let topic = unique_name("t-create");
-    let dry = ok(&mcp, "create_topic", json!({"topic": topic, "partitions": 3, "dry_run": true})).await;
+    let dry = ok(
+        &mcp,
+        "create_topic",
+        json!({"topic": topic, "partitions": 3, "dry_run": true}),
+    )
+    .await;
     assert_eq!(dry["created"], false);
     assert!(!topic_exists(&topic), "a dry run created the topic");
     // Kafka itself validates in a dry run: an impossible replication factor is refused.
-    let code = err(&mcp, "create_topic", json!({"topic": topic, "partitions": 1, "replication_factor": 3, "dry_run": true})).await;
+    let code = err(
+        &mcp,
+        "create_topic",
+        json!({"topic": topic, "partitions": 1, "replication_factor": 3, "dry_run": true}),
+    )
+    .await;
     assert_eq!(code, ErrorCode::InvalidArgument);
 
-    let made = ok(&mcp, "create_topic", json!({"topic": topic, "partitions": 3, "configs": {"retention.ms": "3600000"}})).await;
+    let made = ok(
+        &mcp,
+        "create_topic",
+        json!({"topic": topic, "partitions": 3, "configs": {"retention.ms": "3600000"}}),
+    )
+    .await;
     assert_eq!(made["created"], true);
-    eventually("3 partitions", || async { (partition_count(&topic) == 3).then_some(()) }).await;
-    assert_eq!(err(&mcp, "create_topic", json!({"topic": topic, "partitions": 3})).await, ErrorCode::Conflict);
-    assert_eq!(err(&mcp, "create_topic", json!({"topic": "bad/name", "partitions": 1})).await, ErrorCode::InvalidArgument);
-    assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": -1})).await, ErrorCode::InvalidArgument);
-    assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": "three"})).await, ErrorCode::InvalidArgument);
+    eventually("3 partitions", || async {
+        (partition_count(&topic) == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        err(
+            &mcp,
+            "create_topic",
+            json!({"topic": topic, "partitions": 3})
+        )
+        .await,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "create_topic",
+            json!({"topic": "bad/name", "partitions": 1})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "create_topic",
+            json!({"topic": "x", "partitions": -1})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "create_topic",
+            json!({"topic": "x", "partitions": "three"})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
 }
 
 #[tokio::test]
@@ -114,27 +182,85 @@ async fn list_and_describe_topics_report_real_partitions_and_offsets() {
     assert_eq!(listed["total"], 1);
     assert_eq!(listed["topics"][0]["partitions"], 2);
     let with_internal = ok(&mcp, "list_topics", json!({"include_internal": true})).await;
-    let names: Vec<&str> = with_internal["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(!ok(&mcp, "list_topics", json!({})).await["topics"].as_array().unwrap().iter().any(|t| t["internal"] == true));
-    assert!(names.iter().any(|n| n.starts_with("__")), "internal topics shown when asked: {names:?}");
+    let names: Vec<&str> = with_internal["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ok(&mcp, "list_topics", json!({})).await["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["internal"] == true)
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("__")),
+        "internal topics shown when asked: {names:?}"
+    );
 
     let d = ok(&mcp, "describe_topic", json!({"topic": topic})).await;
     assert_eq!(d["partitions"].as_array().unwrap().len(), 2);
     assert_eq!(d["retained_messages"], 7);
     assert_eq!(d["partitions"][0]["leader"], 1);
     let missing = unique_name("missing");
-    assert_eq!(err(&mcp, "describe_topic", json!({"topic": missing})).await, ErrorCode::NotFound);
-    assert_eq!(err(&mcp, "publish_message", json!({"topic": missing, "value": "x"})).await, ErrorCode::NotFound);
-    assert_eq!(err(&mcp, "consume_messages", json!({"topic": missing})).await, ErrorCode::NotFound);
+    assert_eq!(
+        err(&mcp, "describe_topic", json!({"topic": missing})).await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "publish_message",
+            json!({"topic": missing, "value": "x"})
+        )
+        .await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        err(&mcp, "consume_messages", json!({"topic": missing})).await,
+        ErrorCode::NotFound
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!topic_exists(&missing), "looking up a missing topic created it (broker auto-creation)");
-    assert_eq!(err(&mcp, "describe_topic", json!({"topic": topic, "extra": 1})).await, ErrorCode::InvalidArgument);
+    assert!(
+        !topic_exists(&missing),
+        "looking up a missing topic created it (broker auto-creation)"
+    );
+    assert_eq!(
+        err(&mcp, "describe_topic", json!({"topic": topic, "extra": 1})).await,
+        ErrorCode::InvalidArgument
+    );
 
-    let offsets = ok(&mcp, "fetch_offsets", json!({"topic": topic, "timestamp_ms": 0})).await;
-    let latest: i64 = offsets["partitions"].as_array().unwrap().iter().map(|p| p["latest"].as_i64().unwrap()).sum();
+    let offsets = ok(
+        &mcp,
+        "fetch_offsets",
+        json!({"topic": topic, "timestamp_ms": 0}),
+    )
+    .await;
+    let latest: i64 = offsets["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latest"].as_i64().unwrap())
+        .sum();
     assert_eq!(latest, 7);
-    assert!(offsets["partitions"].as_array().unwrap().iter().all(|p| p["at_timestamp"] == p["earliest"]));
-    assert_eq!(err(&mcp, "fetch_offsets", json!({"topic": topic, "partition": 9})).await, ErrorCode::NotFound);
+    assert!(
+        offsets["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["at_timestamp"] == p["earliest"])
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "fetch_offsets",
+            json!({"topic": topic, "partition": 9})
+        )
+        .await,
+        ErrorCode::NotFound
+    );
 }
 
 #[tokio::test]
@@ -142,7 +268,12 @@ async fn list_topics_paginates_with_a_cursor() {
     let mcp = server();
     let prefix = unique_name("t-page");
     for i in 0..5 {
-        ok(&mcp, "create_topic", json!({"topic": format!("{prefix}-{i}"), "partitions": 1})).await;
+        ok(
+            &mcp,
+            "create_topic",
+            json!({"topic": format!("{prefix}-{i}"), "partitions": 1}),
+        )
+        .await;
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -151,13 +282,22 @@ async fn list_topics_paginates_with_a_cursor() {
         if let Some(c) = &cursor {
             args["cursor"] = json!(c);
         }
-        let page = eventually("a page of 5 topics", || {
-            let (mcp, args) = (mcp.clone(), args.clone());
-            async move { Some(mcp.call("list_topics", args).await.unwrap()).filter(|p| p["total"] == 5) }
-        })
-        .await;
+        let page =
+            eventually("a page of 5 topics", || {
+                let (mcp, args) = (mcp.clone(), args.clone());
+                async move {
+                    Some(mcp.call("list_topics", args).await.unwrap()).filter(|p| p["total"] == 5)
+                }
+            })
+            .await;
         assert!(page["topics"].as_array().unwrap().len() <= 2);
-        seen.extend(page["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()));
+        seen.extend(
+            page["topics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
@@ -165,23 +305,56 @@ async fn list_topics_paginates_with_a_cursor() {
     }
     let expected: Vec<String> = (0..5).map(|i| format!("{prefix}-{i}")).collect();
     assert_eq!(seen, expected);
-    assert_eq!(err(&mcp, "list_topics", json!({"limit": 100_000})).await, ErrorCode::LimitExceeded);
+    assert_eq!(
+        err(&mcp, "list_topics", json!({"limit": 100_000})).await,
+        ErrorCode::LimitExceeded
+    );
 }
 
 #[tokio::test]
 async fn cluster_status_brokers_and_configs() {
     let mcp = server();
     let status = ok(&mcp, "cluster_status", json!({})).await;
-    assert_eq!(status["cluster_id"], Ground::get().kafka_cluster_id.as_str());
+    assert_eq!(
+        status["cluster_id"],
+        Ground::get().kafka_cluster_id.as_str()
+    );
     assert_eq!(status["broker_count"], 1);
     assert_eq!(status["offline_partitions"], 0);
     let brokers = ok(&mcp, "list_brokers", json!({})).await;
     assert_eq!(brokers["brokers"][0]["id"], 1);
 
-    let broker = ok(&mcp, "describe_configs", json!({"resource_type": "broker", "name": "1", "include_defaults": true})).await;
-    assert!(broker["configs"].as_array().unwrap().iter().any(|c| c["name"] == "log.dirs"));
-    assert_eq!(err(&mcp, "describe_configs", json!({"resource_type": "broker", "name": "one"})).await, ErrorCode::InvalidArgument);
-    assert_eq!(err(&mcp, "describe_configs", json!({"resource_type": "queue", "name": "1"})).await, ErrorCode::InvalidArgument);
+    let broker = ok(
+        &mcp,
+        "describe_configs",
+        json!({"resource_type": "broker", "name": "1", "include_defaults": true}),
+    )
+    .await;
+    assert!(
+        broker["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "log.dirs")
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "describe_configs",
+            json!({"resource_type": "broker", "name": "one"})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "describe_configs",
+            json!({"resource_type": "queue", "name": "1"})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
 }
 
 #[tokio::test]
@@ -189,42 +362,136 @@ async fn create_partitions_and_update_topic_config_change_kafka() {
     let mcp = server();
     let topic = new_topic(&mcp, "t-grow", 2).await;
 
-    let dry = ok(&mcp, "create_partitions", json!({"topic": topic, "total": 4, "dry_run": true})).await;
-    assert_eq!((dry["before"].as_u64(), dry["after"].as_u64()), (Some(2), Some(4)));
+    let dry = ok(
+        &mcp,
+        "create_partitions",
+        json!({"topic": topic, "total": 4, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(
+        (dry["before"].as_u64(), dry["after"].as_u64()),
+        (Some(2), Some(4))
+    );
     assert_eq!(partition_count(&topic), 2, "a dry run added partitions");
-    assert_eq!(ok(&mcp, "describe_topic", json!({"topic": topic})).await["partitions"].as_array().unwrap().len(), 2);
-    ok(&mcp, "create_partitions", json!({"topic": topic, "total": 4})).await;
+    assert_eq!(
+        ok(&mcp, "describe_topic", json!({"topic": topic})).await["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    ok(
+        &mcp,
+        "create_partitions",
+        json!({"topic": topic, "total": 4}),
+    )
+    .await;
     // The tool's own change shows in its next read, offsets of new partitions
     // included (though the clients' own metadata knew 2 partitions).
     let described = ok(&mcp, "describe_topic", json!({"topic": topic})).await;
-    assert_eq!(described["partitions"].as_array().unwrap().len(), 4, "{described}");
-    eventually("4 partitions", || async { (partition_count(&topic) == 4).then_some(()) }).await;
-    assert_eq!(err(&mcp, "create_partitions", json!({"topic": topic, "total": 3})).await, ErrorCode::InvalidArgument);
+    assert_eq!(
+        described["partitions"].as_array().unwrap().len(),
+        4,
+        "{described}"
+    );
+    eventually("4 partitions", || async {
+        (partition_count(&topic) == 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        err(
+            &mcp,
+            "create_partitions",
+            json!({"topic": topic, "total": 3})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
 
-    ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "7200000", "cleanup.policy": "compact"}})).await;
-    let before = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    ok(
+        &mcp,
+        "update_topic_config",
+        json!({"topic": topic, "set": {"retention.ms": "7200000", "cleanup.policy": "compact"}}),
+    )
+    .await;
+    let before = ok(
+        &mcp,
+        "describe_configs",
+        json!({"resource_type": "topic", "name": topic}),
+    )
+    .await;
     let value = |d: &Value, name: &str| {
-        d["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).and_then(|c| c["value"].as_str().map(String::from))
+        d["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["value"].as_str().map(String::from))
     };
     assert_eq!(value(&before, "retention.ms").as_deref(), Some("7200000"));
 
     // Incremental: changing one config keeps the other; deleting restores the default.
-    let change = ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "60000"}, "delete": ["cleanup.policy"]})).await;
-    assert_eq!(change["visible"], true, "the tool returned before the broker showed its own change");
+    let change = ok(
+        &mcp,
+        "update_topic_config",
+        json!({"topic": topic, "set": {"retention.ms": "60000"}, "delete": ["cleanup.policy"]}),
+    )
+    .await;
+    assert_eq!(
+        change["visible"], true,
+        "the tool returned before the broker showed its own change"
+    );
     let changes = change["changes"].as_array().unwrap();
-    assert!(changes.iter().any(|c| c["name"] == "retention.ms" && c["before"] == "7200000" && c["after"] == "60000"));
-    let after = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    assert!(
+        changes.iter().any(|c| c["name"] == "retention.ms"
+            && c["before"] == "7200000"
+            && c["after"] == "60000")
+    );
+    let after = ok(
+        &mcp,
+        "describe_configs",
+        json!({"resource_type": "topic", "name": topic}),
+    )
+    .await;
     assert_eq!(value(&after, "retention.ms").as_deref(), Some("60000"));
-    assert_eq!(value(&after, "cleanup.policy"), None, "deleted config is back to default");
+    assert_eq!(
+        value(&after, "cleanup.policy"),
+        None,
+        "deleted config is back to default"
+    );
 
-    let dry = ok(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "1000"}, "dry_run": true})).await;
+    let dry = ok(
+        &mcp,
+        "update_topic_config",
+        json!({"topic": topic, "set": {"retention.ms": "1000"}, "dry_run": true}),
+    )
+    .await;
     assert_eq!(dry["dry_run"], true);
-    let unchanged = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
+    let unchanged = ok(
+        &mcp,
+        "describe_configs",
+        json!({"resource_type": "topic", "name": topic}),
+    )
+    .await;
     assert_eq!(value(&unchanged, "retention.ms").as_deref(), Some("60000"));
-    let code = err(&mcp, "update_topic_config", json!({"topic": topic, "set": {"retention.ms": "not-a-number"}})).await;
+    let code = err(
+        &mcp,
+        "update_topic_config",
+        json!({"topic": topic, "set": {"retention.ms": "not-a-number"}}),
+    )
+    .await;
     assert_eq!(code, ErrorCode::InvalidArgument);
-    let kept = ok(&mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await;
-    assert_eq!(value(&kept, "retention.ms").as_deref(), Some("60000"), "a rejected change altered Kafka");
+    let kept = ok(
+        &mcp,
+        "describe_configs",
+        json!({"resource_type": "topic", "name": topic}),
+    )
+    .await;
+    assert_eq!(
+        value(&kept, "retention.ms").as_deref(),
+        Some("60000"),
+        "a rejected change altered Kafka"
+    );
 }
 
 #[tokio::test]
@@ -232,14 +499,48 @@ async fn publish_then_consume_round_trips_keys_values_and_headers() {
     let mcp = server();
     let topic = new_topic(&mcp, "t-pub", 1).await;
     let sent = ok(&mcp, "publish_message", json!({"topic": topic, "key": "order-1", "value": "{\"total\": 42}", "headers": {"trace": "abc"}})).await;
-    assert_eq!((sent["partition"].as_i64(), sent["offset"].as_i64()), (Some(0), Some(0)));
-    ok(&mcp, "publish_message", json!({"topic": topic, "value": "//4A", "encoding": "base64"})).await;
-    let dry = ok(&mcp, "publish_message", json!({"topic": topic, "value": "x", "dry_run": true})).await;
+    assert_eq!(
+        (sent["partition"].as_i64(), sent["offset"].as_i64()),
+        (Some(0), Some(0))
+    );
+    ok(
+        &mcp,
+        "publish_message",
+        json!({"topic": topic, "value": "//4A", "encoding": "base64"}),
+    )
+    .await;
+    let dry = ok(
+        &mcp,
+        "publish_message",
+        json!({"topic": topic, "value": "x", "dry_run": true}),
+    )
+    .await;
     assert_eq!(dry["offset"], Value::Null);
-    assert_eq!(err(&mcp, "publish_message", json!({"topic": topic, "value": "x", "partition": 5})).await, ErrorCode::NotFound);
-    assert_eq!(err(&mcp, "publish_message", json!({"topic": topic, "value": "***", "encoding": "base64"})).await, ErrorCode::InvalidArgument);
+    assert_eq!(
+        err(
+            &mcp,
+            "publish_message",
+            json!({"topic": topic, "value": "x", "partition": 5})
+        )
+        .await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "publish_message",
+            json!({"topic": topic, "value": "***", "encoding": "base64"})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
 
-    let got = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest"})).await;
+    let got = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "earliest"}),
+    )
+    .await;
     let msgs = got["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 2, "{got}");
     assert_eq!(msgs[0]["key"], json!({"text": "order-1"}));
@@ -254,37 +555,129 @@ async fn consume_respects_start_positions_and_caps_on_10000_large_messages() {
     let mcp = server();
     let topic = new_topic(&mcp, "t-caps", 2).await;
     let big = "v".repeat(2_000);
-    let producer: FutureProducer = Ground::get().kafka_config().set("linger.ms", "20").create().unwrap();
+    let producer: FutureProducer = Ground::get()
+        .kafka_config()
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
     let sends = (0..10_000).map(|i| {
         let p = producer.clone();
         let (topic, big) = (topic.clone(), big.clone());
         async move {
             let key = format!("k{i}");
-            p.send(FutureRecord::to(&topic).key(&key).payload(&big), TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+            p.send(FutureRecord::to(&topic).key(&key).payload(&big), TIMEOUT)
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
         }
     });
     futures::future::join_all(sends).await;
 
-    let default = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest"})).await;
-    assert_eq!(default["messages"].as_array().unwrap().len(), 10, "default message cap");
-    let most = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 100, "max_bytes": 1_048_576})).await;
+    let default = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "earliest"}),
+    )
+    .await;
+    assert_eq!(
+        default["messages"].as_array().unwrap().len(),
+        10,
+        "default message cap"
+    );
+    let most = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "earliest", "max_messages": 100, "max_bytes": 1_048_576}),
+    )
+    .await;
     assert_eq!(most["messages"].as_array().unwrap().len(), 100);
-    let by_bytes = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 100, "max_bytes": 10_000})).await;
+    let by_bytes = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "earliest", "max_messages": 100, "max_bytes": 10_000}),
+    )
+    .await;
     let n = by_bytes["messages"].as_array().unwrap().len();
-    assert!(n < 5 && by_bytes["stopped_by"] == "max_bytes", "{n} messages, {}", by_bytes["stopped_by"]);
-    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "max_messages": 101})).await, ErrorCode::LimitExceeded);
-    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "max_bytes": 2_000_000})).await, ErrorCode::LimitExceeded);
-    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "timeout_ms": 60_000})).await, ErrorCode::LimitExceeded);
+    assert!(
+        n < 5 && by_bytes["stopped_by"] == "max_bytes",
+        "{n} messages, {}",
+        by_bytes["stopped_by"]
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "consume_messages",
+            json!({"topic": topic, "max_messages": 101})
+        )
+        .await,
+        ErrorCode::LimitExceeded
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "consume_messages",
+            json!({"topic": topic, "max_bytes": 2_000_000})
+        )
+        .await,
+        ErrorCode::LimitExceeded
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "consume_messages",
+            json!({"topic": topic, "timeout_ms": 60_000})
+        )
+        .await,
+        ErrorCode::LimitExceeded
+    );
 
-    let latest = ok(&mcp, "consume_messages", json!({"topic": topic, "partition": 0, "from": "latest", "max_messages": 3})).await;
-    let offsets: Vec<i64> = latest["messages"].as_array().unwrap().iter().map(|m| m["offset"].as_i64().unwrap()).collect();
-    let high = ok(&mcp, "fetch_offsets", json!({"topic": topic, "partition": 0})).await["partitions"][0]["latest"].as_i64().unwrap();
+    let latest = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "partition": 0, "from": "latest", "max_messages": 3}),
+    )
+    .await;
+    let offsets: Vec<i64> = latest["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_i64().unwrap())
+        .collect();
+    let high = ok(
+        &mcp,
+        "fetch_offsets",
+        json!({"topic": topic, "partition": 0}),
+    )
+    .await["partitions"][0]["latest"]
+        .as_i64()
+        .unwrap();
     assert_eq!(offsets, vec![high - 3, high - 2, high - 1]);
-    let at = ok(&mcp, "consume_messages", json!({"topic": topic, "partition": 1, "from": "offset", "offset": 5, "max_messages": 2})).await;
+    let at = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "partition": 1, "from": "offset", "offset": 5, "max_messages": 2}),
+    )
+    .await;
     assert_eq!(at["messages"][0]["offset"], 5);
-    let future = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": 4_102_444_800_000i64})).await;
-    assert!(future["messages"].as_array().unwrap().is_empty(), "nothing is newer than the year 2100");
-    assert_eq!(err(&mcp, "consume_messages", json!({"topic": topic, "from": "offset", "offset": 1})).await, ErrorCode::InvalidArgument);
+    let future = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "timestamp", "timestamp_ms": 4_102_444_800_000i64}),
+    )
+    .await;
+    assert!(
+        future["messages"].as_array().unwrap().is_empty(),
+        "nothing is newer than the year 2100"
+    );
+    assert_eq!(
+        err(
+            &mcp,
+            "consume_messages",
+            json!({"topic": topic, "from": "offset", "offset": 1})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
 }
 
 /// A partition answers a fetch with at most 1 MiB, so this peek needs four;
@@ -293,10 +686,19 @@ async fn consume_respects_start_positions_and_caps_on_10000_large_messages() {
 #[tokio::test]
 async fn a_peek_larger_than_one_fetch_reads_to_the_end() {
     let age = mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms();
-    let mcp = server_with_limits(&["create_topic", "consume_messages"], age, ", maxConsumeBytes: 4194304");
+    let mcp = server_with_limits(
+        &["create_topic", "consume_messages"],
+        age,
+        ", maxConsumeBytes: 4194304",
+    );
     let topic = new_topic(&mcp, "t-multi-fetch", 1).await;
     produce(&topic, 4, |i| format!("{i}{}", "x".repeat(700_000))).await;
-    let got = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 4, "max_bytes": 4_194_304})).await;
+    let got = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "earliest", "max_messages": 4, "max_bytes": 4_194_304}),
+    )
+    .await;
     let firsts: Vec<String> = values(&got).iter().map(|v| v[..1].to_string()).collect();
     assert_eq!(firsts, texts("", 0..4), "stopped by {}", got["stopped_by"]);
     assert_eq!(got["stopped_by"], "end");
@@ -313,11 +715,22 @@ async fn a_peek_ends_at_a_transaction_marker_without_waiting() {
     let t = topic.clone();
     tokio::task::spawn_blocking(move || {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-        let producer: BaseProducer = Ground::get().kafka_config().set("transactional.id", unique_name("txn")).create().unwrap();
+        let producer: BaseProducer = Ground::get()
+            .kafka_config()
+            .set("transactional.id", unique_name("txn"))
+            .create()
+            .unwrap();
         producer.init_transactions(TIMEOUT).unwrap();
         producer.begin_transaction().unwrap();
         for i in 0..3 {
-            producer.send(BaseRecord::<str, str>::to(&t).key("k").payload(&format!("t{i}"))).map_err(|(e, _)| e).unwrap();
+            producer
+                .send(
+                    BaseRecord::<str, str>::to(&t)
+                        .key("k")
+                        .payload(&format!("t{i}")),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
         }
         producer.commit_transaction(TIMEOUT).unwrap();
     })
@@ -333,7 +746,12 @@ async fn a_peek_ends_at_a_transaction_marker_without_waiting() {
     })
     .await;
     for from in ["earliest", "latest"] {
-        let got = ok(&mcp, "consume_messages", json!({"topic": topic, "from": from, "max_messages": 10, "timeout_ms": 10_000})).await;
+        let got = ok(
+            &mcp,
+            "consume_messages",
+            json!({"topic": topic, "from": from, "max_messages": 10, "timeout_ms": 10_000}),
+        )
+        .await;
         assert_eq!(values(&got), texts("t", 0..3), "from {from}");
         assert_eq!(got["stopped_by"], "end", "from {from}");
     }
@@ -350,14 +768,33 @@ async fn a_peek_from_earliest_after_the_head_is_deleted_reads_from_the_new_start
     produce(&topic, 10, |i| format!("v{i}")).await;
     let peek = json!({"topic": topic, "from": "earliest", "max_messages": 3});
     // One after the other, so each reuses the consumer the last one left.
-    assert_eq!(values(&ok(&mcp, "consume_messages", peek.clone()).await), texts("v", 0..3));
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = Ground::get().kafka_config().create().unwrap();
+    assert_eq!(
+        values(&ok(&mcp, "consume_messages", peek.clone()).await),
+        texts("v", 0..3)
+    );
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        Ground::get().kafka_config().create().unwrap();
     let mut before = rdkafka::TopicPartitionList::new();
-    before.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(5)).unwrap();
-    let deleted = admin.delete_records(&before, &rdkafka::admin::AdminOptions::new()).await.unwrap();
-    assert_eq!(deleted.elements()[0].offset(), rdkafka::Offset::Offset(5), "{:?}", deleted.elements()[0].error());
+    before
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Offset(5))
+        .unwrap();
+    let deleted = admin
+        .delete_records(&before, &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.elements()[0].offset(),
+        rdkafka::Offset::Offset(5),
+        "{:?}",
+        deleted.elements()[0].error()
+    );
     let got = ok(&mcp, "consume_messages", peek).await;
-    assert_eq!(values(&got), texts("v", 5..8), "stopped by {}", got["stopped_by"]);
+    assert_eq!(
+        values(&got),
+        texts("v", 5..8),
+        "stopped by {}",
+        got["stopped_by"]
+    );
     assert_eq!(got["messages"][0]["offset"], 5);
 }
 
@@ -372,12 +809,26 @@ async fn a_peek_without_ends_looked_up_ends_empty_and_read_partitions() {
     let producer: FutureProducer = Ground::get().kafka_config().create().unwrap();
     for i in 0..4 {
         let v = format!("v{i}");
-        producer.send(FutureRecord::<(), _>::to(&topic).partition(1).payload(&v), TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic).partition(1).payload(&v),
+                TIMEOUT,
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
     // Twice each: the second peek runs on the consumer the first left.
-    for from in [json!({"from": "earliest"}), json!({"from": "earliest"}), json!({"from": "timestamp", "timestamp_ms": 0}), json!({"from": "timestamp", "timestamp_ms": 0})] {
+    for from in [
+        json!({"from": "earliest"}),
+        json!({"from": "earliest"}),
+        json!({"from": "timestamp", "timestamp_ms": 0}),
+        json!({"from": "timestamp", "timestamp_ms": 0}),
+    ] {
         let mut peek = json!({"topic": topic, "max_messages": 10, "timeout_ms": 10_000});
-        peek.as_object_mut().unwrap().extend(from.as_object().unwrap().clone());
+        peek.as_object_mut()
+            .unwrap()
+            .extend(from.as_object().unwrap().clone());
         let got = ok(&mcp, "consume_messages", peek).await;
         assert_eq!(values(&got), texts("v", 0..4), "{from}");
         assert_eq!(got["stopped_by"], "end", "{from}");
@@ -386,7 +837,12 @@ async fn a_peek_without_ends_looked_up_ends_empty_and_read_partitions() {
 
 /// Message values of a consume_messages answer, as text.
 fn values(answer: &Value) -> Vec<String> {
-    answer["messages"].as_array().unwrap().iter().map(|m| m["value"]["text"].as_str().unwrap_or("?").to_string()).collect()
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"]["text"].as_str().unwrap_or("?").to_string())
+        .collect()
 }
 
 fn texts(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
@@ -396,16 +852,34 @@ fn texts(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
 #[tokio::test]
 async fn peeks_on_reused_consumers_show_only_what_each_asked_for() {
     let mcp = server();
-    let (a, b) = (new_topic(&mcp, "t-peek-a", 1).await, new_topic(&mcp, "t-peek-b", 1).await);
+    let (a, b) = (
+        new_topic(&mcp, "t-peek-a", 1).await,
+        new_topic(&mcp, "t-peek-b", 1).await,
+    );
     produce(&a, 50, |i| format!("a{i}")).await;
     produce(&b, 50, |i| format!("b{i}")).await;
     // Peek consumers are reused: no peek may show what an earlier one fetched.
     for _ in 0..3 {
-        let first = ok(&mcp, "consume_messages", json!({"topic": a, "from": "earliest", "max_messages": 5})).await;
+        let first = ok(
+            &mcp,
+            "consume_messages",
+            json!({"topic": a, "from": "earliest", "max_messages": 5}),
+        )
+        .await;
         assert_eq!(values(&first), texts("a", 0..5));
-        let last = ok(&mcp, "consume_messages", json!({"topic": b, "from": "latest", "max_messages": 3})).await;
+        let last = ok(
+            &mcp,
+            "consume_messages",
+            json!({"topic": b, "from": "latest", "max_messages": 3}),
+        )
+        .await;
         assert_eq!(values(&last), texts("b", 47..50));
-        let middle = ok(&mcp, "consume_messages", json!({"topic": a, "partition": 0, "from": "offset", "offset": 20, "max_messages": 4})).await;
+        let middle = ok(
+            &mcp,
+            "consume_messages",
+            json!({"topic": a, "partition": 0, "from": "offset", "offset": 20, "max_messages": 4}),
+        )
+        .await;
         assert_eq!(values(&middle), texts("a", 20..24));
     }
     // And side by side: as many peeks at once as the server runs (8).
@@ -426,19 +900,32 @@ async fn a_peek_that_finds_every_consumer_busy_is_told_to_retry() {
     produce(&topic, 3, |i| format!("m{i}")).await;
     // Hold every peek slot, as PEEK_CONSUMERS long peeks would.
     let kafka = Arc::clone(&mcp.runtime().kafka);
-    let held = kafka.peek_slots.acquire_many(mcp_kafka_sidecar::kafka::PEEK_CONSUMERS as u32).await.unwrap();
+    let held = kafka
+        .peek_slots
+        .acquire_many(mcp_kafka_sidecar::kafka::PEEK_CONSUMERS as u32)
+        .await
+        .unwrap();
     let peek = json!({"topic": topic, "from": "earliest", "timeout_ms": 300});
-    let busy = mcp.call("consume_messages", peek.clone()).await.expect_err("no consumer is free");
+    let busy = mcp
+        .call("consume_messages", peek.clone())
+        .await
+        .expect_err("no consumer is free");
     assert_eq!(busy.code, ErrorCode::LimitExceeded, "{busy}");
     assert!(busy.retriable, "a busy server is worth retrying: {busy}");
     // A slot freed while the peek waits serves it, within its timeout_ms.
     let waiting = tokio::spawn({
-        let (mcp, peek) = (mcp.clone(), json!({"topic": topic, "from": "earliest", "timeout_ms": 5000}));
+        let (mcp, peek) = (
+            mcp.clone(),
+            json!({"topic": topic, "from": "earliest", "timeout_ms": 5000}),
+        );
         async move { mcp.call("consume_messages", peek).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(held);
-    let served = waiting.await.unwrap().expect("served once a consumer is free");
+    let served = waiting
+        .await
+        .unwrap()
+        .expect("served once a consumer is free");
     assert_eq!(values(&served), texts("m", 0..3));
 }
 
@@ -447,7 +934,12 @@ async fn cached_metadata_shows_own_changes_at_once_and_others_soon() {
     let cached = server_with(&["list_topics", "describe_topic", "create_topic"], 60_000);
     let uncached = server_with(&["list_topics"], 0);
     let names = |answer: Value| -> Vec<String> {
-        answer["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+        answer["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
     };
     ok(&cached, "list_topics", json!({})).await;
 
@@ -457,20 +949,48 @@ async fn cached_metadata_shows_own_changes_at_once_and_others_soon() {
     let other = unique_name("t-other");
     let admin: rdkafka::admin::AdminClient<_> = Ground::get().kafka_config().create().unwrap();
     let new = rdkafka::admin::NewTopic::new(&other, 1, rdkafka::admin::TopicReplication::Fixed(1));
-    admin.create_topics(&[new], &rdkafka::admin::AdminOptions::new()).await.unwrap()[0].as_ref().unwrap();
-    eventually("the other client's topic in metadata", || async { topic_exists(&other).then_some(()) }).await;
-    assert!(names(ok(&uncached, "list_topics", json!({"name_contains": other})).await).contains(&other));
-    assert_eq!(ok(&cached, "describe_topic", json!({"topic": other})).await["partitions"].as_array().unwrap().len(), 1);
-    eventually("the other client's topic listed by the cached server", || {
-        let (cached, other) = (cached.clone(), other.clone());
-        async move { names(ok(&cached, "list_topics", json!({"name_contains": other})).await).contains(&other).then_some(()) }
+    admin
+        .create_topics(&[new], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap()[0]
+        .as_ref()
+        .unwrap();
+    eventually("the other client's topic in metadata", || async {
+        topic_exists(&other).then_some(())
     })
+    .await;
+    assert!(
+        names(ok(&uncached, "list_topics", json!({"name_contains": other})).await).contains(&other)
+    );
+    assert_eq!(
+        ok(&cached, "describe_topic", json!({"topic": other})).await["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    eventually(
+        "the other client's topic listed by the cached server",
+        || {
+            let (cached, other) = (cached.clone(), other.clone());
+            async move {
+                names(ok(&cached, "list_topics", json!({"name_contains": other})).await)
+                    .contains(&other)
+                    .then_some(())
+            }
+        },
+    )
     .await;
 
     // This server's own change drops the cache: listed by the very next call.
     ok(&cached, "list_topics", json!({})).await;
     let own = unique_name("t-own");
-    ok(&cached, "create_topic", json!({"topic": own, "partitions": 2})).await;
+    ok(
+        &cached,
+        "create_topic",
+        json!({"topic": own, "partitions": 2}),
+    )
+    .await;
     let listed = ok(&cached, "list_topics", json!({"name_contains": own})).await;
     assert_eq!(listed["topics"][0]["partitions"], 2, "{listed}");
 }
@@ -494,7 +1014,12 @@ async fn groups_lag_reset_and_delete_follow_the_real_group() {
     consumer.commit_consumer_state(CommitMode::Sync).unwrap();
     produce(&topic, 30, |i| format!("late{i}")).await;
 
-    let lag = ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await;
+    let lag = ok(
+        &mcp,
+        "get_consumer_lag",
+        json!({"group_id": group, "topic": topic}),
+    )
+    .await;
     assert_eq!(lag["total_lag"], 30, "{lag}");
     let all_topics = ok(&mcp, "get_consumer_lag", json!({"group_id": group})).await;
     assert_eq!(all_topics["total_lag"], 30);
@@ -503,36 +1028,112 @@ async fn groups_lag_reset_and_delete_follow_the_real_group() {
     assert_eq!(listed["groups"][0]["group_id"], group.as_str());
     let described = ok(&mcp, "describe_group", json!({"group_id": group})).await;
     assert_eq!(described["state"], "Stable");
-    let assigned: usize = described["members"][0]["assignment"][&topic].as_array().map_or(0, Vec::len);
+    let assigned: usize = described["members"][0]["assignment"][&topic]
+        .as_array()
+        .map_or(0, Vec::len);
     assert_eq!(assigned, 2, "{described}");
 
     // While the consumer is a member, resets and deletes are refused.
     let reset = json!({"group_id": group, "topic": topic, "to": "earliest"});
-    assert_eq!(err(&mcp, "reset_group_offsets", reset.clone()).await, ErrorCode::Conflict);
-    assert_eq!(err(&mcp, "delete_group", json!({"group_id": group})).await, ErrorCode::Conflict);
+    assert_eq!(
+        err(&mcp, "reset_group_offsets", reset.clone()).await,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        err(&mcp, "delete_group", json!({"group_id": group})).await,
+        ErrorCode::Conflict
+    );
     consumer.unsubscribe();
     drop(consumer);
     eventually("the group to become empty", || {
         let (mcp, group) = (mcp.clone(), group.clone());
-        async move { (mcp.call("describe_group", json!({"group_id": group})).await.ok()?["state"] == "Empty").then_some(()) }
+        async move {
+            (mcp.call("describe_group", json!({"group_id": group}))
+                .await
+                .ok()?["state"]
+                == "Empty")
+                .then_some(())
+        }
     })
     .await;
 
-    let dry = ok(&mcp, "reset_group_offsets", json!({"group_id": group, "topic": topic, "to": "earliest", "dry_run": true})).await;
-    assert!(dry["partitions"].as_array().unwrap().iter().all(|p| p["after"] == 0));
-    assert_eq!(ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await["total_lag"], 30);
+    let dry = ok(
+        &mcp,
+        "reset_group_offsets",
+        json!({"group_id": group, "topic": topic, "to": "earliest", "dry_run": true}),
+    )
+    .await;
+    assert!(
+        dry["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["after"] == 0)
+    );
+    assert_eq!(
+        ok(
+            &mcp,
+            "get_consumer_lag",
+            json!({"group_id": group, "topic": topic})
+        )
+        .await["total_lag"],
+        30
+    );
     ok(&mcp, "reset_group_offsets", reset).await;
-    assert_eq!(ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await["total_lag"], 130);
-    ok(&mcp, "reset_group_offsets", json!({"group_id": group, "topic": topic, "partition": 0, "to": "offset", "offset": 10})).await;
-    let lag = ok(&mcp, "get_consumer_lag", json!({"group_id": group, "topic": topic})).await;
-    let p0 = lag["partitions"].as_array().unwrap().iter().find(|p| p["partition"] == 0).unwrap().clone();
+    assert_eq!(
+        ok(
+            &mcp,
+            "get_consumer_lag",
+            json!({"group_id": group, "topic": topic})
+        )
+        .await["total_lag"],
+        130
+    );
+    ok(
+        &mcp,
+        "reset_group_offsets",
+        json!({"group_id": group, "topic": topic, "partition": 0, "to": "offset", "offset": 10}),
+    )
+    .await;
+    let lag = ok(
+        &mcp,
+        "get_consumer_lag",
+        json!({"group_id": group, "topic": topic}),
+    )
+    .await;
+    let p0 = lag["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["partition"] == 0)
+        .unwrap()
+        .clone();
     assert_eq!(p0["committed_offset"], 10);
-    assert_eq!(err(&mcp, "reset_group_offsets", json!({"group_id": group, "topic": topic, "to": "timestamp"})).await, ErrorCode::InvalidArgument);
+    assert_eq!(
+        err(
+            &mcp,
+            "reset_group_offsets",
+            json!({"group_id": group, "topic": topic, "to": "timestamp"})
+        )
+        .await,
+        ErrorCode::InvalidArgument
+    );
 
-    ok(&mcp, "delete_group", json!({"group_id": group, "dry_run": true})).await;
+    ok(
+        &mcp,
+        "delete_group",
+        json!({"group_id": group, "dry_run": true}),
+    )
+    .await;
     ok(&mcp, "delete_group", json!({"group_id": group})).await;
-    assert_eq!(err(&mcp, "describe_group", json!({"group_id": group})).await, ErrorCode::NotFound);
-    assert_eq!(err(&mcp, "delete_group", json!({"group_id": group})).await, ErrorCode::NotFound);
+    assert_eq!(
+        err(&mcp, "describe_group", json!({"group_id": group})).await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        err(&mcp, "delete_group", json!({"group_id": group})).await,
+        ErrorCode::NotFound
+    );
 }
 
 #[tokio::test]
@@ -540,19 +1141,42 @@ async fn delete_topic_dry_run_reports_then_deletes() {
     let mcp = server();
     let topic = new_topic(&mcp, "t-delete", 2).await;
     produce(&topic, 5, |i| format!("m{i}")).await;
-    let dry = ok(&mcp, "delete_topic", json!({"topic": topic, "dry_run": true})).await;
-    assert_eq!((dry["partitions"].as_u64(), dry["retained_messages"].as_i64()), (Some(2), Some(5)));
+    let dry = ok(
+        &mcp,
+        "delete_topic",
+        json!({"topic": topic, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(
+        (
+            dry["partitions"].as_u64(),
+            dry["retained_messages"].as_i64()
+        ),
+        (Some(2), Some(5))
+    );
     assert!(topic_exists(&topic), "a dry run deleted the topic");
     ok(&mcp, "delete_topic", json!({"topic": topic})).await;
-    eventually("the topic to disappear", || async { (!topic_exists(&topic)).then_some(()) }).await;
-    assert_eq!(err(&mcp, "delete_topic", json!({"topic": topic})).await, ErrorCode::NotFound);
+    eventually("the topic to disappear", || async {
+        (!topic_exists(&topic)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        err(&mcp, "delete_topic", json!({"topic": topic})).await,
+        ErrorCode::NotFound
+    );
 }
 
 #[tokio::test]
 async fn tools_not_enabled_are_not_callable() {
     let mcp = server_with_tools(&["list_topics"]);
-    assert_eq!(err(&mcp, "create_topic", json!({"topic": "x", "partitions": 1})).await, ErrorCode::NotFound);
-    assert_eq!(err(&mcp, "no_such_tool", json!({})).await, ErrorCode::NotFound);
+    assert_eq!(
+        err(&mcp, "create_topic", json!({"topic": "x", "partitions": 1})).await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        err(&mcp, "no_such_tool", json!({})).await,
+        ErrorCode::NotFound
+    );
     ok(&mcp, "list_topics", json!({})).await;
 }
 
@@ -561,7 +1185,11 @@ async fn tools_not_enabled_are_not_callable() {
 async fn kafka_state(mcp: &KafkaMcp, topic: &str) -> Value {
     let admin: rdkafka::admin::AdminClient<_> = Ground::get().kafka_config().create().unwrap();
     let md = admin.inner().fetch_metadata(None, TIMEOUT).unwrap();
-    let mut topics: Vec<(String, usize)> = md.topics().iter().map(|t| (t.name().to_string(), t.partitions().len())).collect();
+    let mut topics: Vec<(String, usize)> = md
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect();
     topics.sort();
     json!({
         "topics": topics,
@@ -581,52 +1209,177 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
     use ErrorCode::{InvalidArgument as Invalid, LimitExceeded as Limit, NotFound};
     let cases: Vec<(&str, Value, ErrorCode)> = vec![
         // Names with path and control characters, or past Kafka's length.
-        ("create_topic", json!({"topic": "../../etc/passwd", "partitions": 1}), Invalid),
-        ("create_topic", json!({"topic": "evil\u{0}name", "partitions": 1}), Invalid),
-        ("create_topic", json!({"topic": "line\nbreak", "partitions": 1}), Invalid),
-        ("create_topic", json!({"topic": "..", "partitions": 1}), Invalid),
-        ("create_topic", json!({"topic": "x".repeat(250), "partitions": 1}), Invalid),
-        ("describe_topic", json!({"topic": "%2e%2e/\u{1b}[31m"}), Invalid),
+        (
+            "create_topic",
+            json!({"topic": "../../etc/passwd", "partitions": 1}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "evil\u{0}name", "partitions": 1}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "line\nbreak", "partitions": 1}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "..", "partitions": 1}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "x".repeat(250), "partitions": 1}),
+            Invalid,
+        ),
+        (
+            "describe_topic",
+            json!({"topic": "%2e%2e/\u{1b}[31m"}),
+            Invalid,
+        ),
         ("delete_topic", json!({"topic": "*"}), Invalid),
         ("delete_group", json!({"group_id": "g\u{7}bell"}), Invalid),
         // Negative and huge counts.
-        ("create_topic", json!({"topic": "t-evil-neg", "partitions": -1}), Invalid),
-        ("create_topic", json!({"topic": "t-evil-huge", "partitions": 4_294_967_296i64}), Invalid),
-        ("create_topic", json!({"topic": "t-evil-rf", "partitions": 1, "replication_factor": 1000}), Invalid),
-        ("create_partitions", json!({"topic": topic, "total": -5}), Invalid),
-        ("create_partitions", json!({"topic": topic, "total": 1_099_511_627_776i64}), Invalid),
+        (
+            "create_topic",
+            json!({"topic": "t-evil-neg", "partitions": -1}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "t-evil-huge", "partitions": 4_294_967_296i64}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "t-evil-rf", "partitions": 1, "replication_factor": 1000}),
+            Invalid,
+        ),
+        (
+            "create_partitions",
+            json!({"topic": topic, "total": -5}),
+            Invalid,
+        ),
+        (
+            "create_partitions",
+            json!({"topic": topic, "total": 1_099_511_627_776i64}),
+            Invalid,
+        ),
         ("list_topics", json!({"limit": 1_000_000_000_000i64}), Limit),
         ("list_topics", json!({"limit": -1}), Invalid),
-        ("consume_messages", json!({"topic": topic, "max_messages": -3}), Invalid),
-        ("consume_messages", json!({"topic": topic, "max_bytes": 1_000_000_000_000i64}), Limit),
-        ("consume_messages", json!({"topic": topic, "partition": -1}), NotFound),
-        ("consume_messages", json!({"topic": topic, "from": "offset", "partition": 0, "offset": -7}), Invalid),
-        ("consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": -1}), Invalid),
-        ("fetch_offsets", json!({"topic": topic, "partition": 2_147_483_647}), NotFound),
-        ("reset_group_offsets", json!({"group_id": "g-evil", "topic": topic, "to": "offset", "offset": -5}), Invalid),
+        (
+            "consume_messages",
+            json!({"topic": topic, "max_messages": -3}),
+            Invalid,
+        ),
+        (
+            "consume_messages",
+            json!({"topic": topic, "max_bytes": 1_000_000_000_000i64}),
+            Limit,
+        ),
+        (
+            "consume_messages",
+            json!({"topic": topic, "partition": -1}),
+            NotFound,
+        ),
+        (
+            "consume_messages",
+            json!({"topic": topic, "from": "offset", "partition": 0, "offset": -7}),
+            Invalid,
+        ),
+        (
+            "consume_messages",
+            json!({"topic": topic, "from": "timestamp", "timestamp_ms": -1}),
+            Invalid,
+        ),
+        (
+            "fetch_offsets",
+            json!({"topic": topic, "partition": 2_147_483_647}),
+            NotFound,
+        ),
+        (
+            "reset_group_offsets",
+            json!({"group_id": "g-evil", "topic": topic, "to": "offset", "offset": -5}),
+            Invalid,
+        ),
         // Configs Kafka would reject: refused, nothing half-applied.
-        ("create_topic", json!({"topic": "t-evil-cfg", "partitions": 1, "configs": {"retention.ms": "forever"}}), Invalid),
-        ("create_topic", json!({"topic": "t-evil-cfg2", "partitions": 1, "configs": {"no.such.config": "1"}}), Invalid),
-        ("update_topic_config", json!({"topic": topic, "set": {"cleanup.policy": "explode"}}), Invalid),
-        ("update_topic_config", json!({"topic": topic, "set": {"retention.ms": "1000", "min.insync.replicas": "-4"}}), Invalid),
+        (
+            "create_topic",
+            json!({"topic": "t-evil-cfg", "partitions": 1, "configs": {"retention.ms": "forever"}}),
+            Invalid,
+        ),
+        (
+            "create_topic",
+            json!({"topic": "t-evil-cfg2", "partitions": 1, "configs": {"no.such.config": "1"}}),
+            Invalid,
+        ),
+        (
+            "update_topic_config",
+            json!({"topic": topic, "set": {"cleanup.policy": "explode"}}),
+            Invalid,
+        ),
+        (
+            "update_topic_config",
+            json!({"topic": topic, "set": {"retention.ms": "1000", "min.insync.replicas": "-4"}}),
+            Invalid,
+        ),
         // A 1 MiB key (with its value, past the publish cap).
-        ("publish_message", json!({"topic": topic, "key": one_mib, "value": "v"}), Limit),
+        (
+            "publish_message",
+            json!({"topic": topic, "key": one_mib, "value": "v"}),
+            Limit,
+        ),
         // Wrong types and unknown fields.
-        ("create_topic", json!({"topic": ["a"], "partitions": 1}), Invalid),
-        ("describe_topic", json!({"topic": "t", "sneaky": true}), Invalid),
+        (
+            "create_topic",
+            json!({"topic": ["a"], "partitions": 1}),
+            Invalid,
+        ),
+        (
+            "describe_topic",
+            json!({"topic": "t", "sneaky": true}),
+            Invalid,
+        ),
     ];
     let mut wrong = Vec::new();
     for (tool, args, expected) in &cases {
         match mcp.call(tool, args.clone()).await {
             Err(e) if e.code == *expected && !e.message.is_empty() => {}
-            other => wrong.push(format!("{tool}({}): {:?}, expected {expected:?}", &args.to_string()[..args.to_string().len().min(120)], other.map(|_| "ok"))),
+            other => wrong.push(format!(
+                "{tool}({}): {:?}, expected {expected:?}",
+                &args.to_string()[..args.to_string().len().min(120)],
+                other.map(|_| "ok")
+            )),
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // A timestamp far in the future is not an error: nothing is that new.
-    let future = ok(&mcp, "consume_messages", json!({"topic": topic, "from": "timestamp", "timestamp_ms": far_future})).await;
+    let future = ok(
+        &mcp,
+        "consume_messages",
+        json!({"topic": topic, "from": "timestamp", "timestamp_ms": far_future}),
+    )
+    .await;
     assert_eq!(future["messages"], json!([]));
-    let at = ok(&mcp, "fetch_offsets", json!({"topic": topic, "timestamp_ms": far_future})).await;
-    assert!(at["partitions"].as_array().unwrap().iter().all(|p| p["at_timestamp"] == p["latest"]), "{at}");
-    assert_eq!(kafka_state(&mcp, &topic).await, before, "a refused call changed Kafka");
+    let at = ok(
+        &mcp,
+        "fetch_offsets",
+        json!({"topic": topic, "timestamp_ms": far_future}),
+    )
+    .await;
+    assert!(
+        at["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["at_timestamp"] == p["latest"]),
+        "{at}"
+    );
+    assert_eq!(
+        kafka_state(&mcp, &topic).await,
+        before,
+        "a refused call changed Kafka"
+    );
 }

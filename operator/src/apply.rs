@@ -26,7 +26,9 @@ pub fn contains(live: &Value, desired: &Value) -> bool {
             Some(lv) => contains(lv, dv),
             None => is_empty(dv),
         }),
-        (Value::Array(l), Value::Array(d)) => l.len() >= d.len() && l.iter().zip(d).all(|(lv, dv)| contains(lv, dv)),
+        (Value::Array(l), Value::Array(d)) => {
+            l.len() >= d.len() && l.iter().zip(d).all(|(lv, dv)| contains(lv, dv))
+        }
         (Value::Null, d) => is_empty(d),
         (l, d) => l == d,
     }
@@ -43,16 +45,28 @@ fn is_empty(v: &Value) -> bool {
 }
 
 fn needs_apply<K: Serialize + Resource>(live: &K, desired: &K, hash: &str) -> bool {
-    if live.annotations().get(DESIRED_HASH_ANNOTATION).map(String::as_str) != Some(hash) {
+    if live
+        .annotations()
+        .get(DESIRED_HASH_ANNOTATION)
+        .map(String::as_str)
+        != Some(hash)
+    {
         return true;
     }
-    let (Ok(l), Ok(d)) = (serde_json::to_value(live), serde_json::to_value(desired)) else { return true };
+    let (Ok(l), Ok(d)) = (serde_json::to_value(live), serde_json::to_value(desired)) else {
+        return true;
+    };
     !contains(&l, &d)
 }
 
 /// Applies `desired` unless the cached live object already matches it.
 /// Returns the live object (the cached one or the apply's answer).
-pub async fn ensure<K>(api: &Api<K>, cache: &Store<K>, mut desired: K, metrics: &Metrics) -> Result<Arc<K>, kube::Error>
+pub async fn ensure<K>(
+    api: &Api<K>,
+    cache: &Store<K>,
+    mut desired: K,
+    metrics: &Metrics,
+) -> Result<Arc<K>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
@@ -67,7 +81,13 @@ where
     {
         return Ok(live);
     }
-    let applied = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?;
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await?;
     metrics.api_write(K::kind(&()).as_ref(), "apply");
     Ok(Arc::new(applied))
 }
@@ -100,7 +120,11 @@ where
         .state()
         .iter()
         .filter(|o| namespace.is_none() || o.namespace().as_deref() == namespace)
-        .filter(|o| selector.iter().all(|(k, v)| o.labels().get(*k).map(String::as_str) == Some(*v)))
+        .filter(|o| {
+            selector
+                .iter()
+                .all(|(k, v)| o.labels().get(*k).map(String::as_str) == Some(*v))
+        })
         .filter(|o| !keep.contains(&keep_key(o.as_ref())))
         .map(|o| o.name_any())
         .collect();
@@ -121,7 +145,8 @@ mod tests {
 
     #[test]
     fn defaults_and_extra_fields_do_not_count() {
-        let desired = json!({"spec": {"replicas": 2, "ports": [{"name": "mcp", "port": 8090}]}, "rules": []});
+        let desired =
+            json!({"spec": {"replicas": 2, "ports": [{"name": "mcp", "port": 8090}]}, "rules": []});
         let live = json!({"spec": {"replicas": 2, "ports": [{"name": "mcp", "port": 8090, "protocol": "TCP"}], "clusterIP": "10.0.0.1"}, "status": {}});
         assert!(contains(&live, &desired));
     }
@@ -129,9 +154,18 @@ mod tests {
     #[test]
     fn changed_or_missing_fields_count() {
         let desired = json!({"spec": {"replicas": 2, "ports": [{"name": "mcp", "port": 8090}]}});
-        assert!(!contains(&json!({"spec": {"replicas": 3, "ports": [{"name": "mcp", "port": 8090}]}}), &desired));
-        assert!(!contains(&json!({"spec": {"replicas": 2, "ports": []}}), &desired));
+        assert!(!contains(
+            &json!({"spec": {"replicas": 3, "ports": [{"name": "mcp", "port": 8090}]}}),
+            &desired
+        ));
+        assert!(!contains(
+            &json!({"spec": {"replicas": 2, "ports": []}}),
+            &desired
+        ));
         assert!(!contains(&json!({"spec": {"replicas": 2}}), &desired));
-        assert!(!contains(&json!({"spec": {"replicas": 2, "ports": [{"name": "x", "port": 8090}]}}), &desired));
+        assert!(!contains(
+            &json!({"spec": {"replicas": 2, "ports": [{"name": "x", "port": 8090}]}}),
+            &desired
+        ));
     }
 }

@@ -32,15 +32,28 @@ pub struct TokenArgs {
 
 pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
     let servers: Api<McpKafkaServer> = Api::namespaced(client.clone(), &namespace);
     let server = servers
         .get_opt(&args.server)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no McpKafkaServer {namespace}/{}", args.server))?;
     let Some(spec) = server.spec.clients.iter().find(|c| c.name == args.client) else {
-        let known: Vec<&str> = server.spec.clients.iter().map(|c| c.name.as_str()).collect();
-        anyhow::bail!("server {namespace}/{} has no client {:?} (clients: {})", args.server, args.client, known.join(", "));
+        let known: Vec<&str> = server
+            .spec
+            .clients
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "server {namespace}/{} has no client {:?} (clients: {})",
+            args.server,
+            args.client,
+            known.join(", ")
+        );
     };
     let service_account = match &spec.service_account_name {
         Some(sa) => sa.clone(),
@@ -50,7 +63,9 @@ pub async fn print_token(args: TokenArgs) -> anyhow::Result<()> {
     let sa_api = Api::namespaced(client.clone(), &namespace);
     let minted = token::mint(&sa_api, &service_account, "", &audience, args.duration)
         .await
-        .map_err(|e| anyhow::anyhow!("TokenRequest for ServiceAccount {namespace}/{service_account}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("TokenRequest for ServiceAccount {namespace}/{service_account}: {e}")
+        })?;
     let url = args
         .url
         .clone()

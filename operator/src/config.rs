@@ -36,7 +36,10 @@ pub struct DefaultPolicy {
 impl Default for DefaultPolicy {
     /// Secure by default: read-only tools only.
     fn default() -> Self {
-        Self { allow: vec![ToolSelector::Group(ToolGroupSelector::Observe)], deny: Vec::new() }
+        Self {
+            allow: vec![ToolSelector::Group(ToolGroupSelector::Observe)],
+            deny: Vec::new(),
+        }
     }
 }
 
@@ -69,9 +72,15 @@ impl Default for SidecarDefaults {
         // the Deployment finds exactly what was applied (no churn).
         let q = |s: &str| Quantity(s.to_string());
         Self {
-            image: format!("ghcr.io/mcpkafka/mcp-kafka-sidecar:{}", env!("CARGO_PKG_VERSION")),
+            image: format!(
+                "ghcr.io/mcpkafka/mcp-kafka-sidecar:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
             resources: ResourceRequirements {
-                requests: Some(BTreeMap::from([("cpu".into(), q("50m")), ("memory".into(), q("32Mi"))])),
+                requests: Some(BTreeMap::from([
+                    ("cpu".into(), q("50m")),
+                    ("memory".into(), q("32Mi")),
+                ])),
                 limits: Some(BTreeMap::from([("memory".into(), q("128Mi"))])),
                 ..Default::default()
             },
@@ -81,7 +90,10 @@ impl Default for SidecarDefaults {
 
 impl Default for OperatorConfig {
     fn default() -> Self {
-        let env = |mutations| EnvironmentRules { mutations, cluster_id: None };
+        let env = |mutations| EnvironmentRules {
+            mutations,
+            cluster_id: None,
+        };
         Self {
             default_policy: DefaultPolicy::default(),
             environments: BTreeMap::from([
@@ -100,8 +112,9 @@ impl OperatorConfig {
     /// Parses the YAML file; an error names the field.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| anyhow::anyhow!("invalid operator config at `{}`: {}", e.path(), e.inner()))
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            anyhow::anyhow!("invalid operator config at `{}`: {}", e.path(), e.inner())
+        })
     }
 }
 
@@ -113,7 +126,10 @@ mod tests {
     fn defaults_are_read_only_with_three_environments() {
         let c = OperatorConfig::parse("{}").unwrap();
         assert_eq!(c, OperatorConfig::default());
-        assert_eq!(c.default_policy.allow, vec![ToolSelector::Group(ToolGroupSelector::Observe)]);
+        assert_eq!(
+            c.default_policy.allow,
+            vec![ToolSelector::Group(ToolGroupSelector::Observe)]
+        );
         assert_eq!(c.environments["prod"].mutations, MutationRule::BreakGlass);
         assert_eq!(c.environments["staging"].mutations, MutationRule::TwoPhase);
         assert_eq!(c.environments["dev"].mutations, MutationRule::Direct);

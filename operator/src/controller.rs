@@ -26,7 +26,9 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::apply::{Keep, ensure, keep_key, prune};
-use crate::build::{self, FIELD_MANAGER, Inputs, MANAGED_BY, SERVER_LABEL, SERVER_NAMESPACE_LABEL, names};
+use crate::build::{
+    self, FIELD_MANAGER, Inputs, MANAGED_BY, SERVER_LABEL, SERVER_NAMESPACE_LABEL, names,
+};
 use crate::config::{MutationRule, OperatorConfig};
 use crate::crd::{McpKafkaServer, McpKafkaServerSpec, McpToolPolicy};
 use crate::fence::{self, ENVIRONMENT_LABEL};
@@ -66,7 +68,9 @@ impl Error {
             Error::Kube(_) => "transport",
             Error::CachesNotReady(_) => "caches",
             Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
                 _ => "finalizer",
             },
             Error::NotNamespaced => "invalid",
@@ -98,21 +102,84 @@ impl Caches {
         use futures::FutureExt;
         let timeout = Duration::from_secs(60);
         let waits: Vec<(&str, futures::future::BoxFuture<'_, bool>)> = vec![
-            ("namespaces", self.namespaces.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("mcptoolpolicies", self.policies.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("serviceaccounts", self.service_accounts.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("roles", self.roles.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("rolebindings", self.role_bindings.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("configmaps", self.config_maps.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("secrets", self.secrets.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("services", self.services.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("networkpolicies", self.network_policies.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("poddisruptionbudgets", self.pod_disruption_budgets.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("deployments", self.deployments.wait_until_ready().map(|r| r.is_ok()).boxed()),
-            ("clusterrolebindings", self.cluster_role_bindings.wait_until_ready().map(|r| r.is_ok()).boxed()),
+            (
+                "namespaces",
+                self.namespaces
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "mcptoolpolicies",
+                self.policies.wait_until_ready().map(|r| r.is_ok()).boxed(),
+            ),
+            (
+                "serviceaccounts",
+                self.service_accounts
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "roles",
+                self.roles.wait_until_ready().map(|r| r.is_ok()).boxed(),
+            ),
+            (
+                "rolebindings",
+                self.role_bindings
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "configmaps",
+                self.config_maps
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "secrets",
+                self.secrets.wait_until_ready().map(|r| r.is_ok()).boxed(),
+            ),
+            (
+                "services",
+                self.services.wait_until_ready().map(|r| r.is_ok()).boxed(),
+            ),
+            (
+                "networkpolicies",
+                self.network_policies
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "poddisruptionbudgets",
+                self.pod_disruption_budgets
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "deployments",
+                self.deployments
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
+            (
+                "clusterrolebindings",
+                self.cluster_role_bindings
+                    .wait_until_ready()
+                    .map(|r| r.is_ok())
+                    .boxed(),
+            ),
         ];
         let (names, futures): (Vec<&str>, Vec<_>) = waits.into_iter().unzip();
-        let mut pending: Vec<_> = names.into_iter().zip(futures.into_iter().map(|f| f.shared())).collect();
+        let mut pending: Vec<_> = names
+            .into_iter()
+            .zip(futures.into_iter().map(|f| f.shared()))
+            .collect();
         let all = futures::future::join_all(pending.iter().map(|(_, f)| f.clone()));
         if tokio::time::timeout(timeout, all).await.is_ok() {
             return Ok(());
@@ -195,9 +262,18 @@ impl kube::runtime::utils::Backoff for NoDelay {
 fn cached<K>(
     client: &Client,
     config: watcher::Config,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(Api::<K>::all(client.clone()), config)
@@ -209,7 +285,12 @@ where
 }
 
 fn servers_in(store: &Store<McpKafkaServer>, namespace: &str) -> Vec<ObjectRef<McpKafkaServer>> {
-    store.state().iter().filter(|s| s.namespace().as_deref() == Some(namespace)).map(|s| ObjectRef::from_obj(s.as_ref())).collect()
+    store
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -225,11 +306,14 @@ pub async fn run(
     // The servers' own cache, without managed fields (a third of an object's
     // size, never read here): the largest saving at 1,000 servers.
     let (servers, servers_writer) = reflector::store();
-    let server_events = watcher(Api::<McpKafkaServer>::all(client.clone()), watcher::Config::default())
-        .backoff(WatchBackoff::new())
-        .modify(|o: &mut McpKafkaServer| o.meta_mut().managed_fields = None)
-        .reflect(servers_writer)
-        .applied_objects();
+    let server_events = watcher(
+        Api::<McpKafkaServer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(WatchBackoff::new())
+    .modify(|o: &mut McpKafkaServer| o.meta_mut().managed_fields = None)
+    .reflect(servers_writer)
+    .applied_objects();
     let controller = Controller::for_stream(server_events, servers.clone());
 
     let (namespaces, namespace_events) = cached::<Namespace>(&client, watcher::Config::default());
@@ -281,8 +365,12 @@ pub async fn run(
         .owns_stream(pdb_events)
         .owns_stream(deployment_events)
         // A namespace label or the namespace policy decides every server in it.
-        .watches_stream(namespace_events, move |ns: Namespace| servers_in(&by_namespace, &ns.name_any()))
-        .watches_stream(policy_events, move |p: McpToolPolicy| servers_in(&by_policy, &p.namespace().unwrap_or_default()))
+        .watches_stream(namespace_events, move |ns: Namespace| {
+            servers_in(&by_namespace, &ns.name_any())
+        })
+        .watches_stream(policy_events, move |p: McpToolPolicy| {
+            servers_in(&by_policy, &p.namespace().unwrap_or_default())
+        })
         // Cluster-scoped, so not owned: map back through its labels.
         .watches_stream(crb_events, |crb: ClusterRoleBinding| {
             let labels = crb.labels();
@@ -298,7 +386,9 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 // A trigger for an object deleted meanwhile: nothing to do.
-                Err(kube::runtime::controller::Error::ObjectNotFound(r)) => tracing::debug!(object = %r, "gone before its reconcile"),
+                Err(kube::runtime::controller::Error::ObjectNotFound(r)) => {
+                    tracing::debug!(object = %r, "gone before its reconcile")
+                }
                 // Reconcile failures are reported by error_policy; these are queue and watch errors.
                 Err(e) => warn!(error = %e, "controller"),
                 Ok(_) => {}
@@ -310,7 +400,9 @@ pub async fn run(
 async fn reconcile(server: Arc<McpKafkaServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = async {
-        ctx.caches_ready.get_or_try_init(|| ctx.caches.ready()).await?;
+        ctx.caches_ready
+            .get_or_try_init(|| ctx.caches.ready())
+            .await?;
         let namespace = server.namespace().ok_or(Error::NotNamespaced)?;
         let api: Api<McpKafkaServer> = Api::namespaced(ctx.client.clone(), &namespace);
         finalizer(&api, FINALIZER, server.clone(), |event| async {
@@ -325,7 +417,10 @@ async fn reconcile(server: Arc<McpKafkaServer>, ctx: Arc<Context>) -> Result<Act
     .await;
     let outcome = match &result {
         Ok(_) => {
-            ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ObjectRef::from_obj(server.as_ref()));
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ObjectRef::from_obj(server.as_ref()));
             "ok"
         }
         Err(e) => e.metric_label(),
@@ -338,7 +433,9 @@ async fn reconcile(server: Arc<McpKafkaServer>, ctx: Arc<Context>) -> Result<Act
 /// Exponential backoff per server: 1 s, 2 s, 4 s ... up to 5 minutes.
 fn error_policy(server: Arc<McpKafkaServer>, error: &Error, ctx: Arc<Context>) -> Action {
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let n = failures.entry(ObjectRef::from_obj(server.as_ref())).or_insert(0);
+    let n = failures
+        .entry(ObjectRef::from_obj(server.as_ref()))
+        .or_insert(0);
     *n = n.saturating_add(1);
     let delay = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
     warn!(server = %server.name_any(), namespace = ?server.namespace(), category = error.metric_label(), error = %error, retry_in = ?delay, "reconcile failed");
@@ -355,18 +452,28 @@ struct Applied {
 }
 
 async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Error> {
-    let (name, namespace) = (server.name_any(), server.namespace().ok_or(Error::NotNamespaced)?);
+    let (name, namespace) = (
+        server.name_any(),
+        server.namespace().ok_or(Error::NotNamespaced)?,
+    );
     let now = Timestamp::now();
 
     // Dereference.
     let ns_object = ctx.caches.namespaces.get(&ObjectRef::new(&namespace));
     // A terminating namespace accepts no new objects, and takes this server
     // with it (the finalizer's cleanup still runs): nothing to apply.
-    if ns_object.as_ref().is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
+    if ns_object
+        .as_ref()
+        .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+    {
         return Ok(Action::await_change());
     }
     let label = ns_object.and_then(|ns| ns.labels().get(ENVIRONMENT_LABEL).cloned());
-    let policy = match ctx.caches.policies.get(&ObjectRef::new("default").within(&namespace)) {
+    let policy = match ctx
+        .caches
+        .policies
+        .get(&ObjectRef::new("default").within(&namespace))
+    {
         Some(p) => Policy::from_namespace(&namespace, &p.spec),
         None => Policy::operator_default(&ctx.config.default_policy),
     };
@@ -374,8 +481,17 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
 
     // Validate.
     let spec = &server.spec;
-    let fence = fence::check(&spec.environment, &namespace, label.as_deref(), spec.kafka.expected_cluster_id.as_deref(), &ctx.config);
-    let mutations = fence.as_ref().map(|f| f.mutations).unwrap_or(MutationRule::BreakGlass);
+    let fence = fence::check(
+        &spec.environment,
+        &namespace,
+        label.as_deref(),
+        spec.kafka.expected_cluster_id.as_deref(),
+        &ctx.config,
+    );
+    let mutations = fence
+        .as_ref()
+        .map(|f| f.mutations)
+        .unwrap_or(MutationRule::BreakGlass);
     let decision = policy::decide(&spec.tools, &policy, mutations, now);
 
     let mut observed = Observed {
@@ -387,7 +503,11 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
         missing_secrets: missing_secrets.clone(),
         applied: Ok(()),
         replicas: None,
-        endpoint: Some(names::endpoint(&namespace, &name, &ctx.config.cluster_domain)),
+        endpoint: Some(names::endpoint(
+            &namespace,
+            &name,
+            &ctx.config.cluster_domain,
+        )),
         token_secrets: BTreeMap::new(),
     };
 
@@ -405,8 +525,16 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
         // Keep what runs; a pod without its Secret would not start anyway.
         Ok(_) if !missing_secrets.is_empty() => {}
         Ok(fenced) => {
-            let window = policy.open_window(now).filter(|_| decision.changes_at.is_some());
-            let inputs = Inputs { server: &server, config: &ctx.config, fenced, tools: &decision.effective, break_glass: window };
+            let window = policy
+                .open_window(now)
+                .filter(|_| decision.changes_at.is_some());
+            let inputs = Inputs {
+                server: &server,
+                config: &ctx.config,
+                fenced,
+                tools: &decision.effective,
+                break_glass: window,
+            };
             match apply_children(ctx, &inputs, now).await {
                 Ok(a) => applied = a,
                 Err(e) => {
@@ -424,12 +552,20 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
     if server.status.as_ref() != Some(&new_status) {
         let api: Api<McpKafkaServer> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({ "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer", "status": new_status });
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
         ctx.metrics.api_write("McpKafkaServer", "status");
         publish_changes(ctx, &server, &new_status).await;
     }
     for client in &applied.rotated {
-        let note = format!("issued a new token for client {client} in Secret {}", names::token_secret(&name, client));
+        let note = format!(
+            "issued a new token for client {client} in Secret {}",
+            names::token_secret(&name, client)
+        );
         publish(ctx, &server, EventType::Normal, "TokenIssued", note).await;
     }
     if let Some(e) = failure {
@@ -440,7 +576,10 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
         Err(_) => Action::await_change(),
         Ok(_) if !missing_secrets.is_empty() => Action::requeue(SECRET_RETRY),
         Ok(_) => {
-            let wake = [decision.changes_at, applied.next_rotation].into_iter().flatten().min();
+            let wake = [decision.changes_at, applied.next_rotation]
+                .into_iter()
+                .flatten()
+                .min();
             let until = wake.map(|t| Duration::try_from(t.duration_since(now)).unwrap_or_default());
             // A second late, so the window has really closed when we look.
             Action::requeue(until.map_or(RESYNC, |d| (d + Duration::from_secs(1)).min(RESYNC)))
@@ -448,40 +587,101 @@ async fn apply(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Err
     })
 }
 
-async fn apply_children(ctx: &Context, inputs: &Inputs<'_>, now: Timestamp) -> Result<Applied, Error> {
+async fn apply_children(
+    ctx: &Context,
+    inputs: &Inputs<'_>,
+    now: Timestamp,
+) -> Result<Applied, Error> {
     let (client, c, m) = (&ctx.client, &ctx.caches, ctx.metrics.as_ref());
     let (name, namespace) = (inputs.name(), inputs.namespace());
     let desired = build::desired(inputs);
 
     let mut sa_uids = BTreeMap::new();
     for sa in desired.service_accounts.clone() {
-        let live = ensure(&Api::namespaced(client.clone(), &namespace), &c.service_accounts, sa, m).await?;
+        let live = ensure(
+            &Api::namespaced(client.clone(), &namespace),
+            &c.service_accounts,
+            sa,
+            m,
+        )
+        .await?;
         sa_uids.insert(live.name_any(), live.uid().unwrap_or_default());
     }
     if let Some(crb) = desired.cluster_role_binding.clone() {
         ensure(&Api::all(client.clone()), &c.cluster_role_bindings, crb, m).await?;
     }
     for role in desired.roles.clone() {
-        ensure(&Api::namespaced(client.clone(), &namespace), &c.roles, role, m).await?;
+        ensure(
+            &Api::namespaced(client.clone(), &namespace),
+            &c.roles,
+            role,
+            m,
+        )
+        .await?;
     }
     for binding in desired.role_bindings.clone() {
-        ensure(&Api::namespaced(client.clone(), &namespace), &c.role_bindings, binding, m).await?;
+        ensure(
+            &Api::namespaced(client.clone(), &namespace),
+            &c.role_bindings,
+            binding,
+            m,
+        )
+        .await?;
     }
-    ensure_all(client, &namespace, &c.config_maps, desired.config_map.clone(), m).await?;
+    ensure_all(
+        client,
+        &namespace,
+        &c.config_maps,
+        desired.config_map.clone(),
+        m,
+    )
+    .await?;
     ensure_all(client, &namespace, &c.services, desired.service.clone(), m).await?;
-    ensure_all(client, &namespace, &c.network_policies, desired.network_policy.clone(), m).await?;
-    ensure_all(client, &namespace, &c.pod_disruption_budgets, desired.pod_disruption_budget.clone(), m).await?;
-    let deployment = ensure_all(client, &namespace, &c.deployments, desired.deployment.clone(), m).await?;
+    ensure_all(
+        client,
+        &namespace,
+        &c.network_policies,
+        desired.network_policy.clone(),
+        m,
+    )
+    .await?;
+    ensure_all(
+        client,
+        &namespace,
+        &c.pod_disruption_budgets,
+        desired.pod_disruption_budget.clone(),
+        m,
+    )
+    .await?;
+    let deployment = ensure_all(
+        client,
+        &namespace,
+        &c.deployments,
+        desired.deployment.clone(),
+        m,
+    )
+    .await?;
 
     // Tokens for issueToken clients: reuse the kept one while it is fresh.
     let mut applied = Applied::default();
     let mut secrets = Vec::new();
-    for client_spec in inputs.server.spec.clients.iter().filter(|c| c.issue_token.is_some()) {
-        let lifetime = client_spec.issue_token.as_ref().map_or(3600, |t| t.expiration_seconds);
+    for client_spec in inputs
+        .server
+        .spec
+        .clients
+        .iter()
+        .filter(|c| c.issue_token.is_some())
+    {
+        let lifetime = client_spec
+            .issue_token
+            .as_ref()
+            .map_or(3600, |t| t.expiration_seconds);
         let sa = names::client(&name, &client_spec.name);
         let sa_uid = sa_uids.get(&sa).cloned().unwrap_or_default();
         let secret_name = names::token_secret(&name, &client_spec.name);
-        let kept = c.secrets.get(&ObjectRef::new(&secret_name).within(&namespace));
+        let kept = c
+            .secrets
+            .get(&ObjectRef::new(&secret_name).within(&namespace));
         let token = match kept.and_then(|s| token::reusable(&s, lifetime, &sa_uid, now)) {
             Some(t) => t,
             None => {
@@ -493,12 +693,23 @@ async fn apply_children(ctx: &Context, inputs: &Inputs<'_>, now: Timestamp) -> R
                 minted
             }
         };
-        applied.next_rotation = [applied.next_rotation, Some(token::rotate_at(&token))].into_iter().flatten().min();
+        applied.next_rotation = [applied.next_rotation, Some(token::rotate_at(&token))]
+            .into_iter()
+            .flatten()
+            .min();
         secrets.push(build::token_secret(inputs, &client_spec.name, &token));
-        applied.token_secrets.insert(client_spec.name.clone(), secret_name);
+        applied
+            .token_secrets
+            .insert(client_spec.name.clone(), secret_name);
     }
     for secret in secrets.clone() {
-        ensure(&Api::namespaced(client.clone(), &namespace), &c.secrets, secret, m).await?;
+        ensure(
+            &Api::namespaced(client.clone(), &namespace),
+            &c.secrets,
+            secret,
+            m,
+        )
+        .await?;
     }
 
     // Prune what this server no longer needs (a removed client, replicas back to 1).
@@ -517,47 +728,158 @@ async fn apply_children(ctx: &Context, inputs: &Inputs<'_>, now: Timestamp) -> R
 
     applied.replicas = deployment.map(|d| {
         let status = d.status.clone().unwrap_or_default();
-        (status.available_replicas.unwrap_or(0), inputs.server.spec.replicas)
+        (
+            status.available_replicas.unwrap_or(0),
+            inputs.server.spec.replicas,
+        )
     });
     Ok(applied)
 }
 
-async fn ensure_all<K>(client: &Client, namespace: &str, cache: &Store<K>, desired: Option<K>, m: &Metrics) -> Result<Option<Arc<K>>, Error>
+async fn ensure_all<K>(
+    client: &Client,
+    namespace: &str,
+    cache: &Store<K>,
+    desired: Option<K>,
+    m: &Metrics,
+) -> Result<Option<Arc<K>>, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     match desired {
-        Some(d) => Ok(Some(ensure(&Api::namespaced(client.clone(), namespace), cache, d, m).await?)),
+        Some(d) => Ok(Some(
+            ensure(&Api::namespaced(client.clone(), namespace), cache, d, m).await?,
+        )),
         None => Ok(None),
     }
 }
 
 /// Deletes every object of this server that is not in `keep`.
 async fn prune_all(ctx: &Context, server: &McpKafkaServer, keep: &Keep) -> Result<(), Error> {
-    let (name, namespace) = (server.name_any(), server.namespace().ok_or(Error::NotNamespaced)?);
+    let (name, namespace) = (
+        server.name_any(),
+        server.namespace().ok_or(Error::NotNamespaced)?,
+    );
     let (client, c, m) = (&ctx.client, &ctx.caches, ctx.metrics.as_ref());
     let selector = [(SERVER_LABEL, name.as_str()), MANAGED_BY];
     let ns = namespace.as_str();
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.service_accounts, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.roles, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.role_bindings, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.config_maps, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.secrets, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.services, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.network_policies, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.pod_disruption_budgets, &selector, keep, m).await?;
-    prune(&Api::namespaced(client.clone(), ns), Some(ns), &c.deployments, &selector, keep, m).await?;
-    let crb_selector = [(SERVER_LABEL, name.as_str()), (SERVER_NAMESPACE_LABEL, ns), MANAGED_BY];
-    prune(&Api::all(client.clone()), None, &c.cluster_role_bindings, &crb_selector, keep, m).await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.service_accounts,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.roles,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.role_bindings,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.config_maps,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.secrets,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.services,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.network_policies,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.pod_disruption_budgets,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    prune(
+        &Api::namespaced(client.clone(), ns),
+        Some(ns),
+        &c.deployments,
+        &selector,
+        keep,
+        m,
+    )
+    .await?;
+    let crb_selector = [
+        (SERVER_LABEL, name.as_str()),
+        (SERVER_NAMESPACE_LABEL, ns),
+        MANAGED_BY,
+    ];
+    prune(
+        &Api::all(client.clone()),
+        None,
+        &c.cluster_role_bindings,
+        &crb_selector,
+        keep,
+        m,
+    )
+    .await?;
     Ok(())
 }
 
 /// The server is being deleted: owner references take the namespaced
 /// objects; the ClusterRoleBinding is ours to remove.
 async fn cleanup(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, Error> {
-    let (name, namespace) = (server.name_any(), server.namespace().ok_or(Error::NotNamespaced)?);
+    let (name, namespace) = (
+        server.name_any(),
+        server.namespace().ok_or(Error::NotNamespaced)?,
+    );
     let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
-    match api.delete(&names::auth_delegator_binding(&namespace, &name), &Default::default()).await {
+    match api
+        .delete(
+            &names::auth_delegator_binding(&namespace, &name),
+            &Default::default(),
+        )
+        .await
+    {
         Ok(_) => ctx.metrics.api_write("ClusterRoleBinding", "delete"),
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
@@ -567,7 +889,11 @@ async fn cleanup(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<Action, E
 }
 
 /// Referenced Secrets that do not exist (metadata reads only).
-async fn missing_secrets(client: &Client, namespace: &str, spec: &McpKafkaServerSpec) -> Result<Vec<String>, Error> {
+async fn missing_secrets(
+    client: &Client,
+    namespace: &str,
+    spec: &McpKafkaServerSpec,
+) -> Result<Vec<String>, Error> {
     let mut referenced = Vec::new();
     if let Some(tls) = &spec.kafka.tls {
         referenced.extend(tls.ca_secret_ref.as_ref().map(|r| r.name.clone()));
@@ -584,8 +910,20 @@ async fn missing_secrets(client: &Client, namespace: &str, spec: &McpKafkaServer
     Ok(missing)
 }
 
-async fn publish(ctx: &Context, server: &McpKafkaServer, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+async fn publish(
+    ctx: &Context,
+    server: &McpKafkaServer,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     match ctx.recorder.publish(&event, &server.object_ref(&())).await {
         Ok(()) => ctx.metrics.api_write("Event", "create"),
         // An Event is a courtesy; failing to write one must not fail the reconcile.
@@ -594,32 +932,71 @@ async fn publish(ctx: &Context, server: &McpKafkaServer, type_: EventType, reaso
 }
 
 /// Events for what a person should notice, once per change.
-async fn publish_changes(ctx: &Context, server: &McpKafkaServer, new: &crate::crd::McpKafkaServerStatus) {
+async fn publish_changes(
+    ctx: &Context,
+    server: &McpKafkaServer,
+    new: &crate::crd::McpKafkaServerStatus,
+) {
     let old = server.status.clone().unwrap_or_default();
     let changed = |type_: &str| {
         let (a, b) = (status::find(&old, type_), status::find(new, type_));
-        a.map(|c| (&c.status, &c.reason, &c.message)) != b.map(|c| (&c.status, &c.reason, &c.message))
+        a.map(|c| (&c.status, &c.reason, &c.message))
+            != b.map(|c| (&c.status, &c.reason, &c.message))
     };
     if changed(status::ENVIRONMENT_FENCED)
-        && let Some(c) = status::find(new, status::ENVIRONMENT_FENCED).filter(|c| c.status == "False")
+        && let Some(c) =
+            status::find(new, status::ENVIRONMENT_FENCED).filter(|c| c.status == "False")
     {
-        publish(ctx, server, EventType::Warning, &c.reason, c.message.clone()).await;
+        publish(
+            ctx,
+            server,
+            EventType::Warning,
+            &c.reason,
+            c.message.clone(),
+        )
+        .await;
     }
     // A broken fence already has its Event above; other failures get theirs.
-    let fence_holds = status::find(new, status::ENVIRONMENT_FENCED).is_some_and(|c| c.status == "True");
+    let fence_holds =
+        status::find(new, status::ENVIRONMENT_FENCED).is_some_and(|c| c.status == "True");
     if changed(status::RECONCILED)
         && fence_holds
         && let Some(c) = status::find(new, status::RECONCILED).filter(|c| c.status == "False")
     {
-        publish(ctx, server, EventType::Warning, &c.reason, c.message.clone()).await;
+        publish(
+            ctx,
+            server,
+            EventType::Warning,
+            &c.reason,
+            c.message.clone(),
+        )
+        .await;
     }
     if old.denied_tools != new.denied_tools && !new.denied_tools.is_empty() {
-        let list: Vec<String> = new.denied_tools.iter().map(|d| format!("{}: {}", d.name, d.reason)).collect();
-        publish(ctx, server, EventType::Warning, "ToolsDenied", list.join("; ")).await;
+        let list: Vec<String> = new
+            .denied_tools
+            .iter()
+            .map(|d| format!("{}: {}", d.name, d.reason))
+            .collect();
+        publish(
+            ctx,
+            server,
+            EventType::Warning,
+            "ToolsDenied",
+            list.join("; "),
+        )
+        .await;
     }
     if old.effective_tools != new.effective_tools && !new.effective_tools.is_empty() {
         let list: Vec<&str> = new.effective_tools.iter().map(|t| t.as_str()).collect();
-        publish(ctx, server, EventType::Normal, "ToolsExposed", list.join(", ")).await;
+        publish(
+            ctx,
+            server,
+            EventType::Normal,
+            "ToolsExposed",
+            list.join(", "),
+        )
+        .await;
     }
 }
 

@@ -46,7 +46,10 @@ pub struct McpKafkaServerSpec {
     /// The environment this server belongs to: dev, staging, prod, or another
     /// name the operator's config defines. It must equal the namespace's
     /// `mcpkafka.dev/environment` label, or nothing is deployed.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub environment: String,
     /// How to reach the Kafka cluster.
     pub kafka: KafkaSpec,
@@ -130,14 +133,20 @@ pub struct SaslSpec {
 /// A Secret in the same namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SecretRef {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub name: String,
 }
 
 /// One key of a Secret in the same namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SecretKeyRef {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub name: String,
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
     pub key: String,
@@ -151,11 +160,17 @@ pub struct SecretKeyRef {
     .message("a client has either serviceAccountName or issueToken, not both and not neither"))]
 pub struct ClientSpec {
     /// Names the client's Role, RoleBinding and token Secret.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 40))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 40)
+    )]
     pub name: String,
     /// An existing ServiceAccount in this namespace whose tokens may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub service_account_name: Option<String>,
     /// Have the operator keep a short-lived token for this client in a
     /// Secret, rotated before it expires.
@@ -291,8 +306,12 @@ impl ToolSelector {
         use mcp_kafka_sidecar::tool_name::ToolGroup;
         match self {
             ToolSelector::Tool(t) => vec![t],
-            ToolSelector::Group(ToolGroupSelector::Observe) => ToolName::in_group(ToolGroup::Observe).collect(),
-            ToolSelector::Group(ToolGroupSelector::Mutate) => ToolName::in_group(ToolGroup::Mutate).collect(),
+            ToolSelector::Group(ToolGroupSelector::Observe) => {
+                ToolName::in_group(ToolGroup::Observe).collect()
+            }
+            ToolSelector::Group(ToolGroupSelector::Mutate) => {
+                ToolName::in_group(ToolGroup::Mutate).collect()
+            }
             ToolSelector::Group(ToolGroupSelector::All) => ToolName::ALL.to_vec(),
         }
     }
@@ -306,8 +325,10 @@ impl JsonSchema for ToolSelector {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let names: Vec<&str> =
-            ["observe", "mutate", "all"].into_iter().chain(ToolName::ALL.iter().map(|t| t.as_str())).collect();
+        let names: Vec<&str> = ["observe", "mutate", "all"]
+            .into_iter()
+            .chain(ToolName::ALL.iter().map(|t| t.as_str()))
+            .collect();
         schemars::json_schema!({ "type": "string", "enum": names })
     }
 }
@@ -318,7 +339,8 @@ mod tests {
 
     #[test]
     fn selectors_parse_names_and_groups() {
-        let s: Vec<ToolSelector> = serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
+        let s: Vec<ToolSelector> =
+            serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
         assert_eq!(s[0].tools().len(), 10);
         assert_eq!(s[1].tools(), vec![ToolName::CreateTopic]);
         assert_eq!(s[2].tools().len(), ToolName::ALL.len());

@@ -44,7 +44,9 @@ pub fn check(
         Some(label) if label != spec_environment => {
             return broken(
                 "EnvironmentMismatch",
-                format!("spec.environment is {spec_environment:?} but namespace {namespace} is labelled {ENVIRONMENT_LABEL}={label:?}"),
+                format!(
+                    "spec.environment is {spec_environment:?} but namespace {namespace} is labelled {ENVIRONMENT_LABEL}={label:?}"
+                ),
             );
         }
         Some(_) => {}
@@ -53,7 +55,10 @@ pub fn check(
         let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
         return broken(
             "UnknownEnvironment",
-            format!("the operator knows no environment {spec_environment:?} (known: {})", known.join(", ")),
+            format!(
+                "the operator knows no environment {spec_environment:?} (known: {})",
+                known.join(", ")
+            ),
         );
     };
     let expected_cluster_id = match (&rules.cluster_id, spec_cluster_id) {
@@ -68,7 +73,10 @@ pub fn check(
         (Some(bound), _) => Some(bound.clone()),
         (None, named) => named.map(str::to_string),
     };
-    Ok(Fenced { mutations: rules.mutations, expected_cluster_id })
+    Ok(Fenced {
+        mutations: rules.mutations,
+        expected_cluster_id,
+    })
 }
 
 #[cfg(test)]
@@ -86,11 +94,25 @@ mod tests {
         let c = OperatorConfig::default();
         let e = check("prod", "team-a", Some("dev"), None, &c).unwrap_err();
         assert_eq!(e.reason, "EnvironmentMismatch");
-        assert!(e.message.contains(r#"labelled mcpkafka.dev/environment="dev""#), "{}", e.message);
+        assert!(
+            e.message
+                .contains(r#"labelled mcpkafka.dev/environment="dev""#),
+            "{}",
+            e.message
+        );
         let e = check("dev", "team-a", None, None, &c).unwrap_err();
         assert_eq!(e.reason, "EnvironmentMismatch");
-        assert!(e.message.contains("has no mcpkafka.dev/environment label"), "{}", e.message);
-        assert_eq!(check("dev", "team-a", Some("dev"), None, &c).unwrap().mutations, MutationRule::Direct);
+        assert!(
+            e.message.contains("has no mcpkafka.dev/environment label"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            check("dev", "team-a", Some("dev"), None, &c)
+                .unwrap()
+                .mutations,
+            MutationRule::Direct
+        );
     }
 
     #[test]

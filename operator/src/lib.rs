@@ -25,7 +25,13 @@ pub fn crd_documents() -> Vec<(&'static str, String)> {
         yaml
     };
     vec![
-        ("mcpkafkaservers.mcpkafka.dev.yaml", render(crd::McpKafkaServer::crd())),
-        ("mcptoolpolicies.mcpkafka.dev.yaml", render(crd::McpToolPolicy::crd())),
+        (
+            "mcpkafkaservers.mcpkafka.dev.yaml",
+            render(crd::McpKafkaServer::crd()),
+        ),
+        (
+            "mcptoolpolicies.mcpkafka.dev.yaml",
+            render(crd::McpToolPolicy::crd()),
+        ),
     ]
 }

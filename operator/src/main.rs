@@ -28,9 +28,7 @@ enum Command {
     /// audience) and print a ready MCP client configuration as JSON.
     Token(mcp_kafka_operator::client_config::TokenArgs),
     /// Check an operator config file and print it with defaults filled in.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,24 +38,32 @@ fn main() -> anyhow::Result<()> {
             let all: Vec<String> = docs.into_iter().map(|(_, yaml)| yaml).collect();
             print!("{}", all.join("---\n"));
         }
-        Command::Crds { write_to: Some(dir) } => {
+        Command::Crds {
+            write_to: Some(dir),
+        } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for (file, yaml) in mcp_kafka_operator::crd_documents() {
                 let path = dir.join(file);
-                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         Command::CheckConfig { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let config = OperatorConfig::parse(&text)?;
             print!("{}", serde_yaml::to_string(&config)?);
         }
         Command::Run(args) => runtime()?.block_on(mcp_kafka_operator::run::run(args))?,
-        Command::Token(args) => runtime()?.block_on(mcp_kafka_operator::client_config::print_token(args))?,
+        Command::Token(args) => {
+            runtime()?.block_on(mcp_kafka_operator::client_config::print_token(args))?
+        }
     }
     Ok(())
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

@@ -34,24 +34,55 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mcp_kafka_operator");
         let reconciles = Family::<OutcomeLabel, Counter>::default();
-        registry.register("reconciles", "Reconciles of McpKafkaServers by outcome (ok or error category)", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of McpKafkaServers by outcome (ok or error category)",
+            reconciles.clone(),
+        );
         // 1 ms .. ~32 s
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        registry.register("reconcile_duration_seconds", "Time one reconcile took", duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            duration.clone(),
+        );
         let writes = Family::<WriteLabels, Counter>::default();
-        registry.register("api_writes", "Writes to the Kubernetes API by kind and verb", writes.clone());
+        registry.register(
+            "api_writes",
+            "Writes to the Kubernetes API by kind and verb",
+            writes.clone(),
+        );
         let leader = Gauge::default();
-        registry.register("leader", "Whether this replica is the leader", leader.clone());
-        Self { registry, reconciles, duration, writes, leader }
+        registry.register(
+            "leader",
+            "Whether this replica is the leader",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            duration,
+            writes,
+            leader,
+        }
     }
 
     pub fn reconciled(&self, outcome: &str, took: Duration) {
-        self.reconciles.get_or_create(&OutcomeLabel { outcome: outcome.to_string() }).inc();
+        self.reconciles
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
         self.duration.observe(took.as_secs_f64());
     }
 
     pub fn api_write(&self, kind: &str, verb: &str) {
-        self.writes.get_or_create(&WriteLabels { kind: kind.to_string(), verb: verb.to_string() }).inc();
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_string(),
+                verb: verb.to_string(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

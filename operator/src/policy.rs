@@ -60,11 +60,18 @@ fn expand(selectors: &[ToolSelector]) -> BTreeSet<ToolName> {
     selectors.iter().flat_map(|s| s.tools()).collect()
 }
 
-pub fn decide(requested: &[ToolName], policy: &Policy, mutations: MutationRule, now: Timestamp) -> ToolDecision {
+pub fn decide(
+    requested: &[ToolName],
+    policy: &Policy,
+    mutations: MutationRule,
+    now: Timestamp,
+) -> ToolDecision {
     let allow = expand(&policy.allow);
     let deny = expand(&policy.deny);
     let window = policy.open_window(now);
-    let opened: BTreeSet<ToolName> = window.map(|w| w.allow.iter().copied().collect()).unwrap_or_default();
+    let opened: BTreeSet<ToolName> = window
+        .map(|w| w.allow.iter().copied().collect())
+        .unwrap_or_default();
 
     let mut effective = Vec::new();
     let mut denied = Vec::new();
@@ -77,9 +84,15 @@ pub fn decide(requested: &[ToolName], policy: &Policy, mutations: MutationRule, 
             if opened.contains(&tool) {
                 None
             } else if window.is_some() {
-                Some(format!("a mutation in this environment; the open break-glass window of {} does not name it", policy.source))
+                Some(format!(
+                    "a mutation in this environment; the open break-glass window of {} does not name it",
+                    policy.source
+                ))
             } else {
-                Some(format!("a mutation in this environment needs an open break-glass window in {}", policy.source))
+                Some(format!(
+                    "a mutation in this environment needs an open break-glass window in {}",
+                    policy.source
+                ))
             }
         } else if allow.contains(&tool) || opened.contains(&tool) {
             None
@@ -89,20 +102,25 @@ pub fn decide(requested: &[ToolName], policy: &Policy, mutations: MutationRule, 
         match deny_reason {
             Some(reason) => denied.push(DeniedTool { name: tool, reason }),
             None => {
-                used_window |= opened.contains(&tool) && (!allow.contains(&tool) || mutations == MutationRule::BreakGlass);
+                used_window |= opened.contains(&tool)
+                    && (!allow.contains(&tool) || mutations == MutationRule::BreakGlass);
                 effective.push(tool);
             }
         }
     }
-    ToolDecision { effective, denied, changes_at: window.filter(|_| used_window).map(|w| w.until.0) }
+    ToolDecision {
+        effective,
+        denied,
+        changes_at: window.filter(|_| used_window).map(|w| w.until.0),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::ToolGroupSelector;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use ToolName::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -116,23 +134,49 @@ mod tests {
     const NOW: &str = "2026-11-21T12:00:00Z";
 
     fn names(d: &ToolDecision) -> (Vec<ToolName>, Vec<ToolName>) {
-        (d.effective.clone(), d.denied.iter().map(|t| t.name).collect())
+        (
+            d.effective.clone(),
+            d.denied.iter().map(|t| t.name).collect(),
+        )
     }
 
     #[test]
     fn the_operator_default_is_read_only() {
         let p = Policy::operator_default(&DefaultPolicy::default());
-        let d = decide(&[ListTopics, CreateTopic, ConsumeMessages], &p, MutationRule::Direct, ts(NOW));
-        assert_eq!(names(&d), (vec![ListTopics, ConsumeMessages], vec![CreateTopic]));
-        assert!(d.denied[0].reason.contains("operator's default policy"), "{:?}", d.denied);
+        let d = decide(
+            &[ListTopics, CreateTopic, ConsumeMessages],
+            &p,
+            MutationRule::Direct,
+            ts(NOW),
+        );
+        assert_eq!(
+            names(&d),
+            (vec![ListTopics, ConsumeMessages], vec![CreateTopic])
+        );
+        assert!(
+            d.denied[0].reason.contains("operator's default policy"),
+            "{:?}",
+            d.denied
+        );
         assert_eq!(d.changes_at, None);
     }
 
     #[test]
     fn requested_intersect_allow_minus_deny() {
         let p = policy("{allow: [all], deny: [delete_topic, consume_messages]}");
-        let d = decide(&[ListTopics, DeleteTopic, ConsumeMessages, CreateTopic], &p, MutationRule::Direct, ts(NOW));
-        assert_eq!(names(&d), (vec![ListTopics, CreateTopic], vec![ConsumeMessages, DeleteTopic]));
+        let d = decide(
+            &[ListTopics, DeleteTopic, ConsumeMessages, CreateTopic],
+            &p,
+            MutationRule::Direct,
+            ts(NOW),
+        );
+        assert_eq!(
+            names(&d),
+            (
+                vec![ListTopics, CreateTopic],
+                vec![ConsumeMessages, DeleteTopic]
+            )
+        );
         assert_eq!(d.denied[0].reason, "denied by McpToolPolicy team-a/default");
         // Allowed but not requested: not exposed.
         assert!(!d.effective.contains(&PublishMessage));
@@ -144,25 +188,62 @@ mod tests {
         let p = policy(window);
         let requested = [ListTopics, CreateTopic, CreatePartitions];
         let d = decide(&requested, &p, MutationRule::BreakGlass, ts(NOW));
-        assert_eq!(names(&d), (vec![ListTopics, CreatePartitions], vec![CreateTopic]));
-        assert!(d.denied[0].reason.contains("does not name it"), "{:?}", d.denied);
-        assert_eq!(d.changes_at, Some(ts("2026-11-21T13:00:00Z")), "requeue when the window closes");
+        assert_eq!(
+            names(&d),
+            (vec![ListTopics, CreatePartitions], vec![CreateTopic])
+        );
+        assert!(
+            d.denied[0].reason.contains("does not name it"),
+            "{:?}",
+            d.denied
+        );
+        assert_eq!(
+            d.changes_at,
+            Some(ts("2026-11-21T13:00:00Z")),
+            "requeue when the window closes"
+        );
 
         // The same policy after the window: no mutation, and the reason says why.
-        let d = decide(&requested, &p, MutationRule::BreakGlass, ts("2026-11-21T13:00:00Z"));
-        assert_eq!(names(&d), (vec![ListTopics], vec![CreateTopic, CreatePartitions]));
-        assert!(d.denied[0].reason.contains("needs an open break-glass window"), "{:?}", d.denied);
+        let d = decide(
+            &requested,
+            &p,
+            MutationRule::BreakGlass,
+            ts("2026-11-21T13:00:00Z"),
+        );
+        assert_eq!(
+            names(&d),
+            (vec![ListTopics], vec![CreateTopic, CreatePartitions])
+        );
+        assert!(
+            d.denied[0]
+                .reason
+                .contains("needs an open break-glass window"),
+            "{:?}",
+            d.denied
+        );
         assert_eq!(d.changes_at, None);
 
         // Outside prod the same policy allows mutations directly.
-        let d = decide(&requested, &p, MutationRule::TwoPhase, ts("2026-11-21T14:00:00Z"));
+        let d = decide(
+            &requested,
+            &p,
+            MutationRule::TwoPhase,
+            ts("2026-11-21T14:00:00Z"),
+        );
         assert_eq!(d.effective, requested.to_vec());
     }
 
     #[test]
     fn deny_wins_over_a_window_and_a_window_extends_allow_elsewhere() {
-        let p = policy("{allow: [observe], deny: [create_partitions], breakGlass: {until: '2026-11-21T13:00:00Z', reason: r, allow: [create_partitions, publish_message]}}");
-        let d = decide(&[CreatePartitions, PublishMessage], &p, MutationRule::Direct, ts(NOW));
+        let p = policy(
+            "{allow: [observe], deny: [create_partitions], breakGlass: {until: '2026-11-21T13:00:00Z', reason: r, allow: [create_partitions, publish_message]}}",
+        );
+        let d = decide(
+            &[CreatePartitions, PublishMessage],
+            &p,
+            MutationRule::Direct,
+            ts(NOW),
+        );
         assert_eq!(names(&d), (vec![PublishMessage], vec![CreatePartitions]));
         assert_eq!(d.changes_at, Some(ts("2026-11-21T13:00:00Z")));
     }
@@ -173,9 +254,18 @@ mod tests {
             source: "x".into(),
             allow: vec![ToolSelector::Group(ToolGroupSelector::Mutate)],
             deny: vec![],
-            break_glass: Some(BreakGlass { until: Time(ts(NOW)), reason: "expired exactly now".into(), allow: vec![ListTopics] }),
+            break_glass: Some(BreakGlass {
+                until: Time(ts(NOW)),
+                reason: "expired exactly now".into(),
+                allow: vec![ListTopics],
+            }),
         };
-        let d = decide(&[ListTopics, CreateTopic], &p, MutationRule::Direct, ts(NOW));
+        let d = decide(
+            &[ListTopics, CreateTopic],
+            &p,
+            MutationRule::Direct,
+            ts(NOW),
+        );
         assert_eq!(names(&d), (vec![CreateTopic], vec![ListTopics]));
     }
 }

@@ -60,7 +60,9 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_current_span(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .try_init();
 }
 
@@ -68,14 +70,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging();
     let config = match &args.config {
         Some(path) => OperatorConfig::parse(
-            &std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+            &std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
         )?,
         None => OperatorConfig::default(),
     };
     let client = Client::try_default().await?;
-    let identity = args.identity.clone().unwrap_or_else(|| format!("mcp-kafka-operator-{}", std::process::id()));
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("mcp-kafka-operator-{}", std::process::id()));
     let metrics = Arc::new(Metrics::new());
-    let health = Health { metrics: metrics.clone(), ready: Arc::new(AtomicBool::new(false)) };
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
@@ -88,7 +97,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_state(health.clone());
     let ops_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, ops).with_graceful_shutdown(ops_shutdown.cancelled_owned()).await;
+        let _ = axum::serve(listener, ops)
+            .with_graceful_shutdown(ops_shutdown.cancelled_owned())
+            .await;
     });
 
     // Leader election: wait for the Lease, and stop when it is lost.
@@ -129,9 +140,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
     health.ready.store(true, Ordering::Relaxed);
 
-    let reporter = Reporter { controller: "mcp-kafka-operator".into(), instance: Some(identity) };
+    let reporter = Reporter {
+        controller: "mcp-kafka-operator".into(),
+        instance: Some(identity),
+    };
     let stop = shutdown.clone();
-    controller::run(client, config, metrics.clone(), reporter, args.concurrency, async move { stop.cancelled().await }).await;
+    controller::run(
+        client,
+        config,
+        metrics.clone(),
+        reporter,
+        args.concurrency,
+        async move { stop.cancelled().await },
+    )
+    .await;
     info!("controller stopped");
     shutdown.cancel();
     // Dropping the last receiver (the monitor's) makes the lease task
@@ -148,10 +170,11 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -171,7 +194,10 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
 
 async fn metrics_text(State(health): State<Health>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         health.metrics.encode(),
     )
 }

@@ -48,43 +48,91 @@ fn condition(type_: &str, ok: bool, reason: &str, message: String) -> Condition 
     }
 }
 
-pub fn compute(previous: Option<&McpKafkaServerStatus>, observed: &Observed, now: Timestamp) -> McpKafkaServerStatus {
+pub fn compute(
+    previous: Option<&McpKafkaServerStatus>,
+    observed: &Observed,
+    now: Timestamp,
+) -> McpKafkaServerStatus {
     let mut conditions = Vec::new();
     let deployed = observed.fence.is_ok() && observed.missing_secrets.is_empty();
 
     conditions.push(match &observed.fence {
-        Ok(()) => condition(ENVIRONMENT_FENCED, true, "EnvironmentMatches", "the namespace's environment label matches spec.environment".into()),
-        Err(broken) => condition(ENVIRONMENT_FENCED, false, broken.reason, broken.message.clone()),
+        Ok(()) => condition(
+            ENVIRONMENT_FENCED,
+            true,
+            "EnvironmentMatches",
+            "the namespace's environment label matches spec.environment".into(),
+        ),
+        Err(broken) => condition(
+            ENVIRONMENT_FENCED,
+            false,
+            broken.reason,
+            broken.message.clone(),
+        ),
     });
 
     let denied = observed.denied_tools.len();
     conditions.push(condition(
         POLICY_APPLIED,
         true,
-        if denied == 0 { "AllToolsAllowed" } else { "ToolsDenied" },
-        format!("{} tool(s) exposed, {denied} denied, by {}", observed.effective_tools.len(), observed.policy_source),
+        if denied == 0 {
+            "AllToolsAllowed"
+        } else {
+            "ToolsDenied"
+        },
+        format!(
+            "{} tool(s) exposed, {denied} denied, by {}",
+            observed.effective_tools.len(),
+            observed.policy_source
+        ),
     ));
 
     conditions.push(match (&observed.fence, &observed.applied) {
-        (Err(broken), _) => condition(RECONCILED, false, broken.reason, "nothing is deployed while the fence does not hold".into()),
+        (Err(broken), _) => condition(
+            RECONCILED,
+            false,
+            broken.reason,
+            "nothing is deployed while the fence does not hold".into(),
+        ),
         _ if !observed.missing_secrets.is_empty() => condition(
             RECONCILED,
             false,
             "SecretNotFound",
-            format!("referenced Secret(s) not found: {}", observed.missing_secrets.join(", ")),
+            format!(
+                "referenced Secret(s) not found: {}",
+                observed.missing_secrets.join(", ")
+            ),
         ),
         (Ok(()), Err(message)) => condition(RECONCILED, false, "ApplyFailed", message.clone()),
-        (Ok(()), Ok(())) => condition(RECONCILED, true, "Applied", "every child object is applied".into()),
+        (Ok(()), Ok(())) => condition(
+            RECONCILED,
+            true,
+            "Applied",
+            "every child object is applied".into(),
+        ),
     });
 
     let reconciled = deployed && observed.applied.is_ok();
     conditions.push(match (&observed.fence, observed.replicas) {
         (Err(broken), _) => condition(READY, false, broken.reason, broken.message.clone()),
-        _ if !reconciled => condition(READY, false, "NotReconciled", "see the Reconciled condition".into()),
-        (_, Some((available, _))) if available > 0 => {
-            condition(READY, true, "Available", format!("{available} sidecar replica(s) available"))
-        }
-        _ => condition(READY, false, "DeploymentUnavailable", "no sidecar replica is available yet".into()),
+        _ if !reconciled => condition(
+            READY,
+            false,
+            "NotReconciled",
+            "see the Reconciled condition".into(),
+        ),
+        (_, Some((available, _))) if available > 0 => condition(
+            READY,
+            true,
+            "Available",
+            format!("{available} sidecar replica(s) available"),
+        ),
+        _ => condition(
+            READY,
+            false,
+            "DeploymentUnavailable",
+            "no sidecar replica is available yet".into(),
+        ),
     });
 
     conditions.push(match observed.replicas {
@@ -94,12 +142,19 @@ pub fn compute(previous: Option<&McpKafkaServerStatus>, observed: &Observed, now
             "ReplicasUnavailable",
             format!("{available} of {desired} sidecar replica(s) available"),
         ),
-        _ if !reconciled => condition(DEGRADED, true, "NotReconciled", "see the Reconciled condition".into()),
+        _ if !reconciled => condition(
+            DEGRADED,
+            true,
+            "NotReconciled",
+            "see the Reconciled condition".into(),
+        ),
         _ => condition(DEGRADED, false, "AsExpected", "nothing is degraded".into()),
     });
 
     // Keep the transition time of a condition whose status did not change.
-    let before = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let before = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
     for c in &mut conditions {
         c.observed_generation = observed.generation;
         c.last_transition_time = match before.iter().find(|p| p.type_ == c.type_) {
@@ -108,14 +163,22 @@ pub fn compute(previous: Option<&McpKafkaServerStatus>, observed: &Observed, now
         };
     }
 
-    let exposed = if deployed { observed.effective_tools.clone() } else { Vec::new() };
+    let exposed = if deployed {
+        observed.effective_tools.clone()
+    } else {
+        Vec::new()
+    };
     McpKafkaServerStatus {
         observed_generation: observed.generation,
         conditions,
         effective_tool_count: exposed.len() as i32,
         effective_tools: exposed,
         denied_tools: observed.denied_tools.clone(),
-        endpoint: if deployed { observed.endpoint.clone() } else { None },
+        endpoint: if deployed {
+            observed.endpoint.clone()
+        } else {
+            None
+        },
         token_secrets: observed.token_secrets.clone(),
     }
 }
@@ -135,7 +198,10 @@ mod tests {
             fence: Ok(()),
             policy_source: "McpToolPolicy a/default".into(),
             effective_tools: vec![ToolName::ListTopics],
-            denied_tools: vec![DeniedTool { name: ToolName::CreateTopic, reason: "no".into() }],
+            denied_tools: vec![DeniedTool {
+                name: ToolName::CreateTopic,
+                reason: "no".into(),
+            }],
             missing_secrets: vec![],
             applied: Ok(()),
             replicas: Some((0, 2)),
@@ -157,47 +223,98 @@ mod tests {
     fn ready_follows_the_deployment_and_transition_times_are_kept() {
         let o = observed();
         let s1 = compute(None, &o, t("2026-01-01T00:00:00Z"));
-        assert_eq!(state(&s1, READY), ("False".into(), "DeploymentUnavailable".into()));
+        assert_eq!(
+            state(&s1, READY),
+            ("False".into(), "DeploymentUnavailable".into())
+        );
         assert_eq!(state(&s1, RECONCILED), ("True".into(), "Applied".into()));
-        assert_eq!(state(&s1, DEGRADED), ("True".into(), "ReplicasUnavailable".into()));
-        assert_eq!(state(&s1, POLICY_APPLIED), ("True".into(), "ToolsDenied".into()));
+        assert_eq!(
+            state(&s1, DEGRADED),
+            ("True".into(), "ReplicasUnavailable".into())
+        );
+        assert_eq!(
+            state(&s1, POLICY_APPLIED),
+            ("True".into(), "ToolsDenied".into())
+        );
         assert_eq!(s1.effective_tool_count, 1);
-        assert!(s1.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert!(
+            s1.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
 
         // Same observation later: identical status (no write).
         let s2 = compute(Some(&s1), &o, t("2026-01-01T00:05:00Z"));
         assert_eq!(s1, s2);
 
         // The Deployment becomes available: Ready flips with a new time, the others keep theirs.
-        let o3 = Observed { replicas: Some((2, 2)), ..observed() };
+        let o3 = Observed {
+            replicas: Some((2, 2)),
+            ..observed()
+        };
         let s3 = compute(Some(&s2), &o3, t("2026-01-01T00:06:00Z"));
         assert_eq!(state(&s3, READY), ("True".into(), "Available".into()));
-        assert_eq!(find(&s3, READY).unwrap().last_transition_time.0, t("2026-01-01T00:06:00Z"));
-        assert_eq!(find(&s3, RECONCILED).unwrap().last_transition_time.0, t("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            find(&s3, READY).unwrap().last_transition_time.0,
+            t("2026-01-01T00:06:00Z")
+        );
+        assert_eq!(
+            find(&s3, RECONCILED).unwrap().last_transition_time.0,
+            t("2026-01-01T00:00:00Z")
+        );
         assert_eq!(state(&s3, DEGRADED), ("False".into(), "AsExpected".into()));
     }
 
     #[test]
     fn a_broken_fence_deploys_nothing_and_says_why() {
         let o = Observed {
-            fence: Err(FenceBroken { reason: "EnvironmentMismatch", message: "labelled dev".into() }),
+            fence: Err(FenceBroken {
+                reason: "EnvironmentMismatch",
+                message: "labelled dev".into(),
+            }),
             replicas: None,
             ..observed()
         };
         let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
-        assert_eq!(state(&s, READY), ("False".into(), "EnvironmentMismatch".into()));
-        assert_eq!(state(&s, ENVIRONMENT_FENCED), ("False".into(), "EnvironmentMismatch".into()));
+        assert_eq!(
+            state(&s, READY),
+            ("False".into(), "EnvironmentMismatch".into())
+        );
+        assert_eq!(
+            state(&s, ENVIRONMENT_FENCED),
+            ("False".into(), "EnvironmentMismatch".into())
+        );
         assert_eq!(state(&s, RECONCILED).0, "False");
         assert!(s.effective_tools.is_empty() && s.endpoint.is_none());
     }
 
     #[test]
     fn missing_secrets_and_apply_errors_are_not_reconciled() {
-        let s = compute(None, &Observed { missing_secrets: vec!["kafka-ca".into()], ..observed() }, t("2026-01-01T00:00:00Z"));
-        assert_eq!(state(&s, RECONCILED), ("False".into(), "SecretNotFound".into()));
+        let s = compute(
+            None,
+            &Observed {
+                missing_secrets: vec!["kafka-ca".into()],
+                ..observed()
+            },
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            state(&s, RECONCILED),
+            ("False".into(), "SecretNotFound".into())
+        );
         assert!(find(&s, RECONCILED).unwrap().message.contains("kafka-ca"));
-        let s = compute(None, &Observed { applied: Err("forbidden".into()), ..observed() }, t("2026-01-01T00:00:00Z"));
-        assert_eq!(state(&s, RECONCILED), ("False".into(), "ApplyFailed".into()));
+        let s = compute(
+            None,
+            &Observed {
+                applied: Err("forbidden".into()),
+                ..observed()
+            },
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            state(&s, RECONCILED),
+            ("False".into(), "ApplyFailed".into())
+        );
         assert_eq!(state(&s, READY), ("False".into(), "NotReconciled".into()));
     }
 }

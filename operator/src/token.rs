@@ -11,7 +11,8 @@ use kube::api::PostParams;
 
 use crate::build::IssuedToken;
 use crate::build::rbac::{
-    EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION, LIFETIME_ANNOTATION, SERVICE_ACCOUNT_UID_ANNOTATION, TOKEN_KEY,
+    EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION, LIFETIME_ANNOTATION,
+    SERVICE_ACCOUNT_UID_ANNOTATION, TOKEN_KEY,
 };
 
 /// When a token should be replaced: at 80% of its lifetime.
@@ -23,7 +24,12 @@ pub fn rotate_at(token: &IssuedToken) -> Timestamp {
 /// The token kept in `secret`, if it may still be used at `now` for a
 /// client whose spec asks for `lifetime_seconds` and whose ServiceAccount
 /// has `service_account_uid`.
-pub fn reusable(secret: &Secret, lifetime_seconds: i64, service_account_uid: &str, now: Timestamp) -> Option<IssuedToken> {
+pub fn reusable(
+    secret: &Secret,
+    lifetime_seconds: i64,
+    service_account_uid: &str,
+    now: Timestamp,
+) -> Option<IssuedToken> {
     let annotations = secret.metadata.annotations.as_ref()?;
     let token = secret.data.as_ref()?.get(TOKEN_KEY)?;
     let kept = IssuedToken {
@@ -57,9 +63,14 @@ pub async fn mint(
         ..Default::default()
     };
     let issued_at = Timestamp::now();
-    let answer = api.create_token_request(service_account, &PostParams::default(), &request).await?;
+    let answer = api
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await?;
     let status = answer.status.unwrap_or_default();
-    let expires_at = status.expiration_timestamp.map_or(issued_at + SignedDuration::from_secs(lifetime_seconds), |t| t.0);
+    let expires_at = status.expiration_timestamp.map_or(
+        issued_at + SignedDuration::from_secs(lifetime_seconds),
+        |t| t.0,
+    );
     Ok(IssuedToken {
         token: status.token.unwrap_or_default(),
         issued_at,
@@ -81,12 +92,27 @@ mod tests {
     fn secret_for(token: &IssuedToken) -> Secret {
         let mut s = Secret::default();
         s.metadata.annotations = Some(BTreeMap::from([
-            (ISSUED_AT_ANNOTATION.to_string(), token.issued_at.to_string()),
-            (EXPIRES_AT_ANNOTATION.to_string(), token.expires_at.to_string()),
-            (LIFETIME_ANNOTATION.to_string(), token.lifetime_seconds.to_string()),
-            (SERVICE_ACCOUNT_UID_ANNOTATION.to_string(), token.service_account_uid.clone()),
+            (
+                ISSUED_AT_ANNOTATION.to_string(),
+                token.issued_at.to_string(),
+            ),
+            (
+                EXPIRES_AT_ANNOTATION.to_string(),
+                token.expires_at.to_string(),
+            ),
+            (
+                LIFETIME_ANNOTATION.to_string(),
+                token.lifetime_seconds.to_string(),
+            ),
+            (
+                SERVICE_ACCOUNT_UID_ANNOTATION.to_string(),
+                token.service_account_uid.clone(),
+            ),
         ]));
-        s.data = Some(BTreeMap::from([(TOKEN_KEY.to_string(), k8s_openapi::ByteString(token.token.clone().into_bytes()))]));
+        s.data = Some(BTreeMap::from([(
+            TOKEN_KEY.to_string(),
+            k8s_openapi::ByteString(token.token.clone().into_bytes()),
+        )]));
         s
     }
 
@@ -101,10 +127,29 @@ mod tests {
         };
         assert_eq!(rotate_at(&token), t("2026-01-01T00:48:00Z"));
         let secret = secret_for(&token);
-        assert_eq!(reusable(&secret, 3600, "uid-1", t("2026-01-01T00:47:59Z")), Some(token.clone()));
-        assert_eq!(reusable(&secret, 3600, "uid-1", t("2026-01-01T00:48:00Z")), None, "rotation due");
-        assert_eq!(reusable(&secret, 600, "uid-1", t("2026-01-01T00:10:00Z")), None, "lifetime changed");
-        assert_eq!(reusable(&secret, 3600, "uid-2", t("2026-01-01T00:10:00Z")), None, "ServiceAccount recreated");
-        assert_eq!(reusable(&Secret::default(), 3600, "uid-1", t("2026-01-01T00:10:00Z")), None, "not a token Secret");
+        assert_eq!(
+            reusable(&secret, 3600, "uid-1", t("2026-01-01T00:47:59Z")),
+            Some(token.clone())
+        );
+        assert_eq!(
+            reusable(&secret, 3600, "uid-1", t("2026-01-01T00:48:00Z")),
+            None,
+            "rotation due"
+        );
+        assert_eq!(
+            reusable(&secret, 600, "uid-1", t("2026-01-01T00:10:00Z")),
+            None,
+            "lifetime changed"
+        );
+        assert_eq!(
+            reusable(&secret, 3600, "uid-2", t("2026-01-01T00:10:00Z")),
+            None,
+            "ServiceAccount recreated"
+        );
+        assert_eq!(
+            reusable(&Secret::default(), 3600, "uid-1", t("2026-01-01T00:10:00Z")),
+            None,
+            "not a token Secret"
+        );
     }
 }

@@ -25,7 +25,11 @@ fn valid_server(ns: &str, name: &str) -> Value {
 /// Applies `object`; Ok(()) when admitted, Err(stderr) when refused.
 fn apply(ground: &Ground, object: &Value) -> Result<(), String> {
     let out = ground.kubectl(&["apply", "-f", "-"], Some(&object.to_string()));
-    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Sets `value` at a JSON pointer below `spec`, creating objects on the way.
@@ -60,25 +64,100 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
     apply(ground, &base).expect("the valid server is admitted");
 
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("unknown tool", with(base.clone(), "/tools/0", json!("drop_cluster")), "Unsupported value: \"drop_cluster\""),
-        ("empty bootstrap list", with(base.clone(), "/kafka/bootstrapServers", json!([])), "should have at least 1 items"),
-        ("bootstrap without port", with(base.clone(), "/kafka/bootstrapServers", json!(["kafka-0"])), "each bootstrap server must be HOST:PORT"),
-        ("bad environment", with(base.clone(), "/environment", json!("Prod!")), "spec.environment"),
-        ("missing environment", without(base.clone(), "environment"), "spec.environment: Required value"),
-        ("repeated tool", with(base.clone(), "/tools", json!(["list_topics", "list_topics"])), "tools must not repeat"),
-        ("duplicate client names", with(base.clone(), "/clients/1/name", json!("support-agent")), "client names must be unique"),
-        ("client with both identities", with(base.clone(), "/clients/0/issueToken", json!({"expirationSeconds": 3600})), "either serviceAccountName or issueToken"),
-        ("client with neither identity", {
-            let mut o = base.clone();
-            o["spec"]["clients"][0].as_object_mut().unwrap().remove("serviceAccountName");
-            o
-        }, "either serviceAccountName or issueToken"),
-        ("client tool not in spec.tools", with(base.clone(), "/clients/0/tools", json!(["delete_topic"])), "must also be listed in spec.tools"),
-        ("token lifetime too short", with(base.clone(), "/clients/1/issueToken/expirationSeconds", json!(60)), "should be greater than or equal to 600"),
-        ("zero replicas", with(base.clone(), "/replicas", json!(0)), "should be greater than or equal to 1"),
-        ("unknown SASL mechanism", with(base.clone(), "/kafka/sasl/mechanism", json!("GSSAPI")), "Unsupported value: \"GSSAPI\""),
-        ("bad audit topic", with(base.clone(), "/audit", json!({"kafkaTopic": "a/b"})), "spec.audit.kafkaTopic"),
-        ("wrong type", with(base.clone(), "/replicas", json!("two")), "spec.replicas"),
+        (
+            "unknown tool",
+            with(base.clone(), "/tools/0", json!("drop_cluster")),
+            "Unsupported value: \"drop_cluster\"",
+        ),
+        (
+            "empty bootstrap list",
+            with(base.clone(), "/kafka/bootstrapServers", json!([])),
+            "should have at least 1 items",
+        ),
+        (
+            "bootstrap without port",
+            with(base.clone(), "/kafka/bootstrapServers", json!(["kafka-0"])),
+            "each bootstrap server must be HOST:PORT",
+        ),
+        (
+            "bad environment",
+            with(base.clone(), "/environment", json!("Prod!")),
+            "spec.environment",
+        ),
+        (
+            "missing environment",
+            without(base.clone(), "environment"),
+            "spec.environment: Required value",
+        ),
+        (
+            "repeated tool",
+            with(
+                base.clone(),
+                "/tools",
+                json!(["list_topics", "list_topics"]),
+            ),
+            "tools must not repeat",
+        ),
+        (
+            "duplicate client names",
+            with(base.clone(), "/clients/1/name", json!("support-agent")),
+            "client names must be unique",
+        ),
+        (
+            "client with both identities",
+            with(
+                base.clone(),
+                "/clients/0/issueToken",
+                json!({"expirationSeconds": 3600}),
+            ),
+            "either serviceAccountName or issueToken",
+        ),
+        (
+            "client with neither identity",
+            {
+                let mut o = base.clone();
+                o["spec"]["clients"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("serviceAccountName");
+                o
+            },
+            "either serviceAccountName or issueToken",
+        ),
+        (
+            "client tool not in spec.tools",
+            with(base.clone(), "/clients/0/tools", json!(["delete_topic"])),
+            "must also be listed in spec.tools",
+        ),
+        (
+            "token lifetime too short",
+            with(
+                base.clone(),
+                "/clients/1/issueToken/expirationSeconds",
+                json!(60),
+            ),
+            "should be greater than or equal to 600",
+        ),
+        (
+            "zero replicas",
+            with(base.clone(), "/replicas", json!(0)),
+            "should be greater than or equal to 1",
+        ),
+        (
+            "unknown SASL mechanism",
+            with(base.clone(), "/kafka/sasl/mechanism", json!("GSSAPI")),
+            "Unsupported value: \"GSSAPI\"",
+        ),
+        (
+            "bad audit topic",
+            with(base.clone(), "/audit", json!({"kafkaTopic": "a/b"})),
+            "spec.audit.kafkaTopic",
+        ),
+        (
+            "wrong type",
+            with(base.clone(), "/replicas", json!("two")),
+            "spec.replicas",
+        ),
     ];
     let mut failures = Vec::new();
     for (what, object, expected) in &cases {
@@ -86,24 +165,39 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
         object["metadata"]["name"] = json!(unique_name("bad"));
         match apply(ground, &object) {
             Ok(()) => failures.push(format!("{what}: admitted")),
-            Err(stderr) if !stderr.contains(expected) => failures.push(format!("{what}: message lacks {expected:?}: {stderr}")),
+            Err(stderr) if !stderr.contains(expected) => {
+                failures.push(format!("{what}: message lacks {expected:?}: {stderr}"))
+            }
             Err(_) => {}
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 
     // The name becomes the Service's name: a DNS label, short enough for suffixes.
     for bad_name in ["x".repeat(41), "9orders".to_string()] {
         let mut object = base.clone();
         object["metadata"]["name"] = json!(bad_name);
         let err = apply(ground, &object).expect_err("a bad server name is admitted");
-        assert!(err.contains("the name must be a DNS label starting with a letter"), "{bad_name}: {err}");
+        assert!(
+            err.contains("the name must be a DNS label starting with a letter"),
+            "{bad_name}: {err}"
+        );
     }
 
     // The printer columns and short name.
     let out = ground.kubectl(&["get", "mks", "-n", &ns], None);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let header = table.lines().next().unwrap_or_default();
     for column in ["NAME", "ENVIRONMENT", "READY", "TOOLS", "AGE"] {
         assert!(header.contains(column), "no {column} column: {header}");
@@ -117,9 +211,7 @@ fn policies_accept_names_and_groups_and_only_the_name_default() {
     let ground = Ground::get();
     ground.install_crds();
     let ns = ground.namespace("admission", None);
-    let policy = |name: &str, spec: Value| {
-        json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
-    };
+    let policy = |name: &str, spec: Value| json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec});
     apply(ground, &policy("default", json!({
         "allow": ["observe", "create_partitions"], "deny": ["consume_messages"],
         "breakGlass": {"until": "2026-11-21T18:00:00Z", "reason": "INC-1234 add partitions", "allow": ["create_partitions"]}
@@ -130,11 +222,31 @@ fn policies_accept_names_and_groups_and_only_the_name_default() {
         let err = apply(ground, &policy(name, spec)).expect_err("admitted");
         assert!(err.contains(expected), "expected {expected:?} in: {err}");
     };
-    refused("team-a", json!({"allow": ["observe"]}), "must be named 'default'");
-    refused("default", json!({"allow": ["everything"]}), "Unsupported value: \"everything\"");
-    refused("default", json!({"breakGlass": {"until": "soon", "reason": "x", "allow": ["create_topic"]}}), "spec.breakGlass.until");
-    refused("default", json!({"breakGlass": {"until": "2026-11-21T18:00:00Z", "reason": "", "allow": ["create_topic"]}}), "spec.breakGlass.reason");
-    refused("default", json!({"breakGlass": {"until": "2026-11-21T18:00:00Z", "reason": "x", "allow": []}}), "spec.breakGlass.allow");
+    refused(
+        "team-a",
+        json!({"allow": ["observe"]}),
+        "must be named 'default'",
+    );
+    refused(
+        "default",
+        json!({"allow": ["everything"]}),
+        "Unsupported value: \"everything\"",
+    );
+    refused(
+        "default",
+        json!({"breakGlass": {"until": "soon", "reason": "x", "allow": ["create_topic"]}}),
+        "spec.breakGlass.until",
+    );
+    refused(
+        "default",
+        json!({"breakGlass": {"until": "2026-11-21T18:00:00Z", "reason": "", "allow": ["create_topic"]}}),
+        "spec.breakGlass.reason",
+    );
+    refused(
+        "default",
+        json!({"breakGlass": {"until": "2026-11-21T18:00:00Z", "reason": "x", "allow": []}}),
+        "spec.breakGlass.allow",
+    );
     ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
 }
 
@@ -153,6 +265,10 @@ fn kubectl_explain_shows_the_field_docs() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("mcpkafka.dev/environment"), "{text}");
 }

@@ -5,7 +5,10 @@
 #[test]
 fn checked_in_crds_match_the_types() {
     let crds = mcpk_e2e::crds_dir();
-    let chart_crds = crds.parent().expect("crds/ is in the checkout").join("charts/mcp-kafka-operator/crds");
+    let chart_crds = crds
+        .parent()
+        .expect("crds/ is in the checkout")
+        .join("charts/mcp-kafka-operator/crds");
     for dir in [&crds, &chart_crds] {
         for (file, generated) in mcp_kafka_operator::crd_documents() {
             let path = dir.join(file);
@@ -23,13 +26,32 @@ fn checked_in_crds_match_the_types() {
 /// ask the binary); it must list exactly the ones the operator knows.
 #[test]
 fn the_chart_values_schema_knows_every_tool() {
-    let path = mcpk_e2e::crds_dir().parent().expect("crds/ is in the checkout").join("charts/mcp-kafka-operator/values.schema.json");
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("the values schema")).expect("JSON");
+    let path = mcpk_e2e::crds_dir()
+        .parent()
+        .expect("crds/ is in the checkout")
+        .join("charts/mcp-kafka-operator/values.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the values schema"))
+            .expect("JSON");
     let policy = &schema["properties"]["config"]["properties"]["defaultPolicy"]["properties"];
     let mut expected: Vec<&str> = vec!["observe", "mutate", "all"];
-    expected.extend(mcp_kafka_sidecar::tool_name::ToolName::ALL.iter().map(|t| t.as_str()));
+    expected.extend(
+        mcp_kafka_sidecar::tool_name::ToolName::ALL
+            .iter()
+            .map(|t| t.as_str()),
+    );
     for list in ["allow", "deny"] {
-        let listed: Vec<&str> = policy[list]["items"]["enum"].as_array().expect("an enum").iter().filter_map(|v| v.as_str()).collect();
-        assert_eq!(listed, expected, "{} lists other tools than the operator knows ({list})", path.display());
+        let listed: Vec<&str> = policy[list]["items"]["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            listed,
+            expected,
+            "{} lists other tools than the operator knows ({list})",
+            path.display()
+        );
     }
 }

@@ -20,20 +20,51 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
     let client = ground.kube_admin().await;
     let ns = ground.namespace("leader-election", None);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let args = |id: &'static str| ["--metrics-address", "127.0.0.1:0", "--lease-namespace", ns.as_str(), "--identity", id];
+    let args = |id: &'static str| {
+        [
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            ns.as_str(),
+            "--identity",
+            id,
+        ]
+    };
 
-    let mut first = OperatorProcess::start(&format!("{ns}-first"), &ground.kubeconfig, &args("first"));
-    eventually("the first replica to lead", || async { (holder(&leases).await? == "first").then_some(()) }).await;
-    let second = OperatorProcess::start(&format!("{ns}-second"), &ground.kubeconfig, &args("second"));
-    eventually("the second replica to wait for the Lease", || async {
-        second.log_text().contains("waiting for leadership").then_some(())
+    let mut first =
+        OperatorProcess::start(&format!("{ns}-first"), &ground.kubeconfig, &args("first"));
+    eventually("the first replica to lead", || async {
+        (holder(&leases).await? == "first").then_some(())
     })
     .await;
-    assert_eq!(holder(&leases).await.as_deref(), Some("first"), "one leader at a time");
+    let second =
+        OperatorProcess::start(&format!("{ns}-second"), &ground.kubeconfig, &args("second"));
+    eventually("the second replica to wait for the Lease", || async {
+        second
+            .log_text()
+            .contains("waiting for leadership")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        holder(&leases).await.as_deref(),
+        Some("first"),
+        "one leader at a time"
+    );
     assert!(!second.log_text().contains("became leader"));
 
     let status = first.terminate();
-    assert!(status.success(), "a SIGTERM ends the operator cleanly: {status}\n{}", first.log_text());
-    eventually("the second replica to take over", || async { (holder(&leases).await? == "second").then_some(()) }).await;
-    eventually("the second replica to say so", || async { second.log_text().contains("became leader").then_some(()) }).await;
+    assert!(
+        status.success(),
+        "a SIGTERM ends the operator cleanly: {status}\n{}",
+        first.log_text()
+    );
+    eventually("the second replica to take over", || async {
+        (holder(&leases).await? == "second").then_some(())
+    })
+    .await;
+    eventually("the second replica to say so", || async {
+        second.log_text().contains("became leader").then_some(())
+    })
+    .await;
 }

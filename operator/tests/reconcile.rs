@@ -7,7 +7,9 @@ mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -24,19 +26,39 @@ use support::{Operator, apply_server, delete_namespace, server_manifest, servers
 async fn apply_policy(client: &Client, ns: &str, spec: Value) {
     let api: Api<mcp_kafka_operator::crd::McpToolPolicy> = Api::namespaced(client.clone(), ns);
     let object = json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default"}, "spec": spec});
-    api.patch("default", &PatchParams::apply("reconcile-test").force(), &Patch::Apply(&object)).await.expect("applying the policy");
+    api.patch(
+        "default",
+        &PatchParams::apply("reconcile-test").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .expect("applying the policy");
 }
 
 async fn exists<K>(client: &Client, ns: &str, name: &str) -> bool
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
-    Api::<K>::namespaced(client.clone(), ns).get_opt(name).await.expect("a read").is_some()
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("a read")
+        .is_some()
 }
 
 async fn role_verbs(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let role = Api::<Role>::namespaced(client.clone(), ns).get(name).await.expect("the Role");
-    role.rules.unwrap_or_default().into_iter().flat_map(|r| r.verbs).collect()
+    let role = Api::<Role>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("the Role");
+    role.rules
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.verbs)
+        .collect()
 }
 
 async fn set_available(client: &Client, ns: &str, name: &str, available: i32) {
@@ -58,55 +80,147 @@ async fn a_server_becomes_owned_objects_that_follow_its_spec_and_policy() {
         {"name": "support", "serviceAccountName": "support-agent", "tools": ["list_topics", "create_topic"]},
         {"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["describe_topic"]},
     ]);
-    apply_server(&client, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic", "create_topic"], clients, 2)).await;
+    apply_server(
+        &client,
+        &ns,
+        &server_manifest(
+            "orders",
+            "dev",
+            &["list_topics", "describe_topic", "create_topic"],
+            clients,
+            2,
+        ),
+    )
+    .await;
 
     // Created: every object, owned by the server.
     let server = wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
     let uid = server.uid().unwrap();
     let status = server.status.clone().unwrap();
-    assert_eq!(status.effective_tools, vec![ToolName::ListTopics, ToolName::DescribeTopic], "default policy: read-only");
+    assert_eq!(
+        status.effective_tools,
+        vec![ToolName::ListTopics, ToolName::DescribeTopic],
+        "default policy: read-only"
+    );
     assert_eq!(status.denied_tools.len(), 1);
-    assert!(status.denied_tools[0].reason.contains("operator's default policy"), "{:?}", status.denied_tools);
-    assert_eq!(status.endpoint.as_deref(), Some(format!("http://orders-mcp.{ns}.svc.cluster.local:8090/mcp").as_str()));
-    assert_eq!(status.token_secrets.get("laptop").map(String::as_str), Some("orders-mcp-client-laptop-token"));
+    assert!(
+        status.denied_tools[0]
+            .reason
+            .contains("operator's default policy"),
+        "{:?}",
+        status.denied_tools
+    );
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some(format!("http://orders-mcp.{ns}.svc.cluster.local:8090/mcp").as_str())
+    );
+    assert_eq!(
+        status.token_secrets.get("laptop").map(String::as_str),
+        Some("orders-mcp-client-laptop-token")
+    );
 
-    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns).get("orders-mcp").await.expect("the Deployment");
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("orders-mcp")
+        .await
+        .expect("the Deployment");
     let owner = &deployment.owner_references()[0];
-    assert_eq!((owner.uid.as_str(), owner.controller), (uid.as_str(), Some(true)));
-    let owned_by_server = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| refs.iter().any(|r| r.uid == uid);
-    let svc = Api::<Service>::namespaced(client.clone(), &ns).get("orders-mcp").await.unwrap();
+    assert_eq!(
+        (owner.uid.as_str(), owner.controller),
+        (uid.as_str(), Some(true))
+    );
+    let owned_by_server =
+        |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+            refs.iter().any(|r| r.uid == uid)
+        };
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("orders-mcp")
+        .await
+        .unwrap();
     assert!(owned_by_server(svc.owner_references()));
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns).get("orders-mcp-config").await.unwrap();
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("orders-mcp-config")
+        .await
+        .unwrap();
     assert!(owned_by_server(cm.owner_references()));
-    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).expect("the sidecar accepts the rendered config");
-    assert_eq!(config.tools, vec![ToolName::ListTopics, ToolName::DescribeTopic]);
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"])
+        .expect("the sidecar accepts the rendered config");
+    assert_eq!(
+        config.tools,
+        vec![ToolName::ListTopics, ToolName::DescribeTopic]
+    );
     for (kind, present) in [
-        ("ServiceAccount orders-mcp", exists::<ServiceAccount>(&client, &ns, "orders-mcp").await),
-        ("ServiceAccount laptop", exists::<ServiceAccount>(&client, &ns, "orders-mcp-client-laptop").await),
-        ("RoleBinding support", exists::<RoleBinding>(&client, &ns, "orders-mcp-client-support").await),
-        ("Secret laptop token", exists::<Secret>(&client, &ns, "orders-mcp-client-laptop-token").await),
-        ("NetworkPolicy", exists::<NetworkPolicy>(&client, &ns, "orders-mcp").await),
-        ("PodDisruptionBudget", exists::<PodDisruptionBudget>(&client, &ns, "orders-mcp").await),
+        (
+            "ServiceAccount orders-mcp",
+            exists::<ServiceAccount>(&client, &ns, "orders-mcp").await,
+        ),
+        (
+            "ServiceAccount laptop",
+            exists::<ServiceAccount>(&client, &ns, "orders-mcp-client-laptop").await,
+        ),
+        (
+            "RoleBinding support",
+            exists::<RoleBinding>(&client, &ns, "orders-mcp-client-support").await,
+        ),
+        (
+            "Secret laptop token",
+            exists::<Secret>(&client, &ns, "orders-mcp-client-laptop-token").await,
+        ),
+        (
+            "NetworkPolicy",
+            exists::<NetworkPolicy>(&client, &ns, "orders-mcp").await,
+        ),
+        (
+            "PodDisruptionBudget",
+            exists::<PodDisruptionBudget>(&client, &ns, "orders-mcp").await,
+        ),
     ] {
         assert!(present, "{kind} missing");
     }
-    assert_eq!(role_verbs(&client, &ns, "orders-mcp-client-support").await, ["list_topics"], "create_topic is not exposed");
-    assert_eq!(role_verbs(&client, &ns, "orders-mcp-client-laptop").await, ["describe_topic"]);
+    assert_eq!(
+        role_verbs(&client, &ns, "orders-mcp-client-support").await,
+        ["list_topics"],
+        "create_topic is not exposed"
+    );
+    assert_eq!(
+        role_verbs(&client, &ns, "orders-mcp-client-laptop").await,
+        ["describe_topic"]
+    );
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     let crb_name = format!("mcpkafka:{ns}:orders:auth-delegator");
-    assert!(crbs.get_opt(&crb_name).await.unwrap().is_some(), "the sidecar's auth-delegator binding");
+    assert!(
+        crbs.get_opt(&crb_name).await.unwrap().is_some(),
+        "the sidecar's auth-delegator binding"
+    );
 
     // Ready follows the Deployment both ways.
-    wait_condition(&api, "orders", "Ready", "False", Some("DeploymentUnavailable")).await;
+    wait_condition(
+        &api,
+        "orders",
+        "Ready",
+        "False",
+        Some("DeploymentUnavailable"),
+    )
+    .await;
     set_available(&client, &ns, "orders-mcp", 2).await;
     wait_condition(&api, "orders", "Ready", "True", Some("Available")).await;
     set_available(&client, &ns, "orders-mcp", 0).await;
-    wait_condition(&api, "orders", "Ready", "False", Some("DeploymentUnavailable")).await;
+    wait_condition(
+        &api,
+        "orders",
+        "Ready",
+        "False",
+        Some("DeploymentUnavailable"),
+    )
+    .await;
 
     // Drift is put back: a hand edit of the Deployment is undone.
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     deployments
-        .patch("orders-mcp", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 7}})))
+        .patch(
+            "orders-mcp",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 7}})),
+        )
         .await
         .expect("editing the Deployment by hand");
     eventually("the hand edit to be undone", || async {
@@ -116,18 +230,43 @@ async fn a_server_becomes_owned_objects_that_follow_its_spec_and_policy() {
     .await;
 
     // A policy change: tools and Roles follow.
-    apply_policy(&client, &ns, json!({"allow": ["all"], "deny": ["describe_topic"]})).await;
+    apply_policy(
+        &client,
+        &ns,
+        json!({"allow": ["all"], "deny": ["describe_topic"]}),
+    )
+    .await;
     eventually("create_topic exposed by the new policy", || async {
         let s = api.get("orders").await.ok()?;
-        (s.status?.effective_tools == vec![ToolName::ListTopics, ToolName::CreateTopic]).then_some(())
+        (s.status?.effective_tools == vec![ToolName::ListTopics, ToolName::CreateTopic])
+            .then_some(())
     })
     .await;
-    assert_eq!(role_verbs(&client, &ns, "orders-mcp-client-support").await, ["list_topics", "create_topic"]);
-    assert!(role_verbs(&client, &ns, "orders-mcp-client-laptop").await.is_empty(), "describe_topic is denied now");
+    assert_eq!(
+        role_verbs(&client, &ns, "orders-mcp-client-support").await,
+        ["list_topics", "create_topic"]
+    );
+    assert!(
+        role_verbs(&client, &ns, "orders-mcp-client-laptop")
+            .await
+            .is_empty(),
+        "describe_topic is denied now"
+    );
 
     // A removed client loses its Role, RoleBinding, ServiceAccount and Secret; replicas 1 drops the PDB.
     let one_client = json!([{"name": "support", "serviceAccountName": "support-agent", "tools": ["list_topics"]}]);
-    apply_server(&client, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic", "create_topic"], one_client, 1)).await;
+    apply_server(
+        &client,
+        &ns,
+        &server_manifest(
+            "orders",
+            "dev",
+            &["list_topics", "describe_topic", "create_topic"],
+            one_client,
+            1,
+        ),
+    )
+    .await;
     wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
     eventually("the laptop client's objects to be deleted", || async {
         let gone = !exists::<Role>(&client, &ns, "orders-mcp-client-laptop").await
@@ -140,18 +279,23 @@ async fn a_server_becomes_owned_objects_that_follow_its_spec_and_policy() {
     .await;
 
     // Delete the server: every object goes (owner references + the finalizer).
-    api.delete("orders", &Default::default()).await.expect("deleting the server");
-    eventually("every object of the server to be garbage-collected", || async {
-        let gone = api.get_opt("orders").await.ok()?.is_none()
-            && !exists::<Deployment>(&client, &ns, "orders-mcp").await
-            && !exists::<Service>(&client, &ns, "orders-mcp").await
-            && !exists::<ConfigMap>(&client, &ns, "orders-mcp-config").await
-            && !exists::<ServiceAccount>(&client, &ns, "orders-mcp").await
-            && !exists::<Role>(&client, &ns, "orders-mcp-client-support").await
-            && !exists::<NetworkPolicy>(&client, &ns, "orders-mcp").await
-            && crbs.get_opt(&crb_name).await.ok()?.is_none();
-        gone.then_some(())
-    })
+    api.delete("orders", &Default::default())
+        .await
+        .expect("deleting the server");
+    eventually(
+        "every object of the server to be garbage-collected",
+        || async {
+            let gone = api.get_opt("orders").await.ok()?.is_none()
+                && !exists::<Deployment>(&client, &ns, "orders-mcp").await
+                && !exists::<Service>(&client, &ns, "orders-mcp").await
+                && !exists::<ConfigMap>(&client, &ns, "orders-mcp-config").await
+                && !exists::<ServiceAccount>(&client, &ns, "orders-mcp").await
+                && !exists::<Role>(&client, &ns, "orders-mcp-client-support").await
+                && !exists::<NetworkPolicy>(&client, &ns, "orders-mcp").await
+                && crbs.get_opt(&crb_name).await.ok()?.is_none();
+            gone.then_some(())
+        },
+    )
     .await;
     delete_namespace(&client, &ns).await;
 }
@@ -163,13 +307,37 @@ async fn a_namespace_of_another_environment_gets_nothing_until_relabelled() {
     let client = ground.kube_admin().await;
     let ns = ground.namespace("fence", Some("prod"));
     let api = servers(&client, &ns);
-    apply_server(&client, &ns, &server_manifest("payments", "dev", &["list_topics"], json!([]), 1)).await;
+    apply_server(
+        &client,
+        &ns,
+        &server_manifest("payments", "dev", &["list_topics"], json!([]), 1),
+    )
+    .await;
 
-    let s = wait_condition(&api, "payments", "Ready", "False", Some("EnvironmentMismatch")).await;
+    let s = wait_condition(
+        &api,
+        "payments",
+        "Ready",
+        "False",
+        Some("EnvironmentMismatch"),
+    )
+    .await;
     let fenced = support_condition(&s, "EnvironmentFenced");
-    assert_eq!((fenced.0.as_str(), fenced.1.as_str()), ("False", "EnvironmentMismatch"));
-    assert!(fenced.2.contains(r#"labelled mcpkafka.dev/environment="prod""#), "{}", fenced.2);
-    assert!(!exists::<Deployment>(&client, &ns, "payments-mcp").await, "nothing is deployed across a fence");
+    assert_eq!(
+        (fenced.0.as_str(), fenced.1.as_str()),
+        ("False", "EnvironmentMismatch")
+    );
+    assert!(
+        fenced
+            .2
+            .contains(r#"labelled mcpkafka.dev/environment="prod""#),
+        "{}",
+        fenced.2
+    );
+    assert!(
+        !exists::<Deployment>(&client, &ns, "payments-mcp").await,
+        "nothing is deployed across a fence"
+    );
     // A person sees it in `kubectl describe mks`: a Warning Event on the server.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
     eventually("a Warning Event about the fence", || async {
@@ -184,15 +352,40 @@ async fn a_namespace_of_another_environment_gets_nothing_until_relabelled() {
     assert!(!exists::<ConfigMap>(&client, &ns, "payments-mcp-config").await);
 
     // The label is what counts: relabelling the namespace deploys it (namespace watch).
-    let out = ground.kubectl(&["label", "namespace", &ns, "mcpkafka.dev/environment=dev", "--overwrite"], None);
+    let out = ground.kubectl(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "mcpkafka.dev/environment=dev",
+            "--overwrite",
+        ],
+        None,
+    );
     assert!(out.status.success());
     wait_condition(&api, "payments", "Reconciled", "True", Some("Applied")).await;
     assert!(exists::<Deployment>(&client, &ns, "payments-mcp").await);
 
     // And back: what was deployed is removed.
-    let out = ground.kubectl(&["label", "namespace", &ns, "mcpkafka.dev/environment=prod", "--overwrite"], None);
+    let out = ground.kubectl(
+        &[
+            "label",
+            "namespace",
+            &ns,
+            "mcpkafka.dev/environment=prod",
+            "--overwrite",
+        ],
+        None,
+    );
     assert!(out.status.success());
-    wait_condition(&api, "payments", "Reconciled", "False", Some("EnvironmentMismatch")).await;
+    wait_condition(
+        &api,
+        "payments",
+        "Reconciled",
+        "False",
+        Some("EnvironmentMismatch"),
+    )
+    .await;
     eventually("the Deployment to be removed behind the fence", || async {
         (!exists::<Deployment>(&client, &ns, "payments-mcp").await).then_some(())
     })
@@ -213,28 +406,59 @@ async fn prod_mutations_appear_only_inside_a_break_glass_window() {
     let ns = ground.namespace("breakglass", Some("prod"));
     let api = servers(&client, &ns);
     apply_policy(&client, &ns, json!({"allow": ["all"]})).await;
-    apply_server(&client, &ns, &server_manifest("ledger", "prod", &["list_topics", "create_partitions"], json!([]), 1)).await;
+    apply_server(
+        &client,
+        &ns,
+        &server_manifest(
+            "ledger",
+            "prod",
+            &["list_topics", "create_partitions"],
+            json!([]),
+            1,
+        ),
+    )
+    .await;
     let s = wait_condition(&api, "ledger", "Reconciled", "True", None).await;
-    assert_eq!(s.status.as_ref().unwrap().effective_tools, vec![ToolName::ListTopics], "no mutation in prod without a window");
+    assert_eq!(
+        s.status.as_ref().unwrap().effective_tools,
+        vec![ToolName::ListTopics],
+        "no mutation in prod without a window"
+    );
 
     // A window of a few seconds opens exactly the named tool, then closes by itself.
-    let until = k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(8);
+    let until =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(8);
     apply_policy(&client, &ns, json!({"allow": ["all"], "breakGlass": {"until": until.to_string(), "reason": "INC-1", "allow": ["create_partitions"]}})).await;
     eventually("create_partitions inside the window", || async {
         let s = api.get("ledger").await.ok()?;
-        (s.status?.effective_tools == vec![ToolName::ListTopics, ToolName::CreatePartitions]).then_some(())
+        (s.status?.effective_tools == vec![ToolName::ListTopics, ToolName::CreatePartitions])
+            .then_some(())
     })
     .await;
     // The sidecar gets the window too, and enforces it itself.
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns).get("ledger-mcp-config").await.unwrap();
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("ledger-mcp-config")
+        .await
+        .unwrap();
     let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).unwrap();
-    assert_eq!(config.mutations, Some(mcp_kafka_sidecar::config::MutationRule::BreakGlass));
-    let window = config.break_glass.expect("the open window is in the sidecar's config");
-    assert_eq!((window.tools, window.until), (vec![ToolName::CreatePartitions], until));
-    eventually("create_partitions gone after the window (requeue at its end)", || async {
-        let s = api.get("ledger").await.ok()?;
-        (s.status?.effective_tools == vec![ToolName::ListTopics]).then_some(())
-    })
+    assert_eq!(
+        config.mutations,
+        Some(mcp_kafka_sidecar::config::MutationRule::BreakGlass)
+    );
+    let window = config
+        .break_glass
+        .expect("the open window is in the sidecar's config");
+    assert_eq!(
+        (window.tools, window.until),
+        (vec![ToolName::CreatePartitions], until)
+    );
+    eventually(
+        "create_partitions gone after the window (requeue at its end)",
+        || async {
+            let s = api.get("ledger").await.ok()?;
+            (s.status?.effective_tools == vec![ToolName::ListTopics]).then_some(())
+        },
+    )
     .await;
     assert!(k8s_openapi::jiff::Timestamp::now() >= until);
     delete_namespace(&client, &ns).await;
@@ -249,35 +473,87 @@ async fn issued_tokens_authorize_exactly_the_clients_tools() {
     let api = servers(&client, &ns);
     apply_policy(&client, &ns, json!({"allow": ["all"]})).await;
     let clients = json!([{"name": "laptop", "issueToken": {"expirationSeconds": 3600}, "tools": ["list_topics", "create_topic"]}]);
-    apply_server(&client, &ns, &server_manifest("orders", "dev", &["list_topics", "describe_topic", "create_topic"], clients, 1)).await;
+    apply_server(
+        &client,
+        &ns,
+        &server_manifest(
+            "orders",
+            "dev",
+            &["list_topics", "describe_topic", "create_topic"],
+            clients,
+            1,
+        ),
+    )
+    .await;
     wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
 
-    let secret = Api::<Secret>::namespaced(client.clone(), &ns).get("orders-mcp-client-laptop-token").await.unwrap();
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("orders-mcp-client-laptop-token")
+        .await
+        .unwrap();
     let from_secret = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
 
     // The `token` subcommand mints another one for the same client.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-kafka-operator"))
-        .args(["token", "orders", "--client", "laptop", "--namespace", &ns, "--duration", "600"])
+        .args([
+            "token",
+            "orders",
+            "--client",
+            "laptop",
+            "--namespace",
+            &ns,
+            "--duration",
+            "600",
+        ])
         .env("KUBECONFIG", &ground.kubeconfig)
         .output()
         .expect("running the token subcommand");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON client config");
     let header = printed["headers"]["Authorization"].as_str().unwrap();
-    assert_eq!(printed["mcpServers"]["orders"]["headers"]["Authorization"], header);
-    assert_eq!(printed["url"], format!("http://orders-mcp.{ns}.svc.cluster.local:8090/mcp"));
+    assert_eq!(
+        printed["mcpServers"]["orders"]["headers"]["Authorization"],
+        header
+    );
+    assert_eq!(
+        printed["url"],
+        format!("http://orders-mcp.{ns}.svc.cluster.local:8090/mcp")
+    );
     let from_command = header.strip_prefix("Bearer ").unwrap().to_string();
 
     let audience = format!("mcpkafka.dev/{ns}/orders");
     for token in [from_secret, from_command] {
-        let user = token_review(&client, &token, &audience).await.expect("the token passes TokenReview for the server's audience");
-        assert_eq!(user, format!("system:serviceaccount:{ns}:orders-mcp-client-laptop"));
-        assert!(token_review(&client, &token, "some-other-service").await.is_none(), "another audience is refused");
+        let user = token_review(&client, &token, &audience)
+            .await
+            .expect("the token passes TokenReview for the server's audience");
+        assert_eq!(
+            user,
+            format!("system:serviceaccount:{ns}:orders-mcp-client-laptop")
+        );
+        assert!(
+            token_review(&client, &token, "some-other-service")
+                .await
+                .is_none(),
+            "another audience is refused"
+        );
         assert!(can(&client, &user, &ns, "orders", "list_topics").await);
         assert!(can(&client, &user, &ns, "orders", "create_topic").await);
-        assert!(!can(&client, &user, &ns, "orders", "describe_topic").await, "not the client's tool");
-        assert!(!can(&client, &user, &ns, "orders", "delete_topic").await, "not requested at all");
-        assert!(!can(&client, &user, &ns, "other-server", "list_topics").await, "another server");
+        assert!(
+            !can(&client, &user, &ns, "orders", "describe_topic").await,
+            "not the client's tool"
+        );
+        assert!(
+            !can(&client, &user, &ns, "orders", "delete_topic").await,
+            "not requested at all"
+        );
+        assert!(
+            !can(&client, &user, &ns, "other-server", "list_topics").await,
+            "another server"
+        );
     }
 
     // A client that is not there is a clear error.
@@ -287,23 +563,41 @@ async fn issued_tokens_authorize_exactly_the_clients_tools() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no client \"nobody\" (clients: laptop)"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no client \"nobody\" (clients: laptop)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     delete_namespace(&client, &ns).await;
 }
 
 /// The username TokenReview reports for `token` with `audience`, if authenticated.
 async fn token_review(client: &Client, token: &str, audience: &str) -> Option<String> {
     let review = TokenReview {
-        spec: TokenReviewSpec { token: token.into(), audiences: Some(vec![audience.into()]) },
+        spec: TokenReviewSpec {
+            token: token.into(),
+            audiences: Some(vec![audience.into()]),
+        },
         ..Default::default()
     };
-    let answer = Api::<TokenReview>::all(client.clone()).create(&PostParams::default(), &review).await.expect("TokenReview");
+    let answer = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("TokenReview");
     let status = answer.status?;
-    if status.authenticated == Some(true) { status.user?.username } else { None }
+    if status.authenticated == Some(true) {
+        status.user?.username
+    } else {
+        None
+    }
 }
 
 async fn can(client: &Client, user: &str, ns: &str, server: &str, tool: &str) -> bool {
-    let groups = vec!["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}"), "system:authenticated".into()];
+    let groups = vec![
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".into(),
+    ];
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.into()),
@@ -321,6 +615,9 @@ async fn can(client: &Client, user: &str, ns: &str, server: &str, tool: &str) ->
         },
         ..Default::default()
     };
-    let answer = Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.expect("SAR");
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SAR");
     answer.status.is_some_and(|s| s.allowed)
 }

@@ -84,13 +84,20 @@ fn args() -> Args {
             "--peer-script" => a.peer_script = Some(value),
             "--only" => a.only = Some(value),
             "--load" => {
-                let calls = it.next().expect("--load SESSIONS CALLS").parse().expect("CALLS");
+                let calls = it
+                    .next()
+                    .expect("--load SESSIONS CALLS")
+                    .parse()
+                    .expect("CALLS");
                 a.load = Some((value.parse().expect("SESSIONS"), calls));
             }
             other => panic!("unknown flag {other}"),
         }
     }
-    assert!(!a.sidecar.is_empty() && !a.bootstrap.is_empty(), "usage: bench-sidecar --sidecar BIN --bootstrap-servers HOST:PORT [--seconds N]");
+    assert!(
+        !a.sidecar.is_empty() && !a.bootstrap.is_empty(),
+        "usage: bench-sidecar --sidecar BIN --bootstrap-servers HOST:PORT [--seconds N]"
+    );
     a
 }
 
@@ -114,8 +121,15 @@ fn process_cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which may hold spaces: state is the 3rd
     // field, utime and stime the 14th and 15th.
-    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
-    let ticks: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let ticks: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
     ticks.iter().sum::<u64>() as f64 * 10.0
 }
 
@@ -129,14 +143,22 @@ struct CpuSample {
 
 impl CpuSample {
     fn now(server: Option<u32>) -> Self {
-        Self { machine: machine_busy_ms(), client: process_cpu_ms(std::process::id()), server: server.map_or(0.0, process_cpu_ms) }
+        Self {
+            machine: machine_busy_ms(),
+            client: process_cpu_ms(std::process::id()),
+            server: server.map_or(0.0, process_cpu_ms),
+        }
     }
 }
 
 impl std::ops::Sub for CpuSample {
     type Output = Self;
     fn sub(self, earlier: Self) -> Self {
-        Self { machine: self.machine - earlier.machine, client: self.client - earlier.client, server: self.server - earlier.server }
+        Self {
+            machine: self.machine - earlier.machine,
+            client: self.client - earlier.client,
+            server: self.server - earlier.server,
+        }
     }
 }
 
@@ -144,12 +166,24 @@ impl std::ops::Sub for CpuSample {
 /// USER_HZ, is 1/100 s on Linux whatever the kernel's tick).
 fn machine_busy_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
     // user nice system idle iowait irq softirq: all but idle and iowait. Not
     // steal (the 8th), time the hypervisor gave other guests: at idle this VM
     // showed 9% of it, which counted as ours made every figure noisier.
-    let ticks: Vec<u64> = cpu.split_whitespace().skip(1).take(7).filter_map(|v| v.parse().ok()).collect();
-    let busy: u64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
     busy as f64 * 10.0
 }
 
@@ -241,19 +275,32 @@ impl Conn {
     async fn open(authority: &str) -> std::io::Result<Conn> {
         let stream = tokio::net::TcpStream::connect(authority).await?;
         stream.set_nodelay(true)?;
-        let (send, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+        let (send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
         tokio::spawn(connection);
-        Ok(Conn { send, authority: authority.to_string() })
+        Ok(Conn {
+            send,
+            authority: authority.to_string(),
+        })
     }
 
     /// Sends `request` (its URI a path) and reads the whole answer; None when
     /// the server cannot be reached. A connection the server has closed
     /// while idle (Node's closes after 5 s) is opened again first.
-    async fn send(&mut self, request: http::request::Builder, body: Bytes) -> Option<http::Response<Bytes>> {
+    async fn send(
+        &mut self,
+        request: http::request::Builder,
+        body: Bytes,
+    ) -> Option<http::Response<Bytes>> {
         if self.send.is_closed() {
             *self = Conn::open(&self.authority).await.ok()?;
         }
-        let request = request.header(http::header::HOST, &self.authority).body(Full::new(body)).ok()?;
+        let request = request
+            .header(http::header::HOST, &self.authority)
+            .body(Full::new(body))
+            .ok()?;
         self.send.ready().await.ok()?;
         let (head, body) = self.send.send_request(request).await.ok()?.into_parts();
         let body = body.collect().await.ok()?.to_bytes();
@@ -275,7 +322,10 @@ fn mcp_post(path: &str) -> http::request::Builder {
 /// `host:port` and path of an `http://` URL.
 fn split_url(url: &str) -> (String, String) {
     let uri: http::Uri = url.parse().expect("an http:// URL");
-    (uri.authority().expect("host:port").to_string(), uri.path().to_string())
+    (
+        uri.authority().expect("host:port").to_string(),
+        uri.path().to_string(),
+    )
 }
 
 /// A GET on a connection of its own (setup and one-off reads); None when
@@ -307,12 +357,25 @@ impl Session {
         let authorization = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
         let (authority, path) = split_url(url);
         let conn = Conn::open(&authority).await.expect("connect");
-        let mut s = Session { conn, path, protocol, id: String::new(), next_id: 1, authorization };
+        let mut s = Session {
+            conn,
+            path,
+            protocol,
+            id: String::new(),
+            next_id: 1,
+            authorization,
+        };
         if protocol == Protocol::PerRequest {
             return s;
         }
         let answer = s.send(&initialize_request()).await.expect("initialize");
-        s.id = answer.headers().get("mcp-session-id").expect("a session id (is the token accepted?)").to_str().unwrap().to_string();
+        s.id = answer
+            .headers()
+            .get("mcp-session-id")
+            .expect("a session id (is the token accepted?)")
+            .to_str()
+            .unwrap()
+            .to_string();
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         s.post(&note).await;
         s
@@ -325,22 +388,34 @@ impl Session {
             request = request.header(http::header::AUTHORIZATION, &self.authorization);
         }
         request = match self.protocol {
-            Protocol::Sessions if !self.id.is_empty() => request.header("mcp-session-id", &self.id).header("mcp-protocol-version", "2025-06-18"),
+            Protocol::Sessions if !self.id.is_empty() => request
+                .header("mcp-session-id", &self.id)
+                .header("mcp-protocol-version", "2025-06-18"),
             Protocol::Sessions => request,
             Protocol::PerRequest => {
-                let request = request.header("mcp-protocol-version", "2026-07-28").header("mcp-method", body["method"].as_str().unwrap_or_default());
+                let request = request
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", body["method"].as_str().unwrap_or_default());
                 match body["params"]["name"].as_str() {
                     Some(name) => request.header("mcp-name", name),
                     None => request,
                 }
             }
         };
-        self.conn.send(request, Bytes::from(serde_json::to_vec(body).expect("JSON"))).await
+        self.conn
+            .send(
+                request,
+                Bytes::from(serde_json::to_vec(body).expect("JSON")),
+            )
+            .await
     }
 
     /// A message's answer body; empty when there is none.
     async fn post(&mut self, body: &Value) -> Bytes {
-        self.send(body).await.map(http::Response::into_body).unwrap_or_default()
+        self.send(body)
+            .await
+            .map(http::Response::into_body)
+            .unwrap_or_default()
     }
 
     /// A request to send: JSON-RPC with the next id, and in 2026-07-28 the
@@ -381,11 +456,17 @@ impl Session {
 /// latency histogram: what the call costs inside the server, apart from HTTP
 /// and the client.
 async fn in_server_seconds(base: &str, tool: &str) -> (f64, f64) {
-    let answer = get_once(&format!("{base}/metrics")).await.map(http::Response::into_body).unwrap_or_default();
+    let answer = get_once(&format!("{base}/metrics"))
+        .await
+        .map(http::Response::into_body)
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&answer);
     let value = |suffix: &str| {
         let prefix = format!("mcp_kafka_tool_call_duration_seconds_{suffix}{{tool=\"{tool}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
     };
     (value("sum"), value("count"))
 }
@@ -393,7 +474,11 @@ async fn in_server_seconds(base: &str, tool: &str) -> (f64, f64) {
 /// A number from a process's /proc status (`VmRSS:` in KiB, `Threads:`); 0 when gone.
 fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -412,14 +497,20 @@ impl Drop for Sidecar {
 async fn main() {
     let a = args();
     let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("admin client"),
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &a.bootstrap)
+            .create()
+            .expect("admin client"),
     );
     let topic = format!("bench-{}", std::process::id());
     create_topic(&admin, &topic).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     if let Some((sessions, calls)) = a.load {
         load(&a, sessions, calls, &topic).await;
-        admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
+        admin
+            .delete_topics(&[&topic], &AdminOptions::new())
+            .await
+            .ok();
         return;
     }
 
@@ -431,7 +522,12 @@ async fn main() {
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let child = Command::new(&a.sidecar)
-        .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--bootstrap-servers",
+            &a.bootstrap,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         // The benchmark measures latency, not the per-caller rate limit.
         .args(["--calls-per-second", "1000000"])
         .stdout(Stdio::null())
@@ -440,46 +536,95 @@ async fn main() {
         .expect("start the sidecar");
     let sidecar = Sidecar(child);
     loop {
-        if get_once(&format!("{base}/readyz")).await.is_some_and(|r| r.status().is_success()) {
+        if get_once(&format!("{base}/readyz"))
+            .await
+            .is_some_and(|r| r.status().is_success())
+        {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the sidecar did not become ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sidecar did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(sidecar.0.id());
-    let (uncached, uncached_url, _) = start_sidecar(&a, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
+    let (uncached, uncached_url, _) =
+        start_sidecar(&a, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
     let uncached_base = uncached_url.trim_end_matches("/mcp").to_string();
     let kafka = Arc::new(Direct::new(&a.bootstrap, PEEK_FETCH_BYTES));
 
     let url = format!("{base}/mcp");
     // The answer's size drives the cost of serializing it: say how big it is here.
-    let topics = admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).map_or(0, |m| m.topics().len());
-    let answer = Session::open(&url).await.call_raw("list_topics", &json!({})).await.len();
-    println!("mcp-kafka-sidecar benchmark: {}s per cell, topic {topic} (6 partitions), broker {}", a.seconds, a.bootstrap);
+    let topics = admin
+        .inner()
+        .fetch_metadata(None, KAFKA_TIMEOUT)
+        .map_or(0, |m| m.topics().len());
+    let answer = Session::open(&url)
+        .await
+        .call_raw("list_topics", &json!({}))
+        .await
+        .len();
+    println!(
+        "mcp-kafka-sidecar benchmark: {}s per cell, topic {topic} (6 partitions), broker {}",
+        a.seconds, a.bootstrap
+    );
     println!("the broker has {topics} topics; a list_topics answer is {answer} bytes");
-    println!("start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB", idle_rss as f64 / 1024.0);
+    println!(
+        "start to ready: {ready_ms:.0} ms; idle RSS: {:.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
     println!();
     println!(
         "{:<27} {:>4} {:>11} {:>11} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9}",
-        "operation", "conc", "MCP p50 ms", "MCP p99 ms", "MCP /s", "in-server", "srv cpu", "direct p50", "direct /s", "p50 ratio"
+        "operation",
+        "conc",
+        "MCP p50 ms",
+        "MCP p99 ms",
+        "MCP /s",
+        "in-server",
+        "srv cpu",
+        "direct p50",
+        "direct /s",
+        "p50 ratio"
     );
     for workers in [1usize, 16] {
         // The load client's own ceiling: the same HTTP client against a no-op endpoint.
         let mut conns = Vec::new();
         for _ in 0..workers {
-            conns.push(Arc::new(tokio::sync::Mutex::new(Conn::open(&split_url(&base).0).await.expect("connect"))));
+            conns.push(Arc::new(tokio::sync::Mutex::new(
+                Conn::open(&split_url(&base).0).await.expect("connect"),
+            )));
         }
         let noop = measure(workers, a.seconds, Some(sidecar.0.id()), |w| {
             let conn = conns[w].clone();
             move || {
                 let conn = conn.clone();
-                async move { conn.lock().await.get("/healthz").await.is_some_and(|r| r.status().is_success()) }
+                async move {
+                    conn.lock()
+                        .await
+                        .get("/healthz")
+                        .await
+                        .is_some_and(|r| r.status().is_success())
+                }
             }
         })
         .await;
-        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>9.3} {:>10} {:>10} {:>9}", "no-op /healthz", workers, noop.p50_ms, noop.p99_ms, noop.per_second, "-", noop.server_cpu_ms_per_call, "-", "-", "-");
+        println!(
+            "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>9.3} {:>10} {:>10} {:>9}",
+            "no-op /healthz",
+            workers,
+            noop.p50_ms,
+            noop.p99_ms,
+            noop.per_second,
+            "-",
+            noop.server_cpu_ms_per_call,
+            "-",
+            "-",
+            "-"
+        );
         // The MCP session layer's own cost: a JSON-RPC ping in an open session.
         let mut pingers = Vec::new();
         for _ in 0..workers {
@@ -493,21 +638,58 @@ async fn main() {
             }
         })
         .await;
-        println!("{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>9.3} {:>10} {:>10} {:>9}", "MCP ping", workers, ping.p50_ms, ping.p99_ms, ping.per_second, "-", ping.server_cpu_ms_per_call, "-", "-", "-");
+        println!(
+            "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10} {:>9.3} {:>10} {:>10} {:>9}",
+            "MCP ping",
+            workers,
+            ping.p50_ms,
+            ping.p99_ms,
+            ping.per_second,
+            "-",
+            ping.server_cpu_ms_per_call,
+            "-",
+            "-",
+            "-"
+        );
         // The same tools on a sidecar that asks Kafka on every call: what the
         // metadata cache saves, and the overhead of the MCP path alone.
         let servers = [
             ("", &base, &url, sidecar.0.id(), Protocol::Sessions),
-            (" (2026-07-28)", &base, &url, sidecar.0.id(), Protocol::PerRequest),
-            (" (no cache)", &uncached_base, &uncached_url, uncached.0.id(), Protocol::Sessions),
+            (
+                " (2026-07-28)",
+                &base,
+                &url,
+                sidecar.0.id(),
+                Protocol::PerRequest,
+            ),
+            (
+                " (no cache)",
+                &uncached_base,
+                &uncached_url,
+                uncached.0.id(),
+                Protocol::Sessions,
+            ),
         ];
-        for (tool, args) in [("list_topics", json!({})), ("describe_topic", json!({"topic": topic})), ("fetch_offsets", json!({"topic": topic}))] {
+        for (tool, args) in [
+            ("list_topics", json!({})),
+            ("describe_topic", json!({"topic": topic})),
+            ("fetch_offsets", json!({"topic": topic})),
+        ] {
             let direct = direct_calls(&kafka, workers, a.seconds, tool, &topic).await;
             for (variant, server_base, server_url, server_pid, protocol) in servers {
                 let in_server_before = in_server_seconds(server_base, tool).await;
-                let over_mcp = mcp_calls((server_url, server_pid), protocol, workers, a.seconds, tool, &args).await;
+                let over_mcp = mcp_calls(
+                    (server_url, server_pid),
+                    protocol,
+                    workers,
+                    a.seconds,
+                    tool,
+                    &args,
+                )
+                .await;
                 let in_server = in_server_seconds(server_base, tool).await;
-                let in_server_ms = (in_server.0 - in_server_before.0) * 1000.0 / (in_server.1 - in_server_before.1).max(1.0);
+                let in_server_ms = (in_server.0 - in_server_before.0) * 1000.0
+                    / (in_server.1 - in_server_before.1).max(1.0);
                 let errors = over_mcp.errors + direct.errors;
                 println!(
                     "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>9.3} {:>10.3} {:>10.0} {:>8.2}x{}",
@@ -521,7 +703,11 @@ async fn main() {
                     direct.p50_ms,
                     direct.per_second,
                     over_mcp.p50_ms / direct.p50_ms,
-                    if errors > 0 { format!("  ({errors} errors)") } else { String::new() }
+                    if errors > 0 {
+                        format!("  ({errors} errors)")
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
@@ -530,7 +716,8 @@ async fn main() {
     println!();
     println!("RSS after load: {:.1} MiB", loaded_rss as f64 / 1024.0);
     busy_topic_peeks(&a, &admin, (&url, sidecar.0.id()), &kafka).await;
-    if let (Some(ns), Some(token), Some(kubeconfig)) = (&a.auth_namespace, &a.token, &a.kubeconfig) {
+    if let (Some(ns), Some(token), Some(kubeconfig)) = (&a.auth_namespace, &a.token, &a.kubeconfig)
+    {
         auth_figures(&a, &url, ns, token, kubeconfig).await;
     }
     if let (Some(node), Some(script)) = (&a.peer_node, &a.peer_script) {
@@ -538,34 +725,50 @@ async fn main() {
     }
     println!("targets (issue): p50 <= 1.5x direct rdkafka; idle RSS <= 20 MiB; ready <= 200 ms");
     drop(sidecar);
-    admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
+    admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .ok();
 }
 
 /// list_topics at one session without auth (the server above), and with
 /// Kubernetes auth: a warm decision cache, and a cache that keeps nothing
 /// (every call one TokenReview + one SubjectAccessReview).
 async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfig: &str) {
-    let one_call = |url: String, token: Option<String>| {
-        async move {
-            let session = Arc::new(tokio::sync::Mutex::new(Session::open_as(&url, token.as_deref(), Protocol::Sessions).await));
-            measure(1, a.seconds, None, |_| {
-                let s = session.clone();
-                move || {
-                    let s = s.clone();
-                    async move { s.lock().await.call("list_topics", &json!({})).await }
-                }
-            })
-            .await
-        }
+    let one_call = |url: String, token: Option<String>| async move {
+        let session = Arc::new(tokio::sync::Mutex::new(
+            Session::open_as(&url, token.as_deref(), Protocol::Sessions).await,
+        ));
+        measure(1, a.seconds, None, |_| {
+            let s = session.clone();
+            move || {
+                let s = s.clone();
+                async move { s.lock().await.call("list_topics", &json!({})).await }
+            }
+        })
+        .await
     };
     let none = one_call(none_url.to_string(), None).await;
     println!();
-    println!("{:<40} {:>11} {:>11} {:>12}", "list_topics, 1 session", "p50 ms", "p99 ms", "added p50");
-    println!("{:<40} {:>11.3} {:>11.3} {:>12}", "auth none", none.p50_ms, none.p99_ms, "-");
+    println!(
+        "{:<40} {:>11} {:>11} {:>12}",
+        "list_topics, 1 session", "p50 ms", "p99 ms", "added p50"
+    );
+    println!(
+        "{:<40} {:>11.3} {:>11.3} {:>12}",
+        "auth none", none.p50_ms, none.p99_ms, "-"
+    );
     let dir = std::env::temp_dir().join(format!("bench-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (label, cache_seconds) in [("auth kubernetes, warm cache", 30), ("auth kubernetes, no cache (TokenReview+SAR)", 0)] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for (label, cache_seconds) in [
+        ("auth kubernetes, warm cache", 30),
+        ("auth kubernetes, no cache (TokenReview+SAR)", 0),
+    ] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = json!({
             "server": {"name": "bench", "namespace": ns, "environment": "dev"},
             "listen": {"address": format!("127.0.0.1:{port}")},
@@ -587,13 +790,29 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
         let _sidecar = Sidecar(child);
         let base = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
-        while !get_once(&format!("{base}/readyz")).await.is_some_and(|r| r.status().is_success()) {
-            assert!(started.elapsed() < Duration::from_secs(60), "the auth sidecar did not become ready");
+        while !get_once(&format!("{base}/readyz"))
+            .await
+            .is_some_and(|r| r.status().is_success())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the auth sidecar did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let f = one_call(format!("{base}/mcp"), Some(token.to_string())).await;
-        let errors = if f.errors > 0 { format!("  ({} errors)", f.errors) } else { String::new() };
-        println!("{:<40} {:>11.3} {:>11.3} {:>+10.3} ms{errors}", label, f.p50_ms, f.p99_ms, f.p50_ms - none.p50_ms);
+        let errors = if f.errors > 0 {
+            format!("  ({} errors)", f.errors)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<40} {:>11.3} {:>11.3} {:>+10.3} ms{errors}",
+            label,
+            f.p50_ms,
+            f.p99_ms,
+            f.p50_ms - none.p50_ms
+        );
     }
     println!("target (issue): warm cache adds <= 0.2 ms p50 over auth none");
 }
@@ -619,12 +838,16 @@ impl Direct {
     fn new(bootstrap: &str, fetch_bytes: Option<&'static str>) -> Self {
         let config = |group: &str| {
             let mut c = rdkafka::ClientConfig::new();
-            c.set("bootstrap.servers", bootstrap).set("group.id", group).set("enable.auto.commit", "false");
+            c.set("bootstrap.servers", bootstrap)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false");
             c
         };
         Self {
             admin: config("bench-direct").create().expect("admin client"),
-            lookup: config("bench-direct-lookup").create().expect("lookup consumer"),
+            lookup: config("bench-direct-lookup")
+                .create()
+                .expect("lookup consumer"),
             idle: std::sync::Mutex::new(Vec::new()),
             bootstrap: bootstrap.to_string(),
             fetch_bytes,
@@ -635,14 +858,22 @@ impl Direct {
         let (this, operation, topic) = (Arc::clone(self), operation.to_string(), topic.to_string());
         let describe_configs = async {
             match operation.as_str() {
-                "describe_topic" => this.admin.describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new()).await.is_ok(),
+                "describe_topic" => this
+                    .admin
+                    .describe_configs(&[ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
+                    .await
+                    .is_ok(),
                 _ => true,
             }
         };
         let blocking = {
             let (this, operation, topic) = (Arc::clone(&this), operation.clone(), topic.clone());
             tokio::task::spawn_blocking(move || match operation.as_str() {
-                "list_topics" | "list topics" => this.admin.inner().fetch_metadata(None, KAFKA_TIMEOUT).is_ok(),
+                "list_topics" | "list topics" => this
+                    .admin
+                    .inner()
+                    .fetch_metadata(None, KAFKA_TIMEOUT)
+                    .is_ok(),
                 "describe_topic" | "fetch_offsets" | "topic offsets" => this.offsets(&topic),
                 _ => this.consume_10(&topic),
             })
@@ -653,15 +884,25 @@ impl Direct {
 
     /// A topic's partitions, then their earliest and latest offsets.
     fn offsets(&self, topic: &str) -> bool {
-        let Ok(md) = self.admin.inner().fetch_metadata(Some(topic), KAFKA_TIMEOUT) else { return false };
-        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return false };
-        [rdkafka::Offset::Beginning, rdkafka::Offset::End].into_iter().all(|at| {
-            let mut query = rdkafka::TopicPartitionList::new();
-            for p in t.partitions() {
-                query.add_partition_offset(topic, p.id(), at).ok();
-            }
-            self.lookup.offsets_for_times(query, KAFKA_TIMEOUT).is_ok()
-        })
+        let Ok(md) = self
+            .admin
+            .inner()
+            .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        else {
+            return false;
+        };
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return false;
+        };
+        [rdkafka::Offset::Beginning, rdkafka::Offset::End]
+            .into_iter()
+            .all(|at| {
+                let mut query = rdkafka::TopicPartitionList::new();
+                for p in t.partitions() {
+                    query.add_partition_offset(topic, p.id(), at).ok();
+                }
+                self.lookup.offsets_for_times(query, KAFKA_TIMEOUT).is_ok()
+            })
     }
 
     /// A consumer (reused, with the sidecar's fetch wait), assigned from the
@@ -672,7 +913,11 @@ impl Direct {
             Some(c) => c,
             None => {
                 let mut config = rdkafka::ClientConfig::new();
-                config.set("bootstrap.servers", &self.bootstrap).set("group.id", "bench-direct").set("enable.auto.commit", "false").set("fetch.wait.max.ms", "1");
+                config
+                    .set("bootstrap.servers", &self.bootstrap)
+                    .set("group.id", "bench-direct")
+                    .set("enable.auto.commit", "false")
+                    .set("fetch.wait.max.ms", "1");
                 if let Some(bytes) = self.fetch_bytes {
                     config.set("max.partition.fetch.bytes", bytes);
                 }
@@ -682,10 +927,17 @@ impl Direct {
                 }
             }
         };
-        let Ok(md) = self.admin.inner().fetch_metadata(Some(topic), KAFKA_TIMEOUT) else { return false };
+        let Ok(md) = self
+            .admin
+            .inner()
+            .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        else {
+            return false;
+        };
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in md.topics().iter().flat_map(|t| t.partitions()) {
-            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).ok();
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+                .ok();
         }
         if consumer.assign(&tpl).is_err() {
             return false;
@@ -705,12 +957,24 @@ impl Direct {
 
 /// A topic of 6 partitions for this run.
 async fn create_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) {
-    let created = admin.create_topics(&[NewTopic::new(topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new()).await.expect("create topic");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, 6, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topic");
     created[0].as_ref().expect("a topic for the benchmark");
 }
 
 /// `operation` done directly (`Direct::run`) on `workers` workers, for `seconds`.
-async fn direct_calls(kafka: &Arc<Direct>, workers: usize, seconds: u64, operation: &'static str, topic: &str) -> Figures {
+async fn direct_calls(
+    kafka: &Arc<Direct>,
+    workers: usize,
+    seconds: u64,
+    operation: &'static str,
+    topic: &str,
+) -> Figures {
     let topic = topic.to_string();
     measure(workers, seconds, None, |_| {
         let (kafka, topic) = (kafka.clone(), topic.clone());
@@ -723,10 +987,19 @@ async fn direct_calls(kafka: &Arc<Direct>, workers: usize, seconds: u64, operati
 }
 
 /// `tool` over MCP on `workers` sessions of their own, for `seconds`.
-async fn mcp_calls((url, server): (&str, u32), protocol: Protocol, workers: usize, seconds: u64, tool: &'static str, args: &Value) -> Figures {
+async fn mcp_calls(
+    (url, server): (&str, u32),
+    protocol: Protocol,
+    workers: usize,
+    seconds: u64,
+    tool: &'static str,
+    args: &Value,
+) -> Figures {
     let mut sessions = Vec::new();
     for _ in 0..workers {
-        sessions.push(Arc::new(tokio::sync::Mutex::new(Session::open_as(url, None, protocol).await)));
+        sessions.push(Arc::new(tokio::sync::Mutex::new(
+            Session::open_as(url, None, protocol).await,
+        )));
     }
     measure(workers, seconds, Some(server), |w| {
         let (s, args) = (sessions[w].clone(), args.clone());
@@ -750,19 +1023,29 @@ async fn first_initialize(url: &str, started: Instant) -> f64 {
     let body = Bytes::from(initialize_request().to_string());
     loop {
         let answered = match Conn::open(&authority).await {
-            Ok(mut conn) => conn.send(mcp_post(&path), body.clone()).await.is_some_and(|r| r.status().is_success()),
+            Ok(mut conn) => conn
+                .send(mcp_post(&path), body.clone())
+                .await
+                .is_some_and(|r| r.status().is_success()),
             Err(_) => false,
         };
         if answered {
             return started.elapsed().as_secs_f64() * 1000.0;
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "{url} never answered initialize");
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{url} never answered initialize"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// This sidecar against @confluentinc/mcp-confluent and direct rdkafka, in one run.
@@ -790,8 +1073,13 @@ async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka
     let idle = (rss_kib(ours.0.id()), rss_kib(peer.0.id()));
 
     println!();
-    println!("vs @confluentinc/mcp-confluent (same broker, topic {topic} with 100 messages, {}s per cell)", a.seconds);
-    println!("start to first answered initialize: this sidecar {ours_start:.0} ms, mcp-confluent {peer_start:.0} ms");
+    println!(
+        "vs @confluentinc/mcp-confluent (same broker, topic {topic} with 100 messages, {}s per cell)",
+        a.seconds
+    );
+    println!(
+        "start to first answered initialize: this sidecar {ours_start:.0} ms, mcp-confluent {peer_start:.0} ms"
+    );
     println!(
         "idle RSS: this sidecar {:.1} MiB, mcp-confluent {:.1} MiB ({:.1}x smaller)",
         idle.0 as f64 / 1024.0,
@@ -800,15 +1088,43 @@ async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka
     );
     println!(
         "{:<14} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "operation", "conc", "ours p50", "ours p99", "ours /s", "peer p50", "peer p99", "peer /s", "direct p50", "ours/peer", "p50/direct", "ours cpu", "direct cpu", "ours' p50", "p50'/direct"
+        "operation",
+        "conc",
+        "ours p50",
+        "ours p99",
+        "ours /s",
+        "peer p50",
+        "peer p99",
+        "peer /s",
+        "direct p50",
+        "ours/peer",
+        "p50/direct",
+        "ours cpu",
+        "direct cpu",
+        "ours' p50",
+        "p50'/direct"
     );
     let operations = [
-        ("list topics", ("list_topics", json!({})), ("list-topics", json!({}))),
-        ("topic offsets", ("fetch_offsets", json!({"topic": topic})), ("get-partition-offsets", json!({"topicName": topic}))),
+        (
+            "list topics",
+            ("list_topics", json!({})),
+            ("list-topics", json!({})),
+        ),
+        (
+            "topic offsets",
+            ("fetch_offsets", json!({"topic": topic})),
+            ("get-partition-offsets", json!({"topicName": topic})),
+        ),
         (
             "consume 10",
-            ("consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 10})),
-            ("consume-messages", json!({"topics": [{"name": topic, "start": "earliest"}], "maxMessages": 10})),
+            (
+                "consume_messages",
+                json!({"topic": topic, "from": "earliest", "max_messages": 10}),
+            ),
+            (
+                "consume-messages",
+                json!({"topics": [{"name": topic, "start": "earliest"}], "maxMessages": 10}),
+            ),
         ),
     ];
     let mut cpu_split = Vec::new();
@@ -818,9 +1134,33 @@ async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka
             // working for seconds after a busy cell (up to a fifth of a core
             // after a consume cell): the next cell waits until it is quiet.
             let direct_f = direct_calls(kafka, workers, a.seconds, label, topic).await;
-            let ours_f = mcp_calls((&ours_url, ours.0.id()), Protocol::Sessions, workers, a.seconds, our_tool, our_args).await;
-            let modern_f = mcp_calls((&ours_url, ours.0.id()), Protocol::PerRequest, workers, a.seconds, our_tool, our_args).await;
-            let peer_f = mcp_calls((&peer_url, peer.0.id()), Protocol::Sessions, workers, a.seconds, peer_tool, peer_args).await;
+            let ours_f = mcp_calls(
+                (&ours_url, ours.0.id()),
+                Protocol::Sessions,
+                workers,
+                a.seconds,
+                our_tool,
+                our_args,
+            )
+            .await;
+            let modern_f = mcp_calls(
+                (&ours_url, ours.0.id()),
+                Protocol::PerRequest,
+                workers,
+                a.seconds,
+                our_tool,
+                our_args,
+            )
+            .await;
+            let peer_f = mcp_calls(
+                (&peer_url, peer.0.id()),
+                Protocol::Sessions,
+                workers,
+                a.seconds,
+                peer_tool,
+                peer_args,
+            )
+            .await;
             quiet(peer.0.id()).await;
             let errors = ours_f.errors + modern_f.errors + peer_f.errors + direct_f.errors;
             println!(
@@ -841,25 +1181,43 @@ async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka
                 modern_f.p50_ms,
                 modern_f.p50_ms / direct_f.p50_ms,
                 if errors > 0 {
-                    format!("  (errors: ours {}, ours' {}, peer {}, direct {})", ours_f.errors, modern_f.errors, peer_f.errors, direct_f.errors)
+                    format!(
+                        "  (errors: ours {}, ours' {}, peer {}, direct {})",
+                        ours_f.errors, modern_f.errors, peer_f.errors, direct_f.errors
+                    )
                 } else {
                     String::new()
                 }
             );
-            let split = |f: &Figures| format!("{:.3} / {:.3} / {:.3}", f.cpu_ms_per_call, f.client_cpu_ms_per_call, f.server_cpu_ms_per_call);
+            let split = |f: &Figures| {
+                format!(
+                    "{:.3} / {:.3} / {:.3}",
+                    f.cpu_ms_per_call, f.client_cpu_ms_per_call, f.server_cpu_ms_per_call
+                )
+            };
             cpu_split.push(format!(
                 "{label:<14} {workers:>4} {:>23} {:>23} {:>23} {:>17}",
                 split(&ours_f),
                 split(&modern_f),
                 split(&peer_f),
-                format!("{:.3} / {:.3}", direct_f.cpu_ms_per_call, direct_f.client_cpu_ms_per_call)
+                format!(
+                    "{:.3} / {:.3}",
+                    direct_f.cpu_ms_per_call, direct_f.client_cpu_ms_per_call
+                )
             ));
         }
     }
-    println!("ours = 2025-06-18 sessions, as with mcp-confluent; ours' = the same tool calls in 2026-07-28 (no session; what the Python SDK's Client picks)");
+    println!(
+        "ours = 2025-06-18 sessions, as with mcp-confluent; ours' = the same tool calls in 2026-07-28 (no session; what the Python SDK's Client picks)"
+    );
     println!();
-    println!("CPU ms per call: the machine's / the load client's / the server's (direct: the machine's / this process's)");
-    println!("{:<14} {:>4} {:>23} {:>23} {:>23} {:>17}", "operation", "conc", "ours", "ours'", "peer", "direct");
+    println!(
+        "CPU ms per call: the machine's / the load client's / the server's (direct: the machine's / this process's)"
+    );
+    println!(
+        "{:<14} {:>4} {:>23} {:>23} {:>23} {:>17}",
+        "operation", "conc", "ours", "ours'", "peer", "direct"
+    );
     for row in cpu_split {
         println!("{row}");
     }
@@ -869,8 +1227,12 @@ async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka
         loaded.0 as f64 / 1024.0,
         loaded.1 as f64 / 1024.0
     );
-    println!("ours/peer = throughput ratio (target >= 5x at 16 sessions); p50/direct = this sidecar's p50 over direct rdkafka (target <= 1.5x)");
-    println!("cpu = the machine's CPU ms per call (client, server, broker); at 16 sessions the 2 cores are busy, so p50/direct follows their ratio");
+    println!(
+        "ours/peer = throughput ratio (target >= 5x at 16 sessions); p50/direct = this sidecar's p50 over direct rdkafka (target <= 1.5x)"
+    );
+    println!(
+        "cpu = the machine's CPU ms per call (client, server, broker); at 16 sessions the 2 cores are busy, so p50/direct follows their ratio"
+    );
     println!("target (issue): idle RSS <= 1/9 of mcp-confluent's");
 }
 
@@ -894,28 +1256,63 @@ async fn quiet(pid: u32) {
 /// directly with the peek consumers' fetch size, and directly with
 /// librdkafka's default (1 MiB per partition). librdkafka decodes every
 /// record a fetch brings, shown or not.
-async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, server: (&str, u32), kafka: &Arc<Direct>) {
+async fn busy_topic_peeks(
+    a: &Args,
+    admin: &AdminClient<DefaultClientContext>,
+    server: (&str, u32),
+    kafka: &Arc<Direct>,
+) {
     let topic = format!("bench-busy-{}", std::process::id());
     create_topic(admin, &topic).await;
-    let producer: rdkafka::producer::FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).set("linger.ms", "20").create().expect("producer");
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
     let value = "x".repeat(100);
     for chunk in 0..60 {
         let sends = (0..1000).map(|i| {
             let key = format!("{}", chunk * 1000 + i);
             let producer = &producer;
             let (topic, value) = (&topic, &value);
-            async move { producer.send(rdkafka::producer::FutureRecord::to(topic).key(&key).payload(value), KAFKA_TIMEOUT).await.is_ok() }
+            async move {
+                producer
+                    .send(
+                        rdkafka::producer::FutureRecord::to(topic)
+                            .key(&key)
+                            .payload(value),
+                        KAFKA_TIMEOUT,
+                    )
+                    .await
+                    .is_ok()
+            }
         });
-        assert!(futures::future::join_all(sends).await.into_iter().all(|ok| ok), "produce");
+        assert!(
+            futures::future::join_all(sends)
+                .await
+                .into_iter()
+                .all(|ok| ok),
+            "produce"
+        );
     }
     let plain = Arc::new(Direct::new(&a.bootstrap, None));
     let args = json!({"topic": topic, "from": "earliest", "max_messages": 10});
     println!();
     println!("consume 10 from earliest, topic {topic} (6 partitions, 60,000 records of 100 bytes)");
-    println!("{:<40} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9}", "", "conc", "p50 ms", "p99 ms", "/s", "srv cpu", "cpu/call");
+    println!(
+        "{:<40} {:>4} {:>9} {:>9} {:>8} {:>9} {:>9}",
+        "", "conc", "p50 ms", "p99 ms", "/s", "srv cpu", "cpu/call"
+    );
     for workers in [1usize, 16] {
-        let ours = mcp_calls(server, Protocol::Sessions, workers, a.seconds, "consume_messages", &args).await;
+        let ours = mcp_calls(
+            server,
+            Protocol::Sessions,
+            workers,
+            a.seconds,
+            "consume_messages",
+            &args,
+        )
+        .await;
         let same = direct_calls(kafka, workers, a.seconds, "consume 10", &topic).await;
         let default = direct_calls(&plain, workers, a.seconds, "consume 10", &topic).await;
         let rows = [
@@ -925,31 +1322,58 @@ async fn busy_topic_peeks(a: &Args, admin: &AdminClient<DefaultClientContext>, s
         ];
         for (label, f, server_cpu) in rows {
             let server_cpu = server_cpu.map_or_else(|| "-".to_string(), |ms| format!("{ms:.3}"));
-            let errors = if f.errors > 0 { format!("  ({} errors)", f.errors) } else { String::new() };
-            println!("{label:<40} {workers:>4} {:>9.3} {:>9.3} {:>8.0} {server_cpu:>9} {:>9.3}{errors}", f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call);
+            let errors = if f.errors > 0 {
+                format!("  ({} errors)", f.errors)
+            } else {
+                String::new()
+            };
+            println!(
+                "{label:<40} {workers:>4} {:>9.3} {:>9.3} {:>8.0} {server_cpu:>9} {:>9.3}{errors}",
+                f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call
+            );
         }
     }
-    admin.delete_topics(&[&topic], &AdminOptions::new()).await.ok();
+    admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .ok();
 }
 
 /// Writes `count` small JSON messages to `topic`.
 async fn produce(a: &Args, topic: &str, count: usize) {
-    let producer: rdkafka::producer::FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &a.bootstrap).create().expect("producer");
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .create()
+        .expect("producer");
     for i in 0..count {
         let value = format!("{{\"order\":{i},\"amount\":{}}}", i * 7);
-        producer.send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value), KAFKA_TIMEOUT).await.expect("produce");
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(&value),
+                KAFKA_TIMEOUT,
+            )
+            .await
+            .expect("produce");
     }
 }
 
 /// Starts a standalone sidecar allowing `calls_per_second` per caller, with
 /// the malloc setting the operator's Deployment gives it; returns it, its
 /// MCP URL and the milliseconds from spawn to its first answered `initialize`.
-async fn start_sidecar(a: &Args, calls_per_second: u64, extra_args: &[&str]) -> (Sidecar, String, f64) {
+async fn start_sidecar(
+    a: &Args,
+    calls_per_second: u64,
+    extra_args: &[&str],
+) -> (Sidecar, String, f64) {
     let port = free_port();
     let started = Instant::now();
     let child = Command::new(&a.sidecar)
-        .args(["--bootstrap-servers", &a.bootstrap, "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--bootstrap-servers",
+            &a.bootstrap,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--calls-per-second", &calls_per_second.to_string()])
         .args(extra_args)
         .env("MALLOC_ARENA_MAX", "2")
@@ -966,13 +1390,20 @@ async fn start_sidecar(a: &Args, calls_per_second: u64, extra_args: &[&str]) -> 
 fn outcome_of(answer: &[u8]) -> String {
     let text = String::from_utf8_lossy(answer);
     // An SSE stream's data line, or a plain JSON answer.
-    let Some(data) = text.lines().map(|l| l.strip_prefix("data: ").unwrap_or(l)).find(|l| l.contains("\"result\"")) else {
+    let Some(data) = text
+        .lines()
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .find(|l| l.contains("\"result\""))
+    else {
         return "no answer".to_string();
     };
     let value: Value = serde_json::from_str(data).unwrap_or_default();
     let result = &value["result"];
     if result["isError"] == Value::Bool(true) {
-        result["structuredContent"]["error"]["code"].as_str().unwrap_or("error").to_string()
+        result["structuredContent"]["error"]["code"]
+            .as_str()
+            .unwrap_or("error")
+            .to_string()
     } else {
         "ok".to_string()
     }
@@ -981,7 +1412,15 @@ fn outcome_of(answer: &[u8]) -> String {
 type Mix = Vec<(&'static str, Value)>;
 
 /// One round of the load: the sessions share `calls` calls of the mix.
-async fn round(open: Vec<Session>, calls: usize, mix: &Mix) -> (Vec<Session>, Histogram<u64>, std::collections::BTreeMap<String, u64>) {
+async fn round(
+    open: Vec<Session>,
+    calls: usize,
+    mix: &Mix,
+) -> (
+    Vec<Session>,
+    Histogram<u64>,
+    std::collections::BTreeMap<String, u64>,
+) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for mut s in open {
@@ -1032,7 +1471,10 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
         ("describe_topic", json!({"topic": topic})),
         ("fetch_offsets", json!({"topic": topic})),
         ("cluster_status", json!({})),
-        ("consume_messages", json!({"topic": topic, "from": "earliest", "max_messages": 5})),
+        (
+            "consume_messages",
+            json!({"topic": topic, "from": "earliest", "max_messages": 5}),
+        ),
     ];
     // One tool of the mix alone: which one memory grows with, if it does.
     let mix: Mix = match &a.only {
@@ -1040,7 +1482,10 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
         None => mix,
     };
     assert!(!mix.is_empty(), "--only names none of the load's tools");
-    println!("load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}", mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", "));
+    println!(
+        "load: {sessions} concurrent MCP sessions, {calls} mixed calls ({}), topic {topic}",
+        mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+    );
     for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
         let (sidecar, url, _) = start_sidecar(a, limit, &[]).await;
         let mut open = Vec::new();
@@ -1085,17 +1530,32 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
             cpu.server / calls as f64
         );
         println!("  outcomes: {outcomes:?}");
-        let unexpected: u64 = outcomes.iter().filter(|(k, _)| *k != "ok" && !(limit <= 1000 && *k == "LIMIT_EXCEEDED")).map(|(_, v)| v).sum();
+        let unexpected: u64 = outcomes
+            .iter()
+            .filter(|(k, _)| *k != "ok" && !(limit <= 1000 && *k == "LIMIT_EXCEEDED"))
+            .map(|(_, v)| v)
+            .sum();
         println!("  unexpected outcomes: {unexpected}");
         println!(
             "  sidecar RSS {} {:.1} MiB, after the load {:.1} MiB ({:+.1}%; target <= +10% after warm-up)",
-            if limit > 1000 { "after warm-up" } else { "before" },
+            if limit > 1000 {
+                "after warm-up"
+            } else {
+                "before"
+            },
             before as f64 / 1024.0,
             after as f64 / 1024.0,
             (after as f64 - before as f64) * 100.0 / before.max(1) as f64
         );
-        let steps: Vec<String> = curve.iter().map(|(rss, threads)| format!("{:.1} ({threads})", *rss as f64 / 1024.0)).collect();
-        println!("  RSS MiB (threads) every {} calls: {}", calls / 5, steps.join(", "));
+        let steps: Vec<String> = curve
+            .iter()
+            .map(|(rss, threads)| format!("{:.1} ({threads})", *rss as f64 / 1024.0))
+            .collect();
+        println!(
+            "  RSS MiB (threads) every {} calls: {}",
+            calls / 5,
+            steps.join(", ")
+        );
         drop(sidecar);
     }
 }

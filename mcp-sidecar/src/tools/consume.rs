@@ -93,7 +93,11 @@ impl Payload {
     pub fn decode(bytes: &[u8]) -> Payload {
         match std::str::from_utf8(bytes) {
             Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) if numbers_are_exact(&v) => Payload::Json(v),
+                Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)))
+                    if numbers_are_exact(&v) =>
+                {
+                    Payload::Json(v)
+                }
                 _ => Payload::Text(text.to_string()),
             },
             Err(_) => Payload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
@@ -105,7 +109,12 @@ impl Payload {
 /// parsed as a float that no longer equals it, so such a payload stays text.
 fn numbers_are_exact(v: &serde_json::Value) -> bool {
     match v {
-        serde_json::Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() != 0.0 || f.abs() < 9_007_199_254_740_992.0),
+        serde_json::Value::Number(n) => {
+            n.is_i64()
+                || n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|f| f.fract() != 0.0 || f.abs() < 9_007_199_254_740_992.0)
+        }
         serde_json::Value::Array(items) => items.iter().all(numbers_are_exact),
         serde_json::Value::Object(map) => map.values().all(numbers_are_exact),
         _ => true,
@@ -115,29 +124,57 @@ fn numbers_are_exact(v: &serde_json::Value) -> bool {
 pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResult<Messages> {
     validate::topic_name(&args.topic)?;
     let l = &ctx.limits;
-    let max_messages = validate::capped("max_messages", args.max_messages, l.default_consume_messages, l.max_consume_messages)?;
-    let max_bytes = validate::capped("max_bytes", args.max_bytes, l.default_consume_bytes, l.max_consume_bytes)?;
+    let max_messages = validate::capped(
+        "max_messages",
+        args.max_messages,
+        l.default_consume_messages,
+        l.max_consume_messages,
+    )?;
+    let max_bytes = validate::capped(
+        "max_bytes",
+        args.max_bytes,
+        l.default_consume_bytes,
+        l.max_consume_bytes,
+    )?;
     let timeout_ms = args.timeout_ms.unwrap_or(2_000);
     if timeout_ms == 0 || timeout_ms > l.max_consume_timeout_ms {
         return Err(ToolError::new(
             ErrorCode::LimitExceeded,
-            format!("timeout_ms must be between 1 and this server's limit of {}", l.max_consume_timeout_ms),
+            format!(
+                "timeout_ms must be between 1 and this server's limit of {}",
+                l.max_consume_timeout_ms
+            ),
         ));
     }
     match (args.from, args.partition, args.offset, args.timestamp_ms) {
-        (StartFrom::Offset, None, _, _) => return Err(ToolError::invalid("from: offset needs partition")),
-        (StartFrom::Offset, _, None, _) => return Err(ToolError::invalid("from: offset needs offset")),
-        (StartFrom::Offset, _, Some(o), _) if o < 0 => return Err(ToolError::invalid("offset must not be negative")),
-        (StartFrom::Timestamp, _, _, None) => return Err(ToolError::invalid("from: timestamp needs timestamp_ms")),
+        (StartFrom::Offset, None, _, _) => {
+            return Err(ToolError::invalid("from: offset needs partition"));
+        }
+        (StartFrom::Offset, _, None, _) => {
+            return Err(ToolError::invalid("from: offset needs offset"));
+        }
+        (StartFrom::Offset, _, Some(o), _) if o < 0 => {
+            return Err(ToolError::invalid("offset must not be negative"));
+        }
+        (StartFrom::Timestamp, _, _, None) => {
+            return Err(ToolError::invalid("from: timestamp needs timestamp_ms"));
+        }
         _ => {}
     }
     // Wait for a peek consumer at most as long as the peek may take
     // (without a thread: waiting peeks cost no more than their request).
-    let slot = tokio::time::timeout(Duration::from_millis(timeout_ms), ctx.kafka.peek_slots.acquire()).await;
+    let slot = tokio::time::timeout(
+        Duration::from_millis(timeout_ms),
+        ctx.kafka.peek_slots.acquire(),
+    )
+    .await;
     let Ok(Ok(_permit)) = slot else {
         let mut busy = ToolError::new(
             ErrorCode::LimitExceeded,
-            format!("{} peeks are running on this server; try again", crate::kafka::PEEK_CONSUMERS),
+            format!(
+                "{} peeks are running on this server; try again",
+                crate::kafka::PEEK_CONSUMERS
+            ),
         );
         busy.retriable = true;
         return Err(busy);
@@ -146,7 +183,13 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         .blocking(move |k| {
             let consumer = k.peek_consumer()?;
             let plan = plan_peek(k, &consumer, args, max_messages)?;
-            read_peek(&consumer, plan, max_messages, max_bytes, Duration::from_millis(timeout_ms))
+            read_peek(
+                &consumer,
+                plan,
+                max_messages,
+                max_bytes,
+                Duration::from_millis(timeout_ms),
+            )
         })
         .await
 }
@@ -171,18 +214,28 @@ struct PeekPlan {
 /// asked on the peek's own consumer (its connection is idle until it
 /// reads; the shared lookup connection answers one request at a time, and
 /// concurrent peeks queued on it).
-fn plan_peek(k: &Kafka, consumer: &BaseConsumer, args: ConsumeArgs, max_messages: usize) -> ToolResult<PeekPlan> {
+fn plan_peek(
+    k: &Kafka,
+    consumer: &BaseConsumer,
+    args: ConsumeArgs,
+    max_messages: usize,
+) -> ToolResult<PeekPlan> {
     let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
     // Per partition: the first offset it may show, where the consumer
     // starts, and the end looked up.
     let starts: Vec<(i32, i64, Offset, Option<i64>)> = match args.from {
-        StartFrom::Earliest => partitions.iter().map(|&p| (p, 0, Offset::Beginning, None)).collect(),
+        StartFrom::Earliest => partitions
+            .iter()
+            .map(|&p| (p, 0, Offset::Beginning, None))
+            .collect(),
         // An offset found by time is one the log holds; a partition with
         // nothing at or after the time has none.
-        StartFrom::Timestamp => offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?
-            .into_iter()
-            .map(|(p, at)| (p, at, Offset::Offset(at), None))
-            .collect(),
+        StartFrom::Timestamp => {
+            offsets_for_timestamp(k, &args.topic, &partitions, args.timestamp_ms.unwrap_or(0))?
+                .into_iter()
+                .map(|(p, at)| (p, at, Offset::Offset(at), None))
+                .collect()
+        }
         StartFrom::Latest | StartFrom::Offset => {
             let lows = k.offsets_via(consumer, &args.topic, &partitions, Offset::Beginning)?;
             let mut starts = Vec::new();
@@ -199,25 +252,51 @@ fn plan_peek(k: &Kafka, consumer: &BaseConsumer, args: ConsumeArgs, max_messages
             starts
         }
     };
-    let (mut assignment, mut next_offset, mut ends) = (TopicPartitionList::new(), HashMap::new(), HashMap::new());
+    let (mut assignment, mut next_offset, mut ends) =
+        (TopicPartitionList::new(), HashMap::new(), HashMap::new());
     for (p, first, start, end) in starts {
         next_offset.insert(p, first);
         ends.insert(p, end);
-        assignment.add_partition_offset(&args.topic, p, start).map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
+        assignment
+            .add_partition_offset(&args.topic, p, start)
+            .map_err(|e| ToolError::from_kafka("preparing the assignment", &e))?;
     }
-    Ok(PeekPlan { topic: args.topic, assignment, next_offset, ends })
+    Ok(PeekPlan {
+        topic: args.topic,
+        assignment,
+        next_offset,
+        ends,
+    })
 }
 
 /// Reads a planned peek on a pooled consumer (the caller holds a `peek_slots` permit).
-fn read_peek(consumer: &PeekConsumer, plan: PeekPlan, max_messages: usize, max_bytes: usize, timeout: Duration) -> ToolResult<Messages> {
-    let PeekPlan { topic, assignment, mut next_offset, mut ends } = plan;
+fn read_peek(
+    consumer: &PeekConsumer,
+    plan: PeekPlan,
+    max_messages: usize,
+    max_bytes: usize,
+    timeout: Duration,
+) -> ToolResult<Messages> {
+    let PeekPlan {
+        topic,
+        assignment,
+        mut next_offset,
+        mut ends,
+    } = plan;
     let mut messages = Vec::new();
     let mut stopped_by = "end";
     if ends.is_empty() {
-        return Ok(Messages { topic, messages, stopped_by: stopped_by.to_string() });
+        return Ok(Messages {
+            topic,
+            messages,
+            stopped_by: stopped_by.to_string(),
+        });
     }
-    let topic_c = std::ffi::CString::new(topic.as_str()).map_err(|_| ToolError::invalid("topic must not contain a NUL byte"))?;
-    consumer.assign(&assignment).map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
+    let topic_c = std::ffi::CString::new(topic.as_str())
+        .map_err(|_| ToolError::invalid("topic must not contain a NUL byte"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| ToolError::from_kafka("assigning partitions", &e))?;
     let deadline = Instant::now() + timeout;
     let mut bytes = 0usize;
     'read: while !ends.is_empty() {
@@ -257,7 +336,11 @@ fn read_peek(consumer: &PeekConsumer, plan: PeekPlan, max_messages: usize, max_b
         bytes += size;
         let headers = msg
             .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(Payload::decode))).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(Payload::decode)))
+                    .collect()
+            })
             .unwrap_or_default();
         messages.push(ConsumedMessage {
             partition: p,
@@ -271,16 +354,27 @@ fn read_peek(consumer: &PeekConsumer, plan: PeekPlan, max_messages: usize, max_b
         // watermark the fetch that brought this message found (without it,
         // the peek would learn of the end from one more fetch, which the
         // broker holds for fetch.wait.max.ms).
-        if end.or_else(|| consumer.fetched_high_watermark(&topic_c, p)).is_some_and(|end| offset + 1 >= end) {
+        if end
+            .or_else(|| consumer.fetched_high_watermark(&topic_c, p))
+            .is_some_and(|end| offset + 1 >= end)
+        {
             ends.remove(&p);
         }
         if messages.len() >= max_messages {
-            stopped_by = if ends.is_empty() { "end" } else { "max_messages" };
+            stopped_by = if ends.is_empty() {
+                "end"
+            } else {
+                "max_messages"
+            };
             break;
         }
     }
     messages.sort_by_key(|m| (m.partition, m.offset));
-    Ok(Messages { topic, messages, stopped_by: stopped_by.to_string() })
+    Ok(Messages {
+        topic,
+        messages,
+        stopped_by: stopped_by.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -295,10 +389,18 @@ mod tests {
         assert!(matches!(Payload::decode(b"42"), Payload::Text(_)));
         assert!(matches!(Payload::decode(&[0xff, 0xfe, 0x00]), Payload::Base64(b) if b == "//4A"));
         // Floats keep their exact value; integers beyond 64 bits stay text.
-        let Payload::Json(v) = Payload::decode(br#"{"ms":7.876891,"x":0.1}"#) else { panic!("json") };
+        let Payload::Json(v) = Payload::decode(br#"{"ms":7.876891,"x":0.1}"#) else {
+            panic!("json")
+        };
         assert_eq!(v["ms"].as_f64(), Some(7.876891));
         assert_eq!(v.to_string(), r#"{"ms":7.876891,"x":0.1}"#);
-        assert!(matches!(Payload::decode(br#"{"id":123456789012345678901234567890}"#), Payload::Text(_)));
-        assert!(matches!(Payload::decode(br#"{"n":1e300}"#), Payload::Text(_)), "an integral value past 2^53 may be a rounded integer: kept as text");
+        assert!(matches!(
+            Payload::decode(br#"{"id":123456789012345678901234567890}"#),
+            Payload::Text(_)
+        ));
+        assert!(
+            matches!(Payload::decode(br#"{"n":1e300}"#), Payload::Text(_)),
+            "an integral value past 2^53 may be a rounded integer: kept as text"
+        );
     }
 }

@@ -58,7 +58,11 @@ pub async fn list_groups(ctx: &ToolContext, args: ListGroupsArgs) -> ToolResult<
             let mut groups: Vec<GroupSummary> = list
                 .groups()
                 .iter()
-                .filter(|g| args.name_contains.as_deref().is_none_or(|s| g.name().contains(s)))
+                .filter(|g| {
+                    args.name_contains
+                        .as_deref()
+                        .is_none_or(|s| g.name().contains(s))
+                })
                 .map(|g| GroupSummary {
                     group_id: g.name().to_string(),
                     state: g.state().to_string(),
@@ -68,7 +72,11 @@ pub async fn list_groups(ctx: &ToolContext, args: ListGroupsArgs) -> ToolResult<
             groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
             let total = groups.len();
             groups.truncate(cap);
-            Ok(GroupList { truncated: total > groups.len(), groups, total })
+            Ok(GroupList {
+                truncated: total > groups.len(),
+                groups,
+                total,
+            })
         })
         .await
 }
@@ -113,7 +121,9 @@ fn group_info(k: &Kafka, group: &str) -> ToolResult<GroupDescription> {
         .find(|g| g.name() == group)
         .ok_or_else(|| ToolError::not_found(format!("consumer group {group:?} does not exist")))?;
     if info.state() == "Dead" && info.members().is_empty() {
-        return Err(ToolError::not_found(format!("consumer group {group:?} does not exist")));
+        return Err(ToolError::not_found(format!(
+            "consumer group {group:?} does not exist"
+        )));
     }
     Ok(GroupDescription {
         group_id: group.to_string(),
@@ -154,10 +164,14 @@ fn decode_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
     let mut out = BTreeMap::new();
     let mut b = bytes;
     let _version = i16_(&mut b);
-    let Some(topics) = i32_(&mut b) else { return out };
+    let Some(topics) = i32_(&mut b) else {
+        return out;
+    };
     for _ in 0..topics.max(0) {
         let Some(len) = i16_(&mut b) else { break };
-        let Some(name) = take(&mut b, len.max(0) as usize) else { break };
+        let Some(name) = take(&mut b, len.max(0) as usize) else {
+            break;
+        };
         let Some(count) = i32_(&mut b) else { break };
         let mut partitions = Vec::new();
         for _ in 0..count.max(0) {
@@ -215,15 +229,22 @@ pub struct PartitionLag {
 const MAX_SCANNED_PARTITIONS: usize = 20_000;
 
 /// Committed offsets of `group` for the given partitions (only those with one).
-fn committed(k: &Kafka, group: &str, partitions: &[(String, i32)]) -> ToolResult<Vec<(String, i32, i64)>> {
+fn committed(
+    k: &Kafka,
+    group: &str,
+    partitions: &[(String, i32)],
+) -> ToolResult<Vec<(String, i32, i64)>> {
     let mut tpl = TopicPartitionList::new();
     for (t, p) in partitions {
         tpl.add_partition(t, *p);
     }
     let consumer = k.consumer(group)?;
-    let committed = consumer
-        .committed_offsets(tpl, k.timeout)
-        .map_err(|e| ToolError::from_kafka(&format!("fetching committed offsets of group {group:?}"), &e))?;
+    let committed = consumer.committed_offsets(tpl, k.timeout).map_err(|e| {
+        ToolError::from_kafka(
+            &format!("fetching committed offsets of group {group:?}"),
+            &e,
+        )
+    })?;
     Ok(committed
         .elements()
         .iter()
@@ -243,12 +264,19 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
     ctx.kafka
         .blocking(move |k| {
             let partitions: Vec<(String, i32)> = match &args.topic {
-                Some(t) => partitions_of(k, t, Freshness::Cached)?.into_iter().map(|p| (t.clone(), p)).collect(),
+                Some(t) => partitions_of(k, t, Freshness::Cached)?
+                    .into_iter()
+                    .map(|p| (t.clone(), p))
+                    .collect(),
                 None => {
                     let md = k.cluster_metadata()?;
                     md.topics()
                         .iter()
-                        .flat_map(|t| t.partitions().iter().map(move |p| (t.name().to_string(), p.id())))
+                        .flat_map(|t| {
+                            t.partitions()
+                                .iter()
+                                .map(move |p| (t.name().to_string(), p.id()))
+                        })
                         .take(MAX_SCANNED_PARTITIONS)
                         .collect()
                 }
@@ -266,8 +294,17 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
             }
             let mut rows = Vec::new();
             for (topic, partition, at) in committed {
-                let high = latest.get(&(topic.clone(), partition)).copied().unwrap_or(at);
-                rows.push(PartitionLag { topic, partition, committed_offset: at, latest_offset: high, lag: (high - at).max(0) });
+                let high = latest
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(at);
+                rows.push(PartitionLag {
+                    topic,
+                    partition,
+                    committed_offset: at,
+                    latest_offset: high,
+                    lag: (high - at).max(0),
+                });
             }
             if rows.is_empty() && group_info(k, &args.group_id).is_err() {
                 return Err(ToolError::not_found(format!(
@@ -279,7 +316,12 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
             let total_lag = rows.iter().map(|r| r.lag).sum();
             let truncated = rows.len() > cap;
             rows.truncate(cap);
-            Ok(Lag { group_id: args.group_id, partitions: rows, total_lag, truncated })
+            Ok(Lag {
+                group_id: args.group_id,
+                partitions: rows,
+                total_lag,
+                truncated,
+            })
         })
         .await
 }
@@ -301,7 +343,10 @@ pub struct DeleteGroupResult {
     pub state: String,
 }
 
-pub async fn delete_group(ctx: &ToolContext, args: DeleteGroupArgs) -> ToolResult<DeleteGroupResult> {
+pub async fn delete_group(
+    ctx: &ToolContext,
+    args: DeleteGroupArgs,
+) -> ToolResult<DeleteGroupResult> {
     validate::group_id(&args.group_id)?;
     let group = args.group_id.clone();
     let info = ctx.kafka.blocking(move |k| group_info(k, &group)).await?;
@@ -313,7 +358,12 @@ pub async fn delete_group(ctx: &ToolContext, args: DeleteGroupArgs) -> ToolResul
         )));
     }
     if args.dry_run {
-        return Ok(DeleteGroupResult { group_id: args.group_id, dry_run: true, deleted: false, state: info.state });
+        return Ok(DeleteGroupResult {
+            group_id: args.group_id,
+            dry_run: true,
+            deleted: false,
+            state: info.state,
+        });
     }
     let opts = AdminOptions::new().request_timeout(Some(ctx.kafka.timeout));
     let what = format!("delete group {:?}", args.group_id);
@@ -326,7 +376,12 @@ pub async fn delete_group(ctx: &ToolContext, args: DeleteGroupArgs) -> ToolResul
     for r in results {
         r.map_err(|(_, code)| ToolError::from_kafka_code(&what, code))?;
     }
-    Ok(DeleteGroupResult { group_id: args.group_id, dry_run: false, deleted: true, state: info.state })
+    Ok(DeleteGroupResult {
+        group_id: args.group_id,
+        dry_run: false,
+        deleted: true,
+        state: info.state,
+    })
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
@@ -376,13 +431,20 @@ pub struct OffsetChange {
     pub after: i64,
 }
 
-pub async fn reset_group_offsets(ctx: &ToolContext, args: ResetOffsetsArgs) -> ToolResult<ResetOffsetsResult> {
+pub async fn reset_group_offsets(
+    ctx: &ToolContext,
+    args: ResetOffsetsArgs,
+) -> ToolResult<ResetOffsetsResult> {
     validate::group_id(&args.group_id)?;
     validate::topic_name(&args.topic)?;
     match (args.to, args.timestamp_ms, args.offset) {
-        (ResetTo::Timestamp, None, _) => return Err(ToolError::invalid("to: timestamp needs timestamp_ms")),
+        (ResetTo::Timestamp, None, _) => {
+            return Err(ToolError::invalid("to: timestamp needs timestamp_ms"));
+        }
         (ResetTo::Offset, _, None) => return Err(ToolError::invalid("to: offset needs offset")),
-        (ResetTo::Offset, _, Some(o)) if o < 0 => return Err(ToolError::invalid("offset must not be negative")),
+        (ResetTo::Offset, _, Some(o)) if o < 0 => {
+            return Err(ToolError::invalid("offset must not be negative"));
+        }
         _ => {}
     }
     ctx.kafka

@@ -52,11 +52,16 @@ fn annotations(effect: Effect) -> ToolAnnotations {
         Effect::Destructive => (false, true, false),
     };
     // Kafka is a system outside this server: every tool is open-world.
-    ToolAnnotations::new().read_only(read_only).destructive(destructive).idempotent(idempotent).open_world(true)
+    ToolAnnotations::new()
+        .read_only(read_only)
+        .destructive(destructive)
+        .idempotent(idempotent)
+        .open_world(true)
 }
 
 fn schema<T: JsonSchema>() -> Arc<JsonObject> {
-    let schema = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12()).into_root_schema_for::<T>();
+    let schema = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+        .into_root_schema_for::<T>();
     match serde_json::to_value(schema) {
         Ok(Value::Object(map)) => Arc::new(map),
         _ => unreachable!("a JSON schema is an object"),
@@ -66,21 +71,37 @@ fn schema<T: JsonSchema>() -> Arc<JsonObject> {
 /// Decodes arguments strictly: unknown fields and wrong types are
 /// `INVALID_ARGUMENT` with serde's description of what is wrong.
 fn decode<A: DeserializeOwned>(tool: ToolName, args: Value) -> ToolResult<A> {
-    let args = if args.is_null() { Value::Object(Default::default()) } else { args };
+    let args = if args.is_null() {
+        Value::Object(Default::default())
+    } else {
+        args
+    };
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." { String::new() } else { format!(" at `{path}`") };
-        ToolError::invalid(format!("invalid arguments for {tool}{at}: {}", e.into_inner()))
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        ToolError::invalid(format!(
+            "invalid arguments for {tool}{at}: {}",
+            e.into_inner()
+        ))
     })
 }
 
 fn encode<O: Serialize>(out: O) -> ToolResult<Value> {
-    serde_json::to_value(out).map_err(|e| ToolError::new(crate::error::ErrorCode::Internal, e.to_string()))
+    serde_json::to_value(out)
+        .map_err(|e| ToolError::new(crate::error::ErrorCode::Internal, e.to_string()))
 }
 
 /// Mutations take a `plan_id` (to apply a plan) and their dry runs return a
 /// `plan` (see `crate::plan`): the server handles both, the tools never see them.
-fn with_plan_fields(tool: ToolName, input: Arc<JsonObject>, output: Arc<JsonObject>) -> (Arc<JsonObject>, Arc<JsonObject>) {
+fn with_plan_fields(
+    tool: ToolName,
+    input: Arc<JsonObject>,
+    output: Arc<JsonObject>,
+) -> (Arc<JsonObject>, Arc<JsonObject>) {
     if !tool.is_mutation() {
         return (input, output);
     }
@@ -97,8 +118,14 @@ fn with_plan_fields(tool: ToolName, input: Arc<JsonObject>, output: Arc<JsonObje
     });
     let mut plan = Arc::unwrap_or_clone(schema::<crate::plan::PlanTicket>());
     plan.remove("$schema");
-    plan.insert("description".into(), "Made by a dry run: apply it by calling again with plan_id and the same arguments.".into());
-    (add(input, crate::plan::PLAN_ID_ARG, plan_id), add(output, crate::plan::PLAN_FIELD, Value::Object(plan)))
+    plan.insert(
+        "description".into(),
+        "Made by a dry run: apply it by calling again with plan_id and the same arguments.".into(),
+    );
+    (
+        add(input, crate::plan::PLAN_ID_ARG, plan_id),
+        add(output, crate::plan::PLAN_FIELD, Value::Object(plan)),
+    )
 }
 
 macro_rules! tool_table {
@@ -172,5 +199,10 @@ tool_table! {
 
 /// Descriptions of the given tools, in the table's order.
 pub fn describe_all(tools: &[ToolName]) -> Vec<Tool> {
-    ToolName::ALL.iter().copied().filter(|t| tools.contains(t)).map(describe).collect()
+    ToolName::ALL
+        .iter()
+        .copied()
+        .filter(|t| tools.contains(t))
+        .map(describe)
+        .collect()
 }

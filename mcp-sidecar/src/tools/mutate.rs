@@ -26,7 +26,10 @@ fn admin_options(kafka: &Kafka, dry_run: bool) -> AdminOptions {
 }
 
 /// The first per-resource error of an admin call, mapped.
-fn first_error<T>(what: &str, results: Vec<Result<T, (String, rdkafka::types::RDKafkaErrorCode)>>) -> ToolResult<()> {
+fn first_error<T>(
+    what: &str,
+    results: Vec<Result<T, (String, rdkafka::types::RDKafkaErrorCode)>>,
+) -> ToolResult<()> {
     for r in results {
         r.map_err(|(_, code)| ToolError::from_kafka_code(what, code))?;
     }
@@ -58,7 +61,10 @@ pub struct CreateTopicResult {
     pub created: bool,
 }
 
-pub async fn create_topic(ctx: &ToolContext, args: CreateTopicArgs) -> ToolResult<CreateTopicResult> {
+pub async fn create_topic(
+    ctx: &ToolContext,
+    args: CreateTopicArgs,
+) -> ToolResult<CreateTopicResult> {
     validate::topic_name(&args.topic)?;
     if !(1..=10_000).contains(&args.partitions) {
         return Err(ToolError::invalid("partitions must be between 1 and 10000"));
@@ -66,9 +72,15 @@ pub async fn create_topic(ctx: &ToolContext, args: CreateTopicArgs) -> ToolResul
     if let Some(rf) = args.replication_factor
         && !(1..=32).contains(&rf)
     {
-        return Err(ToolError::invalid("replication_factor must be between 1 and 32"));
+        return Err(ToolError::invalid(
+            "replication_factor must be between 1 and 32",
+        ));
     }
-    let mut topic = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)));
+    let mut topic = NewTopic::new(
+        &args.topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication_factor.unwrap_or(-1)),
+    );
     for (k, v) in &args.configs {
         topic = topic.set(k, v);
     }
@@ -111,7 +123,10 @@ pub struct DeleteTopicResult {
     pub deleted: bool,
 }
 
-pub async fn delete_topic(ctx: &ToolContext, args: DeleteTopicArgs) -> ToolResult<DeleteTopicResult> {
+pub async fn delete_topic(
+    ctx: &ToolContext,
+    args: DeleteTopicArgs,
+) -> ToolResult<DeleteTopicResult> {
     validate::topic_name(&args.topic)?;
     // Kafka has no validate-only delete: the dry run reads what would go.
     let topic = args.topic.clone();
@@ -119,7 +134,11 @@ pub async fn delete_topic(ctx: &ToolContext, args: DeleteTopicArgs) -> ToolResul
         .kafka
         .blocking(move |k| {
             let partitions = partitions_of(k, &topic, Freshness::Live)?;
-            let retained = k.watermarks_of(&topic, &partitions)?.values().map(|(low, high)| high - low).sum::<i64>();
+            let retained = k
+                .watermarks_of(&topic, &partitions)?
+                .values()
+                .map(|(low, high)| high - low)
+                .sum::<i64>();
             Ok((partitions.len(), retained))
         })
         .await?;
@@ -133,7 +152,13 @@ pub async fn delete_topic(ctx: &ToolContext, args: DeleteTopicArgs) -> ToolResul
             .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
         first_error(&what, results)?;
     }
-    Ok(DeleteTopicResult { topic: args.topic, partitions, retained_messages: retained, dry_run: args.dry_run, deleted: !args.dry_run })
+    Ok(DeleteTopicResult {
+        topic: args.topic,
+        partitions,
+        retained_messages: retained,
+        dry_run: args.dry_run,
+        deleted: !args.dry_run,
+    })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -154,13 +179,19 @@ pub struct CreatePartitionsResult {
     pub dry_run: bool,
 }
 
-pub async fn create_partitions(ctx: &ToolContext, args: CreatePartitionsArgs) -> ToolResult<CreatePartitionsResult> {
+pub async fn create_partitions(
+    ctx: &ToolContext,
+    args: CreatePartitionsArgs,
+) -> ToolResult<CreatePartitionsResult> {
     validate::topic_name(&args.topic)?;
     if args.total > 10_000 {
         return Err(ToolError::invalid("total must be at most 10000"));
     }
     let topic = args.topic.clone();
-    let before = ctx.kafka.blocking(move |k| partitions_of(k, &topic, Freshness::Live).map(|p| p.len())).await?;
+    let before = ctx
+        .kafka
+        .blocking(move |k| partitions_of(k, &topic, Freshness::Live).map(|p| p.len()))
+        .await?;
     if args.total <= before {
         return Err(ToolError::invalid(format!(
             "topic {:?} already has {before} partitions; the new total must be larger (Kafka cannot remove partitions)",
@@ -171,14 +202,22 @@ pub async fn create_partitions(ctx: &ToolContext, args: CreatePartitionsArgs) ->
     let results = ctx
         .kafka
         .admin
-        .create_partitions(&[NewPartitions::new(&args.topic, args.total)], &admin_options(&ctx.kafka, args.dry_run))
+        .create_partitions(
+            &[NewPartitions::new(&args.topic, args.total)],
+            &admin_options(&ctx.kafka, args.dry_run),
+        )
         .await
         .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
     first_error(&what, results)?;
     if !args.dry_run {
         wait_for_partitions(ctx, &args.topic, args.total).await;
     }
-    Ok(CreatePartitionsResult { topic: args.topic, before, after: args.total, dry_run: args.dry_run })
+    Ok(CreatePartitionsResult {
+        topic: args.topic,
+        before,
+        after: args.total,
+        dry_run: args.dry_run,
+    })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -216,24 +255,45 @@ pub struct ConfigChange {
 
 /// Kafka's IncrementalAlterConfigs (see `incremental_alter`): only the named
 /// configs change. The current values are read first for the diff.
-pub async fn update_topic_config(ctx: &ToolContext, args: UpdateTopicConfigArgs) -> ToolResult<UpdateTopicConfigResult> {
+pub async fn update_topic_config(
+    ctx: &ToolContext,
+    args: UpdateTopicConfigArgs,
+) -> ToolResult<UpdateTopicConfigResult> {
     validate::topic_name(&args.topic)?;
     if args.set.is_empty() && args.delete.is_empty() {
-        return Err(ToolError::invalid("name at least one config in set or delete"));
+        return Err(ToolError::invalid(
+            "name at least one config in set or delete",
+        ));
     }
     if let Some(both) = args.delete.iter().find(|k| args.set.contains_key(*k)) {
-        return Err(ToolError::invalid(format!("config {both:?} is both set and deleted")));
+        return Err(ToolError::invalid(format!(
+            "config {both:?} is both set and deleted"
+        )));
     }
     let topic = args.topic.clone();
-    ctx.kafka.blocking(move |k| partitions_of(k, &topic, Freshness::Live)).await?;
-    let current: BTreeMap<String, Option<String>> =
-        topic_configs(&ctx.kafka, &args.topic, false).await?.into_iter().map(|c| (c.name, c.value)).collect();
+    ctx.kafka
+        .blocking(move |k| partitions_of(k, &topic, Freshness::Live))
+        .await?;
+    let current: BTreeMap<String, Option<String>> = topic_configs(&ctx.kafka, &args.topic, false)
+        .await?
+        .into_iter()
+        .map(|c| (c.name, c.value))
+        .collect();
     let before = |name: &str| current.get(name).cloned().flatten();
-    let mut changes: Vec<ConfigChange> =
-        args.delete.iter().map(|name| ConfigChange { name: name.clone(), before: before(name), after: None }).collect();
-    changes.extend(
-        args.set.iter().map(|(name, value)| ConfigChange { name: name.clone(), before: before(name), after: Some(value.clone()) }),
-    );
+    let mut changes: Vec<ConfigChange> = args
+        .delete
+        .iter()
+        .map(|name| ConfigChange {
+            name: name.clone(),
+            before: before(name),
+            after: None,
+        })
+        .collect();
+    changes.extend(args.set.iter().map(|(name, value)| ConfigChange {
+        name: name.clone(),
+        before: before(name),
+        after: Some(value.clone()),
+    }));
     let dry_run = args.dry_run;
     let (topic, set, delete) = (args.topic.clone(), args.set, args.delete);
     ctx.kafka
@@ -247,7 +307,12 @@ pub async fn update_topic_config(ctx: &ToolContext, args: UpdateTopicConfigArgs)
         })
         .await?;
     let visible = !dry_run && wait_until_visible(ctx, &args.topic, &changes).await;
-    Ok(UpdateTopicConfigResult { topic: args.topic, changes, dry_run, visible })
+    Ok(UpdateTopicConfigResult {
+        topic: args.topic,
+        changes,
+        dry_run,
+        visible,
+    })
 }
 
 /// In KRaft a broker applies a config change when it replays the metadata
@@ -258,7 +323,11 @@ async fn wait_until_visible(ctx: &ToolContext, topic: &str, changes: &[ConfigCha
     let deadline = tokio::time::Instant::now() + ctx.kafka.timeout;
     loop {
         if let Ok(now) = topic_configs(&ctx.kafka, topic, false).await {
-            let value = |name: &str| now.iter().find(|c| c.name == name).and_then(|c| c.value.clone());
+            let value = |name: &str| {
+                now.iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.value.clone())
+            };
             if changes.iter().all(|c| value(&c.name) == c.after) {
                 return true;
             }
@@ -279,7 +348,10 @@ async fn wait_for_partitions(ctx: &ToolContext, topic: &str, count: usize) {
     let deadline = tokio::time::Instant::now() + ctx.kafka.timeout;
     loop {
         let t = topic.to_string();
-        let listed = ctx.kafka.blocking(move |k| partitions_of(k, &t, Freshness::Live)).await;
+        let listed = ctx
+            .kafka
+            .blocking(move |k| partitions_of(k, &t, Freshness::Live))
+            .await;
         if listed.is_ok_and(|p| p.len() == count) || tokio::time::Instant::now() >= deadline {
             return;
         }
@@ -338,15 +410,26 @@ fn bytes_of(text: &str, encoding: Encoding, field: &str) -> ToolResult<Vec<u8>> 
 
 pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult<PublishResult> {
     validate::topic_name(&args.topic)?;
-    let key = args.key.as_deref().map(|k| bytes_of(k, args.encoding, "key")).transpose()?;
+    let key = args
+        .key
+        .as_deref()
+        .map(|k| bytes_of(k, args.encoding, "key"))
+        .transpose()?;
     let value = bytes_of(&args.value, args.encoding, "value")?;
     let size = key.as_ref().map_or(0, Vec::len)
         + value.len()
-        + args.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        + args
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
     if size > ctx.limits.max_publish_bytes {
         return Err(ToolError::new(
             ErrorCode::LimitExceeded,
-            format!("message is {size} bytes; this server accepts at most {}", ctx.limits.max_publish_bytes),
+            format!(
+                "message is {size} bytes; this server accepts at most {}",
+                ctx.limits.max_publish_bytes
+            ),
         ));
     }
     let topic = args.topic.clone();
@@ -355,21 +438,33 @@ pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult
         .blocking(move |k| {
             let partitions = partitions_of(k, &topic, Freshness::Live)?;
             match partition {
-                Some(p) if !partitions.contains(&p) => {
-                    Err(ToolError::not_found(format!("topic {topic:?} has no partition {p} (it has {})", partitions.len())))
-                }
+                Some(p) if !partitions.contains(&p) => Err(ToolError::not_found(format!(
+                    "topic {topic:?} has no partition {p} (it has {})",
+                    partitions.len()
+                ))),
                 _ => Ok(()),
             }
         })
         .await?;
     if args.dry_run {
-        return Ok(PublishResult { topic: args.topic, partition: args.partition, offset: None, bytes: size, dry_run: true });
+        return Ok(PublishResult {
+            topic: args.topic,
+            partition: args.partition,
+            offset: None,
+            bytes: size,
+            dry_run: true,
+        });
     }
     let mut headers = OwnedHeaders::new();
     for (k, v) in &args.headers {
-        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
     }
-    let mut record = FutureRecord::to(&args.topic).payload(&value).headers(headers);
+    let mut record = FutureRecord::to(&args.topic)
+        .payload(&value)
+        .headers(headers);
     if let Some(k) = &key {
         record = record.key(k);
     }
@@ -377,10 +472,21 @@ pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult
         record = record.partition(p);
     }
     let timeout = ctx.kafka.timeout;
-    let delivered = tokio::time::timeout(timeout + Duration::from_secs(1), ctx.kafka.producer.send(record, timeout))
-        .await
-        .map_err(|_| ctx.kafka.classify(ToolError::new(ErrorCode::Timeout, "publishing timed out")))?
-        .map_err(|(e, _)| ctx.kafka.classify(ToolError::from_kafka(&format!("publish to {:?}", args.topic), &e)))?;
+    let delivered = tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        ctx.kafka.producer.send(record, timeout),
+    )
+    .await
+    .map_err(|_| {
+        ctx.kafka
+            .classify(ToolError::new(ErrorCode::Timeout, "publishing timed out"))
+    })?
+    .map_err(|(e, _)| {
+        ctx.kafka.classify(ToolError::from_kafka(
+            &format!("publish to {:?}", args.topic),
+            &e,
+        ))
+    })?;
     Ok(PublishResult {
         topic: args.topic,
         partition: Some(delivered.partition),

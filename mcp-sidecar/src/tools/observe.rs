@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rdkafka::Offset;
 use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::Offset;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +40,15 @@ pub struct Broker {
 }
 
 fn brokers(md: &Metadata) -> Vec<Broker> {
-    let mut brokers: Vec<Broker> =
-        md.brokers().iter().map(|b| Broker { id: b.id(), host: b.host().to_string(), port: b.port() }).collect();
+    let mut brokers: Vec<Broker> = md
+        .brokers()
+        .iter()
+        .map(|b| Broker {
+            id: b.id(),
+            host: b.host().to_string(),
+            port: b.port(),
+        })
+        .collect();
     brokers.sort_by_key(|b| b.id);
     brokers
 }
@@ -81,7 +88,13 @@ pub struct BrokerList {
 }
 
 pub async fn list_brokers(ctx: &ToolContext, _: ListBrokersArgs) -> ToolResult<BrokerList> {
-    ctx.kafka.blocking(|k| Ok(BrokerList { brokers: brokers(&*k.cluster_metadata()?) })).await
+    ctx.kafka
+        .blocking(|k| {
+            Ok(BrokerList {
+                brokers: brokers(&*k.cluster_metadata()?),
+            })
+        })
+        .await
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -123,7 +136,12 @@ fn is_internal(topic: &str) -> bool {
 }
 
 pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<TopicList> {
-    let limit = validate::capped("limit", args.limit, ctx.limits.max_list_items, ctx.limits.max_list_items)?;
+    let limit = validate::capped(
+        "limit",
+        args.limit,
+        ctx.limits.max_list_items,
+        ctx.limits.max_list_items,
+    )?;
     ctx.kafka
         .blocking(move |k| {
             let md = k.cluster_metadata()?;
@@ -131,7 +149,11 @@ pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<
                 .topics()
                 .iter()
                 .filter(|t| args.include_internal || !is_internal(t.name()))
-                .filter(|t| args.name_contains.as_deref().is_none_or(|s| t.name().contains(s)))
+                .filter(|t| {
+                    args.name_contains
+                        .as_deref()
+                        .is_none_or(|s| t.name().contains(s))
+                })
                 .map(|t| TopicSummary {
                     name: t.name().to_string(),
                     partitions: t.partitions().len(),
@@ -143,10 +165,19 @@ pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<
             let total = topics.len();
             // The cursor is the last name of the previous page: stable while
             // topics come and go, unlike an index.
-            let start = args.cursor.as_deref().map_or(0, |c| topics.partition_point(|t| t.name.as_str() <= c));
+            let start = args
+                .cursor
+                .as_deref()
+                .map_or(0, |c| topics.partition_point(|t| t.name.as_str() <= c));
             let page: Vec<TopicSummary> = topics.into_iter().skip(start).take(limit).collect();
-            let next_cursor = (start + page.len() < total).then(|| page.last().map(|t| t.name.clone())).flatten();
-            Ok(TopicList { topics: page, total, next_cursor })
+            let next_cursor = (start + page.len() < total)
+                .then(|| page.last().map(|t| t.name.clone()))
+                .flatten();
+            Ok(TopicList {
+                topics: page,
+                total,
+                next_cursor,
+            })
         })
         .await
 }
@@ -187,8 +218,13 @@ fn find_topic<'a>(md: &'a IndexedMetadata, topic: &str) -> ToolResult<&'a Metada
     let t = md.topic(topic).ok_or_else(missing)?;
     match t.error().map(RDKafkaErrorCode::from) {
         None => Ok(t),
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => Err(missing()),
-        Some(code) => Err(ToolError::from_kafka_code(&format!("topic {topic:?}"), code)),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            Err(missing())
+        }
+        Some(code) => Err(ToolError::from_kafka_code(
+            &format!("topic {topic:?}"),
+            code,
+        )),
     }
 }
 
@@ -203,7 +239,11 @@ pub(super) enum Freshness {
 
 /// Metadata that holds `topic`, or `NOT_FOUND`. A topic missing from the
 /// cache is asked for live before it is called missing (it may be new).
-fn topic_metadata(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Arc<IndexedMetadata>> {
+fn topic_metadata(
+    k: &Kafka,
+    topic: &str,
+    freshness: Freshness,
+) -> ToolResult<Arc<IndexedMetadata>> {
     if let Freshness::Cached = freshness
         && k.caches_metadata()
     {
@@ -220,7 +260,11 @@ fn topic_metadata(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Ar
 /// Partition IDs of a topic, or `NOT_FOUND`.
 pub(super) fn partitions_of(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Vec<i32>> {
     let md = topic_metadata(k, topic, freshness)?;
-    Ok(find_topic(&md, topic)?.partitions().iter().map(|p| p.id()).collect())
+    Ok(find_topic(&md, topic)?
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect())
 }
 
 pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<TopicDescription> {
@@ -262,7 +306,10 @@ pub async fn describe_topic(ctx: &ToolContext, args: TopicArgs) -> ToolResult<To
     });
     let (description, configs) = tokio::join!(description, configs);
     let mut description = description?;
-    description.configs = configs?.into_iter().map(|c| (c.name, c.value.unwrap_or_default())).collect();
+    description.configs = configs?
+        .into_iter()
+        .map(|c| (c.name, c.value.unwrap_or_default()))
+        .collect();
     Ok(description)
 }
 
@@ -328,7 +375,12 @@ pub(super) async fn resource_configs(
     let resource = results
         .into_iter()
         .next()
-        .ok_or_else(|| ToolError::new(crate::error::ErrorCode::Internal, "Kafka returned no config result"))?
+        .ok_or_else(|| {
+            ToolError::new(
+                crate::error::ErrorCode::Internal,
+                "Kafka returned no config result",
+            )
+        })?
         .map_err(|code| ToolError::from_kafka_code(&what, code))?;
     let mut values: Vec<ConfigValue> = resource
         .entries
@@ -347,26 +399,42 @@ pub(super) async fn resource_configs(
     Ok(values)
 }
 
-pub(super) async fn topic_configs(kafka: &Kafka, topic: &str, include_defaults: bool) -> ToolResult<Vec<ConfigValue>> {
+pub(super) async fn topic_configs(
+    kafka: &Kafka,
+    topic: &str,
+    include_defaults: bool,
+) -> ToolResult<Vec<ConfigValue>> {
     resource_configs(kafka, ResourceSpecifier::Topic(topic), include_defaults).await
 }
 
-pub async fn describe_configs(ctx: &ToolContext, args: DescribeConfigsArgs) -> ToolResult<ConfigDescription> {
+pub async fn describe_configs(
+    ctx: &ToolContext,
+    args: DescribeConfigsArgs,
+) -> ToolResult<ConfigDescription> {
     let mut configs = match args.resource_type {
         ResourceType::Topic => {
             validate::topic_name(&args.name)?;
             // The admin API answers an unknown topic with an empty config set
             // on some versions: check existence first for a precise NOT_FOUND.
             let topic = args.name.clone();
-            ctx.kafka.blocking(move |k| partitions_of(k, &topic, Freshness::Cached)).await?;
+            ctx.kafka
+                .blocking(move |k| partitions_of(k, &topic, Freshness::Cached))
+                .await?;
             topic_configs(&ctx.kafka, &args.name, args.include_defaults).await?
         }
         ResourceType::Broker => {
-            let id: i32 = args
-                .name
-                .parse()
-                .map_err(|_| ToolError::invalid(format!("broker name must be a broker ID, got {:?}", args.name)))?;
-            resource_configs(&ctx.kafka, ResourceSpecifier::Broker(id), args.include_defaults).await?
+            let id: i32 = args.name.parse().map_err(|_| {
+                ToolError::invalid(format!(
+                    "broker name must be a broker ID, got {:?}",
+                    args.name
+                ))
+            })?;
+            resource_configs(
+                &ctx.kafka,
+                ResourceSpecifier::Broker(id),
+                args.include_defaults,
+            )
+            .await?
         }
     };
     let truncated = configs.len() > ctx.limits.max_list_items;
@@ -405,18 +473,31 @@ pub struct PartitionOffsets {
 }
 
 /// The partitions a call names: one (checked to exist) or all.
-pub(super) fn select_partitions(k: &Kafka, topic: &str, partition: Option<i32>, freshness: Freshness) -> ToolResult<Vec<i32>> {
+pub(super) fn select_partitions(
+    k: &Kafka,
+    topic: &str,
+    partition: Option<i32>,
+    freshness: Freshness,
+) -> ToolResult<Vec<i32>> {
     let all = partitions_of(k, topic, freshness)?;
     match partition {
         None => Ok(all),
         Some(p) if all.contains(&p) => Ok(vec![p]),
-        Some(p) => Err(ToolError::not_found(format!("topic {topic:?} has no partition {p} (it has {})", all.len()))),
+        Some(p) => Err(ToolError::not_found(format!(
+            "topic {topic:?} has no partition {p} (it has {})",
+            all.len()
+        ))),
     }
 }
 
 /// First offsets at or after `timestamp_ms`, per partition; partitions
 /// with no message that recent are left out.
-pub(super) fn offsets_for_timestamp(k: &Kafka, topic: &str, partitions: &[i32], timestamp_ms: i64) -> ToolResult<BTreeMap<i32, i64>> {
+pub(super) fn offsets_for_timestamp(
+    k: &Kafka,
+    topic: &str,
+    partitions: &[i32],
+    timestamp_ms: i64,
+) -> ToolResult<BTreeMap<i32, i64>> {
     if timestamp_ms < 0 {
         return Err(ToolError::invalid("timestamp_ms must not be negative"));
     }
@@ -430,7 +511,8 @@ pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolRes
     let cap = ctx.limits.max_list_items;
     ctx.kafka
         .blocking(move |k| {
-            let mut partitions = select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
+            let mut partitions =
+                select_partitions(k, &args.topic, args.partition, Freshness::Cached)?;
             partitions.sort_unstable();
             let truncated = partitions.len() > cap;
             partitions.truncate(cap);
@@ -442,9 +524,18 @@ pub async fn fetch_offsets(ctx: &ToolContext, args: FetchOffsetsArgs) -> ToolRes
             let mut out = Vec::new();
             for (p, (low, high)) in marks {
                 let at_timestamp = at.as_ref().map(|m| m.get(&p).copied().unwrap_or(high));
-                out.push(PartitionOffsets { partition: p, earliest: low, latest: high, at_timestamp });
+                out.push(PartitionOffsets {
+                    partition: p,
+                    earliest: low,
+                    latest: high,
+                    at_timestamp,
+                });
             }
-            Ok(TopicOffsets { topic: args.topic, partitions: out, truncated })
+            Ok(TopicOffsets {
+                topic: args.topic,
+                partitions: out,
+                truncated,
+            })
         })
         .await
 }

@@ -18,7 +18,9 @@ pub fn group_id(group: &str) -> ToolResult<()> {
         return Err(ToolError::invalid("group id must be 1 to 255 characters"));
     }
     if group.chars().any(char::is_control) {
-        return Err(ToolError::invalid("group id must not contain control characters"));
+        return Err(ToolError::invalid(
+            "group id must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -47,8 +49,22 @@ mod tests {
         for ok in ["orders", "a.b_c-d", &"x".repeat(249)] {
             assert!(topic_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "../etc", "a b", "tab\there", "ünïcode", &"x".repeat(250)] {
-            assert_eq!(topic_name(bad).unwrap_err().code, ErrorCode::InvalidArgument, "{bad}");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../etc",
+            "a b",
+            "tab\there",
+            "ünïcode",
+            &"x".repeat(250),
+        ] {
+            assert_eq!(
+                topic_name(bad).unwrap_err().code,
+                ErrorCode::InvalidArgument,
+                "{bad}"
+            );
         }
     }
 
@@ -56,8 +72,14 @@ mod tests {
     fn counts_are_capped_with_a_clear_error() {
         assert_eq!(capped("max_messages", None, 10, 100).unwrap(), 10);
         assert_eq!(capped("max_messages", Some(100), 10, 100).unwrap(), 100);
-        assert_eq!(capped("max_messages", Some(101), 10, 100).unwrap_err().code, ErrorCode::LimitExceeded);
-        assert_eq!(capped("max_messages", Some(0), 10, 100).unwrap_err().code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            capped("max_messages", Some(101), 10, 100).unwrap_err().code,
+            ErrorCode::LimitExceeded
+        );
+        assert_eq!(
+            capped("max_messages", Some(0), 10, 100).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
     }
 
     #[test]

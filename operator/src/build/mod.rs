@@ -78,7 +78,13 @@ pub struct Desired {
 
 pub fn desired(inputs: &Inputs) -> Desired {
     let config_map = workload::config_map(inputs);
-    let config_hash = hash_text(config_map.data.as_ref().and_then(|d| d.get(workload::CONFIG_FILE)).map_or("", |s| s));
+    let config_hash = hash_text(
+        config_map
+            .data
+            .as_ref()
+            .and_then(|d| d.get(workload::CONFIG_FILE))
+            .map_or("", |s| s),
+    );
     Desired {
         service_accounts: rbac::service_accounts(inputs),
         cluster_role_binding: Some(rbac::auth_delegator_binding(inputs)),
@@ -123,14 +129,21 @@ pub mod names {
     }
 
     pub fn endpoint(namespace: &str, server: &str, cluster_domain: &str) -> String {
-        format!("http://{}.{namespace}.svc.{cluster_domain}:{}/mcp", sidecar(server), super::MCP_PORT)
+        format!(
+            "http://{}.{namespace}.svc.{cluster_domain}:{}/mcp",
+            sidecar(server),
+            super::MCP_PORT
+        )
     }
 }
 
 /// Labels that select the sidecar's pods.
 fn selector_labels(server: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "mcp-kafka-sidecar".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "mcp-kafka-sidecar".to_string(),
+        ),
         ("app.kubernetes.io/instance".to_string(), server.to_string()),
     ])
 }
@@ -144,7 +157,10 @@ fn labels(server: &str, component: &str) -> BTreeMap<String, String> {
 }
 
 fn owner(inputs: &Inputs) -> OwnerReference {
-    inputs.server.controller_owner_ref(&()).expect("a server read from the API has a name and uid")
+    inputs
+        .server
+        .controller_owner_ref(&())
+        .expect("a server read from the API has a name and uid")
 }
 
 /// Metadata of a namespaced object owned by the server.
@@ -167,7 +183,9 @@ pub fn hash_text(text: &str) -> String {
 pub fn stamp_desired_hash<K: Resource + serde::Serialize>(object: &mut K) -> String {
     object.annotations_mut().remove(DESIRED_HASH_ANNOTATION);
     let hash = hash_text(&serde_json::to_string(object).expect("objects serialize"));
-    object.annotations_mut().insert(DESIRED_HASH_ANNOTATION.into(), hash.clone());
+    object
+        .annotations_mut()
+        .insert(DESIRED_HASH_ANNOTATION.into(), hash.clone());
     hash
 }
 

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
@@ -38,7 +40,12 @@ fn client_subject(inputs: &Inputs, client: &ClientSpec) -> Subject {
         Some(sa) => sa.clone(),
         None => names::client(&inputs.name(), &client.name),
     };
-    Subject { kind: "ServiceAccount".into(), name, namespace: Some(inputs.namespace()), api_group: None }
+    Subject {
+        kind: "ServiceAccount".into(),
+        name,
+        namespace: Some(inputs.namespace()),
+        api_group: None,
+    }
 }
 
 pub(super) fn service_accounts(inputs: &Inputs) -> Vec<ServiceAccount> {
@@ -47,12 +54,18 @@ pub(super) fn service_accounts(inputs: &Inputs) -> Vec<ServiceAccount> {
         metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
         ..Default::default()
     };
-    let clients = inputs.server.spec.clients.iter().filter(|c| c.issue_token.is_some()).map(|c| ServiceAccount {
-        metadata: owned_meta(inputs, names::client(&server, &c.name), "client"),
-        // The client's tokens come from TokenRequest only; no token is mounted anywhere.
-        automount_service_account_token: Some(false),
-        ..Default::default()
-    });
+    let clients = inputs
+        .server
+        .spec
+        .clients
+        .iter()
+        .filter(|c| c.issue_token.is_some())
+        .map(|c| ServiceAccount {
+            metadata: owned_meta(inputs, names::client(&server, &c.name), "client"),
+            // The client's tokens come from TokenRequest only; no token is mounted anywhere.
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        });
     std::iter::once(sidecar).chain(clients).collect()
 }
 
@@ -107,7 +120,10 @@ pub(super) fn client_roles(inputs: &Inputs) -> Vec<Role> {
                     non_resource_urls: None,
                 }]
             });
-            Role { metadata: owned_meta(inputs, names::client(&server, &client.name), "client"), rules: Some(rules.unwrap_or_default()) }
+            Role {
+                metadata: owned_meta(inputs, names::client(&server, &client.name), "client"),
+                rules: Some(rules.unwrap_or_default()),
+            }
         })
         .collect()
 }
@@ -123,7 +139,11 @@ pub(super) fn client_role_bindings(inputs: &Inputs) -> Vec<RoleBinding> {
             let name = names::client(&server, &client.name);
             RoleBinding {
                 metadata: owned_meta(inputs, name.clone(), "client"),
-                role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name,
+                },
                 subjects: Some(vec![client_subject(inputs, client)]),
             }
         })
@@ -138,19 +158,29 @@ pub fn token_secret(inputs: &Inputs, client: &str, token: &IssuedToken) -> Secre
     metadata.annotations = Some(BTreeMap::from([
         (ISSUED_AT_ANNOTATION.into(), token.issued_at.to_string()),
         (EXPIRES_AT_ANNOTATION.into(), token.expires_at.to_string()),
-        (LIFETIME_ANNOTATION.into(), token.lifetime_seconds.to_string()),
-        (SERVICE_ACCOUNT_UID_ANNOTATION.into(), token.service_account_uid.clone()),
+        (
+            LIFETIME_ANNOTATION.into(),
+            token.lifetime_seconds.to_string(),
+        ),
+        (
+            SERVICE_ACCOUNT_UID_ANNOTATION.into(),
+            token.service_account_uid.clone(),
+        ),
     ]));
     Secret {
         metadata,
         type_: Some("Opaque".into()),
         string_data: None,
         data: Some(BTreeMap::from([
-            (TOKEN_KEY.into(), k8s_openapi::ByteString(token.token.clone().into_bytes())),
+            (
+                TOKEN_KEY.into(),
+                k8s_openapi::ByteString(token.token.clone().into_bytes()),
+            ),
             (
                 ENDPOINT_KEY.into(),
                 k8s_openapi::ByteString(
-                    names::endpoint(&inputs.namespace(), &server, &inputs.config.cluster_domain).into_bytes(),
+                    names::endpoint(&inputs.namespace(), &server, &inputs.config.cluster_domain)
+                        .into_bytes(),
                 ),
             ),
         ])),

@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::config::MutationRule;
+use ToolName::*;
 use k8s_openapi::jiff::Timestamp;
 use mcp_kafka_sidecar::config::SidecarConfig;
-use ToolName::*;
 
 const SERVER: &str = r#"
 apiVersion: mcpkafka.dev/v1alpha1
@@ -29,12 +29,21 @@ fn server(yaml: &str) -> McpKafkaServer {
 }
 
 fn fenced() -> Fenced {
-    Fenced { mutations: MutationRule::TwoPhase, expected_cluster_id: Some("CLUSTER1".into()) }
+    Fenced {
+        mutations: MutationRule::TwoPhase,
+        expected_cluster_id: Some("CLUSTER1".into()),
+    }
 }
 
 fn build(server: &McpKafkaServer, tools: &[ToolName]) -> Desired {
     let config = OperatorConfig::default();
-    desired(&Inputs { server, config: &config, fenced: &fenced(), tools, break_glass: None })
+    desired(&Inputs {
+        server,
+        config: &config,
+        fenced: &fenced(),
+        tools,
+        break_glass: None,
+    })
 }
 
 fn all_metadata(d: &Desired) -> Vec<ObjectMeta> {
@@ -55,18 +64,31 @@ fn every_namespaced_object_is_owned_and_labelled() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics, DescribeTopic, CreateTopic]);
     let metas = all_metadata(&d);
-    assert_eq!(metas.len(), 2 + 2 + 2 + 5, "SAs (sidecar + laptop), 2 Roles, 2 RoleBindings, CM, Svc, NP, PDB, Deploy");
+    assert_eq!(
+        metas.len(),
+        2 + 2 + 2 + 5,
+        "SAs (sidecar + laptop), 2 Roles, 2 RoleBindings, CM, Svc, NP, PDB, Deploy"
+    );
     for meta in metas {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("McpKafkaServer", "orders", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("McpKafkaServer", "orders", Some(true))
+        );
         assert_eq!(meta.namespace.as_deref(), Some("team-a"));
         let labels = meta.labels.unwrap();
         assert_eq!(labels[SERVER_LABEL], "orders");
         assert_eq!(labels[MANAGED_BY.0], MANAGED_BY.1);
     }
     let crb = d.cluster_role_binding.unwrap();
-    assert!(crb.metadata.owner_references.is_none(), "cluster-scoped: removed by the finalizer");
-    assert_eq!(crb.metadata.labels.as_ref().unwrap()[SERVER_NAMESPACE_LABEL], "team-a");
+    assert!(
+        crb.metadata.owner_references.is_none(),
+        "cluster-scoped: removed by the finalizer"
+    );
+    assert_eq!(
+        crb.metadata.labels.as_ref().unwrap()[SERVER_NAMESPACE_LABEL],
+        "team-a"
+    );
     assert_eq!(crb.role_ref.name, "system:auth-delegator");
     assert_eq!(crb.subjects.unwrap()[0].name, "orders-mcp");
 }
@@ -76,29 +98,54 @@ fn client_roles_grant_exactly_their_exposed_tools_on_this_server() {
     let s = server(SERVER);
     // The policy removed create_topic: the support client keeps list_topics only.
     let d = build(&s, &[ListTopics, DescribeTopic]);
-    let support = d.roles.iter().find(|r| r.metadata.name.as_deref() == Some("orders-mcp-client-support")).unwrap();
+    let support = d
+        .roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("orders-mcp-client-support"))
+        .unwrap();
     let rule = &support.rules.as_ref().unwrap()[0];
-    assert_eq!(rule.api_groups.as_deref(), Some(&["mcpkafka.dev".to_string()][..]));
-    assert_eq!(rule.resources.as_deref(), Some(&["mcpkafkaservers/tools".to_string()][..]));
-    assert_eq!(rule.resource_names.as_deref(), Some(&["orders".to_string()][..]));
+    assert_eq!(
+        rule.api_groups.as_deref(),
+        Some(&["mcpkafka.dev".to_string()][..])
+    );
+    assert_eq!(
+        rule.resources.as_deref(),
+        Some(&["mcpkafkaservers/tools".to_string()][..])
+    );
+    assert_eq!(
+        rule.resource_names.as_deref(),
+        Some(&["orders".to_string()][..])
+    );
     assert_eq!(rule.verbs, vec!["list_topics"]);
 
     let bindings: Vec<(String, String)> = d
         .role_bindings
         .iter()
-        .map(|b| (b.role_ref.name.clone(), b.subjects.as_ref().unwrap()[0].name.clone()))
+        .map(|b| {
+            (
+                b.role_ref.name.clone(),
+                b.subjects.as_ref().unwrap()[0].name.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         bindings,
         vec![
             ("orders-mcp-client-support".into(), "support-agent".into()),
-            ("orders-mcp-client-laptop".into(), "orders-mcp-client-laptop".into()),
+            (
+                "orders-mcp-client-laptop".into(),
+                "orders-mcp-client-laptop".into()
+            ),
         ]
     );
 
     // A client whose tools are all removed keeps a Role that grants nothing.
     let d = build(&s, &[ListTopics]);
-    let laptop = d.roles.iter().find(|r| r.metadata.name.as_deref() == Some("orders-mcp-client-laptop")).unwrap();
+    let laptop = d
+        .roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("orders-mcp-client-laptop"))
+        .unwrap();
     assert_eq!(laptop.rules.as_deref(), Some(&[][..]));
 }
 
@@ -110,12 +157,29 @@ fn the_config_is_the_sidecars_own_type_with_files_not_secrets() {
     let config = SidecarConfig::parse(text).expect("the sidecar accepts what the operator renders");
     assert_eq!(config.tools, vec![ListTopics, DescribeTopic]);
     assert_eq!(config.server.environment, "staging");
-    assert_eq!(config.kafka.expected_cluster_id.as_deref(), Some("CLUSTER1"));
+    assert_eq!(
+        config.kafka.expected_cluster_id.as_deref(),
+        Some("CLUSTER1")
+    );
     let tls = config.kafka.tls.unwrap();
-    assert_eq!(tls.ca_file.unwrap().to_str(), Some("/etc/mcp-kafka/kafka-ca/ca.crt"));
-    assert_eq!(tls.key_file.unwrap().to_str(), Some("/etc/mcp-kafka/kafka-client-cert/tls.key"));
-    assert_eq!(config.kafka.sasl.unwrap().password_file.to_str(), Some("/etc/mcp-kafka/kafka-sasl/password"));
-    assert!(config.listen.allowed_hosts.contains(&"orders-mcp.team-a.svc.cluster.local".to_string()));
+    assert_eq!(
+        tls.ca_file.unwrap().to_str(),
+        Some("/etc/mcp-kafka/kafka-ca/ca.crt")
+    );
+    assert_eq!(
+        tls.key_file.unwrap().to_str(),
+        Some("/etc/mcp-kafka/kafka-client-cert/tls.key")
+    );
+    assert_eq!(
+        config.kafka.sasl.unwrap().password_file.to_str(),
+        Some("/etc/mcp-kafka/kafka-sasl/password")
+    );
+    assert!(
+        config
+            .listen
+            .allowed_hosts
+            .contains(&"orders-mcp.team-a.svc.cluster.local".to_string())
+    );
     assert_eq!(config.audit.kafka_topic.as_deref(), Some("_mcp_audit"));
 }
 
@@ -129,29 +193,92 @@ fn the_deployment_is_hardened_and_rolls_on_config_change() {
     let template = spec.template;
     let pod = template.spec.unwrap();
     let psc = pod.security_context.unwrap();
-    assert_eq!((psc.run_as_non_root, psc.run_as_user), (Some(true), Some(65532)));
+    assert_eq!(
+        (psc.run_as_non_root, psc.run_as_user),
+        (Some(true), Some(65532))
+    );
     assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
     let c = &pod.containers[0];
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
     let env = c.env.as_ref().unwrap();
-    assert!(env.iter().any(|e| e.name == "MALLOC_ARENA_MAX" && e.value.as_deref() == Some("2")), "{env:?}");
-    assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
-    assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+    assert!(
+        env.iter()
+            .any(|e| e.name == "MALLOC_ARENA_MAX" && e.value.as_deref() == Some("2")),
+        "{env:?}"
+    );
+    assert_eq!(
+        c.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
     assert_eq!(pod.service_account_name.as_deref(), Some("orders-mcp"));
-    let mounts: Vec<&str> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
-    assert_eq!(mounts, ["/etc/mcp-kafka/config", "/etc/mcp-kafka/kafka-ca", "/etc/mcp-kafka/kafka-client-cert", "/etc/mcp-kafka/kafka-sasl"]);
+    let mounts: Vec<&str> = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            "/etc/mcp-kafka/config",
+            "/etc/mcp-kafka/kafka-ca",
+            "/etc/mcp-kafka/kafka-client-cert",
+            "/etc/mcp-kafka/kafka-sasl"
+        ]
+    );
 
     let hash = |d: &Desired| {
-        d.deployment.as_ref().unwrap().spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
-            [CONFIG_HASH_ANNOTATION]
+        d.deployment
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH_ANNOTATION]
             .clone()
     };
     let same = build(&s, &[ListTopics]);
-    assert_eq!(hash(&same), hash(&build(&s, &[ListTopics])), "rendering is stable");
-    assert_ne!(hash(&same), hash(&build(&s, &[ListTopics, DescribeTopic])), "a tool change rolls out");
+    assert_eq!(
+        hash(&same),
+        hash(&build(&s, &[ListTopics])),
+        "rendering is stable"
+    );
+    assert_ne!(
+        hash(&same),
+        hash(&build(&s, &[ListTopics, DescribeTopic])),
+        "a tool change rolls out"
+    );
 }
 
 #[test]
@@ -159,17 +286,31 @@ fn service_network_policy_and_pdb() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics]);
     let service = d.service.unwrap().spec.unwrap();
-    assert_eq!(service.session_affinity.as_deref(), Some("ClientIP"), "sessions and plans live in one replica");
+    assert_eq!(
+        service.session_affinity.as_deref(),
+        Some("ClientIP"),
+        "sessions and plans live in one replica"
+    );
     let port = &service.ports.unwrap()[0];
     assert_eq!((port.name.as_deref(), port.port), (Some("mcp"), 8090));
     let np = d.network_policy.unwrap().spec.unwrap();
     let from = &np.ingress.unwrap()[0].from.clone().unwrap()[0];
-    let ns_labels = from.namespace_selector.as_ref().unwrap().match_labels.clone().unwrap();
+    let ns_labels = from
+        .namespace_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .clone()
+        .unwrap();
     assert_eq!(ns_labels[crate::fence::ENVIRONMENT_LABEL], "staging");
     assert!(d.pod_disruption_budget.is_some());
 
     let single = server(&SERVER.replace("replicas: 2", "replicas: 1"));
-    assert!(build(&single, &[ListTopics]).pod_disruption_budget.is_none());
+    assert!(
+        build(&single, &[ListTopics])
+            .pod_disruption_budget
+            .is_none()
+    );
 }
 
 #[test]
@@ -181,7 +322,12 @@ fn desired_hashes_are_stable_and_follow_content() {
     // Stamping again (the stamp itself is excluded) gives the same hash.
     let first = a.annotations()[DESIRED_HASH_ANNOTATION].clone();
     assert_eq!(stamp_desired_hash(&mut a), first);
-    let mut c = build(&server(&SERVER.replace("orders", "payments")), &[ListTopics]).service.unwrap();
+    let mut c = build(
+        &server(&SERVER.replace("orders", "payments")),
+        &[ListTopics],
+    )
+    .service
+    .unwrap();
     assert_ne!(stamp_desired_hash(&mut c), first);
 }
 
@@ -190,7 +336,13 @@ fn token_secrets_carry_token_endpoint_and_times() {
     let s = server(SERVER);
     let config = OperatorConfig::default();
     let tools = [ListTopics];
-    let inputs = Inputs { server: &s, config: &config, fenced: &fenced(), tools: &tools, break_glass: None };
+    let inputs = Inputs {
+        server: &s,
+        config: &config,
+        fenced: &fenced(),
+        tools: &tools,
+        break_glass: None,
+    };
     let token = IssuedToken {
         token: "eyJ.test".into(),
         issued_at: "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
@@ -199,9 +351,18 @@ fn token_secrets_carry_token_endpoint_and_times() {
         service_account_uid: "uid".into(),
     };
     let secret = token_secret(&inputs, "laptop", &token);
-    assert_eq!(secret.metadata.name.as_deref(), Some("orders-mcp-client-laptop-token"));
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("orders-mcp-client-laptop-token")
+    );
     let data = secret.data.unwrap();
     assert_eq!(data["token"].0, b"eyJ.test");
-    assert_eq!(data["endpoint"].0, b"http://orders-mcp.team-a.svc.cluster.local:8090/mcp");
-    assert_eq!(secret.metadata.annotations.unwrap()[rbac::EXPIRES_AT_ANNOTATION], "2026-01-01T01:00:00Z");
+    assert_eq!(
+        data["endpoint"].0,
+        b"http://orders-mcp.team-a.svc.cluster.local:8090/mcp"
+    );
+    assert_eq!(
+        secret.metadata.annotations.unwrap()[rbac::EXPIRES_AT_ANNOTATION],
+        "2026-01-01T01:00:00Z"
+    );
 }

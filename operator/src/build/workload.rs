@@ -7,18 +7,20 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, EnvVar, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
+    HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_kafka_sidecar::config::{
-    AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
+    AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig,
+    SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
 };
 
 use super::{CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, labels, names, owned_meta, selector_labels};
@@ -46,7 +48,11 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
     let domain = &inputs.config.cluster_domain;
     let file = |dir: &str, name: &str| PathBuf::from(format!("{dir}/{name}"));
     SidecarConfig {
-        server: ServerIdentity { name: server.clone(), namespace: Some(namespace.clone()), environment: spec.environment.clone() },
+        server: ServerIdentity {
+            name: server.clone(),
+            namespace: Some(namespace.clone()),
+            environment: spec.environment.clone(),
+        },
         listen: ListenConfig {
             address: std::net::SocketAddr::from(([0, 0, 0, 0], MCP_PORT as u16)),
             // The Service's names, as a client inside the cluster sends them in Host.
@@ -62,8 +68,14 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
             expected_cluster_id: inputs.fenced.expected_cluster_id.clone(),
             tls: spec.kafka.tls.as_ref().map(|tls| TlsFiles {
                 ca_file: tls.ca_secret_ref.as_ref().map(|_| file(CA_DIR, "ca.crt")),
-                cert_file: tls.client_cert_secret_ref.as_ref().map(|_| file(CLIENT_CERT_DIR, "tls.crt")),
-                key_file: tls.client_cert_secret_ref.as_ref().map(|_| file(CLIENT_CERT_DIR, "tls.key")),
+                cert_file: tls
+                    .client_cert_secret_ref
+                    .as_ref()
+                    .map(|_| file(CLIENT_CERT_DIR, "tls.crt")),
+                key_file: tls
+                    .client_cert_secret_ref
+                    .as_ref()
+                    .map(|_| file(CLIENT_CERT_DIR, "tls.key")),
             }),
             sasl: spec.kafka.sasl.as_ref().map(|sasl| SaslConfig {
                 mechanism: sasl.mechanism,
@@ -75,24 +87,37 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         },
         tools: inputs.tools.to_vec(),
         limits: Limits::default(),
-        auth: AuthConfig { mode: AuthMode::Kubernetes, ..Default::default() },
+        auth: AuthConfig {
+            mode: AuthMode::Kubernetes,
+            ..Default::default()
+        },
         // The sidecar enforces the environment's rule itself too, and closes
         // the window at its end even before the operator looks again.
         mutations: Some(inputs.fenced.mutations),
         break_glass: inputs.break_glass.map(|w| BreakGlassWindow {
             until: w.until.0,
             reason: w.reason.clone(),
-            tools: w.allow.iter().copied().filter(|t| inputs.tools.contains(t)).collect(),
+            tools: w
+                .allow
+                .iter()
+                .copied()
+                .filter(|t| inputs.tools.contains(t))
+                .collect(),
         }),
         plans: Default::default(),
-        audit: AuditConfig { kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()) },
+        audit: AuditConfig {
+            kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()),
+        },
     }
 }
 
 pub(super) fn config_map(inputs: &Inputs) -> ConfigMap {
     ConfigMap {
         metadata: owned_meta(inputs, names::config_map(&inputs.name()), "mcp-server"),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), sidecar_config(inputs).to_yaml())])),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_string(),
+            sidecar_config(inputs).to_yaml(),
+        )])),
         ..Default::default()
     }
 }
@@ -110,21 +135,46 @@ fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
     };
     let mut volumes = vec![Volume {
         name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource { name: names::config_map(&server), ..Default::default() }),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map(&server),
+            ..Default::default()
+        }),
         ..Default::default()
     }];
-    let mut mounts = vec![VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() }];
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }];
     let mut add = |name: &str, dir: &str, source: SecretVolumeSource| {
-        volumes.push(Volume { name: name.into(), secret: Some(source), ..Default::default() });
-        mounts.push(VolumeMount { name: name.into(), mount_path: dir.into(), read_only: Some(true), ..Default::default() });
+        volumes.push(Volume {
+            name: name.into(),
+            secret: Some(source),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: name.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
     };
     if let Some(tls) = &kafka.tls {
         if let Some(ca) = &tls.ca_secret_ref {
-            let item = KeyToPath { key: ca.key.clone(), path: "ca.crt".into(), mode: None };
+            let item = KeyToPath {
+                key: ca.key.clone(),
+                path: "ca.crt".into(),
+                mode: None,
+            };
             add("kafka-ca", CA_DIR, secret(&ca.name, Some(vec![item])));
         }
         if let Some(cert) = &tls.client_cert_secret_ref {
-            add("kafka-client-cert", CLIENT_CERT_DIR, secret(&cert.name, None));
+            add(
+                "kafka-client-cert",
+                CLIENT_CERT_DIR,
+                secret(&cert.name, None),
+            );
         }
     }
     if let Some(sasl) = &kafka.sasl {
@@ -135,7 +185,11 @@ fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
 
 fn http_probe(path: &str, period: i32) -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("mcp".into()), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("mcp".into()),
+            ..Default::default()
+        }),
         period_seconds: Some(period),
         ..Default::default()
     }
@@ -149,18 +203,41 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
     pod_labels.remove(super::SERVER_LABEL);
     let container = Container {
         name: "sidecar".into(),
-        image: Some(spec.image.clone().unwrap_or_else(|| inputs.config.sidecar.image.clone())),
-        args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
-        env: Some(vec![EnvVar { name: SIDECAR_MALLOC_ARENAS.0.into(), value: Some(SIDECAR_MALLOC_ARENAS.1.into()), value_from: None }]),
-        ports: Some(vec![ContainerPort { name: Some("mcp".into()), container_port: MCP_PORT, protocol: Some("TCP".into()), ..Default::default() }]),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| inputs.config.sidecar.image.clone()),
+        ),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
+        env: Some(vec![EnvVar {
+            name: SIDECAR_MALLOC_ARENAS.0.into(),
+            value: Some(SIDECAR_MALLOC_ARENAS.1.into()),
+            value_from: None,
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("mcp".into()),
+            container_port: MCP_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
         liveness_probe: Some(http_probe("/healthz", 10)),
         readiness_probe: Some(http_probe("/readyz", 5)),
-        resources: Some(spec.resources.clone().unwrap_or_else(|| inputs.config.sidecar.resources.clone())),
+        resources: Some(
+            spec.resources
+                .clone()
+                .unwrap_or_else(|| inputs.config.sidecar.resources.clone()),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
             ..Default::default()
         }),
         volume_mounts: Some(volume_mounts),
@@ -170,11 +247,17 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
         metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
         spec: Some(DeploymentSpec {
             replicas: Some(spec.replicas),
-            selector: LabelSelector { match_labels: Some(selector_labels(&server)), match_expressions: None },
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&server)),
+                match_expressions: None,
+            },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())])),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash.to_string(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -186,7 +269,10 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
                         run_as_user: Some(NON_ROOT_ID),
                         run_as_group: Some(NON_ROOT_ID),
                         fs_group: Some(NON_ROOT_ID),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
                         ..Default::default()
                     }),
                     containers: vec![container],
@@ -231,17 +317,27 @@ pub(super) fn network_policy(inputs: &Inputs) -> NetworkPolicy {
     NetworkPolicy {
         metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&server)), match_expressions: None }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&server)),
+                match_expressions: None,
+            }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(ENVIRONMENT_LABEL.to_string(), environment.clone())])),
+                        match_labels: Some(BTreeMap::from([(
+                            ENVIRONMENT_LABEL.to_string(),
+                            environment.clone(),
+                        )])),
                         match_expressions: None,
                     }),
                     ..Default::default()
                 }]),
-                ports: Some(vec![NetworkPolicyPort { port: Some(IntOrString::Int(MCP_PORT)), protocol: Some("TCP".into()), end_port: None }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(MCP_PORT)),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                }]),
             }]),
             egress: None,
         }),
@@ -254,7 +350,10 @@ pub(super) fn pod_disruption_budget(inputs: &Inputs) -> Option<PodDisruptionBudg
         metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(selector_labels(&server)), match_expressions: None }),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&server)),
+                match_expressions: None,
+            }),
             ..Default::default()
         }),
         status: None,

@@ -27,7 +27,10 @@ impl Operator {
     pub fn start(config: OperatorConfig) -> Operator {
         // The operator's warnings in the test output (shown when a test fails).
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
             .with_test_writer()
             .try_init();
         let ground = Ground::get();
@@ -39,11 +42,21 @@ impl Operator {
             let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
             rt.block_on(async move {
                 let client = ground.kube_admin().await;
-                let reporter = Reporter { controller: "mcp-kafka-operator".into(), instance: Some("integration-test".into()) };
-                mcp_kafka_operator::controller::run(client, config, m, reporter, 8, async move { s.cancelled().await }).await;
+                let reporter = Reporter {
+                    controller: "mcp-kafka-operator".into(),
+                    instance: Some("integration-test".into()),
+                };
+                mcp_kafka_operator::controller::run(client, config, m, reporter, 8, async move {
+                    s.cancelled().await
+                })
+                .await;
             });
         });
-        Operator { metrics, stop, thread: Some(thread) }
+        Operator {
+            metrics,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// One operator for all tests of a test binary.
@@ -72,7 +85,13 @@ impl Operator {
 }
 
 /// An McpKafkaServer for the ground's broker.
-pub fn server_manifest(name: &str, environment: &str, tools: &[&str], clients: serde_json::Value, replicas: i32) -> serde_json::Value {
+pub fn server_manifest(
+    name: &str,
+    environment: &str,
+    tools: &[&str],
+    clients: serde_json::Value,
+    replicas: i32,
+) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpKafkaServer",
         "metadata": {"name": name},
@@ -96,9 +115,15 @@ pub fn two_clients() -> serde_json::Value {
 
 /// Creates or updates a server (server-side apply, as a user would).
 pub async fn apply_server(client: &kube::Client, ns: &str, manifest: &serde_json::Value) {
-    let name = manifest["metadata"]["name"].as_str().expect("a named manifest");
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .expect("a named manifest");
     servers(client, ns)
-        .patch(name, &kube::api::PatchParams::apply("integration-test").force(), &kube::api::Patch::Apply(manifest))
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("integration-test").force(),
+            &kube::api::Patch::Apply(manifest),
+        )
         .await
         .unwrap_or_else(|e| panic!("applying {name}: {e}"));
 }
@@ -108,21 +133,30 @@ pub fn servers(client: &kube::Client, ns: &str) -> Api<McpKafkaServer> {
 }
 
 /// Waits until the server's condition `type_` has `status_` (and, if given, `reason`).
-pub async fn wait_condition(api: &Api<McpKafkaServer>, name: &str, type_: &str, status_: &str, reason: Option<&str>) -> McpKafkaServer {
+pub async fn wait_condition(
+    api: &Api<McpKafkaServer>,
+    name: &str,
+    type_: &str,
+    status_: &str,
+    reason: Option<&str>,
+) -> McpKafkaServer {
     let what = format!("{name}: {type_}={status_} {reason:?}");
     eventually(&what, || async {
         let s = api.get(name).await.ok()?;
         let st = s.status.as_ref()?;
         let c = status::find(st, type_)?;
         let generation_seen = st.observed_generation == s.metadata.generation;
-        (generation_seen && c.status == status_ && reason.is_none_or(|r| c.reason == r)).then_some(s.clone())
+        (generation_seen && c.status == status_ && reason.is_none_or(|r| c.reason == r))
+            .then_some(s.clone())
     })
     .await
 }
 
 /// Deletes a test namespace while the operator runs (its finalizer needs it).
 pub async fn delete_namespace(client: &kube::Client, ns: &str) {
-    let _ = Api::<Namespace>::all(client.clone()).delete(ns, &Default::default()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(ns, &Default::default())
+        .await;
 }
 
 /// The operator binary as a process, killed when the test ends however it ends.
@@ -142,7 +176,9 @@ impl OperatorProcess {
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::from(file.try_clone().expect("log file")))
+            .stdout(std::process::Stdio::from(
+                file.try_clone().expect("log file"),
+            ))
             .stderr(std::process::Stdio::from(file))
             .spawn()
             .expect("starting the operator");
@@ -155,7 +191,9 @@ impl OperatorProcess {
 
     /// SIGTERM, as Kubernetes stops a pod, and wait for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().expect("waiting for the operator")
     }
 }
