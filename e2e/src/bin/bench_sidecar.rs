@@ -39,66 +39,38 @@ use serde_json::{Value, json};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `e2e/bench` and `e2e/load` pass these; `bench-sidecar --help` lists them.
+#[derive(clap::Parser)]
+#[command(about = "Benchmarks of the sidecar against the local broker (figures, not pass/fail)")]
 struct Args {
+    /// The sidecar binary to measure.
+    #[arg(long)]
     sidecar: String,
+    /// The Kafka broker, host:port.
+    #[arg(long = "bootstrap-servers", value_name = "HOST:PORT")]
     bootstrap: String,
+    /// Seconds per measured cell.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// For the auth figures: a namespace holding RBAC for server `bench`, a
     /// token for it, and the kubeconfig the sidecar asks the apiserver with.
+    #[arg(long)]
     auth_namespace: Option<String>,
+    #[arg(long)]
     token: Option<String>,
+    #[arg(long)]
     kubeconfig: Option<String>,
     /// For the field comparison: mcp-confluent's Node.js and entry script.
+    #[arg(long, requires = "peer_script")]
     peer_node: Option<String>,
+    #[arg(long, requires = "peer_node")]
     peer_script: Option<String>,
-    /// The load case: concurrent sessions and total calls.
-    load: Option<(usize, usize)>,
+    /// The load case instead of the benchmark: concurrent sessions and total calls.
+    #[arg(long, num_args = 2, value_names = ["SESSIONS", "CALLS"])]
+    load: Option<Vec<usize>>,
     /// The load with one tool of its mix only.
+    #[arg(long, requires = "load")]
     only: Option<String>,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        sidecar: String::new(),
-        bootstrap: String::new(),
-        seconds: 5,
-        auth_namespace: None,
-        token: None,
-        kubeconfig: None,
-        peer_node: None,
-        peer_script: None,
-        load: None,
-        only: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--sidecar" => a.sidecar = value,
-            "--bootstrap-servers" => a.bootstrap = value,
-            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
-            "--auth-namespace" => a.auth_namespace = Some(value),
-            "--token" => a.token = Some(value),
-            "--kubeconfig" => a.kubeconfig = Some(value),
-            "--peer-node" => a.peer_node = Some(value),
-            "--peer-script" => a.peer_script = Some(value),
-            "--only" => a.only = Some(value),
-            "--load" => {
-                let calls = it
-                    .next()
-                    .expect("--load SESSIONS CALLS")
-                    .parse()
-                    .expect("CALLS");
-                a.load = Some((value.parse().expect("SESSIONS"), calls));
-            }
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    assert!(
-        !a.sidecar.is_empty() && !a.bootstrap.is_empty(),
-        "usage: bench-sidecar --sidecar BIN --bootstrap-servers HOST:PORT [--seconds N]"
-    );
-    a
 }
 
 /// Latencies and throughput of one measured run.
@@ -495,7 +467,7 @@ impl Drop for Sidecar {
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let a = <Args as clap::Parser>::parse();
     let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
         rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &a.bootstrap)
@@ -505,8 +477,8 @@ async fn main() {
     let topic = format!("bench-{}", std::process::id());
     create_topic(&admin, &topic).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    if let Some((sessions, calls)) = a.load {
-        load(&a, sessions, calls, &topic).await;
+    if let Some([sessions, calls]) = a.load.as_deref() {
+        load(&a, *sessions, *calls, &topic).await;
         admin
             .delete_topics(&[&topic], &AdminOptions::new())
             .await
@@ -515,45 +487,17 @@ async fn main() {
     }
 
     // Start to ready.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    let child = Command::new(&a.sidecar)
-        .args([
-            "--bootstrap-servers",
-            &a.bootstrap,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        // The benchmark measures latency, not the per-caller rate limit.
-        .args(["--calls-per-second", "1000000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the sidecar");
-    let sidecar = Sidecar(child);
-    loop {
-        if get_once(&format!("{base}/readyz"))
-            .await
-            .is_some_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the sidecar did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (sidecar, base, ready_ms) =
+        start_sidecar(&a, Launch::standalone(1_000_000, &[]), Ready::Readyz).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(sidecar.0.id());
-    let (uncached, uncached_url, _) =
-        start_sidecar(&a, 1_000_000, &["--metadata-max-age-ms", "0"]).await;
-    let uncached_base = uncached_url.trim_end_matches("/mcp").to_string();
+    let (uncached, uncached_base, _) = start_sidecar(
+        &a,
+        Launch::standalone(1_000_000, &["--metadata-max-age-ms", "0"]),
+        Ready::Readyz,
+    )
+    .await;
+    let uncached_url = format!("{uncached_base}/mcp");
     let kafka = Arc::new(Direct::new(&a.bootstrap, PEEK_FETCH_BYTES));
 
     let url = format!("{base}/mcp");
@@ -764,11 +708,7 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
         ("auth kubernetes, warm cache", 30),
         ("auth kubernetes, no cache (TokenReview+SAR)", 0),
     ] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let config = json!({
             "server": {"name": "bench", "namespace": ns, "environment": "dev"},
             "listen": {"address": format!("127.0.0.1:{port}")},
@@ -780,26 +720,12 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
         });
         let path = dir.join(format!("{port}.json"));
         std::fs::write(&path, config.to_string()).unwrap();
-        let child = Command::new(&a.sidecar)
-            .args(["--config", path.to_str().unwrap()])
-            .env("KUBECONFIG", kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the sidecar");
-        let _sidecar = Sidecar(child);
-        let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while !get_once(&format!("{base}/readyz"))
-            .await
-            .is_some_and(|r| r.status().is_success())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the auth sidecar did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let launch = Launch::Config {
+            path: path.to_str().unwrap(),
+            port,
+            kubeconfig,
+        };
+        let (_sidecar, base, _) = start_sidecar(a, launch, Ready::Readyz).await;
         let f = one_call(format!("{base}/mcp"), Some(token.to_string())).await;
         let errors = if f.errors > 0 {
             format!("  ({} errors)", f.errors)
@@ -1052,7 +978,9 @@ fn free_port() -> u16 {
 async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka: &Arc<Direct>) {
     // Enough messages for a 10-message consume from the earliest offset.
     produce(a, topic, 100).await;
-    let (ours, ours_url, ours_start) = start_sidecar(a, 1_000_000, &[]).await;
+    let (ours, ours_base, ours_start) =
+        start_sidecar(a, Launch::standalone(1_000_000, &[]), Ready::Initialize).await;
+    let ours_url = format!("{ours_base}/mcp");
 
     let peer_port = free_port();
     let started = Instant::now();
@@ -1357,33 +1285,95 @@ async fn produce(a: &Args, topic: &str, count: usize) {
     }
 }
 
-/// Starts a standalone sidecar allowing `calls_per_second` per caller, with
-/// the malloc setting the operator's Deployment gives it; returns it, its
-/// MCP URL and the milliseconds from spawn to its first answered `initialize`.
-async fn start_sidecar(
-    a: &Args,
-    calls_per_second: u64,
-    extra_args: &[&str],
-) -> (Sidecar, String, f64) {
-    let port = free_port();
+/// How a benchmarked sidecar is configured.
+enum Launch<'a> {
+    /// Standalone flags: the broker, a loopback port, a per-caller limit.
+    Standalone {
+        calls_per_second: u64,
+        extra_args: &'a [&'a str],
+    },
+    /// A config file (which names its own listen port) and the kubeconfig
+    /// it asks the apiserver with.
+    Config {
+        path: &'a str,
+        port: u16,
+        kubeconfig: &'a str,
+    },
+}
+
+impl<'a> Launch<'a> {
+    fn standalone(calls_per_second: u64, extra_args: &'a [&'a str]) -> Self {
+        Launch::Standalone {
+            calls_per_second,
+            extra_args,
+        }
+    }
+}
+
+/// What "started" means for a measurement: `/readyz` answering 200 (Kafka
+/// reached), or the first answered MCP `initialize` (what the field
+/// comparison times for both servers alike).
+enum Ready {
+    Readyz,
+    Initialize,
+}
+
+/// The one way this benchmark starts a sidecar: always with the malloc
+/// setting the operator's Deployment gives it (`MALLOC_ARENA_MAX=2`), so
+/// every figure is of the process as it runs in a pod. Returns it, its base
+/// URL (without `/mcp`) and the milliseconds from spawn to `ready`.
+async fn start_sidecar(a: &Args, launch: Launch<'_>, ready: Ready) -> (Sidecar, String, f64) {
+    let mut command = Command::new(&a.sidecar);
+    let port = match launch {
+        Launch::Standalone {
+            calls_per_second,
+            extra_args,
+        } => {
+            let port = free_port();
+            command
+                .args(["--bootstrap-servers", &a.bootstrap])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--calls-per-second", &calls_per_second.to_string()])
+                .args(extra_args);
+            port
+        }
+        Launch::Config {
+            path,
+            port,
+            kubeconfig,
+        } => {
+            command
+                .args(["--config", path])
+                .env("KUBECONFIG", kubeconfig);
+            port
+        }
+    };
     let started = Instant::now();
-    let child = Command::new(&a.sidecar)
-        .args([
-            "--bootstrap-servers",
-            &a.bootstrap,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--calls-per-second", &calls_per_second.to_string()])
-        .args(extra_args)
+    let child = command
         .env("MALLOC_ARENA_MAX", "2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the sidecar");
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    let ready_ms = first_initialize(&url, started).await;
-    (Sidecar(child), url, ready_ms)
+    let sidecar = Sidecar(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready_ms = match ready {
+        Ready::Initialize => first_initialize(&format!("{base}/mcp"), started).await,
+        Ready::Readyz => {
+            while !get_once(&format!("{base}/readyz"))
+                .await
+                .is_some_and(|r| r.status().is_success())
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "the sidecar did not become ready"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            started.elapsed().as_secs_f64() * 1000.0
+        }
+    };
+    (sidecar, base, ready_ms)
 }
 
 /// What one answer was: ok, a tool error with its code, or a transport failure.
@@ -1487,7 +1477,9 @@ async fn load(a: &Args, sessions: usize, calls: usize, topic: &str) {
         mix.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
     );
     for (label, limit) in [("no rate limit", 1_000_000u64), ("rate limit 100/s", 100)] {
-        let (sidecar, url, _) = start_sidecar(a, limit, &[]).await;
+        let (sidecar, base, _) =
+            start_sidecar(a, Launch::standalone(limit, &[]), Ready::Initialize).await;
+        let url = format!("{base}/mcp");
         let mut open = Vec::new();
         for _ in 0..sessions {
             open.push(Session::open(&url).await);
