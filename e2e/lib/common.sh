@@ -5,6 +5,8 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
 # shellcheck source=versions.sh
 . "$E2E_DIR/lib/versions.sh"
+# shellcheck source=system-packages.sh
+. "$E2E_DIR/lib/system-packages.sh"
 
 # Built tools are cached outside the clone, keyed by version, so a fresh clone
 # on a machine that has built them before starts in seconds.

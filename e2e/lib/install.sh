@@ -100,6 +100,7 @@ install_venv() {
 }
 
 install_all() {
+  ensure_system_packages
   mkdir -p "$CACHE_DIR/build"
   # Cheap, network-bound steps first; the Go builds are CPU-bound.
   resolve_kafka
