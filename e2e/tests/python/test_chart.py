@@ -73,6 +73,31 @@ def test_the_chart_lints_and_renders_strictly_valid_manifests(stack_env, schemas
     assert "ghcr.io/mcpkafka/mcp-kafka-sidecar:0.1.0" in accepted.stdout
 
 
+def test_the_chart_runs_the_operator_hardened(stack_env):
+    """kubeconform checks the schema, not these values: assert them on the
+    rendered Deployment, for every container and with the pod's defaults."""
+    rendered = helm(stack_env, "template", "mko", str(CHART), "-n", "mcp-kafka-operator").stdout
+    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod.get("hostNetwork", False) is False and pod.get("hostPID", False) is False
+    containers = pod["containers"] + pod.get("initContainers", [])
+    assert containers
+    for container in containers:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, container["name"]
+        assert context["readOnlyRootFilesystem"] is True, container["name"]
+        assert context["capabilities"] == {"drop": ["ALL"]}, container["name"]
+        assert context.get("privileged", False) is False, container["name"]
+        assert {"livenessProbe", "readinessProbe"} <= container.keys(), container["name"]
+        for mount in container.get("volumeMounts", []):
+            volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+            # The only writable place may be an emptyDir (scratch), never a host path.
+            assert "hostPath" not in volume, mount["name"]
+
+
 @pytest.mark.parametrize("values, message", [
     (["--set", "replicas=two"], "at '/replicas': got string, want integer"),
     (["--set", "config.environments.qa.mutations=sometimes"], "at '/config/environments/qa/mutations'"),
