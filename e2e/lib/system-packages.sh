@@ -9,7 +9,8 @@
 # 2.12); libssl-dev, pkg-config: TLS for librdkafka; curl, openssl,
 # iproute2 (ss): the stack's readiness checks, certificates and port
 # checks; maven: resolves the Kafka jars; python3-venv: the MCP Python
-# SDK's virtualenv.
+# SDK's virtualenv. npm (installs the TypeScript SDK's tests) is needed
+# as a command: a Node from elsewhere brings its own npm.
 SYSTEM_PACKAGES=(cmake libcurl4-openssl-dev libssl-dev pkg-config curl openssl iproute2 maven python3-venv)
 
 missing_system_packages() {
@@ -17,6 +18,7 @@ missing_system_packages() {
   for p in "${SYSTEM_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || printf '%s\n' "$p"
   done
+  command -v npm >/dev/null 2>&1 || printf '%s\n' npm
 }
 
 # Installs what is missing when run as root on Debian; otherwise names the

