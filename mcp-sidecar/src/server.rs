@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, MetaObject,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -505,11 +505,22 @@ fn caller(context: &RequestContext<RoleServer>) -> Option<Arc<Subject>> {
         .cloned()
 }
 
-/// A tool error as MCP wants it: `isError`, a readable text, and the same
-/// fields as structured content for programs.
+/// The `_meta` key of a tool error's typed fields (`{code, message, retriable}`).
+pub const ERROR_META_KEY: &str = "mcpkafka.dev/error";
+
+/// A tool error as MCP wants it: `isError`, a text that starts with the
+/// stable code, and for programs the typed error in `_meta`. Never
+/// `structuredContent`: clients (the TypeScript SDK, the MCP Inspector)
+/// check any structured content against the tool's output schema, which
+/// describes the success, and would turn the error into a schema failure.
 pub fn error_result(err: &ToolError) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(err.to_string())]);
-    result.structured_content = Some(json!({ "error": err }));
+    let mut meta = MetaObject::new();
+    meta.0.insert(
+        ERROR_META_KEY.into(),
+        serde_json::to_value(err).unwrap_or_default(),
+    );
+    result.meta = Some(meta);
     result
 }
 

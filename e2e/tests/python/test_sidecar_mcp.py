@@ -13,6 +13,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import ERROR_META_KEY, tool_error
+
 OBSERVE = {
     "cluster_status", "list_brokers", "list_topics", "describe_topic", "describe_configs",
     "list_groups", "describe_group", "get_consumer_lag", "fetch_offsets", "consume_messages",
@@ -73,7 +75,7 @@ def test_only_observe_tools_by_default_and_others_are_not_callable(start_sidecar
     names, refused = with_session(sidecar.url, body)
     assert names == OBSERVE
     assert refused.is_error
-    assert refused.structured_content["error"]["code"] == "NOT_FOUND"
+    assert tool_error(refused)["code"] == "NOT_FOUND"
 
 
 def test_calls_change_and_read_real_kafka_with_structured_results(start_sidecar):
@@ -102,13 +104,42 @@ def test_calls_change_and_read_real_kafka_with_structured_results(start_sidecar)
     assert sent.structured_content["partition"] == 2 and sent.structured_content["offset"] == 0
     assert [m["value"] for m in peek.structured_content["messages"]] == [{"json": {"n": 1}}]
     assert missing.is_error
-    assert missing.structured_content["error"] == {
-        "code": "NOT_FOUND", "message": missing.structured_content["error"]["message"], "retriable": False,
+    assert tool_error(missing) == {
+        "code": "NOT_FOUND", "message": tool_error(missing)["message"], "retriable": False,
     }
     assert "does not exist" in missing.content[0].text
-    assert bad.is_error and bad.structured_content["error"]["code"] == "INVALID_ARGUMENT"
-    assert wrong_type.is_error and wrong_type.structured_content["error"]["code"] == "INVALID_ARGUMENT"
-    assert "max_messages" in wrong_type.structured_content["error"]["message"]
+    assert bad.is_error and tool_error(bad)["code"] == "INVALID_ARGUMENT"
+    assert wrong_type.is_error and tool_error(wrong_type)["code"] == "INVALID_ARGUMENT"
+    assert "max_messages" in tool_error(wrong_type)["message"]
+
+
+def test_an_error_result_carries_its_typed_error_in_meta_and_no_structured_content(start_sidecar):
+    """Clients check any structuredContent against the tool's output schema
+    (the TypeScript SDK fails such a result with -32602 "Structured content
+    does not match the tool's output schema"), and that schema describes the
+    success: an error has none. Its text starts with the stable code; its
+    typed fields are in `_meta`."""
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+    topic = f"no-such-{uuid.uuid4().hex[:8]}"
+
+    async def body(session, _):
+        return [
+            await session.call_tool("describe_topic", {"topic": topic}),
+            await session.call_tool("consume_messages", {"topic": topic, "max_messages": "many"}),
+            await session.call_tool("create_topic", {"topic": topic, "partitions": 1}),
+        ]
+
+    results = with_session(sidecar.url, body)
+    for result, code in zip(results, ["NOT_FOUND", "INVALID_ARGUMENT", "NOT_FOUND"]):
+        assert result.is_error, result
+        assert result.structured_content is None and "structured_content" not in result.model_fields_set, result
+        error = result.meta[ERROR_META_KEY]
+        assert set(error) == {"code", "message", "retriable"}, error
+        assert (error["code"], error["retriable"]) == (code, False), error
+        assert [c.type for c in result.content] == ["text"]
+        assert result.content[0].text == f"{code}: {error['message']}"
+    assert topic in tool_error(results[0])["message"]
 
 
 def test_resources_list_and_read_json(start_sidecar):
@@ -191,8 +222,8 @@ def test_readyz_fails_while_kafka_is_unreachable_and_calls_say_so(start_sidecar,
 
     result = with_session(sidecar.url, body)
     assert result.is_error
-    assert result.structured_content["error"]["code"] == "KAFKA_UNAVAILABLE"
-    assert result.structured_content["error"]["retriable"] is True
+    assert tool_error(result)["code"] == "KAFKA_UNAVAILABLE"
+    assert tool_error(result)["retriable"] is True
     assert sidecar.proc.poll() is None, "the sidecar exited"
 
 
