@@ -226,16 +226,16 @@ impl KafkaMcp {
         let rt = self.runtime();
         let plan_id = plan::split_plan_id(&mut args);
         let audited_args = crate::audit::redact(&args);
-        let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
+        let dry_run = plan::is_dry_run(&args);
         let mut outcome = Outcome {
             plan_id: plan_id.clone().ok().flatten(),
             ..Outcome::default()
         };
-        let result = match self.admit(&rt, subject, name, &args, plan_id).await {
+        let result = match self.admit(&rt, subject, name, dry_run, plan_id).await {
             Err(refusal) => Err(refusal),
             Ok(admitted) => {
                 outcome.admitted = true;
-                self.execute(&rt, subject, admitted, args, &mut outcome)
+                self.execute(&rt, subject, admitted, args, dry_run, &mut outcome)
                     .await
             }
         };
@@ -300,7 +300,7 @@ impl KafkaMcp {
         rt: &Runtime,
         subject: Option<&Arc<Subject>>,
         name: &str,
-        args: &Value,
+        dry_run: bool,
         plan_id: Result<Option<String>, ToolError>,
     ) -> Result<Admitted, ToolError> {
         let tool: ToolName = name
@@ -309,11 +309,13 @@ impl KafkaMcp {
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| {
                 ToolError::not_found(format!("tool {name:?} is not available on this server"))
+        let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+        self.metrics.record_call(name, code, started.elapsed());
             })?;
         rt.rate.admit(subject.map_or("", |s| s.username.as_str()))?;
         self.authorize(rt, subject, tool).await?;
         let plan_id = plan_id?;
-        check_environment(&rt.config, tool, args, plan_id.is_some())?;
+        check_environment(&rt.config, tool, dry_run, plan_id.is_some())?;
         rt.kafka.fence()?;
         Ok(Admitted { tool, plan_id })
     }
@@ -336,7 +338,7 @@ impl KafkaMcp {
         outcome.mutation = true;
         let caller = subject.map(|s| s.as_ref());
         let cluster_id = rt.kafka.cluster_id();
-        if args.get("dry_run") == Some(&Value::Bool(true)) {
+        if dry_run {
             let mut diff = self.run(rt, tool, args.clone()).await?;
             let ttl = Duration::from_secs(rt.config.plans.ttl_seconds);
             let ticket = self
@@ -347,26 +349,26 @@ impl KafkaMcp {
                 map.insert(
                     plan::PLAN_FIELD.into(),
                     serde_json::to_value(ticket).unwrap_or_default(),
+        dry_run: bool,
                 );
             }
             return Ok(diff);
         }
         if let Some(id) = &admitted.plan_id {
             let planned = self.plans.take(id, caller, tool, &args)?;
-            let mut again = args.clone();
-            if let Value::Object(map) = &mut again {
-                map.insert("dry_run".into(), Value::Bool(true));
-            }
-            let fresh = self.run(rt, tool, again).await.map_err(|e| {
-                if e.retriable {
-                    e
-                } else {
-                    ToolError::conflict(format!(
-                        "the cluster changed since plan {id}: {}; plan again",
-                        e.message
-                    ))
-                }
-            })?;
+            let fresh = self
+                .run(rt, tool, plan::as_dry_run(&args))
+                .await
+                .map_err(|e| {
+                    if e.retriable {
+                        e
+                    } else {
+                        ToolError::conflict(format!(
+                            "the cluster changed since plan {id}: {}; plan again",
+                            e.message
+                        ))
+                    }
+                })?;
             if !plan::still_holds(&planned, tool, &fresh, cluster_id.as_deref()) {
                 return Err(ToolError::conflict(format!(
                     "the state {tool} depends on changed since plan {id} (now: {fresh}); nothing was changed, plan again"
@@ -466,13 +468,12 @@ impl CallInfo {
 fn check_environment(
     config: &SidecarConfig,
     tool: ToolName,
-    args: &Value,
+    dry_run: bool,
     names_plan: bool,
 ) -> Result<(), ToolError> {
     config
         .environment_allows(tool, jiff::Timestamp::now())
         .map_err(|m| ToolError::new(ErrorCode::PermissionDenied, m))?;
-    let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
     if names_plan && (dry_run || !tool.is_mutation()) {
         return Err(ToolError::invalid(
             "plan_id is for applying a mutation's plan: call without dry_run",
@@ -587,7 +588,6 @@ impl ServerHandler for KafkaMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let started = Instant::now();
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
         let result = self
             .call_as(
@@ -597,12 +597,6 @@ impl ServerHandler for KafkaMcp {
                 args,
             )
             .await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code.as_str(),
-        };
-        self.metrics
-            .record_call(&request.name, outcome, started.elapsed());
         match result {
             Ok(value) => Ok(success_result(value).into()),
             Err(err) => {
@@ -665,7 +659,6 @@ impl ServerHandler for KafkaMcp {
                 None,
             ));
         };
-        let started = Instant::now();
         let result = self
             .call_as(
                 caller(&context).as_ref(),
@@ -674,11 +667,6 @@ impl ServerHandler for KafkaMcp {
                 args,
             )
             .await;
-        self.metrics.record_call(
-            tool.as_str(),
-            result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"),
-            started.elapsed(),
-        );
         match result {
             Ok(value) => {
                 let text = serde_json::to_string_pretty(&value).unwrap_or_default();
