@@ -214,7 +214,17 @@ impl KafkaMcp {
     }
 
     /// Runs one tool call: the single path every call takes. Every call,
-    /// allowed or denied, leaves one audit record.
+    /// allowed or denied, leaves one audit record and one count in the
+    /// call metrics.
+    ///
+    /// That holds when the client goes away mid-call too: rmcp (3.9) runs
+    /// each request's handler in a task of its own (`serve_inner` in its
+    /// `src/service.rs` hands it to `spawn_service_task`, a `tokio::spawn`
+    /// whose handle it drops), so a client that hangs up drops the HTTP
+    /// request's future, not this one. rmcp then cancels the request's
+    /// `RequestContext::ct`, which this path does not watch: a change to
+    /// Kafka that was started is finished and audited, not cut halfway
+    /// (e2e/tests/python/test_sidecar_mcp.py hangs up on calls to check).
     pub async fn call_as(
         &self,
         subject: Option<&Arc<Subject>>,
