@@ -58,7 +58,7 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
             explain_too_large(r, max_body)
         }))
         .layer(middleware::from_fn_with_state(
-            mcp.clone(),
+            mcp.token_check(),
             crate::auth::require_token,
         ))
         .layer(middleware::from_fn_with_state(

@@ -17,8 +17,8 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditRecord, Auditor, Caller, KafkaSink};
-use crate::auth::{Authorizer, Subject};
-use crate::config::{AuthMode, MutationRule, SidecarConfig};
+use crate::auth::{Authorizer, Callers, Subject, TokenCheck};
+use crate::config::{MutationRule, SidecarConfig};
 use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
@@ -81,8 +81,8 @@ pub fn client_id(config: &SidecarConfig) -> String {
 pub struct KafkaMcp {
     runtime: Arc<RwLock<Arc<Runtime>>>,
     pub metrics: Arc<Metrics>,
-    /// Kubernetes authentication and authorization; None only with `auth.mode: none`.
-    authorizer: Option<Arc<Authorizer>>,
+    /// Who checks callers (Kubernetes, or nobody with `auth.mode: none`).
+    callers: Callers,
     pub auditor: Arc<Auditor>,
     /// Open two-phase plans (in memory: see `plan`).
     plans: Arc<Plans>,
@@ -91,11 +91,20 @@ pub struct KafkaMcp {
 impl KafkaMcp {
     /// A server without authentication (`auth.mode: none`: dev on loopback).
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
+        Self::with_callers(runtime, metrics, None)
+    }
+
+    fn with_callers(
+        runtime: Runtime,
+        metrics: Arc<Metrics>,
+        authorizer: Option<Authorizer>,
+    ) -> Self {
         let plans = Arc::new(Plans::new(runtime.config.plans.max_open));
+        let callers = Callers::new(runtime.config.auth.mode, authorizer.map(Arc::new));
         Self {
             runtime: Arc::new(RwLock::new(Arc::new(runtime))),
             metrics,
-            authorizer: None,
+            callers,
             auditor: Arc::new(Auditor::to_stdout()),
             plans,
         }
@@ -115,14 +124,16 @@ impl KafkaMcp {
         metrics: Arc<Metrics>,
         authorizer: Authorizer,
     ) -> Self {
-        Self {
-            authorizer: Some(Arc::new(authorizer)),
-            ..Self::new(runtime, metrics)
-        }
+        Self::with_callers(runtime, metrics, Some(authorizer))
     }
 
-    pub fn authorizer(&self) -> Option<&Arc<Authorizer>> {
-        self.authorizer.as_ref()
+    /// The `/mcp` guard's state: who checks callers, and for which audience.
+    pub fn token_check(&self) -> TokenCheck {
+        let config = &self.runtime().config;
+        TokenCheck::new(
+            self.callers.clone(),
+            config.auth.audience_for(&config.server),
+        )
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {
@@ -153,15 +164,15 @@ impl KafkaMcp {
         subject: Option<&Arc<Subject>>,
         tool: ToolName,
     ) -> Result<(), ToolError> {
-        let Some(authorizer) = &self.authorizer else {
-            // Fail closed: a config asking for Kubernetes auth is never served without it.
-            return match rt.config.auth.mode {
-                AuthMode::None => Ok(()),
-                AuthMode::Kubernetes => Err(ToolError::new(
+        let authorizer = match &self.callers {
+            Callers::Anyone => return Ok(()),
+            Callers::Nobody => {
+                return Err(ToolError::new(
                     ErrorCode::PermissionDenied,
                     "this server has no authorizer for auth.mode kubernetes",
-                )),
-            };
+                ));
+            }
+            Callers::Kubernetes(authorizer) => authorizer,
         };
         let server = &rt.config.server;
         let Some(subject) = subject else {
@@ -299,6 +310,8 @@ impl KafkaMcp {
                 tokio::spawn(deliver);
             }
         }
+        let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+        self.metrics.record_call(name, code, started.elapsed());
         result
     }
 
@@ -319,8 +332,6 @@ impl KafkaMcp {
             .filter(|t| rt.config.enables(*t))
             .ok_or_else(|| {
                 ToolError::not_found(format!("tool {name:?} is not available on this server"))
-        let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
-        self.metrics.record_call(name, code, started.elapsed());
             })?;
         rt.rate.admit(subject.map_or("", |s| s.username.as_str()))?;
         self.authorize(rt, subject, tool).await?;
@@ -339,6 +350,7 @@ impl KafkaMcp {
         subject: Option<&Arc<Subject>>,
         admitted: Admitted,
         args: Value,
+        dry_run: bool,
         outcome: &mut Outcome,
     ) -> Result<Value, ToolError> {
         let tool = admitted.tool;
@@ -359,7 +371,6 @@ impl KafkaMcp {
                 map.insert(
                     plan::PLAN_FIELD.into(),
                     serde_json::to_value(ticket).unwrap_or_default(),
-        dry_run: bool,
                 );
             }
             return Ok(diff);
