@@ -21,7 +21,7 @@ use kube::Api;
 use kube::api::PostParams;
 use sha2::{Digest, Sha256};
 
-use crate::config::{AuthConfig, ServerIdentity};
+use crate::config::{AuthConfig, AuthMode, ServerIdentity};
 use crate::tool_name::ToolName;
 
 /// Who is calling, as the TokenReview said.
@@ -234,22 +234,61 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Who checks the callers of a server: decided once, at start (a reload
+/// cannot change `auth.mode`), and used by the `/mcp` guard and by every
+/// tool call alike.
+#[derive(Clone)]
+pub enum Callers {
+    /// `auth.mode: none` (dev on loopback): callers are not authenticated.
+    Anyone,
+    /// Kubernetes authenticates each caller and authorizes each tool.
+    Kubernetes(Arc<Authorizer>),
+    /// `auth.mode: kubernetes` without an authorizer: nobody is let in.
+    Nobody,
+}
+
+impl Callers {
+    /// The fail-closed rule, in one place: a config that asks for
+    /// Kubernetes auth is never served without it.
+    pub fn new(mode: AuthMode, authorizer: Option<Arc<Authorizer>>) -> Self {
+        match (authorizer, mode) {
+            (Some(authorizer), _) => Self::Kubernetes(authorizer),
+            (None, AuthMode::None) => Self::Anyone,
+            (None, AuthMode::Kubernetes) => Self::Nobody,
+        }
+    }
+}
+
+/// What the `/mcp` guard needs: who checks callers, and the audience their
+/// tokens must be minted for (like the listen address, fixed at start).
+#[derive(Clone)]
+pub struct TokenCheck {
+    callers: Callers,
+    audience: Arc<str>,
+}
+
+impl TokenCheck {
+    pub fn new(callers: Callers, audience: String) -> Self {
+        Self {
+            callers,
+            audience: audience.into(),
+        }
+    }
+}
+
 /// The `/mcp` guard: no valid bearer token for this server's audience, no
 /// MCP session. The subject rides along in the request's extensions, where
 /// the MCP handler finds it.
 pub async fn require_token(
-    State(mcp): State<crate::server::KafkaMcp>,
+    State(check): State<TokenCheck>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(authorizer) = mcp.authorizer() else {
-        return match mcp.runtime().config.auth.mode {
-            crate::config::AuthMode::None => next.run(request).await,
-            // Fail closed: Kubernetes auth asked for but not available.
-            crate::config::AuthMode::Kubernetes => {
-                unauthorized(&Refusal::Unverifiable, "unavailable")
-            }
-        };
+    let audience = &*check.audience;
+    let authorizer = match &check.callers {
+        Callers::Anyone => return next.run(request).await,
+        Callers::Nobody => return unauthorized(&Refusal::Unverifiable, audience),
+        Callers::Kubernetes(authorizer) => authorizer,
     };
     let token = request
         .headers()
@@ -261,18 +300,16 @@ pub async fn require_token(
         })
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let rt = mcp.runtime();
-    let audience = rt.config.auth.audience_for(&rt.config.server);
     let result = match token {
         None => Err(Refusal::Missing),
-        Some(token) => authorizer.authenticate(token, &audience).await,
+        Some(token) => authorizer.authenticate(token, audience).await,
     };
     match result {
         Ok(subject) => {
             request.extensions_mut().insert(subject);
             next.run(request).await
         }
-        Err(refusal) => unauthorized(&refusal, &audience),
+        Err(refusal) => unauthorized(&refusal, audience),
     }
 }
 
@@ -313,6 +350,18 @@ mod tests {
             b64(serde_json::json!({"alg": "RS256"})),
             b64(serde_json::json!({"exp": exp, "sub": "x"}))
         )
+    }
+
+    #[test]
+    fn kubernetes_auth_without_an_authorizer_lets_nobody_in() {
+        assert!(matches!(
+            Callers::new(AuthMode::Kubernetes, None),
+            Callers::Nobody
+        ));
+        assert!(matches!(
+            Callers::new(AuthMode::None, None),
+            Callers::Anyone
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tool errors: a stable code, a message a person understands, and whether a
 //! retry can help. Returned to MCP clients as tool errors (`isError: true`)
-//! with the same fields in `structuredContent.error`.
+//! whose text starts with the code, with the same fields in `_meta` (see
+//! `server::error_result`).
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::Serialize;

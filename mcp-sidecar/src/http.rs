@@ -15,6 +15,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::metrics::Metrics;
 use crate::server::KafkaMcp;
 
 /// Host names always accepted on `/mcp` (rmcp's DNS-rebinding guard).
@@ -57,10 +58,13 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
             explain_too_large(r, max_body)
         }))
         .layer(middleware::from_fn_with_state(
-            mcp.clone(),
+            mcp.token_check(),
             crate::auth::require_token,
         ))
-        .layer(middleware::from_fn_with_state(mcp.clone(), count_inflight))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&mcp.metrics),
+            count_inflight,
+        ))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route(
@@ -87,11 +91,16 @@ async fn explain_too_large(response: Response, max_body: usize) -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
-async fn count_inflight(State(mcp): State<KafkaMcp>, request: Request, next: Next) -> Response {
-    mcp.metrics.inflight_requests.inc();
-    let response = next.run(request).await;
-    mcp.metrics.inflight_requests.dec();
-    response
+/// Counts a request in `mcp_kafka_inflight_requests` until its answer
+/// starts, or until its client hangs up: then this future is dropped
+/// mid-await, and the guard's drop ends the count.
+async fn count_inflight(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _serving = metrics.request_started();
+    next.run(request).await
 }
 
 /// Ready when the config is loaded (it is, once serving), Kafka answered

@@ -26,8 +26,8 @@ pub struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     duration: Family<ToolLabel, Histogram>,
-    /// MCP HTTP requests being served now.
-    pub inflight_requests: Gauge,
+    /// MCP HTTP requests being served now (see [`Metrics::request_started`]).
+    inflight_requests: Gauge,
     /// MCP sessions open now (set when scraped).
     pub active_sessions: Gauge,
     /// 1 while Kafka answered the health probe recently.
@@ -126,6 +126,13 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Counts one MCP HTTP request as being served until the returned
+    /// guard is dropped.
+    pub fn request_started(&self) -> InFlight {
+        self.inflight_requests.inc();
+        InFlight(self.inflight_requests.clone())
+    }
+
     pub fn record_reload(&self, result: &str) {
         self.config_reloads
             .get_or_create(&vec![("result".to_string(), result.to_string())])
@@ -140,8 +147,49 @@ impl Metrics {
     }
 }
 
+/// One request in `mcp_kafka_inflight_requests`. The count ends when this is
+/// dropped, not after an await: a request whose client hangs up has its
+/// future dropped mid-await, and would otherwise be counted for good.
+#[must_use = "the request is counted only while this lives"]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inflight(metrics: &Metrics) -> i64 {
+        metrics.inflight_requests.get()
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_mid_await_is_no_longer_counted() {
+        let metrics = Metrics::new();
+        let serving = async {
+            let _serving = metrics.request_started();
+            std::future::pending::<()>().await;
+        };
+        let hung_up = tokio::time::timeout(Duration::from_millis(10), serving).await;
+        assert!(hung_up.is_err(), "the request never finishes on its own");
+        assert_eq!(inflight(&metrics), 0);
+
+        let first = metrics.request_started();
+        let second = metrics.request_started();
+        assert_eq!(inflight(&metrics), 2);
+        drop(first);
+        assert_eq!(inflight(&metrics), 1);
+        drop(second);
+        assert!(metrics.encode().contains("mcp_kafka_inflight_requests 0"));
     }
 }

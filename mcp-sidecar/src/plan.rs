@@ -27,6 +27,23 @@ use crate::tool_name::ToolName;
 pub const PLAN_ID_ARG: &str = "plan_id";
 /// Where a dry run's result carries the plan it made.
 pub const PLAN_FIELD: &str = "plan";
+/// The argument of every mutation that asks for a dry run (the plan).
+const DRY_RUN_ARG: &str = "dry_run";
+
+/// Whether a call's arguments ask for a dry run: `dry_run: true`, the one
+/// value the tools read as a dry run.
+pub fn is_dry_run(arguments: &Value) -> bool {
+    arguments.get(DRY_RUN_ARG) == Some(&Value::Bool(true))
+}
+
+/// The same arguments, asking for a dry run (an apply reads the state again so).
+pub fn as_dry_run(arguments: &Value) -> Value {
+    let mut again = arguments.clone();
+    if let Value::Object(map) = &mut again {
+        map.insert(DRY_RUN_ARG.into(), Value::Bool(true));
+    }
+    again
+}
 
 /// What a dry run hands back to apply later.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -160,7 +177,7 @@ fn plan_arguments(arguments: &Value) -> Value {
     match arguments {
         Value::Object(map) => Value::Object(
             map.iter()
-                .filter(|(k, _)| *k != "dry_run" && *k != PLAN_ID_ARG)
+                .filter(|(k, _)| *k != DRY_RUN_ARG && *k != PLAN_ID_ARG)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),

@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, MetaObject,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditRecord, Auditor, Caller, KafkaSink};
-use crate::auth::{Authorizer, Subject};
-use crate::config::{AuthMode, MutationRule, SidecarConfig};
+use crate::auth::{Authorizer, Callers, Subject, TokenCheck};
+use crate::config::{MutationRule, SidecarConfig};
 use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
@@ -81,8 +81,8 @@ pub fn client_id(config: &SidecarConfig) -> String {
 pub struct KafkaMcp {
     runtime: Arc<RwLock<Arc<Runtime>>>,
     pub metrics: Arc<Metrics>,
-    /// Kubernetes authentication and authorization; None only with `auth.mode: none`.
-    authorizer: Option<Arc<Authorizer>>,
+    /// Who checks callers (Kubernetes, or nobody with `auth.mode: none`).
+    callers: Callers,
     pub auditor: Arc<Auditor>,
     /// Open two-phase plans (in memory: see `plan`).
     plans: Arc<Plans>,
@@ -91,11 +91,20 @@ pub struct KafkaMcp {
 impl KafkaMcp {
     /// A server without authentication (`auth.mode: none`: dev on loopback).
     pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Self {
+        Self::with_callers(runtime, metrics, None)
+    }
+
+    fn with_callers(
+        runtime: Runtime,
+        metrics: Arc<Metrics>,
+        authorizer: Option<Authorizer>,
+    ) -> Self {
         let plans = Arc::new(Plans::new(runtime.config.plans.max_open));
+        let callers = Callers::new(runtime.config.auth.mode, authorizer.map(Arc::new));
         Self {
             runtime: Arc::new(RwLock::new(Arc::new(runtime))),
             metrics,
-            authorizer: None,
+            callers,
             auditor: Arc::new(Auditor::to_stdout()),
             plans,
         }
@@ -115,14 +124,16 @@ impl KafkaMcp {
         metrics: Arc<Metrics>,
         authorizer: Authorizer,
     ) -> Self {
-        Self {
-            authorizer: Some(Arc::new(authorizer)),
-            ..Self::new(runtime, metrics)
-        }
+        Self::with_callers(runtime, metrics, Some(authorizer))
     }
 
-    pub fn authorizer(&self) -> Option<&Arc<Authorizer>> {
-        self.authorizer.as_ref()
+    /// The `/mcp` guard's state: who checks callers, and for which audience.
+    pub fn token_check(&self) -> TokenCheck {
+        let config = &self.runtime().config;
+        TokenCheck::new(
+            self.callers.clone(),
+            config.auth.audience_for(&config.server),
+        )
     }
 
     pub fn runtime(&self) -> Arc<Runtime> {
@@ -153,15 +164,15 @@ impl KafkaMcp {
         subject: Option<&Arc<Subject>>,
         tool: ToolName,
     ) -> Result<(), ToolError> {
-        let Some(authorizer) = &self.authorizer else {
-            // Fail closed: a config asking for Kubernetes auth is never served without it.
-            return match rt.config.auth.mode {
-                AuthMode::None => Ok(()),
-                AuthMode::Kubernetes => Err(ToolError::new(
+        let authorizer = match &self.callers {
+            Callers::Anyone => return Ok(()),
+            Callers::Nobody => {
+                return Err(ToolError::new(
                     ErrorCode::PermissionDenied,
                     "this server has no authorizer for auth.mode kubernetes",
-                )),
-            };
+                ));
+            }
+            Callers::Kubernetes(authorizer) => authorizer,
         };
         let server = &rt.config.server;
         let Some(subject) = subject else {
@@ -214,7 +225,17 @@ impl KafkaMcp {
     }
 
     /// Runs one tool call: the single path every call takes. Every call,
-    /// allowed or denied, leaves one audit record.
+    /// allowed or denied, leaves one audit record and one count in the
+    /// call metrics.
+    ///
+    /// That holds when the client goes away mid-call too: rmcp (3.9) runs
+    /// each request's handler in a task of its own (`serve_inner` in its
+    /// `src/service.rs` hands it to `spawn_service_task`, a `tokio::spawn`
+    /// whose handle it drops), so a client that hangs up drops the HTTP
+    /// request's future, not this one. rmcp then cancels the request's
+    /// `RequestContext::ct`, which this path does not watch: a change to
+    /// Kafka that was started is finished and audited, not cut halfway
+    /// (e2e/tests/python/test_sidecar_mcp.py hangs up on calls to check).
     pub async fn call_as(
         &self,
         subject: Option<&Arc<Subject>>,
@@ -226,16 +247,16 @@ impl KafkaMcp {
         let rt = self.runtime();
         let plan_id = plan::split_plan_id(&mut args);
         let audited_args = crate::audit::redact(&args);
-        let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
+        let dry_run = plan::is_dry_run(&args);
         let mut outcome = Outcome {
             plan_id: plan_id.clone().ok().flatten(),
             ..Outcome::default()
         };
-        let result = match self.admit(&rt, subject, name, &args, plan_id).await {
+        let result = match self.admit(&rt, subject, name, dry_run, plan_id).await {
             Err(refusal) => Err(refusal),
             Ok(admitted) => {
                 outcome.admitted = true;
-                self.execute(&rt, subject, admitted, args, &mut outcome)
+                self.execute(&rt, subject, admitted, args, dry_run, &mut outcome)
                     .await
             }
         };
@@ -289,6 +310,8 @@ impl KafkaMcp {
                 tokio::spawn(deliver);
             }
         }
+        let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+        self.metrics.record_call(name, code, started.elapsed());
         result
     }
 
@@ -300,7 +323,7 @@ impl KafkaMcp {
         rt: &Runtime,
         subject: Option<&Arc<Subject>>,
         name: &str,
-        args: &Value,
+        dry_run: bool,
         plan_id: Result<Option<String>, ToolError>,
     ) -> Result<Admitted, ToolError> {
         let tool: ToolName = name
@@ -313,7 +336,7 @@ impl KafkaMcp {
         rt.rate.admit(subject.map_or("", |s| s.username.as_str()))?;
         self.authorize(rt, subject, tool).await?;
         let plan_id = plan_id?;
-        check_environment(&rt.config, tool, args, plan_id.is_some())?;
+        check_environment(&rt.config, tool, dry_run, plan_id.is_some())?;
         rt.kafka.fence()?;
         Ok(Admitted { tool, plan_id })
     }
@@ -327,6 +350,7 @@ impl KafkaMcp {
         subject: Option<&Arc<Subject>>,
         admitted: Admitted,
         args: Value,
+        dry_run: bool,
         outcome: &mut Outcome,
     ) -> Result<Value, ToolError> {
         let tool = admitted.tool;
@@ -336,7 +360,7 @@ impl KafkaMcp {
         outcome.mutation = true;
         let caller = subject.map(|s| s.as_ref());
         let cluster_id = rt.kafka.cluster_id();
-        if args.get("dry_run") == Some(&Value::Bool(true)) {
+        if dry_run {
             let mut diff = self.run(rt, tool, args.clone()).await?;
             let ttl = Duration::from_secs(rt.config.plans.ttl_seconds);
             let ticket = self
@@ -353,20 +377,19 @@ impl KafkaMcp {
         }
         if let Some(id) = &admitted.plan_id {
             let planned = self.plans.take(id, caller, tool, &args)?;
-            let mut again = args.clone();
-            if let Value::Object(map) = &mut again {
-                map.insert("dry_run".into(), Value::Bool(true));
-            }
-            let fresh = self.run(rt, tool, again).await.map_err(|e| {
-                if e.retriable {
-                    e
-                } else {
-                    ToolError::conflict(format!(
-                        "the cluster changed since plan {id}: {}; plan again",
-                        e.message
-                    ))
-                }
-            })?;
+            let fresh = self
+                .run(rt, tool, plan::as_dry_run(&args))
+                .await
+                .map_err(|e| {
+                    if e.retriable {
+                        e
+                    } else {
+                        ToolError::conflict(format!(
+                            "the cluster changed since plan {id}: {}; plan again",
+                            e.message
+                        ))
+                    }
+                })?;
             if !plan::still_holds(&planned, tool, &fresh, cluster_id.as_deref()) {
                 return Err(ToolError::conflict(format!(
                     "the state {tool} depends on changed since plan {id} (now: {fresh}); nothing was changed, plan again"
@@ -466,13 +489,12 @@ impl CallInfo {
 fn check_environment(
     config: &SidecarConfig,
     tool: ToolName,
-    args: &Value,
+    dry_run: bool,
     names_plan: bool,
 ) -> Result<(), ToolError> {
     config
         .environment_allows(tool, jiff::Timestamp::now())
         .map_err(|m| ToolError::new(ErrorCode::PermissionDenied, m))?;
-    let dry_run = args.get("dry_run") == Some(&Value::Bool(true));
     if names_plan && (dry_run || !tool.is_mutation()) {
         return Err(ToolError::invalid(
             "plan_id is for applying a mutation's plan: call without dry_run",
@@ -505,11 +527,22 @@ fn caller(context: &RequestContext<RoleServer>) -> Option<Arc<Subject>> {
         .cloned()
 }
 
-/// A tool error as MCP wants it: `isError`, a readable text, and the same
-/// fields as structured content for programs.
+/// The `_meta` key of a tool error's typed fields (`{code, message, retriable}`).
+pub const ERROR_META_KEY: &str = "mcpkafka.dev/error";
+
+/// A tool error as MCP wants it: `isError`, a text that starts with the
+/// stable code, and for programs the typed error in `_meta`. Never
+/// `structuredContent`: clients (the TypeScript SDK, the MCP Inspector)
+/// check any structured content against the tool's output schema, which
+/// describes the success, and would turn the error into a schema failure.
 pub fn error_result(err: &ToolError) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(err.to_string())]);
-    result.structured_content = Some(json!({ "error": err }));
+    let mut meta = MetaObject::new();
+    meta.0.insert(
+        ERROR_META_KEY.into(),
+        serde_json::to_value(err).unwrap_or_default(),
+    );
+    result.meta = Some(meta);
     result
 }
 
@@ -576,7 +609,6 @@ impl ServerHandler for KafkaMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let started = Instant::now();
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
         let result = self
             .call_as(
@@ -586,12 +618,6 @@ impl ServerHandler for KafkaMcp {
                 args,
             )
             .await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code.as_str(),
-        };
-        self.metrics
-            .record_call(&request.name, outcome, started.elapsed());
         match result {
             Ok(value) => Ok(success_result(value).into()),
             Err(err) => {
@@ -654,7 +680,6 @@ impl ServerHandler for KafkaMcp {
                 None,
             ));
         };
-        let started = Instant::now();
         let result = self
             .call_as(
                 caller(&context).as_ref(),
@@ -663,11 +688,6 @@ impl ServerHandler for KafkaMcp {
                 args,
             )
             .await;
-        self.metrics.record_call(
-            tool.as_str(),
-            result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"),
-            started.elapsed(),
-        );
         match result {
             Ok(value) => {
                 let text = serde_json::to_string_pretty(&value).unwrap_or_default();

@@ -1390,7 +1390,7 @@ fn outcome_of(answer: &[u8]) -> String {
     let value: Value = serde_json::from_str(data).unwrap_or_default();
     let result = &value["result"];
     if result["isError"] == Value::Bool(true) {
-        result["structuredContent"]["error"]["code"]
+        result["_meta"]["mcpkafka.dev/error"]["code"]
             .as_str()
             .unwrap_or("error")
             .to_string()

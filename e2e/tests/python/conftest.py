@@ -34,6 +34,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+ERROR_META_KEY = "mcpkafka.dev/error"
+
+
+def tool_error(result) -> dict:
+    """The typed error `{code, message, retriable}` of a tool error result.
+    It is in the result's `_meta` (the SDK's `result.meta`), never in
+    structuredContent, which clients check against the tool's output schema."""
+    assert result.is_error, result
+    return (result.meta or {})[ERROR_META_KEY]
+
+
+def outcome(result) -> str:
+    """"ok", or the error code of a tool error result."""
+    return tool_error(result)["code"] if result.is_error else "ok"
+
+
 def sidecar_binary() -> pathlib.Path:
     """The sidecar built by e2e/test (cargo build --workspace --bins)."""
     explicit = os.environ.get("MCPK_SIDECAR_BIN")

@@ -19,7 +19,7 @@ import uuid
 
 import anyio
 import yaml
-from conftest import Sidecar, _another_port, as_caller, kubeconfig_as, kubectl
+from conftest import Sidecar, _another_port, as_caller, kubeconfig_as, kubectl, outcome, tool_error
 from operator_install import binary, installed_operator, reconciled, run, server  # noqa: F401 (fixture)
 
 TOOLS_DEV = ["create_partitions", "create_topic", "describe_topic", "list_topics"]
@@ -121,10 +121,6 @@ class PodAsProcess:
         return [json.loads(line) for line in self.sidecar.log.read_text().splitlines() if '"mcp-kafka-sidecar.audit/v1"' in line]
 
 
-def code(result):
-    return result.structured_content["error"]["code"] if result.is_error else "ok"
-
-
 def eventually(what, check, timeout=60):
     deadline = time.monotonic() + timeout
     while not (value := check()):
@@ -147,11 +143,11 @@ def test_from_kubectl_apply_to_an_agents_tool_call_and_back(stack_env, installed
         # dev: each client sees its tools; a mutation works directly; reads show Kafka's state.
         assert orders.tools("writer") == TOOLS_DEV
         assert orders.tools("reader") == ["list_topics"]
-        assert code(orders.call("writer", "create_topic", {"topic": topic, "partitions": 1})) == "ok"
+        assert outcome(orders.call("writer", "create_topic", {"topic": topic, "partitions": 1})) == "ok"
         listed = orders.call("reader", "list_topics", {"name_contains": topic})
         assert [t["name"] for t in listed.structured_content["topics"]] == [topic]
         denied = orders.call("reader", "describe_topic", {"topic": topic})
-        assert code(denied) == "PERMISSION_DENIED" and "describe_topic" in denied.structured_content["error"]["message"]
+        assert outcome(denied) == "PERMISSION_DENIED" and "describe_topic" in tool_error(denied)["message"]
 
         # A caller the server has no binding for.
         stranger = kubectl(stack_env, "create", "token", "default", "-n", dev, "--audience", f"mcpkafka.dev/{dev}/orders").strip()
@@ -159,12 +155,12 @@ def test_from_kubectl_apply_to_an_agents_tool_call_and_back(stack_env, installed
         async def list_topics(session):
             return await session.call_tool("list_topics", {})
         orders.calls += 1
-        assert code(anyio.run(as_caller, orders.url, stranger, list_topics)) == "PERMISSION_DENIED"
+        assert outcome(anyio.run(as_caller, orders.url, stranger, list_topics)) == "PERMISSION_DENIED"
 
         # prod: no mutation listed or callable without a break-glass window.
         assert payments.tools("sre") == ["describe_topic", "list_topics"]
         assert payments.tools("viewer") == ["list_topics"]
-        assert code(payments.call("sre", "create_partitions", {"topic": topic, "total": 2, "dry_run": True})) == "NOT_FOUND"
+        assert outcome(payments.call("sre", "create_partitions", {"topic": topic, "total": 2, "dry_run": True})) == "NOT_FOUND"
         described = payments.call("sre", "describe_topic", {"topic": topic})
         assert len(described.structured_content["partitions"]) == 1, "prod reads the same real cluster"
 
@@ -181,18 +177,18 @@ def test_from_kubectl_apply_to_an_agents_tool_call_and_back(stack_env, installed
         eventually("the sidecar to list create_partitions", listed_after_kubelet_sync)
         assert payments.tools("viewer") == ["list_topics"]
         direct = payments.call("sre", "create_partitions", {"topic": topic, "total": 2})
-        assert code(direct) == "PERMISSION_DENIED" and "two-phase" in direct.structured_content["error"]["message"]
+        assert outcome(direct) == "PERMISSION_DENIED" and "two-phase" in tool_error(direct)["message"]
         planned = payments.call("sre", "create_partitions", {"topic": topic, "total": 2, "dry_run": True})
-        assert code(planned) == "ok", planned
+        assert outcome(planned) == "ok", planned
         applied = payments.call("sre", "create_partitions", {"topic": topic, "total": 2, "plan_id": planned.structured_content["plan"]["id"]})
-        assert code(applied) == "ok", applied
+        assert outcome(applied) == "ok", applied
         assert len(payments.call("sre", "describe_topic", {"topic": topic}).structured_content["partitions"]) == 2
 
         # After the window: gone again (the sidecar closes it at `until` by itself).
         time.sleep(max(0.0, (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 1)
         assert payments.tools("sre") == ["describe_topic", "list_topics"]
         refused = payments.call("sre", "create_partitions", {"topic": topic, "total": 3, "dry_run": True})
-        assert code(refused) in ("PERMISSION_DENIED", "NOT_FOUND"), refused
+        assert outcome(refused) in ("PERMISSION_DENIED", "NOT_FOUND"), refused
 
         # One audit record per tool call, on each sidecar.
         for sidecar in sidecars:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import E2E_DIR, kubectl, sa_token
+from conftest import E2E_DIR, ERROR_META_KEY, kubectl, sa_token
 from operator_install import installed_operator  # noqa: F401 (fixture)
 
 STACK = E2E_DIR / "stack"
@@ -95,7 +95,7 @@ class RawSession:
             return status, None, None
         result = message.get("result", {})
         if result.get("isError"):
-            error = result["structuredContent"]["error"]
+            error = result["_meta"][ERROR_META_KEY]
             return status, error["code"], error
         return status, "ok", None
 

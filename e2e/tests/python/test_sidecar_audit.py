@@ -8,6 +8,8 @@ import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import outcome, tool_error
+
 
 def audit_records(sidecar):
     return [json.loads(line) for line in sidecar.log.read_text().splitlines() if '"mcp-kafka-sidecar.audit/v1"' in line]
@@ -55,10 +57,6 @@ async def calls(url, *calls):
             return [await session.call_tool(tool, args) for tool, args in calls]
 
 
-def code(result):
-    return result.structured_content["error"]["code"] if result.is_error else "ok"
-
-
 def metric(url, name):
     import urllib.request
 
@@ -97,7 +95,7 @@ def test_the_kafka_audit_topic_gets_every_record_and_its_loss_stops_changes(star
 
     [created, listed] = anyio.run(calls, audited.url, ("create_topic", {"topic": first, "partitions": 1}),
                                   ("list_topics", {"name_contains": "audited-"}))
-    assert code(created) == code(listed) == "ok"
+    assert outcome(created) == outcome(listed) == "ok"
 
     # Both records are in the topic, as written to stdout.
     def topic_records():
@@ -119,9 +117,9 @@ def test_the_kafka_audit_topic_gets_every_record_and_its_loss_stops_changes(star
     assert not dropped.is_error, dropped
     [refused, observed] = anyio.run(calls, audited.url, ("create_topic", {"topic": second, "partitions": 1}),
                                     ("list_topics", {"name_contains": "audited-"}))
-    assert code(refused) == "KAFKA_UNAVAILABLE", refused
-    assert "audit" in refused.structured_content["error"]["message"]
-    assert code(observed) == "ok"
+    assert outcome(refused) == "KAFKA_UNAVAILABLE", refused
+    assert "audit" in tool_error(refused)["message"]
+    assert outcome(observed) == "ok"
     names = [t["name"] for t in observed.structured_content["topics"]]
     assert first in names and second not in names
     deadline = time.monotonic() + 60

@@ -9,7 +9,7 @@ import urllib.request
 
 import anyio
 import pytest
-from conftest import as_caller, kubectl, sa_token
+from conftest import as_caller, kubectl, sa_token, tool_error
 
 SERVER = "orders"
 TOOLS = ["cluster_status", "list_topics", "describe_topic"]
@@ -121,7 +121,7 @@ def test_each_caller_sees_and_calls_only_its_granted_tools(secured_sidecar, rbac
     assert listed == ["list_topics"]
     assert not allowed.is_error and "topics" in allowed.structured_content
     assert denied.is_error
-    error = denied.structured_content["error"]
+    error = tool_error(denied)
     assert error["code"] == "PERMISSION_DENIED"
     assert "describe_topic" in error["message"] and f"system:serviceaccount:{rbac}:reader" in error["message"]
     assert "cluster_status" not in error["message"], "a refusal says nothing about other tools"
@@ -142,7 +142,7 @@ def test_each_caller_sees_and_calls_only_its_granted_tools(secured_sidecar, rbac
 
     listed, refused = anyio.run(as_caller, url, token(stack_env, rbac, "outsider"), outsider)
     assert listed == []
-    assert refused.is_error and refused.structured_content["error"]["code"] == "PERMISSION_DENIED"
+    assert refused.is_error and tool_error(refused)["code"] == "PERMISSION_DENIED"
 
 
 def test_a_client_of_the_2026_07_28_revision_is_authorized_and_audited_per_call(secured_sidecar, rbac, stack_env):
@@ -169,7 +169,7 @@ def test_a_client_of_the_2026_07_28_revision_is_authorized_and_audited_per_call(
     assert version == "2026-07-28"
     assert listed == ["list_topics"]
     assert not allowed.is_error and "topics" in allowed.structured_content
-    assert denied.is_error and denied.structured_content["error"]["code"] == "PERMISSION_DENIED"
+    assert denied.is_error and tool_error(denied)["code"] == "PERMISSION_DENIED"
 
     log = secured_sidecar.log.read_text()
     records = [json.loads(line) for line in log.splitlines() if '"mcp-kafka-sidecar.audit/v1"' in line]

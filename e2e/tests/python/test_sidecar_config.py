@@ -12,7 +12,7 @@ import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import sidecar_binary
+from conftest import outcome, sidecar_binary, tool_error
 
 
 def config_text(bootstrap: str, port: int, tools: str, extra: str = "") -> str:
@@ -87,7 +87,7 @@ def test_a_changed_config_is_reloaded_in_the_same_session(tmp_path, stack_env, f
         assert first == ["list_topics"]
         assert second == ["describe_topic", "list_topics"], "the new config was not applied"
         assert third == second, "a broken file replaced the last good config"
-        assert called.structured_content["error"]["code"] == "NOT_FOUND"
+        assert tool_error(called)["code"] == "NOT_FOUND"
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
         assert 'mcp_kafka_config_reloads_total{result="ok"} 1' in metrics
         assert 'mcp_kafka_config_reloads_total{result="invalid"} 1' in metrics
@@ -138,7 +138,7 @@ def test_a_cluster_id_fence_refuses_every_call_and_readiness_on_another_cluster(
         time.sleep(0.2)
     assert status == 503 and stack_env["KAFKA_CLUSTER_ID"] in body, (status, body)
     for result in anyio.run(calls, wrong.url):
-        assert result.is_error and result.structured_content["error"]["code"] == "FENCED", result
+        assert result.is_error and tool_error(result)["code"] == "FENCED", result
 
     # Fenced to the right one: ready, and calls go through.
     right = run_with(stack_env["KAFKA_CLUSTER_ID"], _another_port())
@@ -184,14 +184,11 @@ def test_prod_mutations_need_an_open_window_and_staging_and_prod_are_two_phase(t
                 planned = await session.call_tool("create_topic", {"topic": topic, "partitions": 1, "dry_run": True})
                 return listed, direct, planned
 
-    def code(result):
-        return result.structured_content["error"]["code"] if result.is_error else "ok"
-
     # Break-glass rule without a window: no mutation listed or callable.
     listed, direct, planned = anyio.run(session_calls, run_with("prod").url)
     assert listed == ["list_topics"]
-    assert code(direct) == code(planned) == "PERMISSION_DENIED"
-    assert "break-glass" in direct.structured_content["error"]["message"]
+    assert outcome(direct) == outcome(planned) == "PERMISSION_DENIED"
+    assert "break-glass" in tool_error(direct)["message"]
 
     # An open window naming create_topic: only it is listed, planned, but not applied directly.
     import time
@@ -200,22 +197,22 @@ def test_prod_mutations_need_an_open_window_and_staging_and_prod_are_two_phase(t
     window = run_with("prod", {"until": closes.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": "INC-1", "tools": ["create_topic"]})
     listed, direct, planned = anyio.run(session_calls, window.url)
     assert listed == ["create_topic", "list_topics"]
-    assert code(direct) == "PERMISSION_DENIED" and "two-phase" in direct.structured_content["error"]["message"]
-    assert code(planned) == "ok"
+    assert outcome(direct) == "PERMISSION_DENIED" and "two-phase" in tool_error(direct)["message"]
+    assert outcome(planned) == "ok"
     # The window closes by itself at `until`, with no config change.
     time.sleep(max(0.0, (closes - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 0.5)
     listed, _, planned = anyio.run(session_calls, window.url)
-    assert listed == ["list_topics"] and code(planned) == "PERMISSION_DENIED"
+    assert listed == ["list_topics"] and outcome(planned) == "PERMISSION_DENIED"
 
     # A window that has ended is no window.
     past = "2026-01-01T00:00:00Z"
     listed, direct, _ = anyio.run(session_calls, run_with("prod", {"until": past, "reason": "old", "tools": ["create_topic"]}).url)
-    assert listed == ["list_topics"] and code(direct) == "PERMISSION_DENIED"
+    assert listed == ["list_topics"] and outcome(direct) == "PERMISSION_DENIED"
 
     # Two-phase rule: listed and planned, never applied directly.
     listed, direct, planned = anyio.run(session_calls, run_with("staging").url)
     assert listed == ["create_partitions", "create_topic", "list_topics"]
-    assert code(direct) == "PERMISSION_DENIED" and code(planned) == "ok"
+    assert outcome(direct) == "PERMISSION_DENIED" and outcome(planned) == "ok"
     # Nothing of this created the topic: every apply was refused, every plan only planned.
     async def topics(url):
         async with streamable_http_client(f"{url}/mcp") as (read, write, *_):

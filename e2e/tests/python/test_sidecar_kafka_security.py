@@ -14,6 +14,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import tool_error
+
 
 def config_for(stack_env, port, bootstrap, tls, sasl=None):
     config = {
@@ -77,7 +79,7 @@ def test_a_wrong_password_is_refused_and_never_shown(stack_env, start_sidecar, t
     assert not ready_within(sidecar, 8), "ready with a wrong password"
     result = anyio.run(cluster_status, sidecar.url)
     assert result.is_error
-    error = result.structured_content["error"]
+    error = tool_error(result)
     # Not "unreachable": the broker said why, and retrying will not help.
     assert error["code"] == "PERMISSION_DENIED" and "SASL credentials" in error["message"], error
     assert error["retriable"] is False
@@ -99,5 +101,5 @@ def test_mutual_tls(stack_env, start_sidecar, tmp_path, free_port):
     anonymous = start_with(start_sidecar, tmp_path, config_for(stack_env, port, stack_env["MCPK_KAFKA_MTLS_BOOTSTRAP"], {"caFile": ca}), port)
     assert not ready_within(anonymous, 8), "ready without a client certificate"
     refused = anyio.run(cluster_status, anonymous.url)
-    assert refused.is_error and refused.structured_content["error"]["code"] == "PERMISSION_DENIED", refused
-    assert "TLS handshake" in refused.structured_content["error"]["message"]
+    assert refused.is_error and tool_error(refused)["code"] == "PERMISSION_DENIED", refused
+    assert "TLS handshake" in tool_error(refused)["message"]

@@ -5,7 +5,7 @@ import json
 import urllib.request
 
 import anyio
-from conftest import as_caller, sa_token
+from conftest import as_caller, outcome, sa_token, tool_error
 
 SERVER = "limited"
 
@@ -29,10 +29,10 @@ def test_each_caller_has_its_own_rate_limit(tool_grants, stack_env, start_sideca
         return [await session.call_tool("list_topics", {}) for _ in range(6)]
 
     results = anyio.run(as_caller, sidecar.url, sa_token(stack_env, ns, "busy", SERVER), burst)
-    codes = [r.structured_content["error"]["code"] if r.is_error else "ok" for r in results]
+    codes = [outcome(r) for r in results]
     # At one call per second, at most one more token may have come back during the burst.
     assert codes[:3] == ["ok"] * 3 and codes.count("LIMIT_EXCEEDED") >= 2, codes
-    refused = next(r for r in results if r.is_error).structured_content["error"]
+    refused = tool_error(next(r for r in results if r.is_error))
     assert refused["retriable"] is True and "retry in" in refused["message"]
 
     async def one(session):

@@ -13,6 +13,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import ERROR_META_KEY, tool_error
+
 OBSERVE = {
     "cluster_status", "list_brokers", "list_topics", "describe_topic", "describe_configs",
     "list_groups", "describe_group", "get_consumer_lag", "fetch_offsets", "consume_messages",
@@ -73,7 +75,7 @@ def test_only_observe_tools_by_default_and_others_are_not_callable(start_sidecar
     names, refused = with_session(sidecar.url, body)
     assert names == OBSERVE
     assert refused.is_error
-    assert refused.structured_content["error"]["code"] == "NOT_FOUND"
+    assert tool_error(refused)["code"] == "NOT_FOUND"
 
 
 def test_calls_change_and_read_real_kafka_with_structured_results(start_sidecar):
@@ -102,13 +104,127 @@ def test_calls_change_and_read_real_kafka_with_structured_results(start_sidecar)
     assert sent.structured_content["partition"] == 2 and sent.structured_content["offset"] == 0
     assert [m["value"] for m in peek.structured_content["messages"]] == [{"json": {"n": 1}}]
     assert missing.is_error
-    assert missing.structured_content["error"] == {
-        "code": "NOT_FOUND", "message": missing.structured_content["error"]["message"], "retriable": False,
+    assert tool_error(missing) == {
+        "code": "NOT_FOUND", "message": tool_error(missing)["message"], "retriable": False,
     }
     assert "does not exist" in missing.content[0].text
-    assert bad.is_error and bad.structured_content["error"]["code"] == "INVALID_ARGUMENT"
-    assert wrong_type.is_error and wrong_type.structured_content["error"]["code"] == "INVALID_ARGUMENT"
-    assert "max_messages" in wrong_type.structured_content["error"]["message"]
+    assert bad.is_error and tool_error(bad)["code"] == "INVALID_ARGUMENT"
+    assert wrong_type.is_error and tool_error(wrong_type)["code"] == "INVALID_ARGUMENT"
+    assert "max_messages" in tool_error(wrong_type)["message"]
+
+
+def test_an_error_result_carries_its_typed_error_in_meta_and_no_structured_content(start_sidecar):
+    """Clients check any structuredContent against the tool's output schema
+    (the TypeScript SDK fails such a result with -32602 "Structured content
+    does not match the tool's output schema"), and that schema describes the
+    success: an error has none. Its text starts with the stable code; its
+    typed fields are in `_meta`."""
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+    topic = f"no-such-{uuid.uuid4().hex[:8]}"
+
+    async def body(session, _):
+        return [
+            await session.call_tool("describe_topic", {"topic": topic}),
+            await session.call_tool("consume_messages", {"topic": topic, "max_messages": "many"}),
+            await session.call_tool("create_topic", {"topic": topic, "partitions": 1}),
+        ]
+
+    results = with_session(sidecar.url, body)
+    for result, code in zip(results, ["NOT_FOUND", "INVALID_ARGUMENT", "NOT_FOUND"]):
+        assert result.is_error, result
+        assert result.structured_content is None and "structured_content" not in result.model_fields_set, result
+        error = result.meta[ERROR_META_KEY]
+        assert set(error) == {"code", "message", "retriable"}, error
+        assert (error["code"], error["retriable"]) == (code, False), error
+        assert [c.type for c in result.content] == ["text"]
+        assert result.content[0].text == f"{code}: {error['message']}"
+    assert topic in tool_error(results[0])["message"]
+
+
+def a_broker_that_never_answers():
+    """A loopback port that accepts connections and never says a word: every
+    Kafka request of a sidecar pointed at it waits out its timeout."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, held
+
+
+def metric_value(url, name):
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
+
+
+def test_a_client_that_hangs_up_leaves_no_request_in_flight_and_its_call_is_still_audited(start_sidecar):
+    """A client that gives up drops the request's future in the server: the
+    in-flight gauge must still come down, and the call (rmcp runs it in a
+    task of its own) still ends and leaves its audit record."""
+    import http.client
+    import socket
+
+    listener, held = a_broker_that_never_answers()
+    try:
+        sidecar = start_sidecar(bootstrap=f"127.0.0.1:{listener.getsockname()[1]}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{sidecar.url}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the sidecar never served /healthz"
+                time.sleep(0.1)
+        # 2026-07-28 requests (no session): the answer to each is the HTTP
+        # response itself, so the request is in flight until the call ends.
+        for i in range(3):
+            body = json.dumps({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {
+                "name": "list_topics", "arguments": {},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {},
+                          "io.modelcontextprotocol/clientInfo": {"name": "impatient", "version": "1"}}}})
+            conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=1)
+            conn.request("POST", "/mcp", body=body, headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "list_topics"})
+            with pytest.raises(socket.timeout):
+                conn.getresponse()  # the call waits for Kafka: the client gives up after 1 s
+            conn.close()
+
+        deadline = time.monotonic() + 5
+        while (inflight := metric_value(sidecar.url, "mcp_kafka_inflight_requests")) != 0:
+            assert time.monotonic() < deadline, f"{inflight} requests still counted in flight after their clients left"
+            time.sleep(0.1)
+
+        def audited():
+            return [json.loads(line) for line in sidecar.log.read_text().splitlines()
+                    if '"mcp-kafka-sidecar.audit/v1"' in line and '"list_topics"' in line]
+
+        deadline = time.monotonic() + 90  # each call waits out the Kafka timeout (10 s) in its own task
+        while len(records := audited()) < 3:
+            assert time.monotonic() < deadline, f"calls whose clients left were not audited: {records}"
+            time.sleep(0.5)
+        assert [(r["decision"], r["outcome"] != "ok") for r in records] == [("allow", True)] * 3, records
+        assert sidecar.proc.poll() is None, "the sidecar exited"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
 
 
 def test_resources_list_and_read_json(start_sidecar):
@@ -191,8 +307,8 @@ def test_readyz_fails_while_kafka_is_unreachable_and_calls_say_so(start_sidecar,
 
     result = with_session(sidecar.url, body)
     assert result.is_error
-    assert result.structured_content["error"]["code"] == "KAFKA_UNAVAILABLE"
-    assert result.structured_content["error"]["retriable"] is True
+    assert tool_error(result)["code"] == "KAFKA_UNAVAILABLE"
+    assert tool_error(result)["retriable"] is True
     assert sidecar.proc.poll() is None, "the sidecar exited"
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import anyio
 import pytest
-from conftest import as_caller, sa_token
+from conftest import as_caller, outcome, sa_token, tool_error
 
 SERVER = "plans"
 TOOLS = ["list_topics", "describe_topic", "create_topic", "create_partitions", "update_topic_config"]
@@ -65,10 +65,6 @@ class Caller:
         return applied
 
 
-def code(result):
-    return result.structured_content["error"]["code"] if result.is_error else "ok"
-
-
 def partitions(caller, topic):
     described = caller.call("describe_topic", {"topic": topic})
     return None if described.is_error else len(described.structured_content["partitions"])
@@ -86,7 +82,7 @@ def test_a_plan_applies_once_only_for_its_caller_and_arguments(staging, callers,
 
     # In staging a mutation without a plan is refused.
     direct = alice.call("create_topic", create)
-    assert code(direct) == "PERMISSION_DENIED" and "two-phase" in direct.structured_content["error"]["message"]
+    assert outcome(direct) == "PERMISSION_DENIED" and "two-phase" in tool_error(direct)["message"]
     assert partitions(alice, topic) is None
 
     # Plan, then apply: Kafka changes.
@@ -95,23 +91,23 @@ def test_a_plan_applies_once_only_for_its_caller_and_arguments(staging, callers,
     plan = planned.structured_content["plan"]
     assert plan["id"].startswith("plan-") and plan["expires_at"]
     assert partitions(alice, topic) is None, "a dry run changes nothing"
-    assert code(alice.call("create_topic", {**create, "plan_id": plan["id"]})) == "ok"
+    assert outcome(alice.call("create_topic", {**create, "plan_id": plan["id"]})) == "ok"
     assert partitions(alice, topic) == 1
 
     # A plan is spent by its apply.
     reused = alice.call("create_topic", {**create, "plan_id": plan["id"]})
-    assert code(reused) == "PLAN_EXPIRED"
+    assert outcome(reused) == "PLAN_EXPIRED"
 
     grow = {"topic": topic, "total": 3}
     plan_id = alice.plan("create_partitions", grow)
     # Another caller cannot apply it, and learns nothing from trying.
     stolen = bob.call("create_partitions", {**grow, "plan_id": plan_id})
-    assert code(stolen) == "PERMISSION_DENIED"
-    assert "another caller" in stolen.structured_content["error"]["message"]
+    assert outcome(stolen) == "PERMISSION_DENIED"
+    assert "another caller" in tool_error(stolen)["message"]
     # Other arguments than planned are refused.
-    assert code(alice.call("create_partitions", {"topic": topic, "total": 4, "plan_id": plan_id})) == "INVALID_ARGUMENT"
+    assert outcome(alice.call("create_partitions", {"topic": topic, "total": 4, "plan_id": plan_id})) == "INVALID_ARGUMENT"
     assert partitions(alice, topic) == 1, "refused applies changed nothing"
-    assert code(alice.call("create_partitions", {**grow, "plan_id": plan_id})) == "ok"
+    assert outcome(alice.call("create_partitions", {**grow, "plan_id": plan_id})) == "ok"
     assert partitions(alice, topic) == 3
 
     # The audit trail ties each apply to its plan, with the diff.
@@ -133,7 +129,7 @@ def test_a_plan_is_refused_when_the_state_changed_since(staging, callers, stack_
     plan_id = alice.plan("update_topic_config", retention)
     bob.plan_and_apply("update_topic_config", {"topic": topic, "set": {"retention.ms": "2000000"}})
     conflict = alice.call("update_topic_config", {**retention, "plan_id": plan_id})
-    assert code(conflict) == "CONFLICT", conflict
+    assert outcome(conflict) == "CONFLICT", conflict
     configs = alice.call("describe_topic", {"topic": topic}).structured_content["configs"]
     assert configs.get("retention.ms") == "2000000", configs
 
@@ -141,7 +137,7 @@ def test_a_plan_is_refused_when_the_state_changed_since(staging, callers, stack_
     plan_id = alice.plan("create_partitions", {"topic": topic, "total": 2})
     bob.plan_and_apply("create_partitions", {"topic": topic, "total": 3})
     conflict = alice.call("create_partitions", {"topic": topic, "total": 2, "plan_id": plan_id})
-    assert code(conflict) == "CONFLICT", conflict
+    assert outcome(conflict) == "CONFLICT", conflict
     assert partitions(alice, topic) == 3
 
 
@@ -153,5 +149,5 @@ def test_a_plan_expires(staging, callers, stack_env):
     plan_id = alice.plan("create_topic", create)
     time.sleep(3)
     expired = alice.call("create_topic", {**create, "plan_id": plan_id})
-    assert code(expired) == "PLAN_EXPIRED", expired
+    assert outcome(expired) == "PLAN_EXPIRED", expired
     assert partitions(alice, topic) is None

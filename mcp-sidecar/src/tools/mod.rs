@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
+use schemars::transform::RecursiveTransform;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -59,12 +60,49 @@ fn annotations(effect: Effect) -> ToolAnnotations {
         .open_world(true)
 }
 
+/// The JSON Schema (2020-12) of `T`, as every tool's input and output
+/// schema is made: in the standard vocabulary only (see `standard_formats`).
 fn schema<T: JsonSchema>() -> Arc<JsonObject> {
-    let schema = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
-        .into_root_schema_for::<T>();
+    let settings = schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(RecursiveTransform(standard_formats));
+    let schema = schemars::SchemaGenerator::new(settings).into_root_schema_for::<T>();
     match serde_json::to_value(schema) {
         Ok(Value::Object(map)) => Arc::new(map),
         _ => unreachable!("a JSON schema is an object"),
+    }
+}
+
+/// schemars names Rust's number types in `format` (`uint32`, `int64`,
+/// `double`...), formats JSON Schema does not define: strict validators (ajv,
+/// under the TypeScript SDK and the MCP Inspector) warn on or refuse every
+/// such schema. The format goes; the bounds it stood for stay as `minimum`
+/// and `maximum` (a narrower range the type declares is kept).
+fn standard_formats(schema: &mut schemars::Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let (minimum, maximum): (Option<Value>, Option<Value>) =
+        match object.get("format").and_then(Value::as_str) {
+            Some("uint8") => (Some(0.into()), Some(u8::MAX.into())),
+            Some("uint16") => (Some(0.into()), Some(u16::MAX.into())),
+            Some("uint32") => (Some(0.into()), Some(u32::MAX.into())),
+            Some("uint64") => (Some(0.into()), Some(u64::MAX.into())),
+            Some("uint") => (Some(0.into()), Some(usize::MAX.into())),
+            // Beyond what a JSON number in serde_json holds exactly.
+            Some("uint128") => (Some(0.into()), None),
+            Some("int8") => (Some(i8::MIN.into()), Some(i8::MAX.into())),
+            Some("int16") => (Some(i16::MIN.into()), Some(i16::MAX.into())),
+            Some("int32") => (Some(i32::MIN.into()), Some(i32::MAX.into())),
+            Some("int64") => (Some(i64::MIN.into()), Some(i64::MAX.into())),
+            Some("int") => (Some(isize::MIN.into()), Some(isize::MAX.into())),
+            Some("int128" | "float" | "double") => (None, None),
+            _ => return,
+        };
+    object.remove("format");
+    for (bound, value) in [("minimum", minimum), ("maximum", maximum)] {
+        if let Some(value) = value {
+            object.entry(bound).or_insert(value);
+        }
     }
 }
 
@@ -205,4 +243,79 @@ pub fn describe_all(tools: &[ToolName]) -> Vec<Tool> {
         .filter(|t| tools.contains(t))
         .map(describe)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `format` values JSON Schema 2020-12 defines (validation, section 7.3).
+    const STANDARD_FORMATS: [&str; 19] = [
+        "date-time",
+        "date",
+        "time",
+        "duration",
+        "email",
+        "idn-email",
+        "hostname",
+        "idn-hostname",
+        "ipv4",
+        "ipv6",
+        "uri",
+        "uri-reference",
+        "iri",
+        "iri-reference",
+        "uuid",
+        "uri-template",
+        "json-pointer",
+        "relative-json-pointer",
+        "regex",
+    ];
+
+    /// Every `format` in `value`, with the JSON path where it is.
+    fn formats(value: &Value, at: &str, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    match (key.as_str(), child) {
+                        ("format", Value::String(format)) => {
+                            found.push((at.into(), format.clone()))
+                        }
+                        _ => formats(child, &format!("{at}/{key}"), found),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    formats(child, &format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_uses_only_standard_formats() {
+        let mut odd = Vec::new();
+        let mut seen = 0;
+        for tool in describe_all(ToolName::ALL) {
+            let input = Value::Object((*tool.input_schema).clone());
+            let output = tool.output_schema.map(|s| Value::Object((*s).clone()));
+            let mut found = Vec::new();
+            formats(&input, &format!("{}/input", tool.name), &mut found);
+            if let Some(output) = &output {
+                formats(output, &format!("{}/output", tool.name), &mut found);
+            }
+            seen += found.len();
+            odd.extend(
+                found
+                    .into_iter()
+                    .filter(|(_, f)| !STANDARD_FORMATS.contains(&f.as_str())),
+            );
+        }
+        assert!(
+            odd.is_empty(),
+            "formats strict validators reject: {odd:#?} (of {seen})"
+        );
+    }
 }
