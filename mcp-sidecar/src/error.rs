@@ -41,12 +41,12 @@ impl ErrorCode {
         }
     }
 
-    /// Whether the same call may succeed later without changing it.
+    /// Whether the same call may succeed later without changing it, by
+    /// default. `LIMIT_EXCEEDED` is not: asking above a cap fails the same
+    /// way every time; the rate limit and busy peeks, which do pass, say
+    /// so with `ToolError::retry_later`.
     pub fn retriable(self) -> bool {
-        matches!(
-            self,
-            Self::KafkaUnavailable | Self::Timeout | Self::LimitExceeded
-        )
+        matches!(self, Self::KafkaUnavailable | Self::Timeout)
     }
 }
 
@@ -74,6 +74,12 @@ impl ToolError {
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Conflict, message)
+    }
+    /// Marks an error that the same call gets only for now (a rate limit, a
+    /// busy pool): a retry after a wait can succeed.
+    pub fn retry_later(mut self) -> Self {
+        self.retriable = true;
+        self
     }
 
     /// Maps a Kafka failure of `what` (e.g. "describe topic orders") to a code.
@@ -154,6 +160,13 @@ mod tests {
             e.to_string().starts_with("NOT_FOUND: describe topic b"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_cap_is_final_and_a_rate_limit_passes() {
+        let cap = ToolError::new(ErrorCode::LimitExceeded, "max_messages 101 exceeds 100");
+        assert!(!cap.retriable, "the same call fails the same way: {cap}");
+        assert!(cap.retry_later().retriable);
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl CallRate {
                         wait.as_millis().max(1)
                     ),
                 )
+                .retry_later()
             })
     }
 }

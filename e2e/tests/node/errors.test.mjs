@@ -42,7 +42,7 @@ test("asking for more than the server's caps, or calling faster than its rate, i
   await sidecar.waitReady();
   const { client } = await connect(t, sidecar);
 
-  const overCap = await refused(client, "consume_messages", { topic: "any", max_messages: 101 }, "LIMIT_EXCEEDED");
+  const overCap = await refused(client, "consume_messages", { topic: "any", max_messages: 101 }, "LIMIT_EXCEEDED", { retriable: false });
   assert.match(overCap.message, /max_messages 101 exceeds this server's limit of 100/);
   // That call took the first of the burst's two tokens; at one a second,
   // at most one more comes back while these four quick calls run.
