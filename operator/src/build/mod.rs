@@ -123,9 +123,9 @@ pub mod names {
         format!("mcpkafka:{namespace}:{server}:auth-delegator")
     }
 
-    /// The audience the sidecar accepts tokens for.
+    /// The audience the sidecar accepts tokens for (the sidecar's own default).
     pub fn audience(namespace: &str, server: &str) -> String {
-        format!("mcpkafka.dev/{namespace}/{server}")
+        mcp_kafka_sidecar::config::default_audience(namespace, server)
     }
 
     pub fn endpoint(namespace: &str, server: &str, cluster_domain: &str) -> String {
