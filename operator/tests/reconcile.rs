@@ -645,7 +645,7 @@ async fn a_deleted_secret_keeps_what_runs_described_and_marks_the_server_degrade
     let gone = s.status.clone().unwrap();
     assert_eq!(
         gone.effective_tools, running.effective_tools,
-        "the tools of the Deployment still running"
+        "the tools of the Deployment still running: {gone:#?}"
     );
     assert_eq!(gone.effective_tool_count, running.effective_tool_count);
     assert_eq!(gone.endpoint, running.endpoint);
