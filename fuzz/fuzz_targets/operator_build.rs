@@ -59,7 +59,7 @@ fuzz_target!(|text: &str| {
         tools: &decision.effective,
         break_glass: window,
     });
-    if let Some(config_map) = built.config_map {
+    for config_map in built.config_maps {
         let rendered = &config_map.data.unwrap_or_default()["config.yaml"];
         // What admission lets through always renders a config the sidecar accepts;
         // arbitrary specs may not (e.g. bootstrap servers admission would refuse).

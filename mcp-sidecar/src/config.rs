@@ -284,13 +284,19 @@ impl AuthConfig {
     /// The audience tokens must be minted for.
     pub fn audience_for(&self, server: &ServerIdentity) -> String {
         self.audience.clone().unwrap_or_else(|| {
-            format!(
-                "mcpkafka.dev/{}/{}",
+            default_audience(
                 server.namespace.as_deref().unwrap_or("default"),
-                server.name
+                &server.name,
             )
         })
     }
+}
+
+/// The audience of a server's tokens unless its config names another: the
+/// operator mints tokens for it and the sidecar accepts them, so both call
+/// this one function (the operator uses this crate without its server feature).
+pub fn default_audience(namespace: &str, server: &str) -> String {
+    format!("mcpkafka.dev/{namespace}/{server}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -539,6 +545,21 @@ server: {name: orders, namespace: team-a, environment: staging}
 kafka: {bootstrapServers: ["kafka-0.kafka:9092"]}
 tools: [list_topics, describe_topic]
 "#;
+
+    #[test]
+    fn the_default_audience_is_the_one_the_operator_mints_for() {
+        let mut config = SidecarConfig::parse(MINIMAL).unwrap();
+        assert_eq!(
+            config.auth.audience_for(&config.server),
+            "mcpkafka.dev/team-a/orders"
+        );
+        assert_eq!(
+            config.auth.audience_for(&config.server),
+            default_audience("team-a", "orders")
+        );
+        config.auth.audience = Some("another".into());
+        assert_eq!(config.auth.audience_for(&config.server), "another");
+    }
 
     #[test]
     fn a_minimal_config_gets_defaults() {

@@ -1,7 +1,6 @@
 //! mcp-kafka-operator: the CRD types, the pure decisions (fence, policy,
 //! build, status) and the controller that applies them.
 
-pub mod apply;
 pub mod build;
 pub mod client_config;
 pub mod config;
@@ -9,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod fence;
 pub mod metrics;
+pub mod owned;
 pub mod policy;
 pub mod run;
 pub mod status;

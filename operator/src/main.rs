@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcp_kafka_operator::config::OperatorConfig;
@@ -31,8 +32,24 @@ enum Command {
     CheckConfig { file: PathBuf },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+/// Errors end the process with one line on stderr and a non-zero status:
+/// `main` returning the error would print its Debug form instead (several
+/// lines, and a backtrace when RUST_BACKTRACE is set, as it often is in
+/// images and shells).
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}`: the error and its causes, on one line.
+            eprintln!("mcp-kafka-operator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Crds { write_to: None } => {
             let docs = mcp_kafka_operator::crd_documents();
             let all: Vec<String> = docs.into_iter().map(|(_, yaml)| yaml).collect();

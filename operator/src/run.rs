@@ -111,7 +111,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_duration(15)
             .with_grace(5)
             .build()
-            .await?;
+            .await
+            .map_err(|e| lease_error(e, &args))?;
         let (mut leader, task) = manager.watch().await;
         health.ready.store(true, Ordering::Relaxed);
         info!(lease = %args.lease_name, namespace = %args.lease_namespace, identity = %identity, "waiting for leadership");
@@ -163,6 +164,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
     }
     Ok(())
+}
+
+/// Why the Lease could not be had, in words that say what to change. The
+/// Lease is created on start when missing, but not its namespace: a 404 is
+/// that namespace (the flag's default is the chart's namespace, which a
+/// run outside a pod or with another release name does not have).
+fn lease_error(error: kube_lease_manager::LeaseManagerError, args: &RunArgs) -> anyhow::Error {
+    use kube_lease_manager::LeaseManagerError::KubeError;
+    match &error {
+        KubeError(kube::Error::Api(s)) if s.code == 404 => anyhow::anyhow!(
+            "the Lease namespace {:?} does not exist: create it, or set --lease-namespace \
+             (or POD_NAMESPACE) to the namespace of the leader Lease, or run with \
+             --leader-election=false",
+            args.lease_namespace
+        ),
+        _ => anyhow::anyhow!(
+            "leader election on Lease {}/{} (--lease-namespace, --lease-name): {error}",
+            args.lease_namespace,
+            args.lease_name
+        ),
+    }
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {

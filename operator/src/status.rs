@@ -25,15 +25,28 @@ pub struct Observed {
     pub fence: Result<(), FenceBroken>,
     /// Where the policy came from (namespace policy or operator default).
     pub policy_source: String,
+    /// The tools the policy lets the spec have (what an apply would expose).
     pub effective_tools: Vec<ToolName>,
     pub denied_tools: Vec<DeniedTool>,
     /// Referenced Secrets that do not exist.
     pub missing_secrets: Vec<String>,
     /// Applying the children: Ok, or the error message.
     pub applied: Result<(), String>,
+    /// What runs after this reconcile.
+    pub serving: Serving,
+}
+
+/// The sidecar that runs: as this reconcile applied it, or, when it could
+/// not apply (a referenced Secret is missing), as it was left running.
+/// Status reports this, not what the spec would give, so that it never
+/// disagrees with what serves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Serving {
+    pub tools: Vec<ToolName>,
+    pub endpoint: Option<String>,
     /// (available, desired) replicas of the sidecar Deployment, if it exists.
     pub replicas: Option<(i32, i32)>,
-    pub endpoint: Option<String>,
+    /// Token Secrets by client.
     pub token_secrets: BTreeMap<String, String>,
 }
 
@@ -54,7 +67,8 @@ pub fn compute(
     now: Timestamp,
 ) -> McpKafkaServerStatus {
     let mut conditions = Vec::new();
-    let deployed = observed.fence.is_ok() && observed.missing_secrets.is_empty();
+    let missing = &observed.missing_secrets;
+    let serving = &observed.serving;
 
     conditions.push(match &observed.fence {
         Ok(()) => condition(
@@ -87,6 +101,7 @@ pub fn compute(
         ),
     ));
 
+    let missing_message = format!("referenced Secret(s) not found: {}", missing.join(", "));
     conditions.push(match (&observed.fence, &observed.applied) {
         (Err(broken), _) => condition(
             RECONCILED,
@@ -94,15 +109,9 @@ pub fn compute(
             broken.reason,
             "nothing is deployed while the fence does not hold".into(),
         ),
-        _ if !observed.missing_secrets.is_empty() => condition(
-            RECONCILED,
-            false,
-            "SecretNotFound",
-            format!(
-                "referenced Secret(s) not found: {}",
-                observed.missing_secrets.join(", ")
-            ),
-        ),
+        _ if !missing.is_empty() => {
+            condition(RECONCILED, false, "SecretNotFound", missing_message.clone())
+        }
         (Ok(()), Err(message)) => condition(RECONCILED, false, "ApplyFailed", message.clone()),
         (Ok(()), Ok(())) => condition(
             RECONCILED,
@@ -112,10 +121,18 @@ pub fn compute(
         ),
     });
 
-    let reconciled = deployed && observed.applied.is_ok();
-    conditions.push(match (&observed.fence, observed.replicas) {
+    // While a Secret is missing, what ran before is left running: Ready
+    // says whether it serves, Degraded says why it is not kept up to date.
+    let not_reconciled = observed.fence.is_err() || observed.applied.is_err();
+    conditions.push(match (&observed.fence, serving.replicas) {
         (Err(broken), _) => condition(READY, false, broken.reason, broken.message.clone()),
-        _ if !reconciled => condition(
+        (_, None) if !missing.is_empty() => condition(
+            READY,
+            false,
+            "SecretNotFound",
+            format!("{missing_message}; nothing is deployed until they exist"),
+        ),
+        _ if not_reconciled => condition(
             READY,
             false,
             "NotReconciled",
@@ -135,18 +152,32 @@ pub fn compute(
         ),
     });
 
-    conditions.push(match observed.replicas {
-        Some((available, desired)) if reconciled && available < desired => condition(
-            DEGRADED,
-            true,
-            "ReplicasUnavailable",
-            format!("{available} of {desired} sidecar replica(s) available"),
-        ),
-        _ if !reconciled => condition(
+    conditions.push(match serving.replicas {
+        _ if not_reconciled => condition(
             DEGRADED,
             true,
             "NotReconciled",
             "see the Reconciled condition".into(),
+        ),
+        Some(_) if !missing.is_empty() => condition(
+            DEGRADED,
+            true,
+            "SecretNotFound",
+            format!(
+                "{missing_message}; the running sidecar is kept as it is and not updated until they exist"
+            ),
+        ),
+        None if !missing.is_empty() => condition(
+            DEGRADED,
+            true,
+            "SecretNotFound",
+            format!("{missing_message}; nothing is deployed until they exist"),
+        ),
+        Some((available, desired)) if available < desired => condition(
+            DEGRADED,
+            true,
+            "ReplicasUnavailable",
+            format!("{available} of {desired} sidecar replica(s) available"),
         ),
         _ => condition(DEGRADED, false, "AsExpected", "nothing is degraded".into()),
     });
@@ -163,23 +194,14 @@ pub fn compute(
         };
     }
 
-    let exposed = if deployed {
-        observed.effective_tools.clone()
-    } else {
-        Vec::new()
-    };
     McpKafkaServerStatus {
         observed_generation: observed.generation,
         conditions,
-        effective_tool_count: exposed.len() as i32,
-        effective_tools: exposed,
+        effective_tool_count: serving.tools.len() as i32,
+        effective_tools: serving.tools.clone(),
         denied_tools: observed.denied_tools.clone(),
-        endpoint: if deployed {
-            observed.endpoint.clone()
-        } else {
-            None
-        },
-        token_secrets: observed.token_secrets.clone(),
+        endpoint: serving.endpoint.clone(),
+        token_secrets: serving.token_secrets.clone(),
     }
 }
 
@@ -204,10 +226,19 @@ mod tests {
             }],
             missing_secrets: vec![],
             applied: Ok(()),
-            replicas: Some((0, 2)),
-            endpoint: Some("http://x-mcp.a.svc.cluster.local:8090/mcp".into()),
-            token_secrets: BTreeMap::new(),
+            serving: Serving {
+                tools: vec![ToolName::ListTopics],
+                endpoint: Some("http://x-mcp.a.svc.cluster.local:8090/mcp".into()),
+                replicas: Some((0, 2)),
+                token_secrets: BTreeMap::new(),
+            },
         }
+    }
+
+    fn replicas(available: i32, desired: i32) -> Observed {
+        let mut o = observed();
+        o.serving.replicas = Some((available, desired));
+        o
     }
 
     fn t(s: &str) -> Timestamp {
@@ -248,10 +279,7 @@ mod tests {
         assert_eq!(s1, s2);
 
         // The Deployment becomes available: Ready flips with a new time, the others keep theirs.
-        let o3 = Observed {
-            replicas: Some((2, 2)),
-            ..observed()
-        };
+        let o3 = replicas(2, 2);
         let s3 = compute(Some(&s2), &o3, t("2026-01-01T00:06:00Z"));
         assert_eq!(state(&s3, READY), ("True".into(), "Available".into()));
         assert_eq!(
@@ -272,7 +300,8 @@ mod tests {
                 reason: "EnvironmentMismatch",
                 message: "labelled dev".into(),
             }),
-            replicas: None,
+            // The controller removes what ran behind a broken fence.
+            serving: Serving::default(),
             ..observed()
         };
         let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
@@ -316,5 +345,55 @@ mod tests {
             ("False".into(), "ApplyFailed".into())
         );
         assert_eq!(state(&s, READY), ("False".into(), "NotReconciled".into()));
+    }
+
+    #[test]
+    fn a_missing_secret_leaves_the_running_sidecar_described_and_says_what_is_wrong() {
+        // A server that ran, then lost its CA Secret: the controller leaves
+        // the Deployment running and reports it.
+        let o = Observed {
+            missing_secrets: vec!["kafka-ca".into()],
+            ..replicas(1, 1)
+        };
+        let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
+        assert_eq!(s.effective_tools, vec![ToolName::ListTopics]);
+        assert_eq!(s.effective_tool_count, 1);
+        assert_eq!(s.endpoint, o.serving.endpoint);
+        assert_eq!(state(&s, READY), ("True".into(), "Available".into()));
+        assert_eq!(
+            state(&s, DEGRADED),
+            ("True".into(), "SecretNotFound".into())
+        );
+        assert!(find(&s, DEGRADED).unwrap().message.contains("kafka-ca"));
+        assert_eq!(
+            state(&s, RECONCILED),
+            ("False".into(), "SecretNotFound".into())
+        );
+
+        // Ready still follows that Deployment.
+        let down = Observed {
+            missing_secrets: vec!["kafka-ca".into()],
+            ..replicas(0, 1)
+        };
+        let s = compute(None, &down, t("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            state(&s, READY),
+            ("False".into(), "DeploymentUnavailable".into())
+        );
+
+        // Missing from the start: nothing runs, and status says so.
+        let never = Observed {
+            missing_secrets: vec!["kafka-ca".into()],
+            serving: Serving::default(),
+            ..observed()
+        };
+        let s = compute(None, &never, t("2026-01-01T00:00:00Z"));
+        assert!(s.effective_tools.is_empty() && s.endpoint.is_none());
+        assert_eq!(state(&s, READY), ("False".into(), "SecretNotFound".into()));
+        assert!(find(&s, READY).unwrap().message.contains("kafka-ca"));
+        assert_eq!(
+            state(&s, DEGRADED),
+            ("True".into(), "SecretNotFound".into())
+        );
     }
 }

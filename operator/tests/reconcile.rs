@@ -571,6 +571,128 @@ async fn issued_tokens_authorize_exactly_the_clients_tools() {
     delete_namespace(&client, &ns).await;
 }
 
+/// A referenced TLS Secret deleted from a running server: the operator keeps
+/// the Deployment (a pod without its Secret would not start anyway), and
+/// status goes on describing what serves while saying what is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_secret_keeps_what_runs_described_and_marks_the_server_degraded() {
+    let ground = Ground::get();
+    Operator::shared();
+    let client = ground.kube_admin().await;
+    let ns = ground.namespace("secret-gone", Some("dev"));
+    let api = servers(&client, &ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let ca = || Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("kafka-ca".into()),
+            ..Default::default()
+        },
+        string_data: Some([("ca.crt".to_string(), "not a real CA".to_string())].into()),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &ca())
+        .await
+        .expect("creating the CA Secret");
+    let mut manifest = server_manifest(
+        "orders",
+        "dev",
+        &["list_topics", "describe_topic"],
+        support::two_clients(),
+        1,
+    );
+    manifest["spec"]["kafka"]["tls"] =
+        json!({"caSecretRef": {"name": "kafka-ca", "key": "ca.crt"}});
+    apply_server(&client, &ns, &manifest).await;
+    wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    set_available(&client, &ns, "orders-mcp", 1).await;
+    let running = wait_condition(&api, "orders", "Ready", "True", Some("Available"))
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        running.effective_tools,
+        vec![ToolName::ListTopics, ToolName::DescribeTopic]
+    );
+
+    // Those Secrets are not watched: touching the server makes the operator
+    // look now rather than at its next resync.
+    let touch = |n: u32| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"annotations": {"test/touch": n.to_string()}}})),
+            )
+            .await
+            .expect("touching the server");
+        }
+    };
+    secrets
+        .delete("kafka-ca", &Default::default())
+        .await
+        .expect("deleting the CA Secret");
+    touch(1).await;
+    let s = wait_condition(
+        &api,
+        "orders",
+        "Reconciled",
+        "False",
+        Some("SecretNotFound"),
+    )
+    .await;
+    let gone = s.status.clone().unwrap();
+    assert_eq!(
+        gone.effective_tools, running.effective_tools,
+        "the tools of the Deployment still running: {gone:#?}"
+    );
+    assert_eq!(gone.effective_tool_count, running.effective_tool_count);
+    assert_eq!(gone.endpoint, running.endpoint);
+    assert!(gone.endpoint.is_some());
+    assert_eq!(gone.token_secrets, running.token_secrets);
+    assert!(gone.token_secrets.contains_key("laptop"));
+    let degraded = support_condition(&s, "Degraded");
+    assert_eq!(
+        (degraded.0.as_str(), degraded.1.as_str()),
+        ("True", "SecretNotFound"),
+        "{degraded:?}"
+    );
+    assert!(degraded.2.contains("kafka-ca"), "{}", degraded.2);
+    let ready = support_condition(&s, "Ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("True", "Available"),
+        "Ready follows the Deployment that still runs: {ready:?}"
+    );
+    assert!(exists::<Deployment>(&client, &ns, "orders-mcp").await);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a Warning Event naming the missing Secret", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("SecretNotFound")
+                && e.type_.as_deref() == Some("Warning")
+                && e.note.as_deref().is_some_and(|n| n.contains("kafka-ca"))
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orders")
+        })
+    })
+    .await;
+
+    // The Secret back: reconciled again, nothing degraded.
+    secrets
+        .create(&PostParams::default(), &ca())
+        .await
+        .expect("recreating the CA Secret");
+    touch(2).await;
+    wait_condition(&api, "orders", "Degraded", "False", Some("AsExpected")).await;
+    let back = wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    assert_eq!(
+        back.status.unwrap().effective_tools,
+        running.effective_tools
+    );
+    delete_namespace(&client, &ns).await;
+}
+
 /// The username TokenReview reports for `token` with `audience`, if authenticated.
 async fn token_review(client: &Client, token: &str, audience: &str) -> Option<String> {
     let review = TokenReview {

@@ -7,11 +7,6 @@ mod workload;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use mcp_kafka_sidecar::tool_name::ToolName;
@@ -20,8 +15,10 @@ use sha2::{Digest, Sha256};
 use crate::config::OperatorConfig;
 use crate::crd::McpKafkaServer;
 use crate::fence::Fenced;
+use crate::owned::{Objects, Owned};
 
 pub use rbac::{IssuedToken, token_secret};
+pub use workload::served_tools;
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "mcp-kafka-operator";
@@ -61,20 +58,10 @@ impl Inputs<'_> {
     }
 }
 
-/// The objects one server should have (except token Secrets, which need a
-/// minted token first; see [`token_secret`]).
-#[derive(Debug, Clone, Default)]
-pub struct Desired {
-    pub service_accounts: Vec<ServiceAccount>,
-    pub cluster_role_binding: Option<ClusterRoleBinding>,
-    pub roles: Vec<Role>,
-    pub role_bindings: Vec<RoleBinding>,
-    pub config_map: Option<ConfigMap>,
-    pub service: Option<Service>,
-    pub network_policy: Option<NetworkPolicy>,
-    pub pod_disruption_budget: Option<PodDisruptionBudget>,
-    pub deployment: Option<Deployment>,
-}
+/// The objects one server should have, by kind. Token Secrets are not
+/// among them: they need a minted token first (the apply step adds them,
+/// made by [`token_secret`]).
+pub type Desired = Owned<Objects>;
 
 pub fn desired(inputs: &Inputs) -> Desired {
     let config_map = workload::config_map(inputs);
@@ -85,16 +72,19 @@ pub fn desired(inputs: &Inputs) -> Desired {
             .and_then(|d| d.get(workload::CONFIG_FILE))
             .map_or("", |s| s),
     );
-    Desired {
+    Owned {
         service_accounts: rbac::service_accounts(inputs),
-        cluster_role_binding: Some(rbac::auth_delegator_binding(inputs)),
+        cluster_role_bindings: vec![rbac::auth_delegator_binding(inputs)],
         roles: rbac::client_roles(inputs),
         role_bindings: rbac::client_role_bindings(inputs),
-        deployment: Some(workload::deployment(inputs, &config_hash)),
-        config_map: Some(config_map),
-        service: Some(workload::service(inputs)),
-        network_policy: Some(workload::network_policy(inputs)),
-        pod_disruption_budget: workload::pod_disruption_budget(inputs),
+        deployments: vec![workload::deployment(inputs, &config_hash)],
+        config_maps: vec![config_map],
+        services: vec![workload::service(inputs)],
+        network_policies: vec![workload::network_policy(inputs)],
+        pod_disruption_budgets: workload::pod_disruption_budget(inputs)
+            .into_iter()
+            .collect(),
+        secrets: Vec::new(),
     }
 }
 
@@ -123,9 +113,9 @@ pub mod names {
         format!("mcpkafka:{namespace}:{server}:auth-delegator")
     }
 
-    /// The audience the sidecar accepts tokens for.
+    /// The audience the sidecar accepts tokens for (the sidecar's own default).
     pub fn audience(namespace: &str, server: &str) -> String {
-        format!("mcpkafka.dev/{namespace}/{server}")
+        mcp_kafka_sidecar::config::default_audience(namespace, server)
     }
 
     pub fn endpoint(namespace: &str, server: &str, cluster_domain: &str) -> String {

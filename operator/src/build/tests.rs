@@ -46,16 +46,22 @@ fn build(server: &McpKafkaServer, tools: &[ToolName]) -> Desired {
     })
 }
 
+/// The one object of a kind the build makes exactly once.
+fn one<K>(objects: Vec<K>) -> K {
+    assert_eq!(objects.len(), 1, "exactly one object of the kind");
+    objects.into_iter().next().unwrap()
+}
+
 fn all_metadata(d: &Desired) -> Vec<ObjectMeta> {
     let mut m: Vec<ObjectMeta> = Vec::new();
     m.extend(d.service_accounts.iter().map(|o| o.metadata.clone()));
     m.extend(d.roles.iter().map(|o| o.metadata.clone()));
     m.extend(d.role_bindings.iter().map(|o| o.metadata.clone()));
-    m.extend(d.config_map.iter().map(|o| o.metadata.clone()));
-    m.extend(d.service.iter().map(|o| o.metadata.clone()));
-    m.extend(d.network_policy.iter().map(|o| o.metadata.clone()));
-    m.extend(d.pod_disruption_budget.iter().map(|o| o.metadata.clone()));
-    m.extend(d.deployment.iter().map(|o| o.metadata.clone()));
+    m.extend(d.config_maps.iter().map(|o| o.metadata.clone()));
+    m.extend(d.services.iter().map(|o| o.metadata.clone()));
+    m.extend(d.network_policies.iter().map(|o| o.metadata.clone()));
+    m.extend(d.pod_disruption_budgets.iter().map(|o| o.metadata.clone()));
+    m.extend(d.deployments.iter().map(|o| o.metadata.clone()));
     m
 }
 
@@ -80,7 +86,7 @@ fn every_namespaced_object_is_owned_and_labelled() {
         assert_eq!(labels[SERVER_LABEL], "orders");
         assert_eq!(labels[MANAGED_BY.0], MANAGED_BY.1);
     }
-    let crb = d.cluster_role_binding.unwrap();
+    let crb = one(d.cluster_role_bindings);
     assert!(
         crb.metadata.owner_references.is_none(),
         "cluster-scoped: removed by the finalizer"
@@ -153,7 +159,7 @@ fn client_roles_grant_exactly_their_exposed_tools_on_this_server() {
 fn the_config_is_the_sidecars_own_type_with_files_not_secrets() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics, DescribeTopic]);
-    let text = &d.config_map.unwrap().data.unwrap()["config.yaml"];
+    let text = &one(d.config_maps).data.unwrap()["config.yaml"];
     let config = SidecarConfig::parse(text).expect("the sidecar accepts what the operator renders");
     assert_eq!(config.tools, vec![ListTopics, DescribeTopic]);
     assert_eq!(config.server.environment, "staging");
@@ -187,7 +193,7 @@ fn the_config_is_the_sidecars_own_type_with_files_not_secrets() {
 fn the_deployment_is_hardened_and_rolls_on_config_change() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics]);
-    let deploy = d.deployment.unwrap();
+    let deploy = one(d.deployments);
     let spec = deploy.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let template = spec.template;
@@ -253,9 +259,7 @@ fn the_deployment_is_hardened_and_rolls_on_config_change() {
     );
 
     let hash = |d: &Desired| {
-        d.deployment
-            .as_ref()
-            .unwrap()
+        d.deployments[0]
             .spec
             .as_ref()
             .unwrap()
@@ -285,7 +289,7 @@ fn the_deployment_is_hardened_and_rolls_on_config_change() {
 fn service_network_policy_and_pdb() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics]);
-    let service = d.service.unwrap().spec.unwrap();
+    let service = one(d.services).spec.unwrap();
     assert_eq!(
         service.session_affinity.as_deref(),
         Some("ClientIP"),
@@ -293,7 +297,7 @@ fn service_network_policy_and_pdb() {
     );
     let port = &service.ports.unwrap()[0];
     assert_eq!((port.name.as_deref(), port.port), (Some("mcp"), 8090));
-    let np = d.network_policy.unwrap().spec.unwrap();
+    let np = one(d.network_policies).spec.unwrap();
     let from = &np.ingress.unwrap()[0].from.clone().unwrap()[0];
     let ns_labels = from
         .namespace_selector
@@ -303,31 +307,30 @@ fn service_network_policy_and_pdb() {
         .clone()
         .unwrap();
     assert_eq!(ns_labels[crate::fence::ENVIRONMENT_LABEL], "staging");
-    assert!(d.pod_disruption_budget.is_some());
+    assert_eq!(d.pod_disruption_budgets.len(), 1);
 
     let single = server(&SERVER.replace("replicas: 2", "replicas: 1"));
     assert!(
         build(&single, &[ListTopics])
-            .pod_disruption_budget
-            .is_none()
+            .pod_disruption_budgets
+            .is_empty()
     );
 }
 
 #[test]
 fn desired_hashes_are_stable_and_follow_content() {
     let s = server(SERVER);
-    let mut a = build(&s, &[ListTopics]).service.unwrap();
-    let mut b = build(&s, &[ListTopics]).service.unwrap();
+    let mut a = one(build(&s, &[ListTopics]).services);
+    let mut b = one(build(&s, &[ListTopics]).services);
     assert_eq!(stamp_desired_hash(&mut a), stamp_desired_hash(&mut b));
     // Stamping again (the stamp itself is excluded) gives the same hash.
     let first = a.annotations()[DESIRED_HASH_ANNOTATION].clone();
     assert_eq!(stamp_desired_hash(&mut a), first);
-    let mut c = build(
+    let mut c = one(build(
         &server(&SERVER.replace("orders", "payments")),
         &[ListTopics],
     )
-    .service
-    .unwrap();
+    .services);
     assert_ne!(stamp_desired_hash(&mut c), first);
 }
 
@@ -364,5 +367,36 @@ fn token_secrets_carry_token_endpoint_and_times() {
     assert_eq!(
         secret.metadata.annotations.unwrap()[rbac::EXPIRES_AT_ANNOTATION],
         "2026-01-01T01:00:00Z"
+    );
+}
+
+#[test]
+fn served_tools_read_back_what_the_config_map_gives_the_sidecar() {
+    let s = server(SERVER);
+    let config = OperatorConfig::default();
+    let until: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+    let window = crate::crd::BreakGlass {
+        until: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(until),
+        reason: "INC-1".into(),
+        allow: vec![CreateTopic],
+    };
+    let d = desired(&Inputs {
+        server: &s,
+        config: &config,
+        fenced: &fenced(),
+        tools: &[ListTopics, CreateTopic],
+        break_glass: Some(&window),
+    });
+    let cm = one(d.config_maps);
+    let before: Timestamp = "2026-01-01T00:30:00Z".parse().unwrap();
+    assert_eq!(
+        served_tools(&cm, before),
+        Some(vec![ListTopics, CreateTopic])
+    );
+    // The sidecar closes the window by itself at its end.
+    assert_eq!(served_tools(&cm, until), Some(vec![ListTopics]));
+    assert_eq!(
+        served_tools(&k8s_openapi::api::core::v1::ConfigMap::default(), before),
+        None
     );
 }

@@ -122,6 +122,30 @@ pub(super) fn config_map(inputs: &Inputs) -> ConfigMap {
     }
 }
 
+/// The tools a live ConfigMap of ours gives the sidecar that reads it, at
+/// `now`: what runs while the operator cannot apply (its break-glass tools
+/// only until the window's end, which the sidecar enforces itself). None if
+/// the ConfigMap holds no config the sidecar would accept.
+pub fn served_tools(
+    config_map: &ConfigMap,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<Vec<mcp_kafka_sidecar::tool_name::ToolName>> {
+    let text = config_map.data.as_ref()?.get(CONFIG_FILE)?;
+    let config = SidecarConfig::parse(text).ok()?;
+    let closed: Vec<_> = config
+        .break_glass
+        .filter(|w| w.until <= now)
+        .map(|w| w.tools)
+        .unwrap_or_default();
+    Some(
+        config
+            .tools
+            .into_iter()
+            .filter(|t| !closed.contains(t))
+            .collect(),
+    )
+}
+
 /// Volumes and their mounts: the config, then each referenced Secret.
 fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
     let server = inputs.name();

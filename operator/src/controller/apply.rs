@@ -1,7 +1,7 @@
-//! Apply: server-side apply under one field manager, but only when the live
-//! object (from the watch cache) differs from the desired one, so that an
-//! unchanged server causes no API writes at all; and prune what a server no
-//! longer needs.
+//! Apply one object: server-side apply under one field manager, but only
+//! when the live object (from the watch cache) differs from the desired one,
+//! so that an unchanged server causes no API writes at all; and prune the
+//! objects of one kind that a server no longer needs.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -92,25 +92,15 @@ where
     Ok(Arc::new(applied))
 }
 
-/// What a server should have, as (kind, name): everything else of the
-/// server's is pruned. Names repeat across kinds (`orders-mcp` is a
-/// Deployment, a Service and a ServiceAccount), so the kind is part of the key.
-pub type Keep = BTreeSet<(String, String)>;
-
-/// The key of `object` in a [`Keep`] set.
-pub fn keep_key<K: Resource<DynamicType = ()>>(object: &K) -> (String, String) {
-    (K::kind(&()).into_owned(), object.name_any())
-}
-
 /// Deletes the cached objects of this kind in `namespace` (None: cluster
-/// scope) that carry `selector`'s labels and are not in `keep`. Already gone
-/// is fine.
+/// scope) that carry `selector`'s labels and whose names are not in `keep`
+/// (what this reconcile applied of the kind). Already gone is fine.
 pub async fn prune<K>(
     api: &Api<K>,
     namespace: Option<&str>,
     cache: &Store<K>,
     selector: &[(&str, &str)],
-    keep: &Keep,
+    keep: &BTreeSet<String>,
     metrics: &Metrics,
 ) -> Result<usize, kube::Error>
 where
@@ -125,7 +115,7 @@ where
                 .iter()
                 .all(|(k, v)| o.labels().get(*k).map(String::as_str) == Some(*v))
         })
-        .filter(|o| !keep.contains(&keep_key(o.as_ref())))
+        .filter(|o| !keep.contains(&o.name_any()))
         .map(|o| o.name_any())
         .collect();
     for name in &stale {

@@ -1,0 +1,203 @@
+//! Events (`kubectl describe mks`): which ones a reconcile calls for is a
+//! pure function of the status before and after it and of the tokens it
+//! issued; publishing them is the only I/O here.
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType};
+use tracing::warn;
+
+use super::Context;
+use crate::build::names;
+use crate::crd::{McpKafkaServer, McpKafkaServerStatus};
+use crate::status;
+
+fn event(type_: EventType, reason: &str, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
+
+/// What a person should notice, once per change: a fence broken, another
+/// failure, tools denied or exposed; and each token issued. An unchanged
+/// status calls for none.
+pub fn chosen(
+    server: &str,
+    old: Option<&McpKafkaServerStatus>,
+    new: &McpKafkaServerStatus,
+    rotated: &[String],
+) -> Vec<Event> {
+    let old = old.cloned().unwrap_or_default();
+    let mut events = Vec::new();
+    let changed = |type_: &str| {
+        let (a, b) = (status::find(&old, type_), status::find(new, type_));
+        a.map(|c| (&c.status, &c.reason, &c.message))
+            != b.map(|c| (&c.status, &c.reason, &c.message))
+    };
+    let warning_if_false = |type_: &str| {
+        status::find(new, type_)
+            .filter(|c| c.status == "False")
+            .map(|c| event(EventType::Warning, &c.reason, c.message.clone()))
+    };
+    if changed(status::ENVIRONMENT_FENCED) {
+        events.extend(warning_if_false(status::ENVIRONMENT_FENCED));
+    }
+    // A broken fence already has its Event above; other failures (a missing
+    // Secret, an apply error) get theirs from the Reconciled condition.
+    let fence_holds =
+        status::find(new, status::ENVIRONMENT_FENCED).is_some_and(|c| c.status == "True");
+    if changed(status::RECONCILED) && fence_holds {
+        events.extend(warning_if_false(status::RECONCILED));
+    }
+    if old.denied_tools != new.denied_tools && !new.denied_tools.is_empty() {
+        let list: Vec<String> = new
+            .denied_tools
+            .iter()
+            .map(|d| format!("{}: {}", d.name, d.reason))
+            .collect();
+        events.push(event(EventType::Warning, "ToolsDenied", list.join("; ")));
+    }
+    if old.effective_tools != new.effective_tools && !new.effective_tools.is_empty() {
+        let list: Vec<&str> = new.effective_tools.iter().map(|t| t.as_str()).collect();
+        events.push(event(EventType::Normal, "ToolsExposed", list.join(", ")));
+    }
+    for client in rotated {
+        let note = format!(
+            "issued a new token for client {client} in Secret {}",
+            names::token_secret(server, client)
+        );
+        events.push(event(EventType::Normal, "TokenIssued", note));
+    }
+    events
+}
+
+/// Publishes each Event on the server. An Event is a courtesy: failing to
+/// write one is logged and does not fail the reconcile.
+pub async fn publish(ctx: &Context, server: &McpKafkaServer, events: Vec<Event>) {
+    let reference = server.object_ref(&());
+    for event in events {
+        match ctx.recorder.publish(&event, &reference).await {
+            Ok(()) => ctx.metrics.api_write("Event", "create"),
+            Err(e) => warn!(error = %e, reason = %event.reason, "publishing an event"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::DeniedTool;
+    use crate::fence::FenceBroken;
+    use crate::status::{Observed, Serving};
+    use k8s_openapi::jiff::Timestamp;
+    use mcp_kafka_sidecar::tool_name::ToolName;
+    use std::collections::BTreeMap;
+
+    fn observed() -> Observed {
+        Observed {
+            generation: Some(1),
+            fence: Ok(()),
+            policy_source: "the operator's default policy".into(),
+            effective_tools: vec![ToolName::ListTopics],
+            denied_tools: vec![],
+            missing_secrets: vec![],
+            applied: Ok(()),
+            serving: Serving {
+                tools: vec![ToolName::ListTopics],
+                endpoint: Some("http://x-mcp.a.svc.cluster.local:8090/mcp".into()),
+                replicas: Some((1, 1)),
+                token_secrets: BTreeMap::new(),
+            },
+        }
+    }
+
+    fn status_of(o: &Observed) -> McpKafkaServerStatus {
+        status::compute(
+            None,
+            o,
+            "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
+        )
+    }
+
+    fn reasons(events: &[Event]) -> Vec<(EventType, &str)> {
+        events
+            .iter()
+            .map(|e| (e.type_, e.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_server_announces_its_tools_and_an_unchanged_one_nothing() {
+        let s = status_of(&observed());
+        assert_eq!(
+            reasons(&chosen("x", None, &s, &[])),
+            [(EventType::Normal, "ToolsExposed")]
+        );
+        assert!(chosen("x", Some(&s), &s, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_broken_fence_gets_one_warning_not_two() {
+        let before = status_of(&observed());
+        let broken = status_of(&Observed {
+            fence: Err(FenceBroken {
+                reason: "EnvironmentMismatch",
+                message: "labelled prod".into(),
+            }),
+            serving: Serving::default(),
+            ..observed()
+        });
+        let events = chosen("x", Some(&before), &broken, &[]);
+        assert_eq!(
+            reasons(&events),
+            [(EventType::Warning, "EnvironmentMismatch")]
+        );
+        assert_eq!(events[0].note.as_deref(), Some("labelled prod"));
+    }
+
+    #[test]
+    fn a_missing_secret_warns_with_its_name_and_tools_kept_running_are_not_announced_again() {
+        let before = status_of(&observed());
+        let missing = status_of(&Observed {
+            missing_secrets: vec!["kafka-ca".into()],
+            ..observed()
+        });
+        let events = chosen("x", Some(&before), &missing, &[]);
+        assert_eq!(reasons(&events), [(EventType::Warning, "SecretNotFound")]);
+        assert!(events[0].note.as_deref().unwrap().contains("kafka-ca"));
+    }
+
+    #[test]
+    fn denied_tools_and_issued_tokens() {
+        let before = status_of(&observed());
+        let denied = status_of(&Observed {
+            denied_tools: vec![DeniedTool {
+                name: ToolName::CreateTopic,
+                reason: "denied by McpToolPolicy a/default".into(),
+            }],
+            ..observed()
+        });
+        let events = chosen("orders", Some(&before), &denied, &["laptop".into()]);
+        assert_eq!(
+            reasons(&events),
+            [
+                (EventType::Warning, "ToolsDenied"),
+                (EventType::Normal, "TokenIssued")
+            ]
+        );
+        assert_eq!(
+            events[0].note.as_deref(),
+            Some("create_topic: denied by McpToolPolicy a/default")
+        );
+        assert!(
+            events[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("Secret orders-mcp-client-laptop-token")
+        );
+    }
+}
