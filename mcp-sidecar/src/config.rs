@@ -115,6 +115,12 @@ pub struct ListenConfig {
     /// (DNS-rebinding protection): e.g. the Service's DNS names.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Address of a second listener that serves only `/metrics`, so that a
+    /// Prometheus in another namespace can scrape it while the
+    /// NetworkPolicy admits `/mcp` only from the server's environment.
+    /// Unset: `/metrics` is served on `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl ListenConfig {
@@ -129,6 +135,7 @@ impl Default for ListenConfig {
         Self {
             address: Self::default_address(),
             allowed_hosts: Vec::new(),
+            metrics_address: None,
         }
     }
 }

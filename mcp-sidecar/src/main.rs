@@ -79,6 +79,7 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         listen: ListenConfig {
             address: cli.listen,
             allowed_hosts: cli.allowed_hosts.clone(),
+            metrics_address: None,
         },
         kafka: KafkaConfig {
             bootstrap_servers: cli.bootstrap_servers.clone(),

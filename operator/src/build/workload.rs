@@ -62,6 +62,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
                 format!("{service}.{namespace}.svc"),
                 format!("{service}.{namespace}.svc.{domain}"),
             ],
+            metrics_address: None,
         },
         kafka: KafkaConfig {
             bootstrap_servers: spec.kafka.bootstrap_servers.clone(),
