@@ -900,11 +900,10 @@ async fn a_peek_that_finds_every_consumer_busy_is_told_to_retry() {
     produce(&topic, 3, |i| format!("m{i}")).await;
     // Hold every peek slot, as PEEK_CONSUMERS long peeks would.
     let kafka = Arc::clone(&mcp.runtime().kafka);
-    let held = kafka
-        .peek_slots
-        .acquire_many(mcp_kafka_sidecar::kafka::PEEK_CONSUMERS as u32)
-        .await
-        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..mcp_kafka_sidecar::kafka::PEEK_CONSUMERS {
+        held.push(kafka.peek_slot(Duration::from_secs(5)).await.unwrap());
+    }
     let peek = json!({"topic": topic, "from": "earliest", "timeout_ms": 300});
     let busy = mcp
         .call("consume_messages", peek.clone())
