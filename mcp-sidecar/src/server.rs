@@ -415,7 +415,7 @@ impl KafkaMcp {
         };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.
-        let bound = rt.kafka.timeout.saturating_mul(3)
+        let bound = rt.kafka.timeout().saturating_mul(3)
             + Duration::from_millis(rt.config.limits.max_consume_timeout_ms);
         match tokio::time::timeout(bound, tools::dispatch(tool, &ctx, args)).await {
             Ok(result) => result,

@@ -900,11 +900,10 @@ async fn a_peek_that_finds_every_consumer_busy_is_told_to_retry() {
     produce(&topic, 3, |i| format!("m{i}")).await;
     // Hold every peek slot, as PEEK_CONSUMERS long peeks would.
     let kafka = Arc::clone(&mcp.runtime().kafka);
-    let held = kafka
-        .peek_slots
-        .acquire_many(mcp_kafka_sidecar::kafka::PEEK_CONSUMERS as u32)
-        .await
-        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..mcp_kafka_sidecar::kafka::PEEK_CONSUMERS {
+        held.push(kafka.peek_slot(Duration::from_secs(5)).await.unwrap());
+    }
     let peek = json!({"topic": topic, "from": "earliest", "timeout_ms": 300});
     let busy = mcp
         .call("consume_messages", peek.clone())
@@ -1180,21 +1179,37 @@ async fn tools_not_enabled_are_not_callable() {
     ok(&mcp, "list_topics", json!({})).await;
 }
 
-/// What Kafka holds that a bad call could change: every topic's partition
-/// count and configs we set, one topic's offsets, one group's offsets.
-async fn kafka_state(mcp: &KafkaMcp, topic: &str) -> Value {
+/// What Kafka holds that a bad call could change, of what one test owns
+/// (sibling tests create and delete their own topics meanwhile): which of
+/// the topics it names, or whose names start with its topic's, exist and
+/// with how many partitions; its topic's configs and offsets; its group's
+/// committed offsets on its topic.
+async fn kafka_state(
+    mcp: &KafkaMcp,
+    topic: &str,
+    named: &std::collections::BTreeSet<String>,
+    group: &str,
+) -> Value {
     let admin: rdkafka::admin::AdminClient<_> = Ground::get().kafka_config().create().unwrap();
     let md = admin.inner().fetch_metadata(None, TIMEOUT).unwrap();
-    let mut topics: Vec<(String, usize)> = md
+    let derived = format!("{topic}-");
+    let topics: std::collections::BTreeMap<String, usize> = md
         .topics()
         .iter()
+        .filter(|t| t.name() == topic || t.name().starts_with(&derived) || named.contains(t.name()))
         .map(|t| (t.name().to_string(), t.partitions().len()))
         .collect();
-    topics.sort();
+    assert!(topics.contains_key(topic), "{topic} is not in {topics:?}");
+    let lag = json!({"group_id": group, "topic": topic});
+    let group_offsets = match mcp.call("get_consumer_lag", lag).await {
+        Ok(lag) => lag,
+        Err(e) => json!(e.code.as_str()),
+    };
     json!({
         "topics": topics,
         "configs": ok(mcp, "describe_configs", json!({"resource_type": "topic", "name": topic})).await,
         "offsets": ok(mcp, "fetch_offsets", json!({"topic": topic})).await,
+        "group_offsets": group_offsets,
     })
 }
 
@@ -1203,7 +1218,10 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
     let mcp = server();
     let topic = new_topic(&mcp, "t-evil", 2).await;
     produce(&topic, 3, |i| format!("m{i}")).await;
-    let before = kafka_state(&mcp, &topic).await;
+    // Names a refused call would create start with the test topic's, so
+    // that no other test (nor another run of this one) makes or removes them.
+    let name = |suffix: &str| format!("{topic}-{suffix}");
+    let group = format!("g-{topic}");
     let one_mib = "k".repeat(1 << 20);
     let far_future = 253_402_300_800_000i64; // 9999-12-31
     use ErrorCode::{InvalidArgument as Invalid, LimitExceeded as Limit, NotFound};
@@ -1244,17 +1262,17 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
         // Negative and huge counts.
         (
             "create_topic",
-            json!({"topic": "t-evil-neg", "partitions": -1}),
+            json!({"topic": name("neg"), "partitions": -1}),
             Invalid,
         ),
         (
             "create_topic",
-            json!({"topic": "t-evil-huge", "partitions": 4_294_967_296i64}),
+            json!({"topic": name("huge"), "partitions": 4_294_967_296i64}),
             Invalid,
         ),
         (
             "create_topic",
-            json!({"topic": "t-evil-rf", "partitions": 1, "replication_factor": 1000}),
+            json!({"topic": name("rf"), "partitions": 1, "replication_factor": 1000}),
             Invalid,
         ),
         (
@@ -1301,18 +1319,18 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
         ),
         (
             "reset_group_offsets",
-            json!({"group_id": "g-evil", "topic": topic, "to": "offset", "offset": -5}),
+            json!({"group_id": group, "topic": topic, "to": "offset", "offset": -5}),
             Invalid,
         ),
         // Configs Kafka would reject: refused, nothing half-applied.
         (
             "create_topic",
-            json!({"topic": "t-evil-cfg", "partitions": 1, "configs": {"retention.ms": "forever"}}),
+            json!({"topic": name("cfg"), "partitions": 1, "configs": {"retention.ms": "forever"}}),
             Invalid,
         ),
         (
             "create_topic",
-            json!({"topic": "t-evil-cfg2", "partitions": 1, "configs": {"no.such.config": "1"}}),
+            json!({"topic": name("cfg2"), "partitions": 1, "configs": {"no.such.config": "1"}}),
             Invalid,
         ),
         (
@@ -1343,6 +1361,11 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
             Invalid,
         ),
     ];
+    let named = cases
+        .iter()
+        .filter_map(|(_, args, _)| args["topic"].as_str().map(str::to_string))
+        .collect();
+    let before = kafka_state(&mcp, &topic, &named, &group).await;
     let mut wrong = Vec::new();
     for (tool, args, expected) in &cases {
         match mcp.call(tool, args.clone()).await {
@@ -1378,7 +1401,7 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
         "{at}"
     );
     assert_eq!(
-        kafka_state(&mcp, &topic).await,
+        kafka_state(&mcp, &topic, &named, &group).await,
         before,
         "a refused call changed Kafka"
     );

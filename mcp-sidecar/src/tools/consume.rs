@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Freshness, offsets_for_timestamp, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::kafka::{Kafka, PeekConsumer};
+use crate::kafka::{BlockingKafka, PeekConsumer};
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -161,35 +161,12 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         }
         _ => {}
     }
-    // Wait for a peek consumer at most as long as the peek may take
-    // (without a thread: waiting peeks cost no more than their request).
-    let slot = tokio::time::timeout(
-        Duration::from_millis(timeout_ms),
-        ctx.kafka.peek_slots.acquire(),
-    )
-    .await;
-    let Ok(Ok(_permit)) = slot else {
-        let mut busy = ToolError::new(
-            ErrorCode::LimitExceeded,
-            format!(
-                "{} peeks are running on this server; try again",
-                crate::kafka::PEEK_CONSUMERS
-            ),
-        );
-        busy.retriable = true;
-        return Err(busy);
-    };
+    // Wait for a peek consumer at most as long as the peek may take.
+    let timeout = Duration::from_millis(timeout_ms);
     ctx.kafka
-        .blocking(move |k| {
-            let consumer = k.peek_consumer()?;
-            let plan = plan_peek(k, &consumer, args, max_messages)?;
-            read_peek(
-                &consumer,
-                plan,
-                max_messages,
-                max_bytes,
-                Duration::from_millis(timeout_ms),
-            )
+        .peek(timeout, move |k, consumer| {
+            let plan = plan_peek(k, consumer, args, max_messages)?;
+            read_peek(consumer, plan, max_messages, max_bytes, timeout)
         })
         .await
 }
@@ -215,7 +192,7 @@ struct PeekPlan {
 /// reads; the shared lookup connection answers one request at a time, and
 /// concurrent peeks queued on it).
 fn plan_peek(
-    k: &Kafka,
+    k: &BlockingKafka,
     consumer: &BaseConsumer,
     args: ConsumeArgs,
     max_messages: usize,
@@ -269,7 +246,7 @@ fn plan_peek(
     })
 }
 
-/// Reads a planned peek on a pooled consumer (the caller holds a `peek_slots` permit).
+/// Reads a planned peek on a pooled consumer (the caller holds a peek slot).
 fn read_peek(
     consumer: &PeekConsumer,
     plan: PeekPlan,

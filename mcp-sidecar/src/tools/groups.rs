@@ -12,8 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rdkafka::admin::AdminOptions;
-use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::groups::GroupInfo;
 use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -22,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Freshness, offsets_for_timestamp, partitions_of, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ToolError, ToolResult};
-use crate::kafka::Kafka;
+use crate::kafka::BlockingKafka;
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,11 +48,7 @@ pub async fn list_groups(ctx: &ToolContext, args: ListGroupsArgs) -> ToolResult<
     let cap = ctx.limits.max_list_items;
     ctx.kafka
         .blocking(move |k| {
-            let list = k
-                .admin
-                .inner()
-                .fetch_group_list(None, k.timeout)
-                .map_err(|e| ToolError::from_kafka("listing consumer groups", &e))?;
+            let list = k.group_list(None)?;
             let mut groups: Vec<GroupSummary> = list
                 .groups()
                 .iter()
@@ -109,12 +103,8 @@ pub struct GroupMember {
 
 /// The classic description of one group; a group Kafka does not know comes
 /// back in state `Dead` with no members, which is `NOT_FOUND` here.
-fn group_info(k: &Kafka, group: &str) -> ToolResult<GroupDescription> {
-    let list = k
-        .admin
-        .inner()
-        .fetch_group_list(Some(group), k.timeout)
-        .map_err(|e| ToolError::from_kafka(&format!("describing group {group:?}"), &e))?;
+fn group_info(k: &BlockingKafka, group: &str) -> ToolResult<GroupDescription> {
+    let list = k.group_list(Some(group))?;
     let info: &GroupInfo = list
         .groups()
         .iter()
@@ -230,7 +220,7 @@ const MAX_SCANNED_PARTITIONS: usize = 20_000;
 
 /// Committed offsets of `group` for the given partitions (only those with one).
 fn committed(
-    k: &Kafka,
+    k: &BlockingKafka,
     group: &str,
     partitions: &[(String, i32)],
 ) -> ToolResult<Vec<(String, i32, i64)>> {
@@ -238,14 +228,7 @@ fn committed(
     for (t, p) in partitions {
         tpl.add_partition(t, *p);
     }
-    let consumer = k.consumer(group)?;
-    let committed = consumer.committed_offsets(tpl, k.timeout).map_err(|e| {
-        ToolError::from_kafka(
-            &format!("fetching committed offsets of group {group:?}"),
-            &e,
-        )
-    })?;
-    Ok(committed
+    Ok(k.committed_offsets(group, tpl)?
         .elements()
         .iter()
         .filter_map(|e| match e.offset() {
@@ -365,17 +348,12 @@ pub async fn delete_group(
             state: info.state,
         });
     }
-    let opts = AdminOptions::new().request_timeout(Some(ctx.kafka.timeout));
     let what = format!("delete group {:?}", args.group_id);
-    let results = ctx
-        .kafka
-        .admin
-        .delete_groups(&[&args.group_id], &opts)
-        .await
-        .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
-    for r in results {
-        r.map_err(|(_, code)| ToolError::from_kafka_code(&what, code))?;
-    }
+    ctx.kafka
+        .admin(&what, |admin, options| {
+            admin.delete_groups(&[&args.group_id], &options)
+        })
+        .await?;
     Ok(DeleteGroupResult {
         group_id: args.group_id,
         dry_run: false,
@@ -485,10 +463,7 @@ pub async fn reset_group_offsets(
                 changes.push(OffsetChange { partition: p, before: before.get(&p).copied(), after: target });
             }
             if !args.dry_run {
-                let consumer = k.consumer(&args.group_id)?;
-                consumer
-                    .commit(&tpl, CommitMode::Sync)
-                    .map_err(|e| ToolError::from_kafka(&format!("committing offsets for group {:?}", args.group_id), &e))?;
+                k.commit_offsets(&args.group_id, &tpl)?;
             }
             Ok(ResetOffsetsResult { group_id: args.group_id, topic: args.topic, dry_run: args.dry_run, partitions: changes })
         })

@@ -15,25 +15,15 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Freshness, partitions_of, topic_configs};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::incremental_alter::{ConfigOp, alter_topic_configs};
+use crate::incremental_alter::ConfigOp;
 use crate::kafka::Kafka;
 
-fn admin_options(kafka: &Kafka, dry_run: bool) -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(kafka.timeout))
-        .operation_timeout(Some(kafka.timeout))
+/// Options of a topic change: Kafka waits up to the request timeout for
+/// the change to be made (not only accepted), or only validates it.
+fn change_options(kafka: &Kafka, options: AdminOptions, dry_run: bool) -> AdminOptions {
+    options
+        .operation_timeout(Some(kafka.timeout()))
         .validate_only(dry_run)
-}
-
-/// The first per-resource error of an admin call, mapped.
-fn first_error<T>(
-    what: &str,
-    results: Vec<Result<T, (String, rdkafka::types::RDKafkaErrorCode)>>,
-) -> ToolResult<()> {
-    for r in results {
-        r.map_err(|(_, code)| ToolError::from_kafka_code(what, code))?;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -85,13 +75,11 @@ pub async fn create_topic(
         topic = topic.set(k, v);
     }
     let what = format!("create topic {:?}", args.topic);
-    let results = ctx
-        .kafka
-        .admin
-        .create_topics(&[topic], &admin_options(&ctx.kafka, args.dry_run))
-        .await
-        .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
-    first_error(&what, results)?;
+    ctx.kafka
+        .admin(&what, |admin, options| {
+            admin.create_topics([&topic], &change_options(&ctx.kafka, options, args.dry_run))
+        })
+        .await?;
     if !args.dry_run {
         wait_for_partitions(ctx, &args.topic, args.partitions as usize).await;
     }
@@ -144,13 +132,11 @@ pub async fn delete_topic(
         .await?;
     if !args.dry_run {
         let what = format!("delete topic {:?}", args.topic);
-        let results = ctx
-            .kafka
-            .admin
-            .delete_topics(&[&args.topic], &admin_options(&ctx.kafka, false))
-            .await
-            .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
-        first_error(&what, results)?;
+        ctx.kafka
+            .admin(&what, |admin, options| {
+                admin.delete_topics(&[&args.topic], &change_options(&ctx.kafka, options, false))
+            })
+            .await?;
     }
     Ok(DeleteTopicResult {
         topic: args.topic,
@@ -199,16 +185,15 @@ pub async fn create_partitions(
         )));
     }
     let what = format!("create partitions for {:?}", args.topic);
-    let results = ctx
-        .kafka
-        .admin
-        .create_partitions(
-            &[NewPartitions::new(&args.topic, args.total)],
-            &admin_options(&ctx.kafka, args.dry_run),
-        )
-        .await
-        .map_err(|e| ctx.kafka.classify(ToolError::from_kafka(&what, &e)))?;
-    first_error(&what, results)?;
+    let partitions = NewPartitions::new(&args.topic, args.total);
+    ctx.kafka
+        .admin(&what, |admin, options| {
+            admin.create_partitions(
+                [&partitions],
+                &change_options(&ctx.kafka, options, args.dry_run),
+            )
+        })
+        .await?;
     if !args.dry_run {
         wait_for_partitions(ctx, &args.topic, args.total).await;
     }
@@ -303,7 +288,7 @@ pub async fn update_topic_config(
                 .map(|name| ConfigOp::Delete(name))
                 .chain(set.iter().map(|(name, value)| ConfigOp::Set(name, value)))
                 .collect();
-            alter_topic_configs(&k.admin, &topic, &ops, dry_run, k.timeout)
+            k.alter_topic_configs(&topic, &ops, dry_run)
         })
         .await?;
     let visible = !dry_run && wait_until_visible(ctx, &args.topic, &changes).await;
@@ -320,7 +305,7 @@ pub async fn update_topic_config(
 /// value. Wait (bounded by the Kafka timeout) until the broker reports the
 /// new values, so that the caller's next read sees its own write.
 async fn wait_until_visible(ctx: &ToolContext, topic: &str, changes: &[ConfigChange]) -> bool {
-    let deadline = tokio::time::Instant::now() + ctx.kafka.timeout;
+    let deadline = tokio::time::Instant::now() + ctx.kafka.timeout();
     loop {
         if let Ok(now) = topic_configs(&ctx.kafka, topic, false).await {
             let value = |name: &str| {
@@ -345,7 +330,7 @@ async fn wait_until_visible(ctx: &ToolContext, topic: &str, changes: &[ConfigCha
 /// sees its own write. Seen on a fresh broker: CreateTopics answered, the
 /// next metadata request did not list the topic yet.
 async fn wait_for_partitions(ctx: &ToolContext, topic: &str, count: usize) {
-    let deadline = tokio::time::Instant::now() + ctx.kafka.timeout;
+    let deadline = tokio::time::Instant::now() + ctx.kafka.timeout();
     loop {
         let t = topic.to_string();
         let listed = ctx
@@ -471,22 +456,10 @@ pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult
     if let Some(p) = args.partition {
         record = record.partition(p);
     }
-    let timeout = ctx.kafka.timeout;
-    let delivered = tokio::time::timeout(
-        timeout + Duration::from_secs(1),
-        ctx.kafka.producer.send(record, timeout),
-    )
-    .await
-    .map_err(|_| {
-        ctx.kafka
-            .classify(ToolError::new(ErrorCode::Timeout, "publishing timed out"))
-    })?
-    .map_err(|(e, _)| {
-        ctx.kafka.classify(ToolError::from_kafka(
-            &format!("publish to {:?}", args.topic),
-            &e,
-        ))
-    })?;
+    let delivered = ctx
+        .kafka
+        .produce(&format!("publish to {:?}", args.topic), record)
+        .await?;
     Ok(PublishResult {
         topic: args.topic,
         partition: Some(delivered.partition),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdkafka::Offset;
-use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{ConfigSource, ResourceSpecifier};
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use rdkafka::types::RDKafkaErrorCode;
 use schemars::JsonSchema;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ToolContext, validate};
 use crate::error::{ToolError, ToolResult};
-use crate::kafka::{IndexedMetadata, Kafka};
+use crate::kafka::{BlockingKafka, IndexedMetadata, Kafka};
 
 /// No arguments.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -65,7 +65,7 @@ pub async fn cluster_status(ctx: &ToolContext, _: ClusterStatusArgs) -> ToolResu
                 offline += usize::from(p.leader() < 0);
             }
             Ok(ClusterStatus {
-                cluster_id: k.fetch_cluster_id(k.timeout),
+                cluster_id: k.fetch_cluster_id(),
                 broker_count: md.brokers().len(),
                 brokers: brokers(&md),
                 topic_count: md.topics().len(),
@@ -240,7 +240,7 @@ pub(super) enum Freshness {
 /// Metadata that holds `topic`, or `NOT_FOUND`. A topic missing from the
 /// cache is asked for live before it is called missing (it may be new).
 fn topic_metadata(
-    k: &Kafka,
+    k: &BlockingKafka,
     topic: &str,
     freshness: Freshness,
 ) -> ToolResult<Arc<IndexedMetadata>> {
@@ -258,7 +258,11 @@ fn topic_metadata(
 }
 
 /// Partition IDs of a topic, or `NOT_FOUND`.
-pub(super) fn partitions_of(k: &Kafka, topic: &str, freshness: Freshness) -> ToolResult<Vec<i32>> {
+pub(super) fn partitions_of(
+    k: &BlockingKafka,
+    topic: &str,
+    freshness: Freshness,
+) -> ToolResult<Vec<i32>> {
     let md = topic_metadata(k, topic, freshness)?;
     Ok(find_topic(&md, topic)?
         .partitions()
@@ -365,14 +369,12 @@ pub(super) async fn resource_configs(
     resource: ResourceSpecifier<'_>,
     include_defaults: bool,
 ) -> ToolResult<Vec<ConfigValue>> {
-    let opts = AdminOptions::new().request_timeout(Some(kafka.timeout));
     let what = format!("describe configs of {resource:?}");
-    let results = kafka
-        .admin
-        .describe_configs(&[resource], &opts)
-        .await
-        .map_err(|e| kafka.classify(ToolError::from_kafka(&what, &e)))?;
-    let resource = results
+    let resource = kafka
+        .admin(&what, |admin, options| {
+            admin.describe_configs([&resource], &options)
+        })
+        .await?
         .into_iter()
         .next()
         .ok_or_else(|| {
@@ -380,8 +382,7 @@ pub(super) async fn resource_configs(
                 crate::error::ErrorCode::Internal,
                 "Kafka returned no config result",
             )
-        })?
-        .map_err(|code| ToolError::from_kafka_code(&what, code))?;
+        })?;
     let mut values: Vec<ConfigValue> = resource
         .entries
         .into_iter()
@@ -474,7 +475,7 @@ pub struct PartitionOffsets {
 
 /// The partitions a call names: one (checked to exist) or all.
 pub(super) fn select_partitions(
-    k: &Kafka,
+    k: &BlockingKafka,
     topic: &str,
     partition: Option<i32>,
     freshness: Freshness,
@@ -493,7 +494,7 @@ pub(super) fn select_partitions(
 /// First offsets at or after `timestamp_ms`, per partition; partitions
 /// with no message that recent are left out.
 pub(super) fn offsets_for_timestamp(
-    k: &Kafka,
+    k: &BlockingKafka,
     topic: &str,
     partitions: &[i32],
     timestamp_ms: i64,

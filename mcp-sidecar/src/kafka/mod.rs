@@ -1,0 +1,125 @@
+//! Kafka access: one long-lived admin client, producer and offset-lookup
+//! consumer per process (librdkafka reconnects on its own), a few reusable
+//! peek consumers, a health probe that `/readyz` and error classification
+//! read, and a short-lived cache of the cluster metadata.
+//!
+//! Tools reach Kafka only through `Kafka`'s methods, and every one answers
+//! with the tool surface's errors, already classified (`Kafka::classify`:
+//! a timeout while the probe cannot reach Kafka either is an outage): the
+//! async requests directly ([`Kafka::admin`], [`Kafka::produce`]), the
+//! blocking ones inside [`Kafka::blocking`], whose [`BlockingKafka`] exists
+//! only there.
+//!
+//! - `settings`: the librdkafka settings of every client;
+//! - `metadata`: cluster metadata, indexed and cached;
+//! - `offsets`: offset lookups (ListOffsets);
+//! - `peek`: the pool of peek consumers;
+//! - `requests`: admin requests, produce, group offsets;
+//! - `health`: the probe, refusals, classification and the cluster-ID fence;
+//! - `ffi`: the librdkafka calls rust-rdkafka does not wrap (or leaks in).
+
+mod ffi;
+mod health;
+mod metadata;
+mod offsets;
+mod peek;
+mod requests;
+mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::KafkaConfig;
+use crate::error::{ErrorCode, ToolError, ToolResult};
+
+pub use health::RefusalWatch;
+pub use metadata::IndexedMetadata;
+pub use peek::{PEEK_CONSUMERS, PeekConsumer, PeekSlot};
+pub use requests::PerResource;
+
+pub type Admin = AdminClient<rdkafka::client::DefaultClientContext>;
+
+pub struct Kafka {
+    admin: Admin,
+    producer: FutureProducer<RefusalWatch>,
+    /// Looks up offsets (ListOffsets for many partitions in one request);
+    /// never assigned, subscribed or committed.
+    lookup: BaseConsumer,
+    /// What every client connects with (new group consumers start from it).
+    base: rdkafka::ClientConfig,
+    peeks: peek::PeekPool,
+    metadata: metadata::MetadataCache<IndexedMetadata>,
+    health: health::Health,
+    /// Bound for one request to Kafka.
+    timeout: Duration,
+}
+
+/// Kafka as a blocking task sees it: the librdkafka calls that block a
+/// thread, available only inside [`Kafka::blocking`], which runs them off
+/// the async runtime and classifies what they return.
+pub struct BlockingKafka<'a> {
+    kafka: &'a Kafka,
+}
+
+impl Kafka {
+    /// Builds the clients. Credentials are read from their files here and
+    /// only handed to librdkafka; they never reach logs or errors.
+    pub fn connect(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Arc<Kafka>> {
+        let base = settings::client_config(config, client_id)?;
+        let refusals = RefusalWatch::default();
+        let admin = base
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
+        let producer = settings::producer_config(&base, config.request_timeout_ms)
+            .create_with_context(refusals.clone())
+            .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let lookup = settings::lookup_config(&base)
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka offset-lookup consumer: {e}"))?;
+        Ok(Arc::new(Kafka {
+            admin,
+            producer,
+            lookup,
+            peeks: peek::PeekPool::new(settings::peek_consumer_config(&base)),
+            base,
+            metadata: metadata::MetadataCache::new(Duration::from_millis(
+                config.metadata_max_age_ms,
+            )),
+            health: health::Health::new(refusals, config.expected_cluster_id.clone()),
+            timeout: Duration::from_millis(config.request_timeout_ms),
+        }))
+    }
+
+    /// Bound for one request to Kafka (`kafka.requestTimeoutMs`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs blocking librdkafka work off the async runtime.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> ToolResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&BlockingKafka<'_>) -> ToolResult<T> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || f(&BlockingKafka { kafka: &this }))
+            .await
+            .map_err(|e| {
+                ToolError::new(ErrorCode::Internal, format!("a Kafka task failed: {e}"))
+            })?;
+        // A timeout while the probe also cannot reach Kafka is an outage, not
+        // a slow request: say so, so that agents back off instead of retrying.
+        result.map_err(|e| self.classify(e))
+    }
+}
+
+impl BlockingKafka<'_> {
+    /// Bound for one request to Kafka.
+    pub fn timeout(&self) -> Duration {
+        self.kafka.timeout
+    }
+}

@@ -1,0 +1,170 @@
+//! Requests that tools make: admin requests, produce, consumer groups and
+//! their offsets, and the cluster's ID. Each answers with classified errors.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::AdminOptions;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
+use rdkafka::groups::GroupList;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::FutureRecord;
+use rdkafka::producer::future_producer::Delivery;
+
+use super::{Admin, BlockingKafka, Kafka, settings};
+use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::incremental_alter::{ConfigOp, alter_topic_configs};
+
+/// What an admin request answers for each resource it names: a value, or
+/// Kafka's error code for that resource.
+pub trait PerResource {
+    type Value;
+    fn into_result(self) -> Result<Self::Value, RDKafkaErrorCode>;
+}
+
+/// CreateTopics, DeleteTopics, CreatePartitions, DeleteGroups.
+impl<T> PerResource for Result<T, (String, RDKafkaErrorCode)> {
+    type Value = T;
+    fn into_result(self) -> Result<T, RDKafkaErrorCode> {
+        self.map_err(|(_, code)| code)
+    }
+}
+
+/// DescribeConfigs.
+impl<T> PerResource for Result<T, RDKafkaErrorCode> {
+    type Value = T;
+    fn into_result(self) -> Self {
+        self
+    }
+}
+
+impl Kafka {
+    /// One admin request; `what` names it in errors. `call` gets the
+    /// client and options with this server's request timeout (add what the
+    /// request needs: an operation timeout, validate-only). The answer is
+    /// each resource's value, or the first resource's error; every error
+    /// classified.
+    pub async fn admin<R, F, Fut>(&self, what: &str, call: F) -> ToolResult<Vec<R::Value>>
+    where
+        R: PerResource,
+        F: FnOnce(&Admin, AdminOptions) -> Fut,
+        Fut: Future<Output = KafkaResult<Vec<R>>>,
+    {
+        let options = AdminOptions::new().request_timeout(Some(self.timeout));
+        let answered = call(&self.admin, options)
+            .await
+            .map_err(|e| ToolError::from_kafka(what, &e))
+            .and_then(|resources| {
+                resources
+                    .into_iter()
+                    .map(|r| {
+                        r.into_result()
+                            .map_err(|code| ToolError::from_kafka_code(what, code))
+                    })
+                    .collect()
+            });
+        answered.map_err(|e| self.classify(e))
+    }
+
+    /// Produces one record with acks=all and waits (within the request
+    /// timeout, plus a second for the delivery report) for its delivery.
+    pub async fn produce<K, P>(
+        &self,
+        what: &str,
+        record: FutureRecord<'_, K, P>,
+    ) -> ToolResult<Delivery>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let timeout = self.timeout;
+        let delivered = tokio::time::timeout(
+            timeout + Duration::from_secs(1),
+            self.producer.send(record, timeout),
+        )
+        .await;
+        let delivered = match delivered {
+            Ok(Ok(delivery)) => Ok(delivery),
+            Ok(Err((e, _))) => Err(ToolError::from_kafka(what, &e)),
+            Err(_) => Err(ToolError::new(
+                ErrorCode::Timeout,
+                format!("{what}: no acknowledgement within {timeout:?}"),
+            )),
+        };
+        delivered.map_err(|e| self.classify(e))
+    }
+}
+
+impl BlockingKafka<'_> {
+    /// The classic group listing (ListGroups + DescribeGroups): every
+    /// group, or only `group`.
+    pub fn group_list(&self, group: Option<&str>) -> ToolResult<GroupList> {
+        self.kafka
+            .admin
+            .inner()
+            .fetch_group_list(group, self.kafka.timeout)
+            .map_err(|e| {
+                let what = match group {
+                    Some(group) => format!("describing group {group:?}"),
+                    None => "listing consumer groups".to_string(),
+                };
+                ToolError::from_kafka(&what, &e)
+            })
+    }
+
+    /// A new consumer that carries `group`'s ID but never joins it.
+    fn group_consumer(&self, group: &str) -> ToolResult<BaseConsumer> {
+        settings::group_consumer_config(&self.kafka.base, group)
+            .create()
+            .map_err(|e| ToolError::from_kafka("creating a consumer", &e))
+    }
+
+    /// `group`'s committed offsets for `partitions` (OffsetFetch).
+    pub fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: TopicPartitionList,
+    ) -> ToolResult<TopicPartitionList> {
+        self.group_consumer(group)?
+            .committed_offsets(partitions, self.kafka.timeout)
+            .map_err(|e| {
+                ToolError::from_kafka(
+                    &format!("fetching committed offsets of group {group:?}"),
+                    &e,
+                )
+            })
+    }
+
+    /// Commits `offsets` for `group`, which Kafka accepts only while the
+    /// group has no members.
+    pub fn commit_offsets(&self, group: &str, offsets: &TopicPartitionList) -> ToolResult<()> {
+        self.group_consumer(group)?
+            .commit(offsets, CommitMode::Sync)
+            .map_err(|e| {
+                ToolError::from_kafka(&format!("committing offsets for group {group:?}"), &e)
+            })
+    }
+
+    /// IncrementalAlterConfigs of one topic (see `crate::incremental_alter`).
+    pub fn alter_topic_configs(
+        &self,
+        topic: &str,
+        ops: &[ConfigOp<'_>],
+        validate_only: bool,
+    ) -> ToolResult<()> {
+        alter_topic_configs(
+            &self.kafka.admin,
+            topic,
+            ops,
+            validate_only,
+            self.kafka.timeout,
+        )
+    }
+
+    /// The cluster's ID, asked now (None when Kafka does not say in time).
+    pub fn fetch_cluster_id(&self) -> Option<String> {
+        super::ffi::cluster_id(self.kafka.admin.inner().native_client(), self.kafka.timeout)
+    }
+}
