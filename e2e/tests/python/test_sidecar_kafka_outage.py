@@ -17,6 +17,8 @@ import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import tool_error
+
 STACK = pathlib.Path(__file__).resolve().parents[2] / "stack"
 # The sidecar's defaults in standalone mode (kafka.requestTimeoutMs,
 # kafka.metadataMaxAgeMs).
@@ -97,7 +99,8 @@ def test_broker_killed_mid_session_and_restarted(start_sidecar):
         took = sorted(t for _, t in during)
         for result, _ in during:
             assert result.is_error
-            assert result.structured_content["error"]["code"] == "KAFKA_UNAVAILABLE", result.structured_content
+            assert result.structured_content is None
+            assert tool_error(result)["code"] == "KAFKA_UNAVAILABLE", result
         # One request timeout and a margin: not one more timeout for each
         # caller before (4 concurrent calls once answered after 10, 20, 30, 40 s).
         assert took[-1] < REQUEST_TIMEOUT_S + 3, f"concurrent calls during the outage took {took}s"
