@@ -1,6 +1,7 @@
-//! Which requested tools a server exposes: requested ∩ policy allow − policy
-//! deny, with mutations in break-glass environments (prod) only while a
-//! window is open. Pure: the clock is an argument.
+//! Which requested tools a server exposes: requested ∩ (policy allow ∪ the
+//! open break-glass window's tools) − policy deny, with mutations in
+//! break-glass environments (prod) only while a window is open and names
+//! them. Pure: the clock is an argument.
 
 use std::collections::BTreeSet;
 
