@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcp_kafka_operator::config::OperatorConfig;
+use mcp_kafka_operator::crd::ToolSelector;
 
 /// Deploys fenced, RBAC-scoped MCP servers for Apache Kafka.
 #[derive(Debug, Parser)]
@@ -30,6 +31,13 @@ enum Command {
     Token(mcp_kafka_operator::client_config::TokenArgs),
     /// Check an operator config file and print it with defaults filled in.
     CheckConfig { file: PathBuf },
+    /// Print the tools that selectors stand for (tool names or the groups
+    /// observe, mutate, all; comma-separated) as the JSON list `spec.tools`
+    /// takes, in the tools' own order, without repeats.
+    Tools {
+        #[arg(value_delimiter = ',', default_value = "all")]
+        selectors: Vec<String>,
+    },
 }
 
 /// Errors end the process with one line on stderr and a non-zero status:
@@ -70,6 +78,20 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let config = OperatorConfig::parse(&text)?;
             print!("{}", serde_yaml::to_string(&config)?);
+        }
+        Command::Tools { selectors } => {
+            let mut tools = std::collections::BTreeSet::new();
+            for name in selectors {
+                let selector: ToolSelector =
+                    serde_json::from_value(name.clone().into()).map_err(|_| {
+                        anyhow::anyhow!(
+                            "{name:?} is neither a tool name nor one of observe, mutate, all"
+                        )
+                    })?;
+                tools.extend(selector.tools());
+            }
+            let names: Vec<&str> = tools.into_iter().map(|t| t.as_str()).collect();
+            println!("{}", serde_json::to_string(&names)?);
         }
         Command::Run(args) => runtime()?.block_on(mcp_kafka_operator::run::run(args))?,
         Command::Token(args) => {
