@@ -200,3 +200,48 @@ async def as_caller(url: str, bearer: str, work):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 return await work(session)
+
+
+def kafka_java(stack_env, main_class: str, *args: str) -> list[str]:
+    """The command line of one of Kafka's own Java tools (the classpath e2e/stack
+    resolved for the broker, which holds kafka-tools): a real Kafka client."""
+    cache = pathlib.Path(os.environ.get("MCPK_CACHE_DIR") or pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "mcp-kafka-operator")
+    classpath = (cache / f"kafka-{stack_env['MCPK_KAFKA_VERSION']}" / "classpath").read_text().strip()
+    return ["java", "-Xms32m", "-Xmx128m", "-cp", classpath, main_class, *args]
+
+
+class GroupMember:
+    """A Kafka consumer (Kafka's console consumer) that joins `group` on
+    `topic` and stays until stopped; it never commits offsets, so the group's
+    committed offsets change only by what the test does."""
+
+    def __init__(self, stack_env, topic: str, group: str, log: pathlib.Path, protocol: str = "classic"):
+        import subprocess
+
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            kafka_java(stack_env, "org.apache.kafka.tools.consumer.ConsoleConsumer",
+                       "--bootstrap-server", stack_env["KAFKA_BOOTSTRAP_SERVERS"], "--topic", topic, "--group", group,
+                       "--consumer-property", f"group.protocol={protocol}",
+                       "--consumer-property", "enable.auto.commit=false"),
+            stdout=self._log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.proc.terminate()  # the console consumer closes: it leaves the group
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+        self._log.close()
+
+
+def consumer_group_rows(stack_env, group: str, what: str) -> list[list[str]]:
+    """Kafka's own view of a group (kafka-consumer-groups --describe
+    --members or --offsets): the table's rows, one list of columns each."""
+    import subprocess
+
+    out = subprocess.run(kafka_java(stack_env, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                                    "--bootstrap-server", stack_env["KAFKA_BOOTSTRAP_SERVERS"], "--describe",
+                                    "--group", group, f"--{what}"), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return [line.split() for line in out.stdout.splitlines() if line.split()[:1] == [group]]

@@ -197,3 +197,56 @@ def test_a_new_grant_takes_effect_after_the_denial_cache_time(secured_sidecar, r
     while anyio.run(as_caller, url, bearer, call).is_error:
         assert time.monotonic() < deadline, "the new RoleBinding never took effect"
         time.sleep(1)
+
+
+def post_2026_07_28(url, bearer, request_id, method, params=None, name=None):
+    """One 2026-07-28 request as the SDK's Client sends it: no session; the
+    revision and the client's capabilities in the request itself."""
+    import http.client
+    import urllib.parse
+
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}}
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta}})
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, "Authorization": f"Bearer {bearer}",
+               **({"Mcp-Name": name} if name else {})}
+    target = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=15)
+    conn.request("POST", "/mcp", body=body, headers=headers)
+    response = conn.getresponse()
+    answer = response.status, response.getheader("Content-Type"), response.getheader("Mcp-Session-Id"), response.read().decode()
+    conn.close()
+    return answer
+
+
+def test_a_2026_07_28_bare_result_is_answered_as_plain_json(secured_sidecar, rbac, stack_env):
+    bearer = token(stack_env, rbac, "reader")
+    requests = {
+        "server/discover": (None, None),
+        "tools/list": (None, None),
+        "an allowed call": ({"name": "list_topics", "arguments": {}}, "list_topics"),
+        "a refused call (a tool error is a result too)": ({"name": "describe_topic", "arguments": {"topic": "x"}}, "describe_topic"),
+    }
+    for i, (what, (params, name)) in enumerate(requests.items(), start=1):
+        method = "tools/call" if params else what
+        status, content_type, session, body = post_2026_07_28(secured_sidecar.url, bearer, i, method, params, name)
+        assert status == 200, (what, status, body[:300])
+        assert content_type and content_type.split(";")[0].strip() == "application/json", (what, content_type, body[:300])
+        answer = json.loads(body)  # the whole body is one JSON-RPC response, not SSE frames
+        assert answer["id"] == i and "result" in answer, (what, answer)
+        assert session is None, "a 2026-07-28 request opens no session"
+    assert json.loads(body)["result"]["isError"] is True
+
+    # The control: the same server answers a 2025-06-18 initialize as an SSE stream,
+    # so the check above tells the two answers apart.
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", secured_sidecar.port, timeout=15)
+    conn.request("POST", "/mcp", body=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}),
+        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream", "Authorization": f"Bearer {bearer}"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type", "").startswith("text/event-stream")
+    conn.close()

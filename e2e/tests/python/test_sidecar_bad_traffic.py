@@ -34,21 +34,26 @@ def initialize_body():
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).encode()
 
 
+def malformed_cases():
+    """name -> (body, headers, the status rmcp answers), as RELIABILITY.md lists them."""
+    call = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_topics"}}).encode()
+    listing = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode()
+    return {
+        "invalid JSON": (b"{not json", {"Accept": ACCEPT}, 415),
+        "not JSON-RPC": (b'{"hello": "world"}', {"Accept": ACCEPT}, 415),
+        "a JSON-RPC array of garbage": (b"[1, 2, 3]", {"Accept": ACCEPT}, 415),
+        "a call without a session": (call, {"Accept": ACCEPT}, 400),
+        "an unknown session id": (listing, {"Accept": ACCEPT, "Mcp-Session-Id": "00000000-dead-beef-0000-000000000000"}, 404),
+        "a wrong Accept": (initialize_body(), {"Accept": "text/html"}, 406),
+        "a wrong Content-Type": (initialize_body(), {"Accept": ACCEPT, "Content-Type": "text/plain"}, 415),
+    }
+
+
 def test_malformed_requests_get_4xx_and_the_server_keeps_serving(start_sidecar):
     sidecar = start_sidecar()
     sidecar.wait_ready()
     port = sidecar.port
-    cases = {
-        "invalid JSON": (b"{not json", {"Accept": ACCEPT}),
-        "not JSON-RPC": (b'{"hello": "world"}', {"Accept": ACCEPT}),
-        "a JSON-RPC array of garbage": (b"[1, 2, 3]", {"Accept": ACCEPT}),
-        "a call without a session": (json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                                                 "params": {"name": "list_topics"}}).encode(), {"Accept": ACCEPT}),
-        "an unknown session id": (json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode(),
-                                  {"Accept": ACCEPT, "Mcp-Session-Id": "00000000-dead-beef-0000-000000000000"}),
-        "a wrong Accept": (initialize_body(), {"Accept": "text/html"}),
-        "a wrong Content-Type": (initialize_body(), {"Accept": ACCEPT, "Content-Type": "text/plain"}),
-    }
+    cases = {name: (body, headers) for name, (body, headers, _) in malformed_cases().items()}
     before = rss_kib(sidecar.proc.pid)
     for _ in range(50):
         for name, (body, headers) in cases.items():
@@ -75,3 +80,17 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_serving(start_sidecar):
     # 350 bad requests: memory does not grow with them (allocator noise aside).
     assert after - before < 8 * 1024, f"RSS grew from {before} KiB to {after} KiB"
     assert "panicked" not in sidecar.log.read_text()
+
+
+def test_each_malformed_request_gets_its_exact_status(start_sidecar):
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+    cases = malformed_cases()
+    # A 2025-06-18 client must take both answer shapes: JSON alone is not enough.
+    cases["an Accept without text/event-stream"] = (initialize_body(), {"Accept": "application/json"}, 406)
+    got = {name: post(sidecar.port, body, headers) for name, (body, headers, _) in cases.items()}
+    expected = {name: status for name, (_, _, status) in cases.items()}
+    assert {name: status for name, (status, _) in got.items()} == expected, got
+    # The control: a well-formed initialize on the same server is served.
+    status, text = post(sidecar.port, initialize_body(), {"Accept": ACCEPT})
+    assert status == 200 and '"protocolVersion"' in text, (status, text[:200])

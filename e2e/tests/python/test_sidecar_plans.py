@@ -11,7 +11,8 @@ import pytest
 from conftest import as_caller, outcome, sa_token, tool_error
 
 SERVER = "plans"
-TOOLS = ["list_topics", "describe_topic", "create_topic", "create_partitions", "update_topic_config"]
+TOOLS = ["list_topics", "describe_topic", "create_topic", "create_partitions", "update_topic_config",
+         "publish_message", "reset_group_offsets"]
 
 
 @pytest.fixture
@@ -151,3 +152,47 @@ def test_a_plan_expires(staging, callers, stack_env):
     expired = alice.call("create_topic", {**create, "plan_id": plan_id})
     assert outcome(expired) == "PLAN_EXPIRED", expired
     assert partitions(alice, topic) is None
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_a_reset_plan_is_refused_once_the_group_has_an_active_member(staging, callers, stack_env, tmp_path, protocol):
+    """A group with committed offsets and no members: a reset is planned;
+    then a real consumer joins and stays (with the classic protocol, and
+    with Kafka 4's consumer group protocol); the apply is CONFLICT and the
+    committed offsets are what they were, as Kafka's own tool reads them."""
+    from conftest import GroupMember, consumer_group_rows
+
+    sidecar = staging()
+    alice = Caller(stack_env, callers, "alice", sidecar.url)
+    topic, group = f"plans-{uuid.uuid4().hex[:8]}", f"plans-group-{uuid.uuid4().hex[:8]}"
+    alice.plan_and_apply("create_topic", {"topic": topic, "partitions": 1})
+    for i in range(3):
+        alice.plan_and_apply("publish_message", {"topic": topic, "value": f"message {i}", "partition": 0})
+    alice.plan_and_apply("reset_group_offsets", {"group_id": group, "topic": topic, "to": "latest"})
+
+    def committed():
+        return {int(row[2]): row[3] for row in consumer_group_rows(stack_env, group, "offsets")}
+
+    assert committed() == {0: "3"}
+    rewind = {"group_id": group, "topic": topic, "to": "earliest"}
+    planned = alice.call("reset_group_offsets", {**rewind, "dry_run": True})
+    assert not planned.is_error, planned
+    assert planned.structured_content["partitions"] == [{"partition": 0, "before": 3, "after": 0}]
+    plan_id = planned.structured_content["plan"]["id"]
+
+    member = GroupMember(stack_env, topic, group, tmp_path / f"consumer-{protocol}.log", protocol)
+    try:
+        deadline = time.monotonic() + 60
+        while not consumer_group_rows(stack_env, group, "members"):
+            assert member.proc.poll() is None, (tmp_path / f"consumer-{protocol}.log").read_text()
+            assert time.monotonic() < deadline, "the consumer never joined the group"
+            time.sleep(0.5)
+        conflict = alice.call("reset_group_offsets", {**rewind, "plan_id": plan_id})
+        assert outcome(conflict) == "CONFLICT", conflict
+        assert committed() == {0: "3"}, "a refused apply moved the committed offsets"
+    finally:
+        member.stop()
+
+    # The control: once the group is empty again, the same reset planned anew applies.
+    alice.plan_and_apply("reset_group_offsets", rewind)
+    assert committed() == {0: "0"}
