@@ -1,6 +1,7 @@
 //! Prometheus metrics of the sidecar, in the text format, through
 //! prometheus-client.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,6 +16,48 @@ struct CallLabels {
     tool: String,
     /// `ok` or the error code.
     outcome: String,
+}
+
+/// A request to Kafka: which of the sidecar's clients sent it, and its API.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KafkaRequestLabels {
+    /// `admin`, `producer` or `lookup` (`crate::kafka::ClientRole`).
+    client: &'static str,
+    /// The Kafka API as librdkafka names it (`Metadata`, `ListOffsets`, ...).
+    request: String,
+}
+
+/// Requests the sidecar's Kafka clients sent, by client and API. For the
+/// whole process, not in `Metrics`: the clients count into it from
+/// librdkafka's statistics (see `crate::kafka`), and clients that a config
+/// reload replaces must not take their counts with them.
+static KAFKA_REQUESTS: LazyLock<Family<KafkaRequestLabels, Counter>> =
+    LazyLock::new(Family::default);
+
+/// Counts `sent` more `request`s by `client` in `mcp_kafka_broker_requests_total`.
+/// `request` comes from librdkafka's fixed table of API names (about 70);
+/// anything else is counted as `other`, so that the label set stays bounded.
+pub fn count_kafka_requests(client: &'static str, request: &str, sent: u64) {
+    let known = !request.is_empty()
+        && request.len() <= 48
+        && request.bytes().all(|b| b.is_ascii_alphanumeric());
+    let request = if known { request } else { "other" };
+    KAFKA_REQUESTS
+        .get_or_create(&KafkaRequestLabels {
+            client,
+            request: request.to_string(),
+        })
+        .inc_by(sent);
+}
+
+fn register_kafka_requests(registry: &mut Registry) {
+    registry.register(
+        "broker_requests",
+        "Requests sent to Kafka brokers by client (admin, producer, lookup; not the peek \
+         consumers) and API (Metadata, ListOffsets, Produce, ...), from librdkafka's \
+         statistics: updated every 15 s",
+        KAFKA_REQUESTS.clone(),
+    );
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,6 +136,7 @@ impl Metrics {
             "Whether the last write to the Kafka audit topic succeeded",
             audit_sink_up.clone(),
         );
+        register_kafka_requests(&mut registry);
         Self {
             registry,
             calls,
@@ -171,6 +215,23 @@ mod tests {
 
     fn inflight(metrics: &Metrics) -> i64 {
         metrics.inflight_requests.get()
+    }
+
+    #[test]
+    fn kafka_requests_are_counted_by_client_and_known_api_names_only() {
+        let metrics = Metrics::new();
+        count_kafka_requests("admin", "DescribeAcls", 2);
+        count_kafka_requests("admin", "Unknown-62?", 1);
+        let text = metrics.encode();
+        assert!(text.contains("# HELP mcp_kafka_broker_requests Requests sent to Kafka"));
+        assert!(
+            text.contains(
+                r#"mcp_kafka_broker_requests_total{client="admin",request="DescribeAcls"}"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"request="other""#), "{text}");
+        assert!(!text.contains("Unknown-62"), "{text}");
     }
 
     #[tokio::test]

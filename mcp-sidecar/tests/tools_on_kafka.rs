@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use mcp_kafka_sidecar::config::SidecarConfig;
 use mcp_kafka_sidecar::error::ErrorCode;
+use mcp_kafka_sidecar::kafka::{ClientRole, Kafka, RequestsSent};
 use mcp_kafka_sidecar::metrics::Metrics;
+use mcp_kafka_sidecar::rate::CallRate;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcpk_e2e::{Ground, eventually, unique_name};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -30,16 +32,39 @@ fn server_with(tools: &[&str], metadata_max_age_ms: u64) -> KafkaMcp {
 
 /// `more_limits`: further `limits` fields, each after a comma.
 fn server_with_limits(tools: &[&str], metadata_max_age_ms: u64, more_limits: &str) -> KafkaMcp {
+    KafkaMcp::new(
+        Runtime::start(test_config(tools, metadata_max_age_ms, more_limits), None)
+            .expect("kafka clients"),
+        Arc::new(Metrics::new()),
+    )
+}
+
+/// How often the clients of `server_without_probe` say what they sent.
+const STATISTICS: Duration = Duration::from_millis(500);
+
+/// A server like `server_with`, whose Kafka clients run no health probe:
+/// the probe asks for metadata every 2 s, which would count among the
+/// requests a test measures. Nothing else asks Kafka unless a call does.
+fn server_without_probe(tools: &[&str], metadata_max_age_ms: u64) -> (KafkaMcp, Arc<Kafka>) {
+    let config = test_config(tools, metadata_max_age_ms, "");
+    let kafka = Kafka::connect_with(&config.kafka, "mcp-kafka-sidecar/requests-test", STATISTICS)
+        .expect("kafka clients");
+    let runtime = Runtime {
+        rate: Arc::new(CallRate::new(&config.limits)),
+        kafka: Arc::clone(&kafka),
+        audit_sink: None,
+        config,
+    };
+    (KafkaMcp::new(runtime, Arc::new(Metrics::new())), kafka)
+}
+
+fn test_config(tools: &[&str], metadata_max_age_ms: u64, more_limits: &str) -> SidecarConfig {
     let text = format!(
         "server: {{name: tools-test, environment: dev}}\nlisten: {{address: '127.0.0.1:8090'}}\nauth: {{mode: none}}\nkafka: {{bootstrapServers: ['{}'], requestTimeoutMs: 5000, metadataMaxAgeMs: {metadata_max_age_ms}}}\ntools: [{}]\nlimits: {{callsPerSecond: 1000000, callBurst: 1000000{more_limits}}}\n",
         Ground::get().kafka_bootstrap_servers,
         tools.join(", ")
     );
-    let config = SidecarConfig::parse(&text).expect("test config");
-    KafkaMcp::new(
-        Runtime::start(config, None).expect("kafka clients"),
-        Arc::new(Metrics::new()),
-    )
+    SidecarConfig::parse(&text).expect("test config")
 }
 
 fn server() -> KafkaMcp {
@@ -1405,4 +1430,115 @@ async fn malicious_arguments_get_typed_errors_and_leave_kafka_unchanged() {
         before,
         "a refused call changed Kafka"
     );
+}
+
+/// What `kafka`'s clients sent, as `role`'s statistics emitted after this
+/// call say: every request `role` sent before the call is counted (the
+/// call serves what was queued, and waits for the next emission).
+async fn sent_from_now(kafka: &Kafka, role: ClientRole) -> RequestsSent {
+    let seen = kafka.requests_sent().statistics(role);
+    eventually("the next statistics", || async {
+        let now = kafka.requests_sent();
+        (now.statistics(role) > seen).then_some(now)
+    })
+    .await
+}
+
+/// `role`'s requests of `api` while `calls` ran, and what `calls` answered.
+async fn requests_during<T>(
+    kafka: &Kafka,
+    role: ClientRole,
+    api: &str,
+    calls: impl std::future::Future<Output = T>,
+) -> (u64, T) {
+    let before = sent_from_now(kafka, role).await;
+    let answer = calls.await;
+    let after = sent_from_now(kafka, role).await;
+    (
+        after.requests(role, api) - before.requests(role, api),
+        answer,
+    )
+}
+
+#[tokio::test]
+async fn fetch_offsets_asks_two_list_offsets_per_leader_not_two_per_partition() {
+    let (mcp, kafka) = server_without_probe(
+        &["create_topic", "describe_topic", "fetch_offsets"],
+        mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms(),
+    );
+    let topic = new_topic(&mcp, "t-offsets-cost", 6).await;
+    produce(&topic, 12, |i| format!("m{i}")).await;
+    // The first lookup of a new topic finds its leaders, and may ask again
+    // while the broker takes them up: not what is measured here.
+    ok(&mcp, "fetch_offsets", json!({"topic": topic})).await;
+    let described = ok(&mcp, "describe_topic", json!({"topic": topic})).await;
+    let leaders: std::collections::BTreeSet<i64> = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["leader"].as_i64().unwrap())
+        .collect();
+    assert!(
+        leaders.len() < 6,
+        "one leader per partition: nothing to show"
+    );
+
+    let (list_offsets, offsets) = requests_during(
+        &kafka,
+        ClientRole::Lookup,
+        "ListOffsets",
+        ok(&mcp, "fetch_offsets", json!({"topic": topic})),
+    )
+    .await;
+    let partitions = offsets["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 6);
+    let retained: i64 = partitions
+        .iter()
+        .map(|p| p["latest"].as_i64().unwrap() - p["earliest"].as_i64().unwrap())
+        .sum();
+    assert_eq!(retained, 12, "{offsets}");
+    // Earliest and latest: one request each per leader (the ground's one
+    // broker leads all six), where asking per partition would make 12.
+    assert_eq!(
+        list_offsets,
+        2 * leaders.len() as u64,
+        "ListOffsets requests for 6 partitions on {} leader(s)",
+        leaders.len()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_metadata_misses_cost_one_request_and_uncached_calls_one_each() {
+    const CALLS: usize = 8;
+    let default_max_age = mcp_kafka_sidecar::config::KafkaConfig::default_metadata_max_age_ms();
+    let (cached, cached_kafka) = server_without_probe(&["list_topics"], default_max_age);
+    let (uncached, uncached_kafka) = server_without_probe(&["list_topics"], 0);
+    // A first call connects (librdkafka asks for metadata of its own on
+    // each new connection): not what is measured here.
+    ok(&cached, "list_topics", json!({"limit": 1})).await;
+    ok(&uncached, "list_topics", json!({"limit": 1})).await;
+
+    let burst = |mcp: KafkaMcp, kafka: Arc<Kafka>| async move {
+        let calls = async {
+            // A cold cache: every call misses.
+            kafka.forget_metadata();
+            let calls = (0..CALLS).map(|_| ok(&mcp, "list_topics", json!({"limit": 1})));
+            futures::future::join_all(calls).await
+        };
+        let (metadata, answers) =
+            requests_during(&kafka, ClientRole::Admin, "Metadata", calls).await;
+        assert!(answers.iter().all(|a| a["total"].as_u64() > Some(0)));
+        metadata
+    };
+    let (shared, each) = tokio::join!(
+        burst(cached.clone(), cached_kafka),
+        burst(uncached.clone(), uncached_kafka)
+    );
+    // Without a cache the same burst asks once a call: what is counted is
+    // every request.
+    assert_eq!(
+        each, CALLS as u64,
+        "Metadata requests of {CALLS} uncached calls"
+    );
+    assert_eq!(shared, 1, "Metadata requests of {CALLS} concurrent misses");
 }

@@ -21,8 +21,8 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(6);
 /// does, and remembers when the broker last refused our credentials (SASL)
 /// or TLS handshake, so that a call that then fails says why instead of
 /// "unreachable". On the producer because its client is polled for such
-/// events (the admin client's main queue is not); it connects with the same
-/// settings as every other client here.
+/// events all the time (the admin client's only once per probe); it
+/// connects with the same settings as every other client here.
 /// Clones share what they saw: the producer holds one, `Kafka` another.
 #[derive(Default, Clone)]
 pub struct RefusalWatch {
@@ -169,9 +169,9 @@ impl Kafka {
     /// it (so a reconnect to another cluster is seen within one probe). Blocking.
     fn probe(&self) -> bool {
         let timeout = PROBE_INTERVAL.min(self.timeout);
-        // Serves the lookup consumer's events (errors, logs), which would
-        // otherwise queue up: it is never polled for messages.
-        let _ = self.lookup.poll(Duration::ZERO);
+        // Serves the events (statistics, errors, logs) of the clients that
+        // are never polled for messages, which would otherwise queue up.
+        self.serve_events();
         if self
             .metadata
             .refresh(|| {

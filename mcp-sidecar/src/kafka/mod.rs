@@ -16,6 +16,7 @@
 //! - `peek`: the pool of peek consumers;
 //! - `requests`: admin requests, produce, group offsets;
 //! - `health`: the probe, refusals, classification and the cluster-ID fence;
+//! - `statistics`: requests sent, by client and API, from librdkafka's statistics;
 //! - `ffi`: the librdkafka calls rust-rdkafka does not wrap (or leaks in).
 
 mod ffi;
@@ -25,6 +26,7 @@ mod offsets;
 mod peek;
 mod requests;
 mod settings;
+mod statistics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,20 +42,23 @@ pub use health::RefusalWatch;
 pub use metadata::IndexedMetadata;
 pub use peek::{PEEK_CONSUMERS, PeekConsumer, PeekSlot};
 pub use requests::PerResource;
+pub use statistics::{ClientRole, Counted, RequestsSent, RoleCounts};
 
-pub type Admin = AdminClient<rdkafka::client::DefaultClientContext>;
+pub type Admin = AdminClient<Counted>;
 
 pub struct Kafka {
     admin: Admin,
-    producer: FutureProducer<RefusalWatch>,
+    producer: FutureProducer<Counted<RefusalWatch>>,
     /// Looks up offsets (ListOffsets for many partitions in one request);
     /// never assigned, subscribed or committed.
-    lookup: BaseConsumer,
+    lookup: BaseConsumer<Counted>,
     /// What every client connects with (new group consumers start from it).
     base: rdkafka::ClientConfig,
     peeks: peek::PeekPool,
     metadata: metadata::MetadataCache<IndexedMetadata>,
     health: health::Health,
+    /// What the clients above sent, from their statistics.
+    sent: Arc<statistics::Tally>,
     /// Bound for one request to Kafka.
     timeout: Duration,
 }
@@ -69,22 +74,40 @@ impl Kafka {
     /// Builds the clients. Credentials are read from their files here and
     /// only handed to librdkafka; they never reach logs or errors.
     pub fn connect(config: &KafkaConfig, client_id: &str) -> anyhow::Result<Arc<Kafka>> {
+        Self::connect_with(config, client_id, settings::STATISTICS_INTERVAL)
+    }
+
+    /// `connect`, with the clients' statistics (what [`Kafka::requests_sent`]
+    /// reads) emitted every `statistics_interval`: tests wait for them.
+    pub fn connect_with(
+        config: &KafkaConfig,
+        client_id: &str,
+        statistics_interval: Duration,
+    ) -> anyhow::Result<Arc<Kafka>> {
         let base = settings::client_config(config, client_id)?;
         let refusals = RefusalWatch::default();
-        let admin = base
-            .create()
+        let sent = Arc::new(statistics::Tally::default());
+        let counted = |role| Counted::new(role, &sent);
+        let admin = settings::admin_config(&base, statistics_interval)
+            .create_with_context(counted(ClientRole::Admin))
             .map_err(|e| anyhow::anyhow!("creating the Kafka admin client: {e}"))?;
-        let producer = settings::producer_config(&base, config.request_timeout_ms)
-            .create_with_context(refusals.clone())
-            .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
-        let lookup = settings::lookup_config(&base)
-            .create()
+        let producer =
+            settings::producer_config(&base, config.request_timeout_ms, statistics_interval)
+                .create_with_context(Counted::wrapping(
+                    refusals.clone(),
+                    ClientRole::Producer,
+                    &sent,
+                ))
+                .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let lookup = settings::lookup_config(&base, statistics_interval)
+            .create_with_context(counted(ClientRole::Lookup))
             .map_err(|e| anyhow::anyhow!("creating the Kafka offset-lookup consumer: {e}"))?;
         Ok(Arc::new(Kafka {
             admin,
             producer,
             lookup,
             peeks: peek::PeekPool::new(settings::peek_consumer_config(&base)),
+            sent,
             base,
             metadata: metadata::MetadataCache::new(Duration::from_millis(
                 config.metadata_max_age_ms,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -53,9 +53,9 @@ impl BlockingKafka<'_> {
     /// `offsets_at`, asked on `client`'s own connection (a peek asks on its
     /// consumer's, so that concurrent peeks do not queue behind each other
     /// on the shared lookup connection).
-    pub fn offsets_via(
+    pub fn offsets_via<C: ConsumerContext>(
         &self,
-        client: &BaseConsumer,
+        client: &BaseConsumer<C>,
         topic: &str,
         partitions: &[i32],
         at: Offset,
