@@ -273,6 +273,15 @@ pub struct AuthConfig {
     pub deny_cache_seconds: u64,
     /// Most decisions kept, per cache.
     pub cache_entries: u64,
+    /// TokenReviews per second, over all callers, for tokens this server
+    /// has not accepted before (bursts of twice as many). Requests over it
+    /// get HTTP 429 with `Retry-After`, and no TokenReview: anyone who can
+    /// reach the port could otherwise make the apiserver check one random
+    /// token per request.
+    pub token_reviews_per_second: u32,
+    /// The same, per source IP address (bursts of twice as many): one noisy
+    /// client cannot spend the whole server's allowance.
+    pub token_reviews_per_source_per_second: u32,
 }
 
 impl Default for AuthConfig {
@@ -283,6 +292,8 @@ impl Default for AuthConfig {
             allow_cache_seconds: 30,
             deny_cache_seconds: 5,
             cache_entries: 10_000,
+            token_reviews_per_second: 25,
+            token_reviews_per_source_per_second: 5,
         }
     }
 }
@@ -464,6 +475,21 @@ impl SidecarConfig {
                 "decision caches may keep an answer for at most 600 seconds",
             ));
         }
+        let reviews = [
+            (
+                "auth.tokenReviewsPerSecond",
+                self.auth.token_reviews_per_second,
+            ),
+            (
+                "auth.tokenReviewsPerSourcePerSecond",
+                self.auth.token_reviews_per_source_per_second,
+            ),
+        ];
+        for (field, value) in reviews {
+            if !(1..=10_000).contains(&value) {
+                return Err(ConfigError::new(field, "must be between 1 and 10000"));
+            }
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -612,6 +638,9 @@ tools: [list_topics, describe_topic]
 
         let e = error_for(&format!("{MINIMAL}listen: {{address: 'not an address'}}\n"));
         assert_eq!(e.field, "listen.address");
+
+        let e = error_for(&format!("{MINIMAL}auth: {{tokenReviewsPerSecond: 0}}\n"));
+        assert_eq!(e.field, "auth.tokenReviewsPerSecond", "{e}");
     }
 
     #[test]

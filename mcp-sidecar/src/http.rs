@@ -3,10 +3,11 @@
 //! `/readyz` and `/metrics`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -80,15 +81,39 @@ async fn explain_too_large(response: Response, max_body: usize) -> Response {
     if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
         return response;
     }
-    let message = format!(
-        "LIMIT_EXCEEDED: the request body is larger than this server's limit of {max_body} bytes"
-    );
+    limit_exceeded(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than this server's limit of {max_body} bytes"),
+        None,
+    )
+}
+
+/// A request refused by a limit before MCP (413 for its body, 429 for
+/// unseen tokens): a JSON-RPC error whose `data.code` is the tool
+/// surface's `LIMIT_EXCEEDED`, so that clients can tell why, and for a
+/// limit that passes, `Retry-After` (whole seconds, at least 1).
+pub fn limit_exceeded(
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+) -> Response {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": null,
-        "error": { "code": -32600, "message": message, "data": { "code": "LIMIT_EXCEEDED", "retriable": false } },
+        "error": {
+            "code": -32600,
+            "message": format!("LIMIT_EXCEEDED: {message}"),
+            "data": { "code": "LIMIT_EXCEEDED", "retriable": retry_after.is_some() },
+        },
     });
-    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
 }
 
 /// Counts a request in `mcp_kafka_inflight_requests` until its answer

@@ -186,6 +186,8 @@ async fn main() -> anyhow::Result<()> {
             let _ = tcp.set_nodelay(true);
         });
     tracing::info!(address = %listen.address, "serving MCP at /mcp");
+    // The client's address keys the per-source limit on TokenReviews.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
