@@ -108,7 +108,8 @@ pub struct ServerIdentity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenConfig {
-    /// Address of the HTTP listener (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
+    /// Address of the HTTP listener (`/mcp`, `/healthz`, `/readyz`, and
+    /// `/metrics` unless `metricsAddress` is set).
     #[serde(default = "ListenConfig::default_address")]
     pub address: SocketAddr,
     /// `Host` header values accepted on `/mcp` besides loopback names
@@ -118,7 +119,8 @@ pub struct ListenConfig {
     /// Address of a second listener that serves only `/metrics`, so that a
     /// Prometheus in another namespace can scrape it while the
     /// NetworkPolicy admits `/mcp` only from the server's environment.
-    /// Unset: `/metrics` is served on `address`.
+    /// Unset: `/metrics` is served on `address`. Set: `/metrics` is served
+    /// only here (the `address` listener answers 404 for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<SocketAddr>,
 }
@@ -490,6 +492,12 @@ impl SidecarConfig {
                 return Err(ConfigError::new(field, "must be between 1 and 10000"));
             }
         }
+        if self.listen.metrics_address == Some(self.listen.address) {
+            return Err(ConfigError::new(
+                "listen.metricsAddress",
+                "must differ from listen.address (it is a second listener, for /metrics only)",
+            ));
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -638,6 +646,11 @@ tools: [list_topics, describe_topic]
 
         let e = error_for(&format!("{MINIMAL}listen: {{address: 'not an address'}}\n"));
         assert_eq!(e.field, "listen.address");
+
+        let e = error_for(&format!(
+            "{MINIMAL}listen: {{address: '0.0.0.0:8090', metricsAddress: '0.0.0.0:8090'}}\n"
+        ));
+        assert_eq!(e.field, "listen.metricsAddress", "{e}");
 
         let e = error_for(&format!("{MINIMAL}auth: {{tokenReviewsPerSecond: 0}}\n"));
         assert_eq!(e.field, "auth.tokenReviewsPerSecond", "{e}");

@@ -1,6 +1,7 @@
 //! The HTTP face of the sidecar: MCP at `/mcp` (rmcp's Streamable HTTP
 //! service, behind authentication and a request body limit), `/healthz`,
-//! `/readyz` and `/metrics`.
+//! `/readyz` and `/metrics`, the last on a listener of its own when
+//! `listen.metricsAddress` is set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,15 @@ use crate::server::KafkaMcp;
 /// Host names always accepted on `/mcp` (rmcp's DNS-rebinding guard).
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
-pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationToken) -> Router {
+/// What the sidecar serves: the MCP listener's routes, and when
+/// `listen.metricsAddress` is set, the metrics listener's (then `/metrics`
+/// is served there only).
+pub struct Routers {
+    pub mcp: Router,
+    pub metrics: Option<Router>,
+}
+
+pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationToken) -> Routers {
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = LOOPBACK_HOSTS
         .iter()
@@ -51,7 +60,9 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
         let service = Arc::clone(&service);
         async move { service.handle(request).await }
     });
-    Router::new()
+    let scrape = get(move |state| metrics(state, Arc::clone(&sessions)));
+    let own_listener = mcp.runtime().config.listen.metrics_address.is_some();
+    let mut app = Router::new()
         .nest_service("/mcp", mcp_endpoint)
         // Outermost last: count every request, authenticate it, then bound its body.
         .layer(RequestBodyLimitLayer::new(max_body))
@@ -67,12 +78,21 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
             count_inflight,
         ))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(move |state| metrics(state, Arc::clone(&sessions))),
+        .route("/readyz", get(readyz));
+    let metrics_app = if own_listener {
+        Some(
+            Router::new()
+                .route("/metrics", scrape)
+                .with_state(mcp.clone()),
         )
-        .with_state(mcp)
+    } else {
+        app = app.route("/metrics", scrape);
+        None
+    };
+    Routers {
+        mcp: app.with_state(mcp),
+        metrics: metrics_app,
+    }
 }
 
 /// A body over the limit never reaches MCP: answer with a JSON-RPC error
