@@ -234,7 +234,8 @@ pub struct Limits {
     /// Largest key + value + headers `publish_message` accepts.
     pub max_publish_bytes: usize,
     /// Largest HTTP request body on `/mcp` (a base64 message of
-    /// `maxPublishBytes` must fit).
+    /// `maxPublishBytes` must fit). Read per request, so a reload changes
+    /// it for existing sessions too.
     pub max_request_bytes: usize,
     /// Tool calls per second per caller, sustained (token bucket).
     pub calls_per_second: u32,
