@@ -611,17 +611,20 @@ impl ServerHandler for KafkaMcp {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        // Each caller sees only the tools it may call: a SubjectAccessReview
-        // per tool not in the decision cache, so a listing is a call from
-        // the caller's bucket, like a tool call, before any is asked.
+        // Each caller sees only the tools it may call. With Kubernetes
+        // auth that is a SubjectAccessReview per tool not in the decision
+        // cache, so a listing is then a call from the caller's bucket, like
+        // a tool call, before any is asked; without auth it asks nobody.
         let subject = caller(&context);
-        self.runtime().admit_caller(subject.as_ref()).map_err(|e| {
-            ErrorData::new(
-                rmcp::model::ErrorCode(LIMIT_EXCEEDED_RPC_CODE),
-                e.to_string(),
-                Some(json!({ "error": e })),
-            )
-        })?;
+        if matches!(self.callers, Callers::Kubernetes(_)) {
+            self.runtime().admit_caller(subject.as_ref()).map_err(|e| {
+                ErrorData::new(
+                    rmcp::model::ErrorCode(LIMIT_EXCEEDED_RPC_CODE),
+                    e.to_string(),
+                    Some(json!({ "error": e })),
+                )
+            })?;
+        }
         let tools = self.tools_for(subject.as_ref()).await;
         Ok(ListToolsResult::with_all_items(tools::describe_all(&tools)))
     }
