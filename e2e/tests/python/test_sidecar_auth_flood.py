@@ -26,6 +26,7 @@ SERVER = "flooded"
 PER_SOURCE_RATE, OVERALL_RATE = 5, 25  # the defaults
 PER_SOURCE_BURST, OVERALL_BURST = 2 * PER_SOURCE_RATE, 2 * OVERALL_RATE
 FLOOD = 500
+FLOOD_SECONDS = 3  # long enough for the sustained rate to count, not only the bursts
 SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]  # 8 sources: their bursts add up to more than the overall one
 
 
@@ -137,7 +138,9 @@ def test_a_flood_of_random_tokens_makes_a_bounded_number_of_token_reviews(guarde
 
     def flood(source, count):
         for _ in range(count):
-            flood_answers.append(post(sidecar.port, initialize_body(), {"Authorization": f"Bearer {random_jwt()}"}, source=source))
+            answer = post(sidecar.port, initialize_body(), {"Authorization": f"Bearer {random_jwt()}"}, source=source)
+            flood_answers.append((source, answer))
+            time.sleep(FLOOD_SECONDS / count)
 
     def keep_calling():
         while not stop.is_set():
@@ -161,7 +164,7 @@ def test_a_flood_of_random_tokens_makes_a_bounded_number_of_token_reviews(guarde
     reviews = audit.settled(mark, "tokenreviews")
 
     assert len(flood_answers) == FLOOD
-    statuses = [a.status for a in flood_answers]
+    statuses = [a.status for _, a in flood_answers]
     refused, busy = statuses.count(401), statuses.count(429)
     assert refused + busy == FLOOD, sorted(set(statuses))
     # Every review the sidecar asked for a flood token ended in a 401; the
@@ -169,17 +172,21 @@ def test_a_flood_of_random_tokens_makes_a_bounded_number_of_token_reviews(guarde
     caller_reviews = reviews - refused
     window = elapsed + 2.5
     assert 0 <= caller_reviews <= window / 2 + 2, (reviews, refused, window)
-    bound = OVERALL_BURST + OVERALL_RATE * elapsed
+    # The sidecar saw the flood within the client's window; +1 for where a token falls at its edge.
+    bound = OVERALL_BURST + OVERALL_RATE * elapsed + 1
     assert refused <= bound, f"{refused} TokenReviews for {FLOOD} random tokens in {elapsed:.1f}s (bound {bound:.0f})"
-    assert refused >= min(OVERALL_BURST, PER_SOURCE_BURST * len(SOURCES)) * 0.8, "the limit is not a wall"
+    assert refused >= OVERALL_BURST, "the limit is a rate, not a wall"
+    for source in SOURCES:
+        mine = sum(1 for s, a in flood_answers if s == source and a.status == 401)
+        assert mine <= PER_SOURCE_BURST + PER_SOURCE_RATE * elapsed + 1, (source, mine, elapsed)
     print(f"\n{FLOOD} random tokens from {len(SOURCES)} sources in {elapsed:.1f}s: "
           f"{reviews} TokenReviews ({refused} refused tokens, {caller_reviews} of the valid caller), {busy} answered 429")
 
-    over = next(a for a in flood_answers if a.status == 429)
+    over = next(a for _, a in flood_answers if a.status == 429)
     assert int(over.headers["Retry-After"]) >= 1
     assert over.headers.get("WWW-Authenticate") is None, "429 is not 'sign in again'"
     assert over.rpc_error["data"] == {"code": "LIMIT_EXCEEDED", "retriable": True}, over.rpc_error
-    bad = next(a for a in flood_answers if a.status == 401)
+    bad = next(a for _, a in flood_answers if a.status == 401)
     assert bad.headers["WWW-Authenticate"].startswith("Bearer ") and 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
 
     assert served and all(s == (200, "ok") for s in served), served
