@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
         let router = runtime.block_on(async {
             let config = SidecarConfig::parse(CONFIG).expect("fuzz config");
             let mcp = KafkaMcp::new(Runtime::start(config, None).expect("clients"), std::sync::Arc::new(Metrics::new()));
-            mcp_kafka_sidecar::http::router(mcp, &[], tokio_util::sync::CancellationToken::new())
+            mcp_kafka_sidecar::http::router(mcp, &[], tokio_util::sync::CancellationToken::new()).mcp
         });
         let initialize = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fuzz","version":"0"}}}"#;
         let (status, session, _) = runtime.block_on(send(&router, initialize.to_vec(), Headers::NewSession));

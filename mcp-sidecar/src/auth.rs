@@ -4,15 +4,25 @@
 //! `mcpkafkaservers/tools` of this server. Decisions are cached briefly, in
 //! bounded caches, allowed and denied for different times (as
 //! kube-rbac-proxy does). Anything that cannot be checked is refused.
+//!
+//! The apiserver is asked at a bounded rate: a token never accepted here
+//! is reviewed only within the limits of `rate::UnseenTokens` (per source
+//! address and overall), a refused one not again for the denial cache time,
+//! and concurrent requests asking the same question share one review.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -22,6 +32,8 @@ use kube::api::PostParams;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, AuthMode, ServerIdentity};
+use crate::metrics::Metrics;
+use crate::rate::UnseenTokens;
 use crate::tool_name::ToolName;
 
 /// Who is calling, as the TokenReview said.
@@ -40,15 +52,25 @@ pub enum Refusal {
     Invalid,
     /// TokenReview could not be asked: refused, not allowed (fail closed).
     Unverifiable,
+    /// A token never accepted here, over the TokenReview limits: not a
+    /// verdict on the token (HTTP 429, no challenge), try again after this.
+    TooMany(Duration),
 }
 
-/// An accepted token's subject, kept for `ttl`: the allow-cache time, or
-/// less when the token expires sooner (an expired token is never honoured
-/// from the cache).
+/// How long an accepted token is remembered as known (when its own `exp`
+/// is not sooner): a known token whose decision is older than
+/// `auth.allowCacheSeconds` is reviewed again, but outside the limits on
+/// unseen tokens, so that a flood of random tokens cannot lock out callers
+/// already in.
+const KNOWN_FOR: Duration = Duration::from_secs(3600);
+
+/// A token the apiserver accepted, its subject, and when.
 #[derive(Clone)]
 struct Accepted {
     subject: Arc<Subject>,
-    ttl: Duration,
+    reviewed: Instant,
+    /// Until its `exp` (an expired token is never honoured from here), at most [`KNOWN_FOR`].
+    keep: Duration,
 }
 
 struct AcceptedExpiry;
@@ -58,21 +80,32 @@ impl moka::Expiry<String, Accepted> for AcceptedExpiry {
         &self,
         _key: &String,
         value: &Accepted,
-        _created: std::time::Instant,
+        _created: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.keep)
     }
 }
+
+/// (subject, namespace, server, tool): one authorization decision.
+type GrantKey = (Arc<Subject>, String, String, ToolName);
+
+/// "Could not ask the apiserver", shared by every caller that waited for the same review.
+pub type Unchecked = Arc<kube::Error>;
 
 pub struct Authorizer {
     client: kube::Client,
     allow_for: Duration,
-    /// audience + sha256(token) -> the subject; refused tokens in `tokens_denied`.
-    tokens_allowed: moka::sync::Cache<String, Accepted>,
+    /// audience + sha256(token) -> the subject, for as long as the token is
+    /// valid; its decision is reused for `allow_for`. Refused tokens are in
+    /// `tokens_denied` (by hash too: no token is ever kept).
+    tokens_accepted: moka::sync::Cache<String, Accepted>,
     tokens_denied: moka::sync::Cache<String, ()>,
-    /// (subject, namespace, server, tool) -> allowed?
-    grants_allowed: moka::sync::Cache<(Arc<Subject>, String, String, ToolName), ()>,
-    grants_denied: moka::sync::Cache<(Arc<Subject>, String, String, ToolName), ()>,
+    /// Reviews of tokens not accepted before, per source and overall.
+    unseen: UnseenTokens,
+    token_reviews: Flights<String, Result<Arc<Subject>, Refusal>>,
+    grants_allowed: moka::sync::Cache<GrantKey, ()>,
+    grants_denied: moka::sync::Cache<GrantKey, ()>,
+    access_reviews: Flights<GrantKey, Result<bool, Unchecked>>,
 }
 
 impl Authorizer {
@@ -83,7 +116,7 @@ impl Authorizer {
         Self {
             client,
             allow_for: allowed,
-            tokens_allowed: moka::sync::Cache::builder()
+            tokens_accepted: moka::sync::Cache::builder()
                 .max_capacity(size)
                 .expire_after(AcceptedExpiry)
                 .build(),
@@ -91,6 +124,8 @@ impl Authorizer {
                 .max_capacity(size)
                 .time_to_live(denied)
                 .build(),
+            unseen: UnseenTokens::new(config),
+            token_reviews: Flights::default(),
             grants_allowed: moka::sync::Cache::builder()
                 .max_capacity(size)
                 .time_to_live(allowed)
@@ -99,22 +134,55 @@ impl Authorizer {
                 .max_capacity(size)
                 .time_to_live(denied)
                 .build(),
+            access_reviews: Flights::default(),
         }
     }
 
-    /// The subject a bearer token stands for, if its audience is `audience`.
-    pub async fn authenticate(&self, token: &str, audience: &str) -> Result<Arc<Subject>, Refusal> {
+    /// The subject a bearer token stands for, if its audience is
+    /// `audience`. `source` is the client's address, for the limits on
+    /// reviews of unseen tokens. Requests that carry the same token at
+    /// the same time share one TokenReview.
+    pub async fn authenticate(
+        self: &Arc<Self>,
+        token: &str,
+        audience: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Arc<Subject>, Refusal> {
         let key = format!("{audience}\n{}", hex(&Sha256::digest(token.as_bytes())));
-        if let Some(accepted) = self.tokens_allowed.get(&key) {
-            return Ok(accepted.subject);
+        let known = self.tokens_accepted.get(&key);
+        if let Some(accepted) = &known
+            && accepted.reviewed.elapsed() < self.allow_for
+        {
+            return Ok(Arc::clone(&accepted.subject));
         }
         if self.tokens_denied.contains_key(&key) {
             return Err(Refusal::Invalid);
         }
+        let this = Arc::clone(self);
+        let (token, audience) = (token.to_string(), audience.to_string());
+        self.token_reviews
+            .join_or_start(key.clone(), || {
+                if known.is_none()
+                    && let Err(wait) = self.unseen.admit(source)
+                {
+                    return Err(Err(Refusal::TooMany(wait)));
+                }
+                Ok(this.review_token(key, token, audience))
+            })
+            .await
+    }
+
+    /// One TokenReview, its answer remembered.
+    async fn review_token(
+        self: Arc<Self>,
+        key: String,
+        token: String,
+        audience: String,
+    ) -> Result<Arc<Subject>, Refusal> {
         let review = TokenReview {
             spec: TokenReviewSpec {
-                token: token.to_string(),
-                audiences: Some(vec![audience.to_string()]),
+                token: token.clone(),
+                audiences: Some(vec![audience.clone()]),
             },
             ..Default::default()
         };
@@ -129,7 +197,7 @@ impl Authorizer {
         let audience_ok = status
             .audiences
             .as_ref()
-            .is_none_or(|a| a.iter().any(|x| x == audience));
+            .is_none_or(|a| a.contains(&audience));
         match status
             .user
             .filter(|_| status.authenticated == Some(true) && audience_ok)
@@ -141,20 +209,23 @@ impl Authorizer {
                     groups: user.groups.unwrap_or_default(),
                     extra: user.extra.unwrap_or_default(),
                 });
-                let ttl = seconds_until_expiry(token)
-                    .map_or(self.allow_for, |left| self.allow_for.min(left));
-                if !ttl.is_zero() {
-                    self.tokens_allowed.insert(
+                let keep =
+                    seconds_until_expiry(&token).map_or(KNOWN_FOR, |left| KNOWN_FOR.min(left));
+                if !keep.is_zero() {
+                    self.tokens_accepted.insert(
                         key,
                         Accepted {
-                            subject: subject.clone(),
-                            ttl,
+                            subject: Arc::clone(&subject),
+                            reviewed: Instant::now(),
+                            keep,
                         },
                     );
                 }
                 Ok(subject)
             }
             None => {
+                // No longer known either (a token that was revoked).
+                self.tokens_accepted.invalidate(&key);
                 self.tokens_denied.insert(key, ());
                 Err(Refusal::Invalid)
             }
@@ -162,26 +233,31 @@ impl Authorizer {
     }
 
     /// Whether `subject` may call `tool` on this server. Errors mean "could
-    /// not ask", which callers must treat as a refusal.
+    /// not ask", which callers must treat as a refusal. Concurrent asks of
+    /// the same question share one SubjectAccessReview.
     pub async fn may_call(
-        &self,
+        self: &Arc<Self>,
         subject: &Arc<Subject>,
         server: &ServerIdentity,
         tool: ToolName,
-    ) -> Result<bool, kube::Error> {
+    ) -> Result<bool, Unchecked> {
         let namespace = server.namespace.clone().unwrap_or_default();
-        let key = (
-            subject.clone(),
-            namespace.clone(),
-            server.name.clone(),
-            tool,
-        );
+        let key = (Arc::clone(subject), namespace, server.name.clone(), tool);
         if self.grants_allowed.contains_key(&key) {
             return Ok(true);
         }
         if self.grants_denied.contains_key(&key) {
             return Ok(false);
         }
+        let this = Arc::clone(self);
+        self.access_reviews
+            .join_or_start(key.clone(), || Ok(this.review_access(key)))
+            .await
+    }
+
+    /// One SubjectAccessReview, its answer remembered.
+    async fn review_access(self: Arc<Self>, key: GrantKey) -> Result<bool, Unchecked> {
+        let (subject, namespace, server, tool) = &key;
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(subject.username.clone()),
@@ -192,8 +268,8 @@ impl Authorizer {
                     group: Some("mcpkafka.dev".into()),
                     resource: Some("mcpkafkaservers".into()),
                     subresource: Some("tools".into()),
-                    name: Some(server.name.clone()),
-                    namespace: Some(namespace),
+                    name: Some(server.clone()),
+                    namespace: Some(namespace.clone()),
                     verb: Some(tool.as_str().into()),
                     ..Default::default()
                 }),
@@ -203,7 +279,8 @@ impl Authorizer {
         };
         let answer = Api::<SubjectAccessReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
-            .await?;
+            .await
+            .map_err(Arc::new)?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         if allowed {
             self.grants_allowed.insert(key, ());
@@ -211,6 +288,66 @@ impl Authorizer {
             self.grants_denied.insert(key, ());
         }
         Ok(allowed)
+    }
+}
+
+/// Requests in flight to the apiserver, by question: whoever asks a
+/// question already being asked waits for that answer (errors included)
+/// instead of asking again, so that concurrent requests with one new token,
+/// or one caller's parallel `tools/list`, make one review each.
+struct Flights<K, V: Clone> {
+    pending: Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
+}
+
+impl<K, V: Clone> Default for Flights<K, V> {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> Flights<K, V> {
+    /// Joins the flight for `key`, or starts one with what `start` gives
+    /// (or returns its refusal without asking anything).
+    async fn join_or_start<F>(&self, key: K, start: impl FnOnce() -> Result<F, V>) -> V
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let (flight, _landing) = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get(&key) {
+                Some(flight) => (flight.clone(), None),
+                None => {
+                    let flight = match start() {
+                        Ok(asking) => asking.boxed().shared(),
+                        Err(refused) => return refused,
+                    };
+                    pending.insert(key.clone(), flight.clone());
+                    (flight, Some(Landing { flights: self, key }))
+                }
+            }
+        };
+        flight.await
+    }
+}
+
+/// Takes a flight off the board when its starter is done with it, answered
+/// or dropped (a caller that hangs up): those who joined keep their copy,
+/// and the next caller finds the answer in the caches, or asks anew.
+struct Landing<'a, K: Hash + Eq, V: Clone> {
+    flights: &'a Flights<K, V>,
+    key: K,
+}
+
+impl<K: Hash + Eq, V: Clone> Drop for Landing<'_, K, V> {
+    fn drop(&mut self) {
+        let mut pending = self
+            .flights
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        pending.remove(&self.key);
     }
 }
 
@@ -259,19 +396,22 @@ impl Callers {
     }
 }
 
-/// What the `/mcp` guard needs: who checks callers, and the audience their
-/// tokens must be minted for (like the listen address, fixed at start).
+/// What the `/mcp` guard needs: who checks callers, the audience their
+/// tokens must be minted for (like the listen address, fixed at start), and
+/// where refusals are counted.
 #[derive(Clone)]
 pub struct TokenCheck {
     callers: Callers,
     audience: Arc<str>,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenCheck {
-    pub fn new(callers: Callers, audience: String) -> Self {
+    pub fn new(callers: Callers, audience: String, metrics: Arc<Metrics>) -> Self {
         Self {
             callers,
             audience: audience.into(),
+            metrics,
         }
     }
 }
@@ -285,11 +425,19 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let audience = &*check.audience;
+    let refuse = |refusal: Refusal| {
+        check.metrics.record_auth_refusal(refusal.as_label());
+        refusal_response(&refusal, audience)
+    };
     let authorizer = match &check.callers {
         Callers::Anyone => return next.run(request).await,
-        Callers::Nobody => return unauthorized(&Refusal::Unverifiable, audience),
+        Callers::Nobody => return refuse(Refusal::Unverifiable),
         Callers::Kubernetes(authorizer) => authorizer,
     };
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| source_key(peer.ip()));
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -302,18 +450,46 @@ pub async fn require_token(
         .filter(|t| !t.is_empty());
     let result = match token {
         None => Err(Refusal::Missing),
-        Some(token) => authorizer.authenticate(token, audience).await,
+        Some(token) => authorizer.authenticate(token, audience, source).await,
     };
     match result {
         Ok(subject) => {
             request.extensions_mut().insert(subject);
             next.run(request).await
         }
-        Err(refusal) => unauthorized(&refusal, audience),
+        Err(refusal) => refuse(refusal),
     }
 }
 
-fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
+/// The bucket a client's address falls in: the address itself, or for IPv6
+/// its /64, which one host typically has whole (a bucket per address would
+/// give it 2^64 of them).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+impl Refusal {
+    /// The `reason` label of `mcp_kafka_auth_refusals_total`.
+    fn as_label(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Unverifiable => "unverifiable",
+            Self::TooMany(_) => "too_many",
+        }
+    }
+}
+
+/// A refused token is 401 with a `WWW-Authenticate` challenge (sign in
+/// again); too many unseen tokens is 429 with `Retry-After` and no
+/// challenge, which clients do not take for a bad token.
+fn refusal_response(refusal: &Refusal, audience: &str) -> Response {
     let (error, description) = match refusal {
         Refusal::Missing => (None, "a bearer token is required"),
         Refusal::Invalid => (
@@ -321,6 +497,13 @@ fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
             "the token is not valid for this server's audience",
         ),
         Refusal::Unverifiable => (Some("invalid_token"), "the token could not be verified now"),
+        Refusal::TooMany(wait) => {
+            return crate::http::limit_exceeded(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests with tokens this server has not seen; retry later".into(),
+                Some(*wait),
+            );
+        }
     };
     let mut challenge = format!("Bearer realm=\"mcp-kafka-sidecar\", audience=\"{audience}\"");
     if let Some(e) = error {
@@ -350,6 +533,88 @@ mod tests {
             b64(serde_json::json!({"alg": "RS256"})),
             b64(serde_json::json!({"exp": exp, "sub": "x"}))
         )
+    }
+
+    #[tokio::test]
+    async fn concurrent_askers_of_one_question_share_one_answer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let flights = Flights::<&str, Result<u32, String>>::default();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let ask = |answer: Result<u32, String>| {
+            let (asked, mut gate) = (Arc::clone(&asked), gate.clone());
+            flights.join_or_start("q", move || {
+                Ok(async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    let _ = gate.wait_for(|open| *open).await;
+                    answer
+                })
+            })
+        };
+        let waiting = futures::future::join_all((0..10).map(|_| ask(Err("down".into()))));
+        let released = async {
+            tokio::task::yield_now().await;
+            let _ = open.send(true);
+        };
+        let (answers, ()) = tokio::join!(waiting, released);
+        assert!(
+            answers.iter().all(|a| *a == Err("down".to_string())),
+            "errors are shared too"
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // Landed: the next asker asks again.
+        assert_eq!(ask(Ok(7)).await, Ok(7));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+        // A refusal before asking starts no flight.
+        let refused = flights
+            .join_or_start("q", || Err::<std::future::Ready<_>, _>(Err("busy".into())))
+            .await;
+        assert_eq!(refused, Err("busy".to_string()));
+        assert!(flights.pending.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_flight_whose_starter_hangs_up_is_taken_off_the_board() {
+        let flights = Flights::<&str, u32>::default();
+        let never = flights.join_or_start("q", || Ok(std::future::pending::<u32>()));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), never)
+                .await
+                .is_err()
+        );
+        assert!(flights.pending.lock().unwrap().is_empty());
+        assert_eq!(flights.join_or_start("q", || Ok(async { 3 })).await, 3);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_source_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(source_key(mapped), IpAddr::from([10, 0, 0, 7]));
+        assert_eq!(
+            source_key(IpAddr::from([10, 0, 0, 7])),
+            IpAddr::from([10, 0, 0, 7])
+        );
+    }
+
+    #[test]
+    fn too_many_unseen_tokens_is_429_with_retry_after_and_no_challenge() {
+        let busy = refusal_response(&Refusal::TooMany(Duration::from_millis(1500)), "aud");
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "2");
+        assert!(busy.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let refused = refusal_response(&Refusal::Invalid, "aud");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            refused.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer ")
+        );
     }
 
     #[test]

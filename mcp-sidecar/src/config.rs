@@ -108,7 +108,8 @@ pub struct ServerIdentity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenConfig {
-    /// Address of the HTTP listener (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
+    /// Address of the HTTP listener (`/mcp`, `/healthz`, `/readyz`, and
+    /// `/metrics` unless `metricsAddress` is set).
     #[serde(default = "ListenConfig::default_address")]
     pub address: SocketAddr,
     /// `Host` header values accepted on `/mcp` besides loopback names
@@ -118,7 +119,8 @@ pub struct ListenConfig {
     /// Address of a second listener that serves only `/metrics`, so that a
     /// Prometheus in another namespace can scrape it while the
     /// NetworkPolicy admits `/mcp` only from the server's environment.
-    /// Unset: `/metrics` is served on `address`.
+    /// Unset: `/metrics` is served on `address`. Set: `/metrics` is served
+    /// only here (the `address` listener answers 404 for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<SocketAddr>,
 }
@@ -232,7 +234,8 @@ pub struct Limits {
     /// Largest key + value + headers `publish_message` accepts.
     pub max_publish_bytes: usize,
     /// Largest HTTP request body on `/mcp` (a base64 message of
-    /// `maxPublishBytes` must fit).
+    /// `maxPublishBytes` must fit). Read per request, so a reload changes
+    /// it for existing sessions too.
     pub max_request_bytes: usize,
     /// Tool calls per second per caller, sustained (token bucket).
     pub calls_per_second: u32,
@@ -273,6 +276,15 @@ pub struct AuthConfig {
     pub deny_cache_seconds: u64,
     /// Most decisions kept, per cache.
     pub cache_entries: u64,
+    /// TokenReviews per second, over all callers, for tokens this server
+    /// has not accepted before (bursts of twice as many). Requests over it
+    /// get HTTP 429 with `Retry-After`, and no TokenReview: anyone who can
+    /// reach the port could otherwise make the apiserver check one random
+    /// token per request.
+    pub token_reviews_per_second: u32,
+    /// The same, per source IP address (bursts of twice as many): one noisy
+    /// client cannot spend the whole server's allowance.
+    pub token_reviews_per_source_per_second: u32,
 }
 
 impl Default for AuthConfig {
@@ -283,6 +295,8 @@ impl Default for AuthConfig {
             allow_cache_seconds: 30,
             deny_cache_seconds: 5,
             cache_entries: 10_000,
+            token_reviews_per_second: 25,
+            token_reviews_per_source_per_second: 5,
         }
     }
 }
@@ -464,6 +478,27 @@ impl SidecarConfig {
                 "decision caches may keep an answer for at most 600 seconds",
             ));
         }
+        let reviews = [
+            (
+                "auth.tokenReviewsPerSecond",
+                self.auth.token_reviews_per_second,
+            ),
+            (
+                "auth.tokenReviewsPerSourcePerSecond",
+                self.auth.token_reviews_per_source_per_second,
+            ),
+        ];
+        for (field, value) in reviews {
+            if !(1..=10_000).contains(&value) {
+                return Err(ConfigError::new(field, "must be between 1 and 10000"));
+            }
+        }
+        if self.listen.metrics_address == Some(self.listen.address) {
+            return Err(ConfigError::new(
+                "listen.metricsAddress",
+                "must differ from listen.address (it is a second listener, for /metrics only)",
+            ));
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -612,6 +647,14 @@ tools: [list_topics, describe_topic]
 
         let e = error_for(&format!("{MINIMAL}listen: {{address: 'not an address'}}\n"));
         assert_eq!(e.field, "listen.address");
+
+        let e = error_for(&format!(
+            "{MINIMAL}listen: {{address: '0.0.0.0:8090', metricsAddress: '0.0.0.0:8090'}}\n"
+        ));
+        assert_eq!(e.field, "listen.metricsAddress", "{e}");
+
+        let e = error_for(&format!("{MINIMAL}auth: {{tokenReviewsPerSecond: 0}}\n"));
+        assert_eq!(e.field, "auth.tokenReviewsPerSecond", "{e}");
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! The HTTP face of the sidecar: MCP at `/mcp` (rmcp's Streamable HTTP
 //! service, behind authentication and a request body limit), `/healthz`,
-//! `/readyz` and `/metrics`.
+//! `/readyz` and `/metrics`, the last on a listener of its own when
+//! `listen.metricsAddress` is set.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::metrics::Metrics;
 use crate::server::KafkaMcp;
@@ -21,7 +24,15 @@ use crate::server::KafkaMcp;
 /// Host names always accepted on `/mcp` (rmcp's DNS-rebinding guard).
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
-pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationToken) -> Router {
+/// What the sidecar serves: the MCP listener's routes, and when
+/// `listen.metricsAddress` is set, the metrics listener's (then `/metrics`
+/// is served there only).
+pub struct Routers {
+    pub mcp: Router,
+    pub metrics: Option<Router>,
+}
+
+pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationToken) -> Routers {
     let mut config = StreamableHttpServerConfig::default();
     config.allowed_hosts = LOOPBACK_HOSTS
         .iter()
@@ -34,11 +45,10 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     // sends notifications before its answer (rmcp falls back to SSE if one
     // does). Sessions of earlier revisions keep their SSE streams.
     config.json_response = true;
-    // A listen-time setting, like the address: a reload does not change it.
-    let max_body = mcp.runtime().config.limits.max_request_bytes;
-    // rmcp has its own cap (4 MiB); ours answers first, with LIMIT_EXCEEDED,
-    // and theirs must not be smaller, or a body we allow would be refused.
-    config.max_request_body_bytes = max_body;
+    // rmcp's own cap is fixed when the service is made; `limit_body` reads
+    // the body first, under the limit of the config in force now (a reload
+    // may raise it), so rmcp's must not refuse what ours admitted.
+    config.max_request_body_bytes = usize::MAX;
     let handler = mcp.clone();
     let sessions = Arc::new(LocalSessionManager::default());
     let service: Arc<StreamableHttpService<KafkaMcp, LocalSessionManager>> = Arc::new(
@@ -50,13 +60,12 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
         let service = Arc::clone(&service);
         async move { service.handle(request).await }
     });
-    Router::new()
+    let scrape = get(move |state| metrics(state, Arc::clone(&sessions)));
+    let own_listener = mcp.runtime().config.listen.metrics_address.is_some();
+    let mut app = Router::new()
         .nest_service("/mcp", mcp_endpoint)
         // Outermost last: count every request, authenticate it, then bound its body.
-        .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(middleware::map_response(move |r: Response| {
-            explain_too_large(r, max_body)
-        }))
+        .layer(middleware::from_fn_with_state(mcp.clone(), limit_body))
         .layer(middleware::from_fn_with_state(
             mcp.token_check(),
             crate::auth::require_token,
@@ -66,29 +75,87 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
             count_inflight,
         ))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(move |state| metrics(state, Arc::clone(&sessions))),
+        .route("/readyz", get(readyz));
+    let metrics_app = if own_listener {
+        Some(
+            Router::new()
+                .route("/metrics", scrape)
+                .with_state(mcp.clone()),
         )
-        .with_state(mcp)
+    } else {
+        app = app.route("/metrics", scrape);
+        None
+    };
+    Routers {
+        mcp: app.with_state(mcp),
+        metrics: metrics_app,
+    }
 }
 
-/// A body over the limit never reaches MCP: answer with a JSON-RPC error
-/// that carries the tool surface's code, so that clients can tell why.
-async fn explain_too_large(response: Response, max_body: usize) -> Response {
-    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
-        return response;
+/// Reads a `/mcp` request's body up to `limits.maxRequestBytes` of the
+/// config in force now (so that a reload changes it for existing sessions
+/// too); over it, the request never reaches MCP and is answered 413 with a
+/// JSON-RPC error carrying the tool surface's code. A body announced larger
+/// than the limit is refused before it is read. rmcp reads the whole body
+/// before it parses it, so holding it here first costs no more memory.
+async fn limit_body(State(mcp): State<KafkaMcp>, request: Request, next: Next) -> Response {
+    let limit = mcp.runtime().config.limits.max_request_bytes;
+    let too_large = || {
+        limit_exceeded(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than this server's limit of {limit} bytes"),
+            None,
+        )
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large();
     }
-    let message = format!(
-        "LIMIT_EXCEEDED: the request body is larger than this server's limit of {max_body} bytes"
-    );
+    let (parts, body) = request.into_parts();
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => {
+            next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
+                .await
+        }
+        Err(e) if e.is::<LengthLimitError>() => too_large(),
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read\n",
+        )
+            .into_response(),
+    }
+}
+
+/// A request refused by a limit before MCP (413 for its body, 429 for
+/// unseen tokens): a JSON-RPC error whose `data.code` is the tool
+/// surface's `LIMIT_EXCEEDED`, so that clients can tell why, and for a
+/// limit that passes, `Retry-After` (whole seconds, at least 1).
+pub fn limit_exceeded(
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+) -> Response {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": null,
-        "error": { "code": -32600, "message": message, "data": { "code": "LIMIT_EXCEEDED", "retriable": false } },
+        "error": {
+            "code": -32600,
+            "message": format!("LIMIT_EXCEEDED: {message}"),
+            "data": { "code": "LIMIT_EXCEEDED", "retriable": retry_after.is_some() },
+        },
     });
-    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
 }
 
 /// Counts a request in `mcp_kafka_inflight_requests` until its answer

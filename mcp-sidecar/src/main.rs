@@ -176,24 +176,69 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
-    let app = http::router(mcp, &listen.allowed_hosts, shutdown.clone());
-    let listener = tokio::net::TcpListener::bind(listen.address)
+    let routers = http::router(mcp, &listen.allowed_hosts, shutdown.clone());
+    // Both listeners are bound before either serves: a port taken stops the
+    // process at start, not halfway.
+    let mcp_listener = bind(listen.address).await?;
+    let metrics_listener = match (listen.metrics_address, routers.metrics) {
+        (Some(address), Some(app)) => Some((bind(address).await?, app, address)),
+        _ => None,
+    };
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    // When one listener ends (on an error), the other is stopped too: the
+    // pod restarts rather than serving half.
+    let serve_mcp = async {
+        tracing::info!(address = %listen.address, "serving MCP at /mcp");
+        // The client's address keys the per-source limit on TokenReviews.
+        let app = routers
+            .mcp
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(mcp_listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        served
+    };
+    let serve_metrics = async {
+        let Some((listener, app, address)) = metrics_listener else {
+            return Ok(());
+        };
+        tracing::info!(%address, "serving /metrics");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        served
+    };
+    let (served_mcp, served_metrics) = tokio::join!(serve_mcp, serve_metrics);
+    served_mcp.context("serving HTTP")?;
+    served_metrics.context("serving /metrics")?;
+    Ok(())
+}
+
+/// A TCP listener on `address`, answering without Nagle's delay.
+async fn bind(
+    address: SocketAddr,
+) -> anyhow::Result<
+    axum::serve::TapIo<
+        tokio::net::TcpListener,
+        impl FnMut(&mut tokio::net::TcpStream) + Send + 'static,
+    >,
+> {
+    Ok(tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("listening on {}", listen.address))?
+        .with_context(|| format!("listening on {address}"))?
         // An SSE answer is several small writes: without TCP_NODELAY, Nagle
         // holds the last one until the client's delayed ACK (~40 ms a call).
         .tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
-        });
-    tracing::info!(address = %listen.address, "serving MCP at /mcp");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-        .await
-        .context("serving HTTP")?;
-    Ok(())
+        }))
 }
 
 async fn shutdown_signal() {

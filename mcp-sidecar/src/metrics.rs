@@ -80,6 +80,8 @@ pub struct Metrics {
     pub audit_sink_failures: Counter,
     /// 1 while the last write to the Kafka audit sink succeeded.
     pub audit_sink_up: Gauge,
+    /// Requests to `/mcp` refused before MCP, by reason (see [`Metrics::record_auth_refusal`]).
+    auth_refusals: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
@@ -136,6 +138,12 @@ impl Metrics {
             "Whether the last write to the Kafka audit topic succeeded",
             audit_sink_up.clone(),
         );
+        let auth_refusals = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "auth_refusals",
+            "Requests to /mcp refused by authentication, by reason (missing, invalid, unverifiable: 401; too_many: 429, over the TokenReview limits)",
+            auth_refusals.clone(),
+        );
         register_kafka_requests(&mut registry);
         Self {
             registry,
@@ -147,6 +155,7 @@ impl Metrics {
             config_reloads,
             audit_sink_failures,
             audit_sink_up,
+            auth_refusals,
         }
     }
 
@@ -180,6 +189,13 @@ impl Metrics {
     pub fn record_reload(&self, result: &str) {
         self.config_reloads
             .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
+    }
+
+    /// Counts one request to `/mcp` that authentication refused.
+    pub fn record_auth_refusal(&self, reason: &str) {
+        self.auth_refusals
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();
     }
 

@@ -1,13 +1,17 @@
-//! Per-caller rate limits: a token bucket per subject (governor's keyed
-//! limiter), so that one agent in a loop cannot starve the others or flood
-//! the apiserver with access reviews.
+//! Rate limits (governor's token buckets): per caller, for tool calls and
+//! `tools/list`, so that one agent in a loop cannot starve the others or
+//! flood the apiserver with access reviews; and before a caller is known,
+//! for the TokenReviews of tokens never accepted here, per source address
+//! and overall, so that random tokens cannot either.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
-use crate::config::Limits;
+use crate::config::{AuthConfig, Limits};
 use crate::error::{ErrorCode, ToolError};
 
 /// Past this many callers, the buckets that are full again are dropped
@@ -61,9 +65,77 @@ impl CallRate {
     }
 }
 
+/// The TokenReviews this server may ask for tokens it has not accepted
+/// before: a bucket per source address and one for all, each refilling at
+/// its rate per second with bursts of twice as many.
+pub struct UnseenTokens {
+    per_source: DefaultKeyedRateLimiter<IpAddr>,
+    overall: DefaultDirectRateLimiter,
+}
+
+impl UnseenTokens {
+    pub fn new(auth: &AuthConfig) -> Self {
+        let quota = |per_second: u32| {
+            let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(per_second.get().saturating_mul(2)).unwrap_or(per_second);
+            Quota::per_second(per_second).allow_burst(burst)
+        };
+        Self {
+            per_source: DefaultKeyedRateLimiter::keyed(quota(
+                auth.token_reviews_per_source_per_second,
+            )),
+            overall: DefaultDirectRateLimiter::direct(quota(auth.token_reviews_per_second)),
+        }
+    }
+
+    /// Takes one review from `source`'s bucket (when the source is known),
+    /// then one from the common bucket; or says how long to wait. The
+    /// source goes first, so that one flooding address empties its own
+    /// bucket and leaves the common one to the others.
+    pub fn admit(&self, source: Option<IpAddr>) -> Result<(), Duration> {
+        let now = DefaultClock::default().now();
+        if let Some(source) = source {
+            if self.per_source.len() > FORGET_AFTER_KEYS {
+                self.per_source.retain_recent();
+            }
+            self.per_source
+                .check_key(&source)
+                .map_err(|not_until| not_until.wait_time_from(now))?;
+        }
+        self.overall
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unseen_tokens_are_bounded_per_source_and_overall() {
+        let auth = AuthConfig {
+            token_reviews_per_second: 2,
+            token_reviews_per_source_per_second: 1,
+            ..AuthConfig::default()
+        };
+        let unseen = UnseenTokens::new(&auth);
+        let (a, b, c) = (
+            IpAddr::from([127, 0, 0, 2]),
+            IpAddr::from([127, 0, 0, 3]),
+            IpAddr::from([127, 0, 0, 4]),
+        );
+        // Bursts of twice the rate: two per source, four in all.
+        assert!(unseen.admit(Some(a)).is_ok() && unseen.admit(Some(a)).is_ok());
+        let wait = unseen.admit(Some(a)).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert!(unseen.admit(Some(b)).is_ok() && unseen.admit(Some(b)).is_ok());
+        assert!(unseen.admit(Some(c)).is_err(), "the common bucket is empty");
+        assert!(unseen.admit(None).is_err());
+    }
 
     #[test]
     fn each_caller_has_its_own_bucket() {

@@ -66,6 +66,12 @@ impl Runtime {
             audit_sink,
         })
     }
+
+    /// Takes one call from the caller's bucket: per authenticated username,
+    /// one bucket for all callers of a server without authentication.
+    fn admit_caller(&self, subject: Option<&Arc<Subject>>) -> Result<(), ToolError> {
+        self.rate.admit(subject.map_or("", |s| s.username.as_str()))
+    }
 }
 
 /// The Kafka client.id: which sidecar made a request, in broker logs.
@@ -133,6 +139,7 @@ impl KafkaMcp {
         TokenCheck::new(
             self.callers.clone(),
             config.auth.audience_for(&config.server),
+            Arc::clone(&self.metrics),
         )
     }
 
@@ -333,7 +340,7 @@ impl KafkaMcp {
             .ok_or_else(|| {
                 ToolError::not_found(format!("tool {name:?} is not available on this server"))
             })?;
-        rt.rate.admit(subject.map_or("", |s| s.username.as_str()))?;
+        rt.admit_caller(subject)?;
         self.authorize(rt, subject, tool).await?;
         let plan_id = plan_id?;
         check_environment(&rt.config, tool, dry_run, plan_id.is_some())?;
@@ -527,6 +534,11 @@ fn caller(context: &RequestContext<RoleServer>) -> Option<Arc<Subject>> {
         .cloned()
 }
 
+/// The JSON-RPC error code of a request refused by a limit outside a tool
+/// call (`tools/list` over the caller's rate), in the range JSON-RPC leaves
+/// to servers; the typed error is in `data.error`, as for resources.
+pub const LIMIT_EXCEEDED_RPC_CODE: i32 = -32000;
+
 /// The `_meta` key of a tool error's typed fields (`{code, message, retriable}`).
 pub const ERROR_META_KEY: &str = "mcpkafka.dev/error";
 
@@ -599,8 +611,21 @@ impl ServerHandler for KafkaMcp {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        // Each caller sees only the tools it may call.
-        let tools = self.tools_for(caller(&context).as_ref()).await;
+        // Each caller sees only the tools it may call. With Kubernetes
+        // auth that is a SubjectAccessReview per tool not in the decision
+        // cache, so a listing is then a call from the caller's bucket, like
+        // a tool call, before any is asked; without auth it asks nobody.
+        let subject = caller(&context);
+        if matches!(self.callers, Callers::Kubernetes(_)) {
+            self.runtime().admit_caller(subject.as_ref()).map_err(|e| {
+                ErrorData::new(
+                    rmcp::model::ErrorCode(LIMIT_EXCEEDED_RPC_CODE),
+                    e.to_string(),
+                    Some(json!({ "error": e })),
+                )
+            })?;
+        }
+        let tools = self.tools_for(subject.as_ref()).await;
         Ok(ListToolsResult::with_all_items(tools::describe_all(&tools)))
     }
 
