@@ -256,6 +256,9 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
                 .unwrap_or_else(|| inputs.config.sidecar.resources.clone()),
         ),
         security_context: Some(SecurityContext {
+            // Set, not left to the default, so that apply puts it back
+            // when someone sets it by hand (a field nobody sets stays theirs).
+            privileged: Some(false),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
