@@ -9,136 +9,14 @@ mod support;
 
 use std::process::Command;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
-use kube::api::{ObjectMeta, PostParams};
-use kube::{Api, Client};
-use mcpk_e2e::{Ground, eventually, unique_name};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::Api;
+use mcpk_e2e::{Ground, eventually};
 use support::{
-    OperatorProcess, apply_server, delete_namespace, server_manifest, servers, two_clients,
+    OperatorProcess, apply_server, delete_namespace, kubeconfig_with_token, operator_identity,
+    server_manifest, servers, two_clients,
 };
-
-fn rules(file: &str) -> Vec<PolicyRule> {
-    let path = mcpk_e2e::crds_dir()
-        .parent()
-        .unwrap()
-        .join("charts/mcp-kafka-operator/files")
-        .join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-async fn operator_identity(client: &Client, ns: &str) -> String {
-    let subject = Subject {
-        kind: "ServiceAccount".into(),
-        name: "operator".into(),
-        namespace: Some(ns.into()),
-        api_group: None,
-    };
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    };
-    let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta("operator"),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let cluster_role = format!("mcp-kafka-operator-{ns}");
-    Api::<ClusterRole>::all(client.clone())
-        .create(
-            &pp,
-            &ClusterRole {
-                metadata: meta(&cluster_role),
-                rules: Some(rules("operator-clusterrole-rules.yaml")),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let role_ref = |kind: &str, name: &str| RoleRef {
-        api_group: Some("rbac.authorization.k8s.io".into()),
-        kind: kind.into(),
-        name: name.into(),
-    };
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(
-            &pp,
-            &ClusterRoleBinding {
-                metadata: meta(&cluster_role),
-                role_ref: role_ref("ClusterRole", &cluster_role),
-                subjects: Some(vec![subject.clone()]),
-            },
-        )
-        .await
-        .unwrap();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &Role {
-                metadata: meta("mcp-kafka-operator-lease"),
-                rules: Some(rules("operator-lease-rules.yaml")),
-            },
-        )
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta("mcp-kafka-operator-lease"),
-                role_ref: role_ref("Role", "mcp-kafka-operator-lease"),
-                subjects: Some(vec![subject]),
-            },
-        )
-        .await
-        .unwrap();
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let answer = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("operator", &pp, &request)
-        .await
-        .unwrap();
-    answer
-        .status
-        .and_then(|s| s.token)
-        .expect("a token for the operator")
-}
-
-/// The admin kubeconfig with its credentials replaced by `token`.
-fn kubeconfig_with_token(ground: &Ground, token: &str) -> std::path::PathBuf {
-    let mut kc = kube::config::Kubeconfig::read_from(&ground.kubeconfig).unwrap();
-    for auth in &mut kc.auth_infos {
-        auth.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.to_string().into()),
-            ..Default::default()
-        });
-    }
-    let path = ground
-        .log_dir
-        .join(format!("{}.kubeconfig", unique_name("operator-sa")));
-    let yaml = serde_yaml::to_string(&kc).unwrap();
-    // serde skips the token when serializing (it is secret); put it back explicitly.
-    let yaml = yaml.replace("user: {}", &format!("user:\n    token: {token}"));
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_needs_nothing_beyond_its_cluster_role() {
