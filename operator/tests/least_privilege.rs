@@ -3,19 +3,28 @@
 //! ServiceAccount token, does its whole job: leader election, every child
 //! object (including the sidecar's auth-delegator binding and the clients'
 //! custom-verb Roles, which RBAC lets it grant only because it holds them),
-//! tokens, status, Events and cleanup. A missing rule fails this test.
+//! tokens, status, Events, following a policy change, pruning a removed
+//! client, removing everything behind a broken fence, and cleanup. A
+//! missing rule fails this test.
 
 mod support;
 
 use std::process::Command;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
+use mcp_kafka_sidecar::config::SidecarConfig;
+use mcp_kafka_sidecar::tool_name::ToolName;
 use mcpk_e2e::{Ground, eventually};
+use serde_json::json;
 use support::{
-    OperatorProcess, apply_server, delete_namespace, kubeconfig_with_token, operator_identity,
-    server_manifest, servers, two_clients,
+    OperatorProcess, apply_policy, apply_server, delete_namespace, exists, kubeconfig_with_token,
+    operator_identity, role_verbs, server_manifest, servers, two_clients, wait_condition,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,10 +120,106 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
         assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
     }
 
-    // Deleting needs the finalizer's cleanup of the cluster-scoped binding.
-    api.delete("orders", &Default::default()).await.unwrap();
     let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let crb = format!("mcpkafka:{ns}:orders:auth-delegator");
+
+    // A policy change: the exposed tools, the sidecar's config and the
+    // clients' Roles follow (describe_topic is no longer allowed).
+    apply_policy(&admin, &ns, json!({"allow": ["list_topics"]})).await;
+    eventually("the policy's tools in status", || async {
+        let s = api.get("orders").await.ok()?;
+        (s.status?.effective_tools == [ToolName::ListTopics]).then_some(())
+    })
+    .await;
+    eventually("the Roles to follow the policy", || async {
+        let agent = role_verbs(&admin, &ns, "orders-mcp-client-agent").await;
+        let laptop = role_verbs(&admin, &ns, "orders-mcp-client-laptop").await;
+        (agent == ["list_topics"] && laptop.is_empty()).then_some(())
+    })
+    .await;
+    let cm = Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+        .get("orders-mcp-config")
+        .await
+        .unwrap();
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.tools, [ToolName::ListTopics]);
+
+    // Prune: the laptop client removed, replicas back to 1: its Role,
+    // RoleBinding, ServiceAccount and token Secret go, and the PDB.
+    let one_client =
+        json!([{"name": "agent", "serviceAccountName": "agent", "tools": ["list_topics"]}]);
+    apply_server(
+        &admin,
+        &ns,
+        &server_manifest(
+            "orders",
+            "dev",
+            &["list_topics", "describe_topic"],
+            one_client,
+            1,
+        ),
+    )
+    .await;
+    eventually("the removed client's objects to be deleted", || async {
+        let gone = !exists::<Role>(&admin, &ns, "orders-mcp-client-laptop").await
+            && !exists::<RoleBinding>(&admin, &ns, "orders-mcp-client-laptop").await
+            && !exists::<ServiceAccount>(&admin, &ns, "orders-mcp-client-laptop").await
+            && !exists::<Secret>(&admin, &ns, "orders-mcp-client-laptop-token").await
+            && !exists::<PodDisruptionBudget>(&admin, &ns, "orders-mcp").await;
+        gone.then_some(())
+    })
+    .await;
+    assert!(exists::<Role>(&admin, &ns, "orders-mcp-client-agent").await);
+
+    // The fence: the namespace relabelled to another environment, and
+    // everything the server had is removed, the cluster-scoped binding too.
+    let relabel = |environment: &str| {
+        let out = ground.kubectl(
+            &[
+                "label",
+                "namespace",
+                &ns,
+                &format!("mcpkafka.dev/environment={environment}"),
+                "--overwrite",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    relabel("prod");
+    wait_condition(
+        &api,
+        "orders",
+        "Reconciled",
+        "False",
+        Some("EnvironmentMismatch"),
+    )
+    .await;
+    eventually("everything behind the fence to be removed", || async {
+        let gone = !exists::<Deployment>(&admin, &ns, "orders-mcp").await
+            && !exists::<Service>(&admin, &ns, "orders-mcp").await
+            && !exists::<ConfigMap>(&admin, &ns, "orders-mcp-config").await
+            && !exists::<NetworkPolicy>(&admin, &ns, "orders-mcp").await
+            && !exists::<ServiceAccount>(&admin, &ns, "orders-mcp").await
+            && !exists::<Role>(&admin, &ns, "orders-mcp-client-agent").await
+            && !exists::<RoleBinding>(&admin, &ns, "orders-mcp-client-agent").await
+            && crbs.get_opt(&crb).await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+
+    // And back: deployed again.
+    relabel("dev");
+    wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    assert!(exists::<Deployment>(&admin, &ns, "orders-mcp").await);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_some());
+
+    // Deleting needs the finalizer's cleanup of the cluster-scoped binding.
+    api.delete("orders", &Default::default()).await.unwrap();
     eventually("the server and its binding to be gone", || async {
         (api.get_opt("orders").await.ok()?.is_none() && crbs.get_opt(&crb).await.ok()?.is_none())
             .then_some(())

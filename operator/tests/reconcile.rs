@@ -21,45 +21,10 @@ use mcp_kafka_sidecar::config::SidecarConfig;
 use mcp_kafka_sidecar::tool_name::ToolName;
 use mcpk_e2e::{Ground, eventually};
 use serde_json::{Value, json};
-use support::{Operator, apply_server, delete_namespace, server_manifest, servers, wait_condition};
-
-async fn apply_policy(client: &Client, ns: &str, spec: Value) {
-    let api: Api<mcp_kafka_operator::crd::McpToolPolicy> = Api::namespaced(client.clone(), ns);
-    let object = json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default"}, "spec": spec});
-    api.patch(
-        "default",
-        &PatchParams::apply("reconcile-test").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .expect("applying the policy");
-}
-
-async fn exists<K>(client: &Client, ns: &str, name: &str) -> bool
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("a read")
-        .is_some()
-}
-
-async fn role_verbs(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let role = Api::<Role>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("the Role");
-    role.rules
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|r| r.verbs)
-        .collect()
-}
+use support::{
+    Operator, apply_policy, apply_server, delete_namespace, exists, role_verbs, server_manifest,
+    servers, wait_condition,
+};
 
 async fn set_available(client: &Client, ns: &str, name: &str, available: i32) {
     let status = json!({"status": {"replicas": 2, "availableReplicas": available, "readyReplicas": available, "observedGeneration": 1}});

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use mcp_kafka_operator::config::OperatorConfig;
@@ -18,6 +18,7 @@ use mcp_kafka_operator::crd::McpKafkaServer;
 use mcp_kafka_operator::metrics::Metrics;
 use mcp_kafka_operator::status;
 use mcpk_e2e::{Ground, eventually, unique_name};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// A controller running in a thread of its own (its own runtime), so that
@@ -329,4 +330,45 @@ pub fn kubeconfig_with_token(ground: &Ground, token: &str) -> std::path::PathBuf
     let yaml = yaml.replace("user: {}", &format!("user:\n    token: {token}"));
     std::fs::write(&path, yaml).unwrap();
     path
+}
+
+/// Applies the namespace's `default` McpToolPolicy with `spec`.
+pub async fn apply_policy(client: &Client, ns: &str, spec: Value) {
+    let api: Api<mcp_kafka_operator::crd::McpToolPolicy> = Api::namespaced(client.clone(), ns);
+    let object = json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default"}, "spec": spec});
+    api.patch(
+        "default",
+        &PatchParams::apply("integration-test").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .expect("applying the policy");
+}
+
+/// Whether the namespaced object exists now.
+pub async fn exists<K>(client: &Client, ns: &str, name: &str) -> bool
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("a read")
+        .is_some()
+}
+
+/// The verbs a Role grants.
+pub async fn role_verbs(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let role = Api::<Role>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("the Role");
+    role.rules
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.verbs)
+        .collect()
 }
