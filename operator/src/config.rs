@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
 use crate::crd::{ToolGroupSelector, ToolSelector};
@@ -63,6 +65,11 @@ pub use mcp_kafka_sidecar::config::MutationRule;
 pub struct SidecarDefaults {
     pub image: String,
     pub resources: ResourceRequirements,
+    /// Who may reach the sidecars' metrics port (a NetworkPolicy rule of its
+    /// own: `/mcp` stays fenced to the server's environment). Default: any
+    /// namespace, so that a Prometheus in `monitoring` scrapes them, as
+    /// Strimzi's policies admit metrics; metrics carry no secrets. Empty: no one.
+    pub metrics_from: Vec<NetworkPolicyPeer>,
 }
 
 impl Default for SidecarDefaults {
@@ -84,6 +91,10 @@ impl Default for SidecarDefaults {
                 limits: Some(BTreeMap::from([("memory".into(), q("128Mi"))])),
                 ..Default::default()
             },
+            metrics_from: vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                ..Default::default()
+            }],
         }
     }
 }
@@ -112,9 +123,20 @@ impl OperatorConfig {
     /// Parses the YAML file; an error names the field.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             anyhow::anyhow!("invalid operator config at `{}`: {}", e.path(), e.inner())
-        })
+        })?;
+        // The apiserver refuses a peer that names nothing, and would refuse
+        // every server's NetworkPolicy: say so at start instead.
+        if let Some(i) = config.sidecar.metrics_from.iter().position(|p| {
+            p.namespace_selector.is_none() && p.pod_selector.is_none() && p.ip_block.is_none()
+        }) {
+            anyhow::bail!(
+                "invalid operator config at `sidecar.metricsFrom[{i}]`: a peer names a \
+                 namespaceSelector, a podSelector or an ipBlock"
+            );
+        }
+        Ok(config)
     }
 }
 
@@ -141,5 +163,42 @@ mod tests {
         assert!(e.to_string().contains("environments.qa.mutations"), "{e}");
         let e = OperatorConfig::parse("defaultPolicy: {allow: [drop_all]}").unwrap_err();
         assert!(e.to_string().contains("defaultPolicy.allow"), "{e}");
+        let e =
+            OperatorConfig::parse("sidecar: {metricsFrom: [{namespaceSelectr: {}}]}").unwrap_err();
+        assert!(e.to_string().contains("sidecar.metricsFrom[0]"), "{e}");
+    }
+
+    #[test]
+    fn metrics_may_be_scraped_from_any_namespace_unless_configured() {
+        let c = OperatorConfig::default();
+        assert_eq!(
+            serde_json::to_value(&c.sidecar.metrics_from).unwrap(),
+            serde_json::json!([{"namespaceSelector": {}}])
+        );
+        let c = OperatorConfig::parse(
+            "sidecar: {metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]}",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sidecar.metrics_from[0]
+                .namespace_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["kubernetes.io/metadata.name"],
+            "monitoring"
+        );
+        assert!(
+            c.sidecar.image.starts_with("ghcr.io/"),
+            "the other defaults stay"
+        );
+        assert!(
+            OperatorConfig::parse("sidecar: {metricsFrom: []}")
+                .unwrap()
+                .sidecar
+                .metrics_from
+                .is_empty()
+        );
     }
 }

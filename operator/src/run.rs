@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,9 +16,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::Client;
 use kube::runtime::events::Reporter;
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::OperatorConfig;
 use crate::controller;
@@ -103,40 +104,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
 
     // Leader election: wait for the Lease, and stop when it is lost.
-    let mut lease_task = None;
+    let mut leadership = None;
     if args.leader_election {
         let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
             .with_namespace(&args.lease_namespace)
             .with_identity(&identity)
-            .with_duration(15)
-            .with_grace(5)
+            .with_duration(LEASE_SECONDS)
+            .with_grace(LEASE_GRACE_SECONDS)
             .build()
             .await
             .map_err(|e| lease_error(e, &args))?;
-        let (mut leader, task) = manager.watch().await;
         health.ready.store(true, Ordering::Relaxed);
         info!(lease = %args.lease_name, namespace = %args.lease_namespace, identity = %identity, "waiting for leadership");
-        loop {
-            if *leader.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leader.changed() => changed?,
-                _ = shutdown.cancelled() => return Ok(()),
-            }
+        tokio::select! {
+            _ = wait_for_leadership(&manager) => {}
+            _ = shutdown.cancelled() => return Ok(()),
         }
         info!(identity = %identity, "became leader");
-        let lost = shutdown.clone();
-        let monitor = tokio::spawn(async move {
-            while leader.changed().await.is_ok() {
-                if !*leader.borrow() {
-                    error!("lost leadership; stopping");
-                    lost.cancel();
-                    return;
-                }
-            }
-        });
-        lease_task = Some((task, monitor));
+        let release = CancellationToken::new();
+        let task = tokio::spawn(hold(manager, shutdown.clone(), release.clone()));
+        leadership = Some((task, release));
     }
     metrics.leader.set(1);
     health.ready.store(true, Ordering::Relaxed);
@@ -157,13 +144,70 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await;
     info!("controller stopped");
     shutdown.cancel();
-    // Dropping the last receiver (the monitor's) makes the lease task
-    // release the Lease, so a standby takes over at once.
-    if let Some((task, monitor)) = lease_task {
-        monitor.abort();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    // Released only now that nothing reconciles any more, so that a standby
+    // taking over at once never overlaps with this replica.
+    if let Some((task, release)) = leadership {
+        release.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     Ok(())
+}
+
+/// How long the Lease holds without a renewal, and how long before its
+/// end the leader renews it (so every 10 s).
+const LEASE_SECONDS: u64 = 15;
+const LEASE_GRACE_SECONDS: u64 = 5;
+
+/// Standing by until the Lease is this replica's. Nothing is held yet, so
+/// an error (the apiserver away, a missing rule) is only retried, with backoff.
+async fn wait_for_leadership(manager: &LeaseManager) {
+    let mut retry = Duration::from_secs(1);
+    loop {
+        match manager.changed().await {
+            Ok(true) => return,
+            Ok(false) => retry = Duration::from_secs(1),
+            Err(e) => {
+                warn!(error = %e, retry_in = ?retry, "leader election: the Lease could not be read or taken");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Renews the Lease while leading, until `release` (then gives it up) or
+/// until leadership ends (then cancels `lost`, which stops the controller
+/// and the process; its restart stands by). Leadership ends when another
+/// replica holds the Lease, and when a renewal fails (the apiserver away,
+/// the Lease or its namespace gone, the Lease rule revoked): the renewal
+/// is made 5 s before the Lease runs out, after which a standby may take
+/// it, so carrying on would mean two leaders. (`LeaseManager::watch`,
+/// used before, retried such errors forever and never reported the loss:
+/// the leader went on reconciling without a Lease.)
+async fn hold(manager: LeaseManager, lost: CancellationToken, release: CancellationToken) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = release.cancelled() => {
+                if let Err(e) = manager.release().await {
+                    warn!(error = %e, "releasing the Lease (a standby takes it when it runs out)");
+                }
+                return;
+            }
+            changed = manager.changed() => match changed {
+                Ok(true) => continue,
+                Ok(false) => {
+                    error!("lost leadership: another replica holds the Lease; stopping");
+                    break;
+                }
+                Err(e) => {
+                    error!(error = %e, "lost leadership: the Lease could not be renewed; stopping");
+                    break;
+                }
+            },
+        }
+    }
+    lost.cancel();
 }
 
 /// Why the Lease could not be had, in words that say what to change. The

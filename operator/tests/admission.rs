@@ -139,6 +139,24 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
             "should be greater than or equal to 600",
         ),
         (
+            "token lifetime one second short of ten minutes",
+            with(
+                base.clone(),
+                "/clients/1/issueToken/expirationSeconds",
+                json!(599),
+            ),
+            "spec.clients[1].issueToken.expirationSeconds: Invalid value: 599: spec.clients[1].issueToken.expirationSeconds in body should be greater than or equal to 600",
+        ),
+        (
+            "token lifetime one second over a day",
+            with(
+                base.clone(),
+                "/clients/1/issueToken/expirationSeconds",
+                json!(86401),
+            ),
+            "spec.clients[1].issueToken.expirationSeconds: Invalid value: 86401: spec.clients[1].issueToken.expirationSeconds in body should be less than or equal to 86400",
+        ),
+        (
             "zero replicas",
             with(base.clone(), "/replicas", json!(0)),
             "should be greater than or equal to 1",
@@ -178,6 +196,18 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
         cases.len(),
         failures.join("\n")
     );
+
+    // Token lifetimes from ten minutes to a day, both ends included.
+    for seconds in [600, 86400] {
+        let mut object = with(
+            base.clone(),
+            "/clients/1/issueToken/expirationSeconds",
+            json!(seconds),
+        );
+        object["metadata"]["name"] = json!(unique_name("lifetime"));
+        apply(ground, &object)
+            .unwrap_or_else(|e| panic!("a token lifetime of {seconds} s is refused: {e}"));
+    }
 
     // The name becomes the Service's name: a DNS label, short enough for suffixes.
     for bad_name in ["x".repeat(41), "9orders".to_string()] {

@@ -3,142 +3,29 @@
 //! ServiceAccount token, does its whole job: leader election, every child
 //! object (including the sidecar's auth-delegator binding and the clients'
 //! custom-verb Roles, which RBAC lets it grant only because it holds them),
-//! tokens, status, Events and cleanup. A missing rule fails this test.
+//! tokens, status, Events, following a policy change, pruning a removed
+//! client, removing everything behind a broken fence, and cleanup. A
+//! missing rule fails this test.
 
 mod support;
 
 use std::process::Command;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
-use kube::api::{ObjectMeta, PostParams};
-use kube::{Api, Client};
-use mcpk_e2e::{Ground, eventually, unique_name};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use kube::Api;
+use mcp_kafka_sidecar::config::SidecarConfig;
+use mcp_kafka_sidecar::tool_name::ToolName;
+use mcpk_e2e::{Ground, eventually};
+use serde_json::json;
 use support::{
-    OperatorProcess, apply_server, delete_namespace, server_manifest, servers, two_clients,
+    OperatorProcess, apply_policy, apply_server, delete_namespace, exists, kubeconfig_with_token,
+    operator_identity, role_verbs, server_manifest, servers, two_clients, wait_condition,
 };
-
-fn rules(file: &str) -> Vec<PolicyRule> {
-    let path = mcpk_e2e::crds_dir()
-        .parent()
-        .unwrap()
-        .join("charts/mcp-kafka-operator/files")
-        .join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-async fn operator_identity(client: &Client, ns: &str) -> String {
-    let subject = Subject {
-        kind: "ServiceAccount".into(),
-        name: "operator".into(),
-        namespace: Some(ns.into()),
-        api_group: None,
-    };
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    };
-    let pp = PostParams::default();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta("operator"),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let cluster_role = format!("mcp-kafka-operator-{ns}");
-    Api::<ClusterRole>::all(client.clone())
-        .create(
-            &pp,
-            &ClusterRole {
-                metadata: meta(&cluster_role),
-                rules: Some(rules("operator-clusterrole-rules.yaml")),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let role_ref = |kind: &str, name: &str| RoleRef {
-        api_group: Some("rbac.authorization.k8s.io".into()),
-        kind: kind.into(),
-        name: name.into(),
-    };
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(
-            &pp,
-            &ClusterRoleBinding {
-                metadata: meta(&cluster_role),
-                role_ref: role_ref("ClusterRole", &cluster_role),
-                subjects: Some(vec![subject.clone()]),
-            },
-        )
-        .await
-        .unwrap();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &Role {
-                metadata: meta("mcp-kafka-operator-lease"),
-                rules: Some(rules("operator-lease-rules.yaml")),
-            },
-        )
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: meta("mcp-kafka-operator-lease"),
-                role_ref: role_ref("Role", "mcp-kafka-operator-lease"),
-                subjects: Some(vec![subject]),
-            },
-        )
-        .await
-        .unwrap();
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let answer = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request("operator", &pp, &request)
-        .await
-        .unwrap();
-    answer
-        .status
-        .and_then(|s| s.token)
-        .expect("a token for the operator")
-}
-
-/// The admin kubeconfig with its credentials replaced by `token`.
-fn kubeconfig_with_token(ground: &Ground, token: &str) -> std::path::PathBuf {
-    let mut kc = kube::config::Kubeconfig::read_from(&ground.kubeconfig).unwrap();
-    for auth in &mut kc.auth_infos {
-        auth.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.to_string().into()),
-            ..Default::default()
-        });
-    }
-    let path = ground
-        .log_dir
-        .join(format!("{}.kubeconfig", unique_name("operator-sa")));
-    let yaml = serde_yaml::to_string(&kc).unwrap();
-    // serde skips the token when serializing (it is secret); put it back explicitly.
-    let yaml = yaml.replace("user: {}", &format!("user:\n    token: {token}"));
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_needs_nothing_beyond_its_cluster_role() {
@@ -233,10 +120,106 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
         assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
     }
 
-    // Deleting needs the finalizer's cleanup of the cluster-scoped binding.
-    api.delete("orders", &Default::default()).await.unwrap();
     let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let crb = format!("mcpkafka:{ns}:orders:auth-delegator");
+
+    // A policy change: the exposed tools, the sidecar's config and the
+    // clients' Roles follow (describe_topic is no longer allowed).
+    apply_policy(&admin, &ns, json!({"allow": ["list_topics"]})).await;
+    eventually("the policy's tools in status", || async {
+        let s = api.get("orders").await.ok()?;
+        (s.status?.effective_tools == [ToolName::ListTopics]).then_some(())
+    })
+    .await;
+    eventually("the Roles to follow the policy", || async {
+        let agent = role_verbs(&admin, &ns, "orders-mcp-client-agent").await;
+        let laptop = role_verbs(&admin, &ns, "orders-mcp-client-laptop").await;
+        (agent == ["list_topics"] && laptop.is_empty()).then_some(())
+    })
+    .await;
+    let cm = Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+        .get("orders-mcp-config")
+        .await
+        .unwrap();
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.tools, [ToolName::ListTopics]);
+
+    // Prune: the laptop client removed, replicas back to 1: its Role,
+    // RoleBinding, ServiceAccount and token Secret go, and the PDB.
+    let one_client =
+        json!([{"name": "agent", "serviceAccountName": "agent", "tools": ["list_topics"]}]);
+    apply_server(
+        &admin,
+        &ns,
+        &server_manifest(
+            "orders",
+            "dev",
+            &["list_topics", "describe_topic"],
+            one_client,
+            1,
+        ),
+    )
+    .await;
+    eventually("the removed client's objects to be deleted", || async {
+        let gone = !exists::<Role>(&admin, &ns, "orders-mcp-client-laptop").await
+            && !exists::<RoleBinding>(&admin, &ns, "orders-mcp-client-laptop").await
+            && !exists::<ServiceAccount>(&admin, &ns, "orders-mcp-client-laptop").await
+            && !exists::<Secret>(&admin, &ns, "orders-mcp-client-laptop-token").await
+            && !exists::<PodDisruptionBudget>(&admin, &ns, "orders-mcp").await;
+        gone.then_some(())
+    })
+    .await;
+    assert!(exists::<Role>(&admin, &ns, "orders-mcp-client-agent").await);
+
+    // The fence: the namespace relabelled to another environment, and
+    // everything the server had is removed, the cluster-scoped binding too.
+    let relabel = |environment: &str| {
+        let out = ground.kubectl(
+            &[
+                "label",
+                "namespace",
+                &ns,
+                &format!("mcpkafka.dev/environment={environment}"),
+                "--overwrite",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    relabel("prod");
+    wait_condition(
+        &api,
+        "orders",
+        "Reconciled",
+        "False",
+        Some("EnvironmentMismatch"),
+    )
+    .await;
+    eventually("everything behind the fence to be removed", || async {
+        let gone = !exists::<Deployment>(&admin, &ns, "orders-mcp").await
+            && !exists::<Service>(&admin, &ns, "orders-mcp").await
+            && !exists::<ConfigMap>(&admin, &ns, "orders-mcp-config").await
+            && !exists::<NetworkPolicy>(&admin, &ns, "orders-mcp").await
+            && !exists::<ServiceAccount>(&admin, &ns, "orders-mcp").await
+            && !exists::<Role>(&admin, &ns, "orders-mcp-client-agent").await
+            && !exists::<RoleBinding>(&admin, &ns, "orders-mcp-client-agent").await
+            && crbs.get_opt(&crb).await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+
+    // And back: deployed again.
+    relabel("dev");
+    wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    assert!(exists::<Deployment>(&admin, &ns, "orders-mcp").await);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_some());
+
+    // Deleting needs the finalizer's cleanup of the cluster-scoped binding.
+    api.delete("orders", &Default::default()).await.unwrap();
     eventually("the server and its binding to be gone", || async {
         (api.get_opt("orders").await.ok()?.is_none() && crbs.get_opt(&crb).await.ok()?.is_none())
             .then_some(())

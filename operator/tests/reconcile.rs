@@ -21,45 +21,10 @@ use mcp_kafka_sidecar::config::SidecarConfig;
 use mcp_kafka_sidecar::tool_name::ToolName;
 use mcpk_e2e::{Ground, eventually};
 use serde_json::{Value, json};
-use support::{Operator, apply_server, delete_namespace, server_manifest, servers, wait_condition};
-
-async fn apply_policy(client: &Client, ns: &str, spec: Value) {
-    let api: Api<mcp_kafka_operator::crd::McpToolPolicy> = Api::namespaced(client.clone(), ns);
-    let object = json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default"}, "spec": spec});
-    api.patch(
-        "default",
-        &PatchParams::apply("reconcile-test").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .expect("applying the policy");
-}
-
-async fn exists<K>(client: &Client, ns: &str, name: &str) -> bool
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("a read")
-        .is_some()
-}
-
-async fn role_verbs(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let role = Api::<Role>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .expect("the Role");
-    role.rules
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|r| r.verbs)
-        .collect()
-}
+use support::{
+    Operator, apply_policy, apply_server, delete_namespace, exists, role_verbs, server_manifest,
+    servers, wait_condition,
+};
 
 async fn set_available(client: &Client, ns: &str, name: &str, available: i32) {
     let status = json!({"status": {"replicas": 2, "availableReplicas": available, "readyReplicas": available, "observedGeneration": 1}});
@@ -297,6 +262,137 @@ async fn a_server_becomes_owned_objects_that_follow_its_spec_and_policy() {
         },
     )
     .await;
+    delete_namespace(&client, &ns).await;
+}
+
+/// Server-side apply puts back the fields the operator sets but keeps other
+/// managers' fields: a container, a volume and an env var added by hand
+/// would stay in a pod that mounts the Kafka credentials. The operator
+/// removes them, says so in a Warning Event, and then writes nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_env_and_volumes_added_by_hand_are_removed_from_the_pod_template() {
+    let ground = Ground::get();
+    Operator::shared();
+    let client = ground.kube_admin().await;
+    let ns = ground.namespace("template-drift", Some("dev"));
+    let api = servers(&client, &ns);
+    apply_server(
+        &client,
+        &ns,
+        &server_manifest("orders", "dev", &["list_topics"], json!([]), 1),
+    )
+    .await;
+    wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let pod_spec = |d: &Deployment| d.spec.clone().unwrap().template.spec.unwrap();
+
+    // A second container, a volume and an env var in the sidecar's own
+    // container, applied by another field manager (one write, so that what
+    // the operator sees and removes is all of it at once).
+    let extra = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "orders-mcp"},
+        "spec": {"template": {"spec": {
+            "containers": [
+                {"name": "sidecar", "env": [{"name": "EXTRA", "value": "1"}]},
+                {"name": "debug", "image": "busybox", "volumeMounts": [{"name": "loot", "mountPath": "/loot"}]}
+            ],
+            "volumes": [{"name": "loot", "emptyDir": {}}]
+        }}}
+    });
+    let edited = deployments
+        .patch(
+            "orders-mcp",
+            &PatchParams::apply("hand-apply"),
+            &Patch::Apply(&extra),
+        )
+        .await
+        .expect("applying a container, an env var and a volume by hand");
+    let edited = pod_spec(&edited);
+    assert_eq!(edited.containers.len(), 2, "the hand edit took: {edited:?}");
+    assert!(
+        edited.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "EXTRA"),
+        "{edited:?}"
+    );
+
+    let restored = eventually("the hand-added entries to be removed", || async {
+        let spec = pod_spec(&deployments.get("orders-mcp").await.ok()?);
+        let env: Vec<String> = spec.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.clone())
+            .collect();
+        let volumes: Vec<String> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.clone())
+            .collect();
+        (spec.containers.len() == 1
+            && !env.contains(&"EXTRA".into())
+            && !volumes.contains(&"loot".into()))
+        .then_some(spec)
+    })
+    .await;
+    let sidecar = &restored.containers[0];
+    assert_eq!(sidecar.name, "sidecar");
+    assert!(
+        sidecar
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "MALLOC_ARENA_MAX"),
+        "the operator's own env var stays: {:?}",
+        sidecar.env
+    );
+    assert_eq!(
+        restored
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>(),
+        ["config"],
+        "the operator's own volume stays"
+    );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let event = eventually("a Warning Event naming what was removed", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("PodTemplateDrift")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orders")
+        })
+    })
+    .await;
+    let note = event.note.unwrap_or_default();
+    assert!(note.contains("Deployment orders-mcp"), "{note}");
+    for removed in [
+        "spec.containers[name=debug]",
+        "spec.containers[name=sidecar].env[name=EXTRA]",
+        "spec.volumes[name=loot]",
+    ] {
+        assert!(note.contains(removed), "{removed} not in: {note}");
+    }
+
+    // Restored, it stays so: no further write to the Deployment.
+    let mark = ground.audit_mark();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let writes = ground.audit_writes_since(mark, |e| {
+        e["objectRef"]["namespace"] == ns.as_str()
+            && e["objectRef"]["resource"] == "deployments"
+            && e["objectRef"]["subresource"].is_null()
+    });
+    assert!(
+        writes.is_empty(),
+        "the Deployment was written again: {writes:?}"
+    );
     delete_namespace(&client, &ns).await;
 }
 

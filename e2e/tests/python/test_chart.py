@@ -5,6 +5,7 @@ examples/, and GitOps (server-side apply again changes nothing; the
 operator does not fight the fields a GitOps tool owns). Plus the Argo CD
 health check, run on real status."""
 
+import json
 import pathlib
 import time
 
@@ -104,10 +105,31 @@ def test_the_chart_runs_the_operator_hardened(stack_env):
     (["--set", "config.environments.Prod!.mutations=direct"], "'Prod!' does not match pattern"),
     (["--set", "config.defaultPolicy.allow[0]=drop_everything"], "at '/config/defaultPolicy/allow/0'"),
     (["--set", "replicaCount=2"], "additional properties 'replicaCount' not allowed"),
+    (["--set-json", 'config.sidecar.metricsFrom=[{"namespaceSelectr": {}}]'], "at '/config/sidecar/metricsFrom/0'"),
+    (["--set-json", "config.sidecar.metricsFrom=[{}]"], "at '/config/sidecar/metricsFrom/0'"),
 ])
 def test_bad_values_fail_with_the_key_named(stack_env, values, message):
     out = helm(stack_env, "template", "mko", str(CHART), *values, check=False)
     assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def test_the_chart_says_who_may_scrape_the_sidecars_metrics(stack_env, tmp_path):
+    """config.sidecar.metricsFrom reaches the operator's config as the
+    operator reads it: any namespace by default, the peers given, or no one."""
+    def metrics_from(*values):
+        rendered = helm(stack_env, "template", "mko", str(CHART), *values).stdout
+        config = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")["data"]["config.yaml"]
+        path = tmp_path / "config.yaml"
+        path.write_text(config)
+        accepted = run(str(binary("mcp-kafka-operator")), "check-config", str(path))
+        assert accepted.returncode == 0, accepted.stderr
+        return yaml.safe_load(accepted.stdout)["sidecar"]["metricsFrom"]
+
+    assert metrics_from() == [{"namespaceSelector": {}}]
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                   "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    assert metrics_from("--set-json", f"config.sidecar.metricsFrom={json.dumps(monitoring)}") == monitoring
+    assert metrics_from("--set-json", "config.sidecar.metricsFrom=[]") == []
 
 
 def can_i(stack_env, sa, *args):

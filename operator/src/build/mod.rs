@@ -34,8 +34,11 @@ pub const SERVER_NAMESPACE_LABEL: &str = "mcpkafka.dev/server-namespace";
 pub const DESIRED_HASH_ANNOTATION: &str = "mcpkafka.dev/desired-hash";
 /// On the pod template: a hash of the sidecar config, so a change rolls out.
 pub const CONFIG_HASH_ANNOTATION: &str = "mcpkafka.dev/config-hash";
-/// The sidecar's MCP port.
+/// The sidecar's MCP port (`/mcp`, `/healthz`, `/readyz`).
 pub const MCP_PORT: i32 = 8090;
+/// The sidecar's metrics port (`/metrics` only), which the NetworkPolicy
+/// admits from `sidecar.metricsFrom` while `/mcp` stays fenced.
+pub const METRICS_PORT: i32 = 9090;
 
 /// Everything the build step needs, already read and decided.
 pub struct Inputs<'a> {

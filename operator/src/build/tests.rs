@@ -298,15 +298,39 @@ fn service_network_policy_and_pdb() {
     let port = &service.ports.unwrap()[0];
     assert_eq!((port.name.as_deref(), port.port), (Some("mcp"), 8090));
     let np = one(d.network_policies).spec.unwrap();
-    let from = &np.ingress.unwrap()[0].from.clone().unwrap()[0];
-    let ns_labels = from
+    let ingress = np.ingress.unwrap();
+    assert_eq!(ingress.len(), 2, "one rule for /mcp, one for /metrics");
+    // /mcp: the server's environment only, on the MCP port only.
+    let mcp = &ingress[0];
+    let from = mcp.from.clone().unwrap();
+    assert_eq!(from.len(), 1);
+    let ns_labels = from[0]
         .namespace_selector
         .as_ref()
         .unwrap()
         .match_labels
         .clone()
         .unwrap();
+    assert_eq!(ns_labels.len(), 1);
     assert_eq!(ns_labels[crate::fence::ENVIRONMENT_LABEL], "staging");
+    assert!(from[0].pod_selector.is_none() && from[0].ip_block.is_none());
+    let ports = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        serde_json::to_value(rule.ports.as_ref().unwrap()).unwrap()
+    };
+    assert_eq!(
+        ports(mcp),
+        serde_json::json!([{"port": 8090, "protocol": "TCP"}])
+    );
+    // /metrics: any namespace by default, on the metrics port only.
+    let metrics = &ingress[1];
+    assert_eq!(
+        serde_json::to_value(metrics.from.as_ref().unwrap()).unwrap(),
+        serde_json::json!([{"namespaceSelector": {}}])
+    );
+    assert_eq!(
+        ports(metrics),
+        serde_json::json!([{"port": 9090, "protocol": "TCP"}])
+    );
     assert_eq!(d.pod_disruption_budgets.len(), 1);
 
     let single = server(&SERVER.replace("replicas: 2", "replicas: 1"));
@@ -399,4 +423,78 @@ fn served_tools_read_back_what_the_config_map_gives_the_sidecar() {
         served_tools(&k8s_openapi::api::core::v1::ConfigMap::default(), before),
         None
     );
+}
+
+#[test]
+fn metrics_peers_come_from_the_operator_config_and_none_means_no_rule() {
+    let s = server(SERVER);
+    let np = |config: &OperatorConfig| {
+        one(desired(&Inputs {
+            server: &s,
+            config,
+            fenced: &fenced(),
+            tools: &[ListTopics],
+            break_glass: None,
+        })
+        .network_policies)
+        .spec
+        .unwrap()
+        .ingress
+        .unwrap()
+    };
+    let mut config = OperatorConfig::parse(
+        "sidecar: {metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}, podSelector: {matchLabels: {app: prometheus}}}]}",
+    )
+    .unwrap();
+    let rules = np(&config);
+    assert_eq!(
+        serde_json::to_value(&rules[1]).unwrap(),
+        serde_json::json!({
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                      "podSelector": {"matchLabels": {"app": "prometheus"}}}],
+            "ports": [{"port": 9090, "protocol": "TCP"}]
+        })
+    );
+    // An ingress rule with no peers would admit every source: no peers, no rule.
+    config.sidecar.metrics_from.clear();
+    let rules = np(&config);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].ports.as_ref().unwrap()[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(MCP_PORT))
+    );
+}
+
+#[test]
+fn the_sidecar_serves_metrics_on_a_named_port_of_its_own_and_probes_stay_on_mcp() {
+    let s = server(SERVER);
+    let d = build(&s, &[ListTopics]);
+    let text = &d.config_maps[0].data.as_ref().unwrap()["config.yaml"];
+    let config = SidecarConfig::parse(text).unwrap();
+    assert_eq!(config.listen.address.port(), 8090);
+    assert_eq!(
+        config.listen.metrics_address,
+        Some("0.0.0.0:9090".parse().unwrap())
+    );
+    let pod = one(d.deployments).spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    let ports: Vec<(Option<&str>, i32)> = c
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [(Some("mcp"), 8090), (Some("metrics"), METRICS_PORT)]
+    );
+    assert_eq!(METRICS_PORT, 9090);
+    for probe in [&c.liveness_probe, &c.readiness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("mcp".into())
+        );
+    }
 }

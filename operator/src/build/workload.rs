@@ -1,6 +1,7 @@
 //! The sidecar workload: its config (the sidecar's own config type,
 //! rendered), the hardened Deployment, the Service, the NetworkPolicy that
-//! admits only namespaces of the same environment, and a PDB above one replica.
+//! admits `/mcp` only from namespaces of the same environment (and the
+//! metrics port from the configured peers), and a PDB above one replica.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +24,10 @@ use mcp_kafka_sidecar::config::{
     SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
 };
 
-use super::{CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, labels, names, owned_meta, selector_labels};
+use super::{
+    CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, METRICS_PORT, labels, names, owned_meta,
+    selector_labels,
+};
 use crate::fence::ENVIRONMENT_LABEL;
 
 /// The key of the config in the ConfigMap, and the file the sidecar reads.
@@ -62,7 +66,10 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
                 format!("{service}.{namespace}.svc"),
                 format!("{service}.{namespace}.svc.{domain}"),
             ],
-            metrics_address: None,
+            metrics_address: Some(std::net::SocketAddr::from((
+                [0, 0, 0, 0],
+                METRICS_PORT as u16,
+            ))),
         },
         kafka: KafkaConfig {
             bootstrap_servers: spec.kafka.bootstrap_servers.clone(),
@@ -242,12 +249,20 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
             value: Some(SIDECAR_MALLOC_ARENAS.1.into()),
             value_from: None,
         }]),
-        ports: Some(vec![ContainerPort {
-            name: Some("mcp".into()),
-            container_port: MCP_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("mcp".into()),
+                container_port: MCP_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         liveness_probe: Some(http_probe("/healthz", 10)),
         readiness_probe: Some(http_probe("/readyz", 5)),
         resources: Some(
@@ -256,6 +271,9 @@ pub(super) fn deployment(inputs: &Inputs, config_hash: &str) -> Deployment {
                 .unwrap_or_else(|| inputs.config.sidecar.resources.clone()),
         ),
         security_context: Some(SecurityContext {
+            // Set, not left to the default, so that apply puts it back
+            // when someone sets it by hand (a field nobody sets stays theirs).
+            privileged: Some(false),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
@@ -335,10 +353,37 @@ pub(super) fn service(inputs: &Inputs) -> Service {
     }
 }
 
-/// Only namespaces labelled with the same environment reach the sidecar.
+/// Only namespaces labelled with the same environment reach the sidecar's
+/// MCP port; its metrics port, the peers of `sidecar.metricsFrom`.
 pub(super) fn network_policy(inputs: &Inputs) -> NetworkPolicy {
     let server = inputs.name();
     let environment = &inputs.server.spec.environment;
+    let port = |number| {
+        Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(number)),
+            protocol: Some("TCP".into()),
+            end_port: None,
+        }])
+    };
+    let mcp = NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    ENVIRONMENT_LABEL.to_string(),
+                    environment.clone(),
+                )])),
+                match_expressions: None,
+            }),
+            ..Default::default()
+        }]),
+        ports: port(MCP_PORT),
+    };
+    let metrics_from = &inputs.config.sidecar.metrics_from;
+    // A rule without peers admits every source: no peers, no rule.
+    let metrics = (!metrics_from.is_empty()).then(|| NetworkPolicyIngressRule {
+        from: Some(metrics_from.clone()),
+        ports: port(METRICS_PORT),
+    });
     NetworkPolicy {
         metadata: owned_meta(inputs, names::sidecar(&server), "mcp-server"),
         spec: Some(NetworkPolicySpec {
@@ -347,23 +392,7 @@ pub(super) fn network_policy(inputs: &Inputs) -> NetworkPolicy {
                 match_expressions: None,
             }),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            ENVIRONMENT_LABEL.to_string(),
-                            environment.clone(),
-                        )])),
-                        match_expressions: None,
-                    }),
-                    ..Default::default()
-                }]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(MCP_PORT)),
-                    protocol: Some("TCP".into()),
-                    end_port: None,
-                }]),
-            }]),
+            ingress: Some(std::iter::once(mcp).chain(metrics).collect()),
             egress: None,
         }),
     }

@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{ensure, prune};
+use super::drift;
 use super::{Context, Error};
 use crate::build::{self, Inputs, MANAGED_BY, SERVER_LABEL, SERVER_NAMESPACE_LABEL, names};
 use crate::crd::McpKafkaServer;
@@ -28,6 +29,8 @@ pub struct Applied {
     pub next_rotation: Option<Timestamp>,
     /// Clients whose token was minted in this reconcile.
     pub rotated: Vec<String>,
+    /// What was removed from the sidecar's pod template (not set by the operator).
+    pub template_drift: Vec<String>,
 }
 
 /// Applies what differs of every object the server should have, mints or
@@ -97,6 +100,7 @@ pub async fn apply_all(
         pod_disruption_budgets,
     )
     .await?;
+    let desired_deployments = deployments.clone();
     let deployments = ensure_each(
         ctx,
         &namespaced(ctx, &namespace),
@@ -104,6 +108,14 @@ pub async fn apply_all(
         deployments,
     )
     .await?;
+    // Apply puts back what the operator sets; what others added stays until removed.
+    let mut template_drift = Vec::new();
+    for (desired, live) in desired_deployments.iter().zip(&deployments) {
+        template_drift.extend(
+            drift::restore_template(&namespaced(ctx, &namespace), desired, live, &ctx.metrics)
+                .await?,
+        );
+    }
 
     // Tokens for issueToken clients: reuse the kept one while it is fresh.
     let sa_uids: BTreeMap<String, String> = service_accounts
@@ -184,6 +196,7 @@ pub async fn apply_all(
         },
         next_rotation,
         rotated,
+        template_drift,
     })
 }
 

@@ -22,13 +22,14 @@ fn event(type_: EventType, reason: &str, note: String) -> Event {
 }
 
 /// What a person should notice, once per change: a fence broken, another
-/// failure, tools denied or exposed; and each token issued. An unchanged
-/// status calls for none.
+/// failure, tools denied or exposed; each token issued; and what was
+/// removed from the sidecar's pod template. An unchanged status calls for none.
 pub fn chosen(
     server: &str,
     old: Option<&McpKafkaServerStatus>,
     new: &McpKafkaServerStatus,
     rotated: &[String],
+    template_drift: &[String],
 ) -> Vec<Event> {
     let old = old.cloned().unwrap_or_default();
     let mut events = Vec::new();
@@ -70,6 +71,10 @@ pub fn chosen(
             names::token_secret(server, client)
         );
         events.push(event(EventType::Normal, "TokenIssued", note));
+    }
+    if !template_drift.is_empty() {
+        let note = super::drift::summary(&names::sidecar(server), template_drift);
+        events.push(event(EventType::Warning, "PodTemplateDrift", note));
     }
     events
 }
@@ -133,10 +138,10 @@ mod tests {
     fn a_new_server_announces_its_tools_and_an_unchanged_one_nothing() {
         let s = status_of(&observed());
         assert_eq!(
-            reasons(&chosen("x", None, &s, &[])),
+            reasons(&chosen("x", None, &s, &[], &[])),
             [(EventType::Normal, "ToolsExposed")]
         );
-        assert!(chosen("x", Some(&s), &s, &[]).is_empty());
+        assert!(chosen("x", Some(&s), &s, &[], &[]).is_empty());
     }
 
     #[test]
@@ -150,7 +155,7 @@ mod tests {
             serving: Serving::default(),
             ..observed()
         });
-        let events = chosen("x", Some(&before), &broken, &[]);
+        let events = chosen("x", Some(&before), &broken, &[], &[]);
         assert_eq!(
             reasons(&events),
             [(EventType::Warning, "EnvironmentMismatch")]
@@ -165,7 +170,7 @@ mod tests {
             missing_secrets: vec!["kafka-ca".into()],
             ..observed()
         });
-        let events = chosen("x", Some(&before), &missing, &[]);
+        let events = chosen("x", Some(&before), &missing, &[], &[]);
         assert_eq!(reasons(&events), [(EventType::Warning, "SecretNotFound")]);
         assert!(events[0].note.as_deref().unwrap().contains("kafka-ca"));
     }
@@ -180,7 +185,7 @@ mod tests {
             }],
             ..observed()
         });
-        let events = chosen("orders", Some(&before), &denied, &["laptop".into()]);
+        let events = chosen("orders", Some(&before), &denied, &["laptop".into()], &[]);
         assert_eq!(
             reasons(&events),
             [
@@ -198,6 +203,19 @@ mod tests {
                 .as_deref()
                 .unwrap()
                 .contains("Secret orders-mcp-client-laptop-token")
+        );
+    }
+
+    #[test]
+    fn removed_template_entries_get_one_warning_naming_them() {
+        let s = status_of(&observed());
+        let removed = ["spec.containers[name=debug]".to_string()];
+        let events = chosen("orders", Some(&s), &s, &[], &removed);
+        assert_eq!(reasons(&events), [(EventType::Warning, "PodTemplateDrift")]);
+        let note = events[0].note.as_deref().unwrap();
+        assert!(
+            note.contains("Deployment orders-mcp") && note.contains("spec.containers[name=debug]"),
+            "{note}"
         );
     }
 }

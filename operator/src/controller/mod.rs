@@ -10,11 +10,13 @@
 //! - [`children`]: applying every owned kind of one server (with its token
 //!   Secrets) and pruning what that apply did not keep;
 //! - [`apply`]: apply one object only when it differs, prune one kind;
+//! - [`drift`]: remove what another hand added to the sidecar's pod template;
 //! - [`requeue`]: when to look at a server again (pure);
 //! - [`events`]: which Events a change calls for (pure), and publishing them.
 
 mod apply;
 mod children;
+mod drift;
 mod events;
 mod reconcile;
 mod requeue;

@@ -129,6 +129,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         serving: Serving::default(),
         next_rotation: None,
         rotated: Vec::new(),
+        template_drift: Vec::new(),
     };
     match &fence {
         // Nothing may run outside its fence: remove whatever was deployed.
@@ -196,7 +197,13 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         .await?;
         ctx.metrics.api_write("McpKafkaServer", "status");
     }
-    let chosen = events::chosen(&name, server.status.as_ref(), &new_status, &applied.rotated);
+    let chosen = events::chosen(
+        &name,
+        server.status.as_ref(),
+        &new_status,
+        &applied.rotated,
+        &applied.template_drift,
+    );
     events::publish(ctx, &server, chosen).await;
     if let Some(e) = failure {
         return Err(e);

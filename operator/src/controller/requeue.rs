@@ -45,11 +45,15 @@ pub fn after_success(found: &Found, now: Timestamp) -> Action {
     Action::requeue(until.map_or(RESYNC, |d| (d + LATE).min(RESYNC)))
 }
 
+/// The longest wait after failures: 5 minutes, as the README says.
+pub const MOST_BACKOFF: Duration = Duration::from_secs(300);
+
 /// The delay after the `failures`-th failure in a row of one server:
-/// 1 s, 2 s, 4 s ... 256 s (a little over 4 minutes) from the ninth on.
+/// 1 s, 2 s, 4 s ... 256 s, then 300 s (5 minutes) from the tenth on.
 pub fn after_failures(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(8);
-    Duration::from_secs(1u64 << exponent).min(RESYNC)
+    // 2^9 s is past the bound already; a larger shift would overflow.
+    let exponent = failures.saturating_sub(1).min(9);
+    Duration::from_secs(1u64 << exponent).min(MOST_BACKOFF)
 }
 
 #[cfg(test)]
@@ -123,11 +127,10 @@ mod tests {
     }
 
     #[test]
-    fn failures_back_off_exponentially_to_a_bound() {
-        let delays: Vec<u64> = [1, 2, 3, 4, 9, 10, 1000]
-            .map(|n| after_failures(n).as_secs())
-            .to_vec();
-        assert_eq!(delays, [1, 2, 4, 8, 256, 256, 256]);
+    fn failures_back_off_exponentially_from_a_second_to_five_minutes() {
+        let delays: Vec<u64> = (1..=12).map(|n| after_failures(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(after_failures(u32::MAX), Duration::from_secs(300));
         assert_eq!(after_failures(0), Duration::from_secs(1));
     }
 }

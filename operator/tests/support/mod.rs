@@ -5,14 +5,20 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
+use kube::{Api, Client};
 use mcp_kafka_operator::config::OperatorConfig;
 use mcp_kafka_operator::crd::McpKafkaServer;
 use mcp_kafka_operator::metrics::Metrics;
 use mcp_kafka_operator::status;
-use mcpk_e2e::{Ground, eventually};
+use mcpk_e2e::{Ground, eventually, unique_name};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// A controller running in a thread of its own (its own runtime), so that
@@ -203,4 +209,166 @@ impl Drop for OperatorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The rules of one of the chart's RBAC rule files.
+pub fn rules(file: &str) -> Vec<PolicyRule> {
+    let path = mcpk_e2e::crds_dir()
+        .parent()
+        .unwrap()
+        .join("charts/mcp-kafka-operator/files")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// A ServiceAccount `operator` in `ns` bound to exactly the chart's rules
+/// (its ClusterRole, and its Lease Role in `ns`); returns a token for it.
+pub async fn operator_identity(client: &Client, ns: &str) -> String {
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: "operator".into(),
+        namespace: Some(ns.into()),
+        api_group: None,
+    };
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let pp = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &ServiceAccount {
+                metadata: meta("operator"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let cluster_role = format!("mcp-kafka-operator-{ns}");
+    Api::<ClusterRole>::all(client.clone())
+        .create(
+            &pp,
+            &ClusterRole {
+                metadata: meta(&cluster_role),
+                rules: Some(rules("operator-clusterrole-rules.yaml")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let role_ref = |kind: &str, name: &str| RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+    };
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(
+            &pp,
+            &ClusterRoleBinding {
+                metadata: meta(&cluster_role),
+                role_ref: role_ref("ClusterRole", &cluster_role),
+                subjects: Some(vec![subject.clone()]),
+            },
+        )
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &Role {
+                metadata: meta("mcp-kafka-operator-lease"),
+                rules: Some(rules("operator-lease-rules.yaml")),
+            },
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: meta("mcp-kafka-operator-lease"),
+                role_ref: role_ref("Role", "mcp-kafka-operator-lease"),
+                subjects: Some(vec![subject]),
+            },
+        )
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let answer = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request("operator", &pp, &request)
+        .await
+        .unwrap();
+    answer
+        .status
+        .and_then(|s| s.token)
+        .expect("a token for the operator")
+}
+
+/// The admin kubeconfig with its credentials replaced by `token`.
+pub fn kubeconfig_with_token(ground: &Ground, token: &str) -> std::path::PathBuf {
+    let mut kc = kube::config::Kubeconfig::read_from(&ground.kubeconfig).unwrap();
+    for auth in &mut kc.auth_infos {
+        auth.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.to_string().into()),
+            ..Default::default()
+        });
+    }
+    let path = ground
+        .log_dir
+        .join(format!("{}.kubeconfig", unique_name("operator-sa")));
+    let yaml = serde_yaml::to_string(&kc).unwrap();
+    // serde skips the token when serializing (it is secret); put it back explicitly.
+    let yaml = yaml.replace("user: {}", &format!("user:\n    token: {token}"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Applies the namespace's `default` McpToolPolicy with `spec`.
+pub async fn apply_policy(client: &Client, ns: &str, spec: Value) {
+    let api: Api<mcp_kafka_operator::crd::McpToolPolicy> = Api::namespaced(client.clone(), ns);
+    let object = json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default"}, "spec": spec});
+    api.patch(
+        "default",
+        &PatchParams::apply("integration-test").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .expect("applying the policy");
+}
+
+/// Whether the namespaced object exists now.
+pub async fn exists<K>(client: &Client, ns: &str, name: &str) -> bool
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("a read")
+        .is_some()
+}
+
+/// The verbs a Role grants.
+pub async fn role_verbs(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let role = Api::<Role>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .expect("the Role");
+    role.rules
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.verbs)
+        .collect()
 }
