@@ -46,7 +46,13 @@ pub struct AuditRecord {
     pub namespace: Option<String>,
     pub environment: String,
     pub cluster_id: Option<String>,
+    /// The tool that ran (the RBAC verb), or the name a refused call gave.
     pub tool: String,
+    /// The mcp-confluent name the client called, when `tool` ran as one
+    /// native call of it (`toolNames: [confluent]`); `arguments` are then the
+    /// native call's, or the client's when the call was refused before any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub called_as: Option<&'static str>,
     pub arguments: Value,
     /// `allow` or `deny`.
     pub decision: &'static str,

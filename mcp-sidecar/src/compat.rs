@@ -375,13 +375,9 @@ fn internal(message: String) -> ToolError {
     ToolError::new(ErrorCode::Internal, message)
 }
 
+/// Made as the native tools' schemas are (standard formats only).
 fn schema<T: JsonSchema>() -> Map<String, Value> {
-    let schema = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
-        .into_root_schema_for::<T>();
-    match serde_json::to_value(schema) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    }
+    std::sync::Arc::unwrap_or_clone(crate::tools::schema::<T>())
 }
 
 /// Decodes compat arguments strictly: unknown fields and wrong types are

@@ -24,6 +24,15 @@ pub struct SidecarConfig {
     pub kafka: KafkaConfig,
     /// The tools this server exposes (already cut down by policy).
     pub tools: Vec<ToolName>,
+    /// The names those tools answer to: their own (`native`), and
+    /// mcp-confluent's (`confluent`), each a translation onto one of `tools`.
+    /// Absent: `[native]` (and not rendered, so that a config without compat
+    /// names is the same text as before the field existed).
+    #[serde(
+        default = "ToolNameSet::default_sets",
+        skip_serializing_if = "ToolNameSet::is_default"
+    )]
+    pub tool_names: Vec<ToolNameSet>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -42,6 +51,49 @@ pub struct SidecarConfig {
     /// Where audit records go besides stdout.
     #[serde(default)]
     pub audit: AuditConfig,
+}
+
+/// A set of tool names a server answers to: `native`, this server's names
+/// (`list_topics`, ...), which are the RBAC verbs; `confluent`,
+/// @confluentinc/mcp-confluent's Kafka tool names and argument shapes
+/// (`list-topics`, `consume-messages`, ...) for agents moving from it, each
+/// running as one native tool under that tool's RBAC verb.
+// No doc comments on the variants: schemars would make them a `oneOf`,
+// which is not a structural schema for the CRD; this is a plain enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolNameSet {
+    Native,
+    Confluent,
+}
+
+impl ToolNameSet {
+    pub const ALL: [ToolNameSet; 2] = [ToolNameSet::Native, ToolNameSet::Confluent];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Confluent => "confluent",
+        }
+    }
+
+    pub fn default_sets() -> Vec<ToolNameSet> {
+        vec![ToolNameSet::Native]
+    }
+
+    fn is_default(sets: &[ToolNameSet]) -> bool {
+        *sets == Self::default_sets()
+    }
+}
+
+impl std::str::FromStr for ToolNameSet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| format!("unknown tool name set {s:?}; known: native, confluent"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -449,6 +501,20 @@ impl SidecarConfig {
                 ),
             ));
         }
+        if self.tool_names.is_empty() {
+            return Err(ConfigError::new(
+                "toolNames",
+                "must name at least one of native, confluent",
+            ));
+        }
+        for (i, set) in self.tool_names.iter().enumerate() {
+            if self.tool_names[..i].contains(set) {
+                return Err(ConfigError::new(
+                    format!("toolNames[{i}]"),
+                    format!("{} is named twice", set.as_str()),
+                ));
+            }
+        }
         if !(1..=3600).contains(&self.plans.ttl_seconds) {
             return Err(ConfigError::new(
                 "plans.ttlSeconds",
@@ -513,6 +579,11 @@ impl SidecarConfig {
     /// Whether a tool is enabled.
     pub fn enables(&self, tool: ToolName) -> bool {
         self.tools.contains(&tool)
+    }
+
+    /// Whether the tools answer to the names of `set`.
+    pub fn answers_to(&self, set: ToolNameSet) -> bool {
+        self.tool_names.contains(&set)
     }
 
     /// The mutation rule in force: the configured one, or the secure
@@ -710,6 +781,52 @@ tools: [list_topics, describe_topic]
                 .unwrap()
                 .mutation_rule(),
             MutationRule::Direct
+        );
+    }
+
+    #[test]
+    fn tool_names_default_to_native_and_are_rendered_only_when_set() {
+        let native = SidecarConfig::parse(MINIMAL).unwrap();
+        assert_eq!(native.tool_names, vec![ToolNameSet::Native]);
+        assert!(
+            native.answers_to(ToolNameSet::Native) && !native.answers_to(ToolNameSet::Confluent)
+        );
+        // A server without compat names renders the same text as before the
+        // field existed: an operator upgrade does not roll every sidecar.
+        assert!(
+            !native.to_yaml().contains("toolNames"),
+            "{}",
+            native.to_yaml()
+        );
+
+        let both =
+            SidecarConfig::parse(&format!("{MINIMAL}toolNames: [native, confluent]\n")).unwrap();
+        assert!(both.answers_to(ToolNameSet::Native) && both.answers_to(ToolNameSet::Confluent));
+        assert_eq!(SidecarConfig::parse(&both.to_yaml()).unwrap(), both);
+        let compat_only =
+            SidecarConfig::parse(&format!("{MINIMAL}toolNames: [confluent]\n")).unwrap();
+        assert!(!compat_only.answers_to(ToolNameSet::Native));
+        assert!(compat_only.to_yaml().contains("toolNames"));
+    }
+
+    #[test]
+    fn tool_names_are_one_or_both_known_sets_each_once() {
+        let e = error_for(&format!("{MINIMAL}toolNames: []\n"));
+        assert_eq!(e.field, "toolNames", "{e}");
+        let e = error_for(&format!("{MINIMAL}toolNames: [native, mcp-confluent]\n"));
+        assert_eq!(e.field, "toolNames[1]", "{e}");
+        let e = error_for(&format!("{MINIMAL}toolNames: [confluent, confluent]\n"));
+        assert_eq!(e.field, "toolNames[1]", "{e}");
+        assert!(e.message.contains("confluent is named twice"), "{e}");
+        assert_eq!(
+            "confluent".parse::<ToolNameSet>(),
+            Ok(ToolNameSet::Confluent)
+        );
+        assert!(
+            "Confluent"
+                .parse::<ToolNameSet>()
+                .unwrap_err()
+                .contains("native, confluent")
         );
     }
 

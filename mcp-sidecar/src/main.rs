@@ -9,6 +9,7 @@ use clap::Parser;
 use mcp_kafka_sidecar::auth::Authorizer;
 use mcp_kafka_sidecar::config::{
     AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig,
+    ToolNameSet,
 };
 use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
@@ -36,6 +37,10 @@ struct Cli {
     /// Standalone mode: tools to enable, by name or group (observe, mutate, all), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "observe")]
     tools: Vec<String>,
+    /// Standalone mode: the names the tools answer to, comma-separated:
+    /// native (list_topics, ...) and confluent (mcp-confluent's list-topics, ...).
+    #[arg(long, value_delimiter = ',', default_value = "native")]
+    tool_names: Vec<ToolNameSet>,
     /// Serve MCP over stdin/stdout instead of HTTP (for local MCP clients).
     #[arg(long)]
     stdio: bool,
@@ -90,6 +95,7 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
             metadata_max_age_ms: cli.metadata_max_age_ms,
         },
         tools: parse_tools(&cli.tools)?,
+        tool_names: cli.tool_names.clone(),
         limits: Limits {
             calls_per_second: cli.calls_per_second,
             call_burst: cli.calls_per_second.saturating_mul(2),

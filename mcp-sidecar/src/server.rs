@@ -10,7 +10,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, MetaObject,
     PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use crate::audit::{AuditRecord, Auditor, Caller, KafkaSink};
 use crate::auth::{Authorizer, Callers, Subject, TokenCheck};
-use crate::config::{MutationRule, SidecarConfig};
+use crate::compat::{CompatAnswer, CompatTool};
+use crate::config::{MutationRule, SidecarConfig, ToolNameSet};
 use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
@@ -248,6 +249,20 @@ impl KafkaMcp {
         subject: Option<&Arc<Subject>>,
         request: &CallInfo,
         name: &str,
+        args: Value,
+    ) -> Result<Value, ToolError> {
+        self.call_via(subject, request, name, &Via::Native, args)
+            .await
+    }
+
+    /// The call path of [`call_as`](Self::call_as), for a call that came
+    /// `via` a tool name, a resource or a compat tool.
+    async fn call_via(
+        &self,
+        subject: Option<&Arc<Subject>>,
+        request: &CallInfo,
+        name: &str,
+        via: &Via,
         mut args: Value,
     ) -> Result<Value, ToolError> {
         let started = Instant::now();
@@ -259,7 +274,7 @@ impl KafkaMcp {
             plan_id: plan_id.clone().ok().flatten(),
             ..Outcome::default()
         };
-        let result = match self.admit(&rt, subject, name, dry_run, plan_id).await {
+        let result = match self.admit(&rt, subject, name, via, dry_run, plan_id).await {
             Err(refusal) => Err(refusal),
             Ok(admitted) => {
                 outcome.admitted = true;
@@ -283,6 +298,7 @@ impl KafkaMcp {
             environment: config.server.environment.clone(),
             cluster_id: rt.kafka.cluster_id(),
             tool: name.to_string(),
+            called_as: via.called_as().map(CompatTool::as_str),
             arguments: audited_args,
             decision: if outcome.admitted { "allow" } else { "deny" },
             reason: result
@@ -322,26 +338,31 @@ impl KafkaMcp {
         result
     }
 
-    /// Whether this call may run: a known, enabled tool; the caller's rate
-    /// (before the apiserver is asked); RBAC; the environment's rules; the
-    /// cluster-ID fence.
+    /// Whether this call may run: a known, enabled tool (by a name the
+    /// server answers to); the caller's rate (before the apiserver is asked);
+    /// RBAC; arguments that translate (compat tools); the environment's
+    /// rules; the cluster-ID fence.
     async fn admit(
         &self,
         rt: &Runtime,
         subject: Option<&Arc<Subject>>,
         name: &str,
+        via: &Via,
         dry_run: bool,
         plan_id: Result<Option<String>, ToolError>,
     ) -> Result<Admitted, ToolError> {
         let tool: ToolName = name
             .parse()
             .ok()
-            .filter(|t| rt.config.enables(*t))
+            .filter(|t| rt.config.enables(*t) && via.may_use(&rt.config))
             .ok_or_else(|| {
                 ToolError::not_found(format!("tool {name:?} is not available on this server"))
             })?;
         rt.admit_caller(subject)?;
         self.authorize(rt, subject, tool).await?;
+        if let Via::Untranslatable(_, refusal) = via {
+            return Err(refusal.clone());
+        }
         let plan_id = plan_id?;
         check_environment(&rt.config, tool, dry_run, plan_id.is_some())?;
         rt.kafka.fence()?;
@@ -432,6 +453,112 @@ impl KafkaMcp {
             ))),
         }
     }
+}
+
+/// mcp-confluent's tool names (`toolNames: [confluent]`).
+impl KafkaMcp {
+    /// Runs one call of a compat tool: translated into calls of its native
+    /// tool, each through the call path of a native call (rate, RBAC with
+    /// the native tool's name as the verb, environment rules, fence, plans,
+    /// caps, one audit record naming both tools), stopping at the first
+    /// error; the answer in the compat tool's shape. A call whose arguments
+    /// do not translate leaves one record too, refused after the caller's
+    /// rate and RBAC: a caller who may not call the tool learns nothing
+    /// about its arguments.
+    pub async fn call_compat(
+        &self,
+        subject: Option<&Arc<Subject>>,
+        request: &CallInfo,
+        tool: CompatTool,
+        args: Value,
+    ) -> Result<CompatAnswer, ToolError> {
+        let native = tool.native().as_str();
+        let limits = self.runtime().config.limits.clone();
+        let translation = match tool.translate(args.clone(), &limits) {
+            Ok(translation) => translation,
+            Err(refusal) => {
+                let via = Via::Untranslatable(tool, refusal.clone());
+                let refused = self.call_via(subject, request, native, &via, args).await;
+                return Err(refused.err().unwrap_or(refusal));
+            }
+        };
+        let mut results = Vec::with_capacity(translation.calls().len());
+        for call in translation.calls() {
+            let result = self
+                .call_via(subject, request, native, &Via::Compat(tool), call.clone())
+                .await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        translation.shape(results)
+    }
+}
+
+/// How a call reached the call path.
+enum Via {
+    /// `tools/call` of a native name.
+    Native,
+    /// A resource read: a fixed call of a native tool, whichever names the
+    /// tools answer to.
+    Resource,
+    /// One native call of a compat tool.
+    Compat(CompatTool),
+    /// A compat call whose arguments do not translate: refused once the
+    /// caller's rate and RBAC were checked for the native tool.
+    Untranslatable(CompatTool, ToolError),
+}
+
+impl Via {
+    /// Whether a call may name a native tool this way.
+    fn may_use(&self, config: &SidecarConfig) -> bool {
+        match self {
+            Via::Native => config.answers_to(ToolNameSet::Native),
+            Via::Resource | Via::Compat(_) | Via::Untranslatable(..) => true,
+        }
+    }
+
+    fn called_as(&self) -> Option<CompatTool> {
+        match self {
+            Via::Native | Via::Resource => None,
+            Via::Compat(tool) | Via::Untranslatable(tool, _) => Some(*tool),
+        }
+    }
+}
+
+/// The compat tool a `tools/call` name stands for, if the server answers to
+/// compat names and enables its native tool (compat names never equal a
+/// native name). Otherwise the name is not found, as the client gave it.
+fn compat_tool(config: &SidecarConfig, name: &str) -> Option<CompatTool> {
+    if !config.answers_to(ToolNameSet::Confluent) {
+        return None;
+    }
+    name.parse::<CompatTool>()
+        .ok()
+        .filter(|tool| config.enables(tool.native()))
+}
+
+/// What `tools/list` shows of the tools a caller may call: under their
+/// native names and under their compat names (with the native tool's
+/// annotations), as the server's `toolNames` say.
+fn listed_tools(config: &SidecarConfig, callable: &[ToolName]) -> Vec<Tool> {
+    let mut listed = Vec::new();
+    if config.answers_to(ToolNameSet::Native) {
+        listed.extend(tools::describe_all(callable));
+    }
+    if config.answers_to(ToolNameSet::Confluent) {
+        listed.extend(tools::describe_compat(callable));
+    }
+    listed
+}
+
+/// A compat tool's answer: mcp-confluent's text, and the structured fields.
+fn compat_result(answer: CompatAnswer) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(answer.text)]);
+    result.structured_content = Some(answer.structured);
+    result
 }
 
 /// A call that may run.
@@ -626,7 +753,8 @@ impl ServerHandler for KafkaMcp {
             })?;
         }
         let tools = self.tools_for(subject.as_ref()).await;
-        Ok(ListToolsResult::with_all_items(tools::describe_all(&tools)))
+        let listed = listed_tools(&self.runtime().config, &tools);
+        Ok(ListToolsResult::with_all_items(listed))
     }
 
     async fn call_tool(
@@ -635,16 +763,19 @@ impl ServerHandler for KafkaMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
-        let result = self
-            .call_as(
-                caller(&context).as_ref(),
-                &CallInfo::of(&context),
-                &request.name,
-                args,
-            )
-            .await;
+        let (subject, info) = (caller(&context), CallInfo::of(&context));
+        let result = match compat_tool(&self.runtime().config, &request.name) {
+            Some(tool) => self
+                .call_compat(subject.as_ref(), &info, tool, args)
+                .await
+                .map(compat_result),
+            None => self
+                .call_as(subject.as_ref(), &info, &request.name, args)
+                .await
+                .map(success_result),
+        };
         match result {
-            Ok(value) => Ok(success_result(value).into()),
+            Ok(result) => Ok(result.into()),
             Err(err) => {
                 tracing::info!(tool = %request.name, code = err.code.as_str(), "tool call failed");
                 Ok(error_result(&err).into())
@@ -706,10 +837,11 @@ impl ServerHandler for KafkaMcp {
             ));
         };
         let result = self
-            .call_as(
+            .call_via(
                 caller(&context).as_ref(),
                 &CallInfo::of(&context),
                 tool.as_str(),
+                &Via::Resource,
                 args,
             )
             .await;

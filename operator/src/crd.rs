@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
-use mcp_kafka_sidecar::config::SaslMechanism;
+use mcp_kafka_sidecar::config::{SaslMechanism, ToolNameSet};
 use mcp_kafka_sidecar::tool_name::ToolName;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,14 @@ pub struct McpKafkaServerSpec {
     #[schemars(length(max = 17))]
     #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u == t))").message("tools must not repeat"))]
     pub tools: Vec<ToolName>,
+    /// The names the tools answer to: `native` (list_topics, ...) and
+    /// `confluent`, @confluentinc/mcp-confluent's Kafka tool names and
+    /// argument shapes (list-topics, consume-messages, ...), each running as
+    /// one of the tools above under its RBAC verb. Both may be on.
+    #[serde(default = "ToolNameSet::default_sets")]
+    #[schemars(length(min = 1, max = 2))]
+    #[x_kube(validation = Rule::new("self.all(n, self.exists_one(m, m == n))").message("toolNames must not repeat"))]
+    pub tool_names: Vec<ToolNameSet>,
     /// Who may call which tools. Each client becomes a Role and RoleBinding
     /// granting exactly its tools on this server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

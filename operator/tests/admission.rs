@@ -62,6 +62,27 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
     let ns = ground.namespace("admission", None);
     let base = valid_server(&ns, "orders");
     apply(ground, &base).expect("the valid server is admitted");
+    let mut compat = with(base.clone(), "/toolNames", json!(["native", "confluent"]));
+    compat["metadata"]["name"] = json!("orders-compat");
+    apply(ground, &compat).expect("a server with both name sets is admitted");
+    let out = ground.kubectl(
+        &[
+            "get",
+            "mks",
+            "orders",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.toolNames}",
+        ],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"["native"]"#,
+        "the apiserver fills in the default: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let cases: Vec<(&str, Value, &str)> = vec![
         (
@@ -97,6 +118,29 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
                 json!(["list_topics", "list_topics"]),
             ),
             "tools must not repeat",
+        ),
+        (
+            "unknown tool name set",
+            with(
+                base.clone(),
+                "/toolNames",
+                json!(["native", "mcp-confluent"]),
+            ),
+            "Unsupported value: \"mcp-confluent\"",
+        ),
+        (
+            "repeated tool name set",
+            with(
+                base.clone(),
+                "/toolNames",
+                json!(["confluent", "confluent"]),
+            ),
+            "toolNames must not repeat",
+        ),
+        (
+            "no tool name set",
+            with(base.clone(), "/toolNames", json!([])),
+            "spec.toolNames in body should have at least 1 items",
         ),
         (
             "duplicate client names",

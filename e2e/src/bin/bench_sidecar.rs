@@ -990,6 +990,8 @@ async fn field_comparison(a: &Args, node: &str, script: &str, topic: &str, kafka
             .env("BOOTSTRAP_SERVERS", &a.bootstrap)
             .env("HTTP_HOST", "127.0.0.1")
             .env("HTTP_PORT", peer_port.to_string())
+            // Its usage analytics are on by default; this machine talks to loopback only.
+            .env("DO_NOT_TRACK", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -61,8 +61,9 @@ fn annotations(effect: Effect) -> ToolAnnotations {
 }
 
 /// The JSON Schema (2020-12) of `T`, as every tool's input and output
-/// schema is made: in the standard vocabulary only (see `standard_formats`).
-fn schema<T: JsonSchema>() -> Arc<JsonObject> {
+/// schema is made (the compat tools' too): in the standard vocabulary only
+/// (see `standard_formats`).
+pub(crate) fn schema<T: JsonSchema>() -> Arc<JsonObject> {
     let settings = schemars::generate::SchemaSettings::draft2020_12()
         .with_transform(RecursiveTransform(standard_formats));
     let schema = schemars::SchemaGenerator::new(settings).into_root_schema_for::<T>();
@@ -245,6 +246,29 @@ pub fn describe_all(tools: &[ToolName]) -> Vec<Tool> {
         .collect()
 }
 
+/// The compat tools (mcp-confluent's names) that run as the given native
+/// tools, in their table's order. Each carries its native tool's
+/// annotations, since it does what that tool does; an alias has the native
+/// tool's schemas too. The others answer in mcp-confluent's shape, which no
+/// output schema describes.
+pub fn describe_compat(tools: &[ToolName]) -> Vec<Tool> {
+    crate::compat::CompatTool::ALL
+        .iter()
+        .copied()
+        .filter(|c| tools.contains(&c.native()))
+        .map(|c| {
+            let mut tool = describe(c.native());
+            tool.name = c.as_str().into();
+            tool.description = Some(c.description().into());
+            if let Some(input) = c.input_schema() {
+                tool.input_schema = Arc::new(input);
+                tool.output_schema = None;
+            }
+            tool
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +322,10 @@ mod tests {
     fn every_schema_uses_only_standard_formats() {
         let mut odd = Vec::new();
         let mut seen = 0;
-        for tool in describe_all(ToolName::ALL) {
+        for tool in describe_all(ToolName::ALL)
+            .into_iter()
+            .chain(describe_compat(ToolName::ALL))
+        {
             let input = Value::Object((*tool.input_schema).clone());
             let output = tool.output_schema.map(|s| Value::Object((*s).clone()));
             let mut found = Vec::new();

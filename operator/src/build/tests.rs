@@ -190,6 +190,45 @@ fn the_config_is_the_sidecars_own_type_with_files_not_secrets() {
 }
 
 #[test]
+fn tool_names_go_into_the_config_only_when_the_server_asks_for_compat_names() {
+    use mcp_kafka_sidecar::config::ToolNameSet::{Confluent, Native};
+    let config_of = |s: &McpKafkaServer| {
+        let d = build(s, &[ListTopics, CreateTopic]);
+        one(d.config_maps).data.unwrap()["config.yaml"].clone()
+    };
+    let plain = server(SERVER);
+    assert_eq!(plain.spec.tool_names, vec![Native], "the default");
+    let text = config_of(&plain);
+    assert!(
+        !text.contains("toolNames"),
+        "unchanged for existing servers: {text}"
+    );
+    assert_eq!(
+        SidecarConfig::parse(&text).unwrap().tool_names,
+        vec![Native]
+    );
+
+    let both = server(&SERVER.replace(
+        "  replicas: 2",
+        "  toolNames: [native, confluent]\n  replicas: 2",
+    ));
+    assert_eq!(both.spec.tool_names, vec![Native, Confluent]);
+    let text = config_of(&both);
+    let config = SidecarConfig::parse(&text).unwrap();
+    assert_eq!(config.tool_names, vec![Native, Confluent]);
+    assert_eq!(
+        config.tools,
+        vec![ListTopics, CreateTopic],
+        "the same native tools"
+    );
+    assert_ne!(
+        hash_text(&text),
+        hash_text(&config_of(&plain)),
+        "turning compat names on rolls the sidecar"
+    );
+}
+
+#[test]
 fn the_deployment_is_hardened_and_rolls_on_config_change() {
     let s = server(SERVER);
     let d = build(&s, &[ListTopics]);

@@ -94,6 +94,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
             metadata_max_age_ms: KafkaConfig::default_metadata_max_age_ms(),
         },
         tools: inputs.tools.to_vec(),
+        tool_names: spec.tool_names.clone(),
         limits: Limits::default(),
         auth: AuthConfig {
             mode: AuthMode::Kubernetes,
