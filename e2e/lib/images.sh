@@ -174,13 +174,25 @@ image_check_joined() {
   rm -rf "$joined"
 }
 
-# write_image NAME REF OCI_IMAGE_ARGS...: $IMAGE_DIR/NAME.tar.
+# write_image NAME REF OCI_IMAGE_ARGS...: $IMAGE_DIR/NAME.tar, unless the
+# archive there was made from the same files, modes, owners and arguments.
 write_image() {
   local name=$1 ref=$2; shift 2
   local common=(--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
   [ "$name" = pause ] || [ "$name" = probe ] || common+=(--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
     --user 65532:65532 --workdir /home/nonroot)
-  python3 "$E2E_DIR/lib/oci_image.py" --out "$IMAGE_DIR/$name.tar" --name "$ref" "${common[@]}" "$@" \
+  local args=("${common[@]}" "$@") layers=() i key
+  for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[$i]}" = --layer ] && layers+=("${args[$((i + 1))]}"); done
+  key=$({
+    printf '%s\n' "$ref" "${args[@]}"
+    find "${layers[@]}" -printf '%P %y %m %U %G %l\n' | sort
+    find "${layers[@]}" -type f -print0 | sort -z | xargs -0 sha256sum | cut -d' ' -f1
+  } | sha256sum | cut -c1-16)
+  if [ -f "$IMAGE_DIR/$name.tar" ] && [ "$(cat "$IMAGE_DIR/$name.key" 2>/dev/null)" = "$key" ]; then
+    return 0
+  fi
+  python3 "$E2E_DIR/lib/oci_image.py" --out "$IMAGE_DIR/$name.tar" --name "$ref" "${args[@]}" \
     >"$IMAGE_DIR/$name.digest" || die "writing the $name image failed"
+  printf '%s\n' "$key" >"$IMAGE_DIR/$name.key"
   log "image $ref ($(du -h "$IMAGE_DIR/$name.tar" | cut -f1), manifest $(cat "$IMAGE_DIR/$name.digest"))"
 }
