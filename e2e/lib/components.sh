@@ -97,11 +97,11 @@ POLICY
   # makes one per McpKafkaServer, 1,000 of them; a /24 ran out at 254).
   start_proc kube-apiserver "$K8S_BIN_DIR/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    "${APISERVER_ADDRESS_FLAGS[@]}" --secure-port="$APISERVER_PORT" \
     --cert-dir="$STATE_DIR/apiserver" \
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
     --client-ca-file="$PKI_DIR/ca.crt" \
-    --authorization-mode=RBAC \
+    "${APISERVER_AUTHZ_FLAGS[@]}" \
     --service-cluster-ip-range=10.96.0.0/16 \
     --service-account-issuer="$SA_ISSUER" \
     --service-account-key-file="$PKI_DIR/sa.pub" \
@@ -118,6 +118,24 @@ POLICY
 # not the deployment/replicaset controllers: with no kubelet, tests write a
 # Deployment's status themselves, as those controllers would.
 CONTROLLERS=garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,namespace-controller,clusterrole-aggregation-controller
+
+# With a node (MCPK_NODE=1, netns.sh) the apiserver answers Pods too: on
+# every address of the ground's own namespace (127.0.0.1 for tests, the
+# node IP for Pods, through the `kubernetes` Service), with the Node
+# authorizer and NodeRestriction for the kubelet, and as the kubelet's
+# client for exec, logs and port-forward; and the controllers that make
+# Deployments, Services and the node real run too.
+if node_mode; then
+  APISERVER_ADDRESS_FLAGS=(--bind-address=0.0.0.0 "--advertise-address=$NODE_IP")
+  APISERVER_AUTHZ_FLAGS=("--authorization-mode=Node,RBAC" --enable-admission-plugins=NodeRestriction
+    "--kubelet-client-certificate=$PKI_DIR/apiserver-kubelet-client.crt"
+    "--kubelet-client-key=$PKI_DIR/apiserver-kubelet-client.key"
+    "--kubelet-certificate-authority=$PKI_DIR/ca.crt" --kubelet-preferred-address-types=InternalIP)
+  CONTROLLERS+=,deployment-controller,replicaset-controller,endpointslice-controller,node-lifecycle-controller,pod-garbage-collector-controller
+else
+  APISERVER_ADDRESS_FLAGS=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1)
+  APISERVER_AUTHZ_FLAGS=(--authorization-mode=RBAC)
+fi
 
 # The serviceaccount controller creates `default` in every namespace: its
 # appearance shows the controller-manager is up and acting.
@@ -154,14 +172,25 @@ kafka_answers_metadata() {
   kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list
 }
 
+# With a node, Pods reach the stack's broker on the node IP, advertised as
+# such (a client follows the advertised address; 127.0.0.1 in a Pod is the
+# Pod's own). Prints the piece each listener line needs, or nothing.
+kafka_pod_listener() {
+  node_mode || return 0
+  case $1 in
+    listeners | advertised) printf ',POD://%s:%s' "$NODE_IP" "$KAFKA_POD_PORT" ;;
+    map) printf ',POD:PLAINTEXT' ;;
+  esac
+}
+
 # The secured listeners of the stack's own broker (extra instances have
 # only PLAINTEXT): PEM key store and trust store from the stack's CA.
 kafka_secured_listeners() {
   local plain=$KAFKA_DIR/sasl-plain-jaas
   cat <<PROPS
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,MTLS:SSL,SASL_SSL:SASL_SSL
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT$(kafka_pod_listener listeners)
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT$(kafka_pod_listener advertised)
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,MTLS:SSL,SASL_SSL:SASL_SSL$(kafka_pod_listener map)
 ssl.keystore.type=PEM
 ssl.keystore.location=$PKI_DIR/kafka-broker.pem
 ssl.truststore.type=PEM

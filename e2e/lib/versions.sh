@@ -14,3 +14,12 @@ NODE_TESTS_MIN_MAJOR=20
 KAFKA_VERSION=4.1.1      # Apache Kafka, KRaft mode, jars from Maven Central
 SCALA_BINARY=2.13
 LOG4J_VERSION=2.24.3     # log4j bindings are not in kafka's POM
+# The node (e2e/lib/node.sh; kubelet, kube-proxy and kube-scheduler are
+# K8S_VERSION). runc and the CNI plugins are Debian's packages (see
+# system-packages.sh); crun does not work on a cgroup v1 hybrid host.
+CONTAINERD_VERSION=v2.4.2  # Go module proxy; kubelet 1.37 drops runtimes without the RuntimeConfig call (1.6)
+COREDNS_VERSION=v1.15.0    # Go module proxy; *.svc.cluster.local for Pods
+# The images' runtime files come from these Debian 12 packages, as
+# distroless/cc-debian12's do (e2e/lib/images.sh). Changing the list changes
+# the base layer's cache key.
+IMAGE_BASE_DEBS=(libc6 libgcc-s1 libssl3 ca-certificates tzdata netbase)
