@@ -11,7 +11,7 @@ use mcp_kafka_sidecar::metrics::Metrics;
 use mcp_kafka_sidecar::rate::CallRate;
 use mcp_kafka_sidecar::server::{KafkaMcp, Runtime};
 use mcpk_e2e::{Ground, eventually, unique_name};
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
@@ -1050,8 +1050,10 @@ async fn groups_lag_reset_and_delete_follow_the_real_group() {
 
     let listed = ok(&mcp, "list_groups", json!({"name_contains": group})).await;
     assert_eq!(listed["groups"][0]["group_id"], group.as_str());
+    assert_eq!(listed["groups"][0]["type"], "classic", "{listed}");
     let described = ok(&mcp, "describe_group", json!({"group_id": group})).await;
     assert_eq!(described["state"], "Stable");
+    assert_eq!(described["type"], "classic", "{described}");
     let assigned: usize = described["members"][0]["assignment"][&topic]
         .as_array()
         .map_or(0, Vec::len);
@@ -1156,6 +1158,122 @@ async fn groups_lag_reset_and_delete_follow_the_real_group() {
     );
     assert_eq!(
         err(&mcp, "delete_group", json!({"group_id": group})).await,
+        ErrorCode::NotFound
+    );
+}
+
+/// A member of Kafka 4's consumer group protocol (KIP-848): the broker
+/// assigns its partitions, and the classic DescribeGroups does not see it.
+#[tokio::test]
+async fn a_group_of_the_consumer_protocol_is_seen_with_its_member_and_guarded() {
+    let mcp = server();
+    let topic = new_topic(&mcp, "t-kip848", 2).await;
+    let group = unique_name("g-kip848");
+    let client_id = unique_name("kip848-member");
+    produce(&topic, 20, |i| format!("m{i}")).await;
+
+    let consumer: BaseConsumer = Ground::get()
+        .kafka_config()
+        .set("group.id", &group)
+        .set("group.protocol", "consumer")
+        .set("client.id", &client_id)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer of the consumer group protocol");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut read = 0;
+    while read < 20 {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m.unwrap();
+            read += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    produce(&topic, 7, |i| format!("late{i}")).await;
+
+    // Both partitions are this member's once the broker's assignment is
+    // reconciled (it read from both already: this is quick).
+    let described = eventually("the member with both partitions", || {
+        let (mcp, group) = (mcp.clone(), group.clone());
+        let topic = topic.clone();
+        async move {
+            let d = mcp
+                .call("describe_group", json!({"group_id": group}))
+                .await
+                .ok()?;
+            (d["members"][0]["assignment"][&topic] == json!([0, 1])).then_some(d)
+        }
+    })
+    .await;
+    assert_eq!(described["type"], "consumer", "{described}");
+    assert_eq!(described["protocol_type"], "consumer", "{described}");
+    let state = described["state"].as_str().unwrap_or_default();
+    assert!(!["Empty", "Dead"].contains(&state), "{described}");
+    let members = described["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{described}");
+    assert_eq!(members[0]["client_id"], client_id.as_str(), "{described}");
+    assert!(
+        !members[0]["member_id"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{described}"
+    );
+
+    let listed = ok(&mcp, "list_groups", json!({"name_contains": group})).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["groups"][0]["group_id"], group.as_str());
+    assert_eq!(listed["groups"][0]["type"], "consumer", "{listed}");
+    let listed_state = listed["groups"][0]["state"].as_str().unwrap_or_default();
+    assert!(!["Empty", "Dead"].contains(&listed_state), "{listed}");
+
+    let lag = json!({"group_id": group, "topic": topic});
+    assert_eq!(
+        ok(&mcp, "get_consumer_lag", lag.clone()).await["total_lag"],
+        7
+    );
+
+    // While it is a member, a reset (planned or not) and a delete are refused
+    // before anything changes.
+    let reset = json!({"group_id": group, "topic": topic, "to": "earliest"});
+    let mut dry = reset.clone();
+    dry["dry_run"] = json!(true);
+    assert_eq!(
+        err(&mcp, "reset_group_offsets", dry).await,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        err(&mcp, "reset_group_offsets", reset.clone()).await,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        err(&mcp, "delete_group", json!({"group_id": group})).await,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        ok(&mcp, "get_consumer_lag", lag.clone()).await["total_lag"],
+        7
+    );
+
+    consumer.unsubscribe();
+    drop(consumer);
+    eventually("the group to become empty", || {
+        let (mcp, group) = (mcp.clone(), group.clone());
+        async move {
+            let d = mcp
+                .call("describe_group", json!({"group_id": group}))
+                .await
+                .ok()?;
+            (d["state"] == "Empty" && d["type"] == "consumer").then_some(())
+        }
+    })
+    .await;
+    ok(&mcp, "reset_group_offsets", reset).await;
+    assert_eq!(ok(&mcp, "get_consumer_lag", lag).await["total_lag"], 27);
+    ok(&mcp, "delete_group", json!({"group_id": group})).await;
+    assert_eq!(
+        err(&mcp, "describe_group", json!({"group_id": group})).await,
         ErrorCode::NotFound
     );
 }

@@ -12,7 +12,7 @@ from conftest import as_caller, outcome, sa_token, tool_error
 
 SERVER = "plans"
 TOOLS = ["list_topics", "describe_topic", "create_topic", "create_partitions", "update_topic_config",
-         "publish_message", "reset_group_offsets"]
+         "publish_message", "reset_group_offsets", "list_groups", "describe_group"]
 
 
 @pytest.fixture
@@ -196,3 +196,38 @@ def test_a_reset_plan_is_refused_once_the_group_has_an_active_member(staging, ca
     # The control: once the group is empty again, the same reset planned anew applies.
     alice.plan_and_apply("reset_group_offsets", rewind)
     assert committed() == {0: "0"}
+
+
+def test_an_active_group_of_the_consumer_protocol_is_seen_as_active(staging, callers, stack_env, tmp_path):
+    """Kafka 4's consumer group protocol (KIP-848, `group.protocol=consumer`):
+    a group with a member is described with it, listed as alive, and a reset
+    dry run refuses it as for a classic group, rather than planning a change
+    its apply cannot make."""
+    from conftest import GroupMember, consumer_group_rows
+
+    sidecar = staging()
+    alice = Caller(stack_env, callers, "alice", sidecar.url)
+    topic, group = f"plans-{uuid.uuid4().hex[:8]}", f"plans-group-{uuid.uuid4().hex[:8]}"
+    alice.plan_and_apply("create_topic", {"topic": topic, "partitions": 1})
+    member = GroupMember(stack_env, topic, group, tmp_path / "consumer.log", "consumer")
+    try:
+        deadline = time.monotonic() + 60
+        while not consumer_group_rows(stack_env, group, "members"):
+            assert member.proc.poll() is None and time.monotonic() < deadline, "the consumer never joined the group"
+            time.sleep(0.5)
+        described = alice.call("describe_group", {"group_id": group})
+        listed = alice.call("list_groups", {"name_contains": group})
+        dry_run = alice.call("reset_group_offsets", {"group_id": group, "topic": topic, "to": "earliest", "dry_run": True})
+    finally:
+        member.stop()
+
+    def alive(state):  # a KIP-848 group with members is Assigning, Reconciling or Stable
+        return "alive" if state not in ("Empty", "Dead") else state
+
+    seen = {
+        "describe_group": outcome(described) if described.is_error
+        else (alive(described.structured_content["state"]), len(described.structured_content["members"])),
+        "list_groups": [alive(g["state"]) for g in listed.structured_content["groups"]],
+        "reset dry run": outcome(dry_run),
+    }
+    assert seen == {"describe_group": ("alive", 1), "list_groups": ["alive"], "reset dry run": "CONFLICT"}, seen

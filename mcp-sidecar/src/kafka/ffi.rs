@@ -1,5 +1,6 @@
 //! librdkafka calls that rust-rdkafka does not wrap, or wraps with a leak.
-//! (IncrementalAlterConfigs has its own module: `crate::incremental_alter`.)
+//! (IncrementalAlterConfigs has its own module, `crate::incremental_alter`,
+//! and so do ListConsumerGroups and DescribeConsumerGroups: `consumer_groups`.)
 
 use std::ffi::CStr;
 use std::time::Duration;

@@ -15,10 +15,13 @@
 //! - `offsets`: offset lookups (ListOffsets);
 //! - `peek`: the pool of peek consumers;
 //! - `requests`: admin requests, produce, group offsets;
+//! - `consumer_groups`: groups of both protocols (ListConsumerGroups,
+//!   DescribeConsumerGroups), which rust-rdkafka does not wrap;
 //! - `health`: the probe, refusals, classification and the cluster-ID fence;
 //! - `statistics`: requests sent, by client and API, from librdkafka's statistics;
 //! - `ffi`: the librdkafka calls rust-rdkafka does not wrap (or leaks in).
 
+mod consumer_groups;
 mod ffi;
 mod health;
 mod metadata;
@@ -38,6 +41,7 @@ use rdkafka::producer::FutureProducer;
 use crate::config::KafkaConfig;
 use crate::error::{ErrorCode, ToolError, ToolResult};
 
+pub use consumer_groups::{GroupDetail, GroupListing, GroupType, MemberDetail};
 pub use health::RefusalWatch;
 pub use metadata::IndexedMetadata;
 pub use peek::{PEEK_CONSUMERS, PeekConsumer, PeekSlot};

@@ -8,11 +8,11 @@ use rdkafka::TopicPartitionList;
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
-use rdkafka::groups::GroupList;
 use rdkafka::message::ToBytes;
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::Delivery;
 
+use super::consumer_groups::{self, GroupDetail, GroupListing};
 use super::{Admin, BlockingKafka, Kafka, settings};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::incremental_alter::{ConfigOp, alter_topic_configs};
@@ -98,20 +98,18 @@ impl Kafka {
 }
 
 impl BlockingKafka<'_> {
-    /// The classic group listing (ListGroups + DescribeGroups): every
-    /// group, or only `group`.
-    pub fn group_list(&self, group: Option<&str>) -> ToolResult<GroupList> {
-        self.kafka
-            .admin
-            .inner()
-            .fetch_group_list(group, self.kafka.timeout)
-            .map_err(|e| {
-                let what = match group {
-                    Some(group) => format!("describing group {group:?}"),
-                    None => "listing consumer groups".to_string(),
-                };
-                ToolError::from_kafka(&what, &e)
-            })
+    /// Every consumer group, of either group protocol (see `consumer_groups`).
+    pub fn consumer_groups(&self) -> ToolResult<Vec<GroupListing>> {
+        consumer_groups::list(self.kafka.admin.inner().native_client(), self.kafka.timeout)
+    }
+
+    /// `group` as its coordinator describes it, of either group protocol.
+    pub fn describe_consumer_group(&self, group: &str) -> ToolResult<GroupDetail> {
+        consumer_groups::describe(
+            self.kafka.admin.inner().native_client(),
+            group,
+            self.kafka.timeout,
+        )
     }
 
     /// A new consumer that carries `group`'s ID but never joins it.

@@ -1,26 +1,24 @@
-//! Consumer-group tools.
+//! Consumer-group tools, for groups of both group protocols (the classic
+//! one and Kafka 4's consumer protocol, KIP-848).
 //!
-//! rust-rdkafka wraps librdkafka's classic group listing
-//! (`rd_kafka_list_groups`: ListGroups + DescribeGroups) but not the newer
-//! DescribeConsumerGroups / ListConsumerGroupOffsets admin calls. The real
-//! paths used here instead: group state and members from the classic
-//! listing (members' assignments decoded from the consumer protocol), and
-//! committed offsets through OffsetFetch (`committed_offsets`) of a consumer
-//! that carries the group's ID but never joins it. Resetting offsets commits
-//! with such a consumer, which Kafka accepts only for a group with no
-//! members: exactly the rule the tool promises.
+//! Group state and members come from librdkafka's ListConsumerGroups and
+//! DescribeConsumerGroups (called directly: rust-rdkafka does not wrap
+//! them, see `kafka::consumer_groups`); committed offsets through
+//! OffsetFetch (`committed_offsets`) of a consumer that carries the group's
+//! ID but never joins it. Resetting offsets commits with such a consumer,
+//! which Kafka accepts only for a group with no members (of either
+//! protocol): exactly the rule the tool promises, checked before any change.
 
 use std::collections::{BTreeMap, HashMap};
 
-use rdkafka::groups::GroupInfo;
 use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::observe::{Freshness, offsets_for_timestamp, partitions_of, select_partitions};
 use super::{ToolContext, validate};
-use crate::error::{ToolError, ToolResult};
-use crate::kafka::BlockingKafka;
+use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::kafka::{BlockingKafka, GroupType};
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,27 +38,39 @@ pub struct GroupList {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct GroupSummary {
     pub group_id: String,
+    /// As in `describe_group`.
     pub state: String,
+    /// `consumer`, or empty for a group that only stores offsets.
     pub protocol_type: String,
+    /// The group protocol: `classic`, `consumer` (KIP-848), or `unknown`
+    /// from a broker that does not say.
+    #[serde(rename = "type")]
+    pub group_type: GroupType,
+}
+
+/// The protocol type Kafka reports for a consumer group: the consumer
+/// protocol's, or none for a group that only stores offsets.
+fn protocol_type(simple: bool) -> String {
+    if simple { "" } else { "consumer" }.to_string()
 }
 
 pub async fn list_groups(ctx: &ToolContext, args: ListGroupsArgs) -> ToolResult<GroupList> {
     let cap = ctx.limits.max_list_items;
     ctx.kafka
         .blocking(move |k| {
-            let list = k.group_list(None)?;
-            let mut groups: Vec<GroupSummary> = list
-                .groups()
-                .iter()
+            let mut groups: Vec<GroupSummary> = k
+                .consumer_groups()?
+                .into_iter()
                 .filter(|g| {
                     args.name_contains
                         .as_deref()
-                        .is_none_or(|s| g.name().contains(s))
+                        .is_none_or(|s| g.group_id.contains(s))
                 })
                 .map(|g| GroupSummary {
-                    group_id: g.name().to_string(),
-                    state: g.state().to_string(),
-                    protocol_type: g.protocol_type().to_string(),
+                    protocol_type: protocol_type(g.simple),
+                    group_id: g.group_id,
+                    state: g.state,
+                    group_type: g.group_type,
                 })
                 .collect();
             groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -84,10 +94,18 @@ pub struct GroupArgs {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct GroupDescription {
     pub group_id: String,
-    /// Kafka's group state: Empty, Stable, PreparingRebalance, CompletingRebalance, Dead.
+    /// Kafka's group state: Empty, Stable, PreparingRebalance,
+    /// CompletingRebalance (classic protocol), Dead; `Unknown` for a
+    /// consumer-protocol group between assignments (Kafka's Assigning or
+    /// Reconciling, which librdkafka does not name).
     pub state: String,
+    /// `consumer`, or empty for a group that only stores offsets.
     pub protocol_type: String,
-    /// The partition assignor in use (e.g. range, cooperative-sticky).
+    /// The group protocol: `classic`, `consumer` (KIP-848), or `unknown`.
+    #[serde(rename = "type")]
+    pub group_type: GroupType,
+    /// The partition assignor in use (e.g. range, cooperative-sticky; for
+    /// the consumer protocol the broker's: uniform, range).
     pub protocol: String,
     pub members: Vec<GroupMember>,
 }
@@ -101,78 +119,33 @@ pub struct GroupMember {
     pub assignment: BTreeMap<String, Vec<i32>>,
 }
 
-/// The classic description of one group; a group Kafka does not know comes
-/// back in state `Dead` with no members, which is `NOT_FOUND` here.
+/// The description of one group, of either protocol; a group Kafka does
+/// not know comes back in state `Dead` with no members, which is
+/// `NOT_FOUND` here.
 fn group_info(k: &BlockingKafka, group: &str) -> ToolResult<GroupDescription> {
-    let list = k.group_list(Some(group))?;
-    let info: &GroupInfo = list
-        .groups()
-        .iter()
-        .find(|g| g.name() == group)
-        .ok_or_else(|| ToolError::not_found(format!("consumer group {group:?} does not exist")))?;
-    if info.state() == "Dead" && info.members().is_empty() {
+    let g = k.describe_consumer_group(group)?;
+    if g.state == "Dead" && g.members.is_empty() {
         return Err(ToolError::not_found(format!(
             "consumer group {group:?} does not exist"
         )));
     }
     Ok(GroupDescription {
         group_id: group.to_string(),
-        state: info.state().to_string(),
-        protocol_type: info.protocol_type().to_string(),
-        protocol: info.protocol().to_string(),
-        members: info
-            .members()
-            .iter()
+        state: g.state,
+        protocol_type: protocol_type(g.simple),
+        group_type: g.group_type,
+        protocol: g.assignor,
+        members: g
+            .members
+            .into_iter()
             .map(|m| GroupMember {
-                member_id: m.id().to_string(),
-                client_id: m.client_id().to_string(),
-                host: m.client_host().to_string(),
-                assignment: m.assignment().map(decode_assignment).unwrap_or_default(),
+                member_id: m.member_id,
+                client_id: m.client_id,
+                host: m.host,
+                assignment: m.assignment,
             })
             .collect(),
     })
-}
-
-/// Decodes a consumer-protocol assignment (version, [topic, [partition]],
-/// user data). Anything unparsable yields what was read so far: this is
-/// display data, not a decision input.
-fn decode_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (head, tail) = b.split_at(n);
-        *b = tail;
-        Some(head)
-    }
-    fn i16_(b: &mut &[u8]) -> Option<i16> {
-        take(b, 2).map(|s| i16::from_be_bytes([s[0], s[1]]))
-    }
-    fn i32_(b: &mut &[u8]) -> Option<i32> {
-        take(b, 4).map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    let mut out = BTreeMap::new();
-    let mut b = bytes;
-    let _version = i16_(&mut b);
-    let Some(topics) = i32_(&mut b) else {
-        return out;
-    };
-    for _ in 0..topics.max(0) {
-        let Some(len) = i16_(&mut b) else { break };
-        let Some(name) = take(&mut b, len.max(0) as usize) else {
-            break;
-        };
-        let Some(count) = i32_(&mut b) else { break };
-        let mut partitions = Vec::new();
-        for _ in 0..count.max(0) {
-            match i32_(&mut b) {
-                Some(p) => partitions.push(p),
-                None => break,
-            }
-        }
-        out.insert(String::from_utf8_lossy(name).into_owned(), partitions);
-    }
-    out
 }
 
 pub async fn describe_group(ctx: &ToolContext, args: GroupArgs) -> ToolResult<GroupDescription> {
@@ -289,11 +262,17 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
                     lag: (high - at).max(0),
                 });
             }
-            if rows.is_empty() && group_info(k, &args.group_id).is_err() {
-                return Err(ToolError::not_found(format!(
-                    "consumer group {:?} does not exist or has no committed offsets",
-                    args.group_id
-                )));
+            if rows.is_empty() {
+                match group_info(k, &args.group_id) {
+                    Err(e) if e.code == ErrorCode::NotFound => {
+                        return Err(ToolError::not_found(format!(
+                            "consumer group {:?} does not exist or has no committed offsets",
+                            args.group_id
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {}
+                }
             }
             rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
             let total_lag = rows.iter().map(|r| r.lag).sum();
@@ -438,7 +417,7 @@ pub async fn reset_group_offsets(
                     )));
                 }
                 Ok(_) => {}
-                Err(e) if e.code == crate::error::ErrorCode::NotFound => {}
+                Err(e) if e.code == ErrorCode::NotFound => {}
                 Err(e) => return Err(e),
             }
             let partitions = select_partitions(k, &args.topic, args.partition, Freshness::Live)?;
@@ -468,28 +447,4 @@ pub async fn reset_group_offsets(
             Ok(ResetOffsetsResult { group_id: args.group_id, topic: args.topic, dry_run: args.dry_run, partitions: changes })
         })
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_a_consumer_protocol_assignment() {
-        // version 3, 1 topic "orders" with partitions [0, 2], empty user data
-        let mut b = vec![0, 3, 0, 0, 0, 1, 0, 6];
-        b.extend_from_slice(b"orders");
-        b.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff]);
-        let a = decode_assignment(&b);
-        assert_eq!(a.get("orders"), Some(&vec![0, 2]));
-    }
-
-    #[test]
-    fn truncated_assignments_do_not_panic() {
-        for n in 0..12 {
-            let b = [0u8, 3, 0, 0, 0, 1, 0, 6, b'o', b'r', b'd', b'e'];
-            let _ = decode_assignment(&b[..n]);
-        }
-        assert!(decode_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_empty());
-    }
 }
