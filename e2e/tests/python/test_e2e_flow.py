@@ -65,6 +65,7 @@ class PodAsProcess:
         self.stack_env, self.namespace, self.name = stack_env, namespace, name
         self.root = tmp_path / f"{namespace}-{name}"
         self.port = _another_port()
+        self.metrics_port = _another_port()
         deployment = json.loads(kubectl(stack_env, "get", "deployment", f"{name}-mcp", "-n", namespace, "-o", "json"))
         pod = deployment["spec"]["template"]["spec"]
         self.container = pod["containers"][0]
@@ -87,9 +88,13 @@ class PodAsProcess:
             if "configMap" in volume:
                 cm = json.loads(kubectl(self.stack_env, "get", "configmap", volume["configMap"]["name"], "-n", self.namespace, "-o", "json"))
                 for key, text in cm["data"].items():
-                    # The only change from the Pod: loopback and a free port instead of 0.0.0.0:8090,
-                    # and file paths under this process's root.
-                    text = text.replace("0.0.0.0:8090", f"127.0.0.1:{self.port}").replace("/etc/", f"{self.root}/etc/")
+                    # The only changes from the Pod: loopback and free ports instead of
+                    # 0.0.0.0:8090 (MCP) and 0.0.0.0:9090 (metrics), and file paths under
+                    # this process's root.
+                    assert "0.0.0.0:8090" in text and "0.0.0.0:9090" in text, text
+                    text = (text.replace("0.0.0.0:8090", f"127.0.0.1:{self.port}")
+                            .replace("0.0.0.0:9090", f"127.0.0.1:{self.metrics_port}")
+                            .replace("/etc/", f"{self.root}/etc/"))
                     path = target / key
                     if not path.exists() or path.read_text() != text:
                         path.write_text(text)
