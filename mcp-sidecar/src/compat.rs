@@ -137,17 +137,29 @@ impl CompatTool {
             args
         };
         let translation = match self {
-            Self::ListTopics => topics::list_topics(decode(self, args)?),
-            Self::CreateTopics => topics::create_topics(decode(self, args)?)?,
-            Self::DeleteTopics => topics::delete_topics(decode(self, args)?)?,
-            Self::GetTopicConfig => topics::get_topic_config(decode(self, args)?)?,
-            Self::AlterTopicConfig => topics::alter_topic_config(decode(self, args)?)?,
-            Self::GetPartitionOffsets => topics::get_partition_offsets(decode(self, args)?)?,
-            Self::ProduceMessage => messages::produce_message(decode(self, args)?)?,
-            Self::ConsumeMessages => messages::consume_messages(decode(self, args)?, limits)?,
-            Self::ListConsumerGroups => groups::list_consumer_groups(decode(self, args)?)?,
-            Self::DescribeConsumerGroup => groups::describe_consumer_group(decode(self, args)?)?,
-            Self::GetConsumerGroupLag => groups::get_consumer_group_lag(decode(self, args)?)?,
+            Self::ListTopics => topics::list_topics(crate::tools::decode(self, args)?),
+            Self::CreateTopics => topics::create_topics(crate::tools::decode(self, args)?)?,
+            Self::DeleteTopics => topics::delete_topics(crate::tools::decode(self, args)?)?,
+            Self::GetTopicConfig => topics::get_topic_config(crate::tools::decode(self, args)?)?,
+            Self::AlterTopicConfig => {
+                topics::alter_topic_config(crate::tools::decode(self, args)?)?
+            }
+            Self::GetPartitionOffsets => {
+                topics::get_partition_offsets(crate::tools::decode(self, args)?)?
+            }
+            Self::ProduceMessage => messages::produce_message(crate::tools::decode(self, args)?)?,
+            Self::ConsumeMessages => {
+                messages::consume_messages(crate::tools::decode(self, args)?, limits)?
+            }
+            Self::ListConsumerGroups => {
+                groups::list_consumer_groups(crate::tools::decode(self, args)?)?
+            }
+            Self::DescribeConsumerGroup => {
+                groups::describe_consumer_group(crate::tools::decode(self, args)?)?
+            }
+            Self::GetConsumerGroupLag => {
+                groups::get_consumer_group_lag(crate::tools::decode(self, args)?)?
+            }
             // The native tool decodes them (strictly) and names its own fields.
             Self::GetTopicMetadata | Self::DescribeCluster | Self::ConsumerGroups => {
                 Translation::new(self, vec![Call::new(String::new(), args)], Shape::Native)
@@ -378,23 +390,6 @@ fn internal(message: String) -> ToolError {
 /// Made as the native tools' schemas are (standard formats only).
 fn schema<T: JsonSchema>() -> Map<String, Value> {
     std::sync::Arc::unwrap_or_clone(crate::tools::schema::<T>())
-}
-
-/// Decodes compat arguments strictly: unknown fields and wrong types are
-/// `INVALID_ARGUMENT` naming where (as the native tools' decoding does).
-fn decode<A: DeserializeOwned>(tool: CompatTool, args: Value) -> ToolResult<A> {
-    serde_path_to_error::deserialize(args).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            String::new()
-        } else {
-            format!(" at `{path}`")
-        };
-        ToolError::invalid(format!(
-            "invalid arguments for {tool}{at}: {}",
-            e.into_inner()
-        ))
-    })
 }
 
 /// Bad input found after decoding, named like decoding errors are.

@@ -107,9 +107,13 @@ fn standard_formats(schema: &mut schemars::Schema) {
     }
 }
 
-/// Decodes arguments strictly: unknown fields and wrong types are
-/// `INVALID_ARGUMENT` with serde's description of what is wrong.
-fn decode<A: DeserializeOwned>(tool: ToolName, args: Value) -> ToolResult<A> {
+/// Decodes a tool's arguments strictly (no arguments is `{}`): unknown
+/// fields and wrong types are `INVALID_ARGUMENT` naming where. Shared by the
+/// native tools and their mcp-confluent spellings (`compat`).
+pub(crate) fn decode<A: DeserializeOwned>(
+    tool: impl std::fmt::Display,
+    args: Value,
+) -> ToolResult<A> {
     let args = if args.is_null() {
         Value::Object(Default::default())
     } else {
