@@ -269,12 +269,14 @@ start_kafka() {
   fi
   write_kafka_config
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
-    # A KRaft cluster ID is a base64url UUID without padding (22 chars).
+    # A KRaft cluster ID is a base64url UUID without padding (22 chars). One
+    # in 64 starts with '-', which the tool's parser reads as a flag unless
+    # it is given as --cluster-id=ID (a CI run failed so).
     python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' \
       >"$KAFKA_DIR/cluster-id"
     log "formatting Kafka storage (cluster id $(cat "$KAFKA_DIR/cluster-id"))"
     run_logged "$LOG_DIR/$KAFKA_NAME-format.log" kafka_java kafka.tools.StorageTool format \
-      -t "$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties"
+      --cluster-id="$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties"
   fi
   log "starting Apache Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT ($KAFKA_NAME)"
   kafka_java_argv
