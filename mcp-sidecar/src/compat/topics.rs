@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{
@@ -225,17 +226,57 @@ fn plans_of(results: &[(String, Option<Value>)]) -> Option<(Value, Vec<String>)>
     Some((Value::Array(plans), ids))
 }
 
-pub(super) fn shape_create_topics(done: Vec<Value>) -> ToolResult<(String, Value)> {
-    let mut topics = Vec::new();
+/// A native mutation's answer for one topic, as the shaping of a
+/// several-topic compat call reads it.
+trait TopicAnswer: DeserializeOwned {
+    fn topic(&self) -> &str;
+    fn dry_run(&self) -> bool;
+}
+
+impl TopicAnswer for NativeCreated {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+/// One native answer per topic, in call order: decoded, each with the plan
+/// its dry run returned (if any), and whether any was a dry run.
+type PerTopic<T> = (Vec<T>, Vec<(String, Option<Value>)>, bool);
+
+fn per_topic<T: TopicAnswer>(tool: ToolName, done: Vec<Value>) -> ToolResult<PerTopic<T>> {
+    let mut answers = Vec::new();
     let mut planned = Vec::new();
     let mut dry_run = false;
     for native in done {
         let plan = plan_of(&native).cloned();
-        let created: NativeCreated = native_result(ToolName::CreateTopic, native)?;
-        dry_run |= created.dry_run;
-        planned.push((created.topic.clone(), plan));
-        topics.push(created);
+        let answer: T = native_result(tool, native)?;
+        dry_run |= answer.dry_run();
+        planned.push((answer.topic().to_string(), plan));
+        answers.push(answer);
     }
+    Ok((answers, planned, dry_run))
+}
+
+/// Adds a dry run's plans to its answer, and to its text how to apply them
+/// (`again`: "To create them, call again with the same topics").
+fn with_plans(
+    text: &mut String,
+    structured: &mut Value,
+    planned: &[(String, Option<Value>)],
+    again: &str,
+) {
+    if let Some((plans, ids)) = plans_of(planned) {
+        text.push_str(&format!(". {again} and plan_ids {}", json!(ids)));
+        structured["plans"] = plans;
+        structured["plan_ids"] = json!(ids);
+    }
+}
+
+pub(super) fn shape_create_topics(done: Vec<Value>) -> ToolResult<(String, Value)> {
+    let (topics, planned, dry_run) = per_topic::<NativeCreated>(ToolName::CreateTopic, done)?;
     let names: Vec<&str> = topics.iter().map(|t| t.topic.as_str()).collect();
     let details: Vec<Value> = topics
         .iter()
@@ -257,14 +298,12 @@ pub(super) fn shape_create_topics(done: Vec<Value>) -> ToolResult<(String, Value
     );
     let mut structured =
         json!({ "created": [], "validated": names, "topics": details, "dryRun": true });
-    if let Some((plans, ids)) = plans_of(&planned) {
-        text.push_str(&format!(
-            ". To create them, call again with the same topics and plan_ids {}",
-            json!(ids)
-        ));
-        structured["plans"] = plans;
-        structured["plan_ids"] = json!(ids);
-    }
+    with_plans(
+        &mut text,
+        &mut structured,
+        &planned,
+        "To create them, call again with the same topics",
+    );
     Ok((text, structured))
 }
 
@@ -328,17 +367,17 @@ struct NativeDeleted {
     dry_run: bool,
 }
 
-pub(super) fn shape_delete_topics(done: Vec<Value>) -> ToolResult<(String, Value)> {
-    let mut topics = Vec::new();
-    let mut planned = Vec::new();
-    let mut dry_run = false;
-    for native in done {
-        let plan = plan_of(&native).cloned();
-        let deleted: NativeDeleted = native_result(ToolName::DeleteTopic, native)?;
-        dry_run |= deleted.dry_run;
-        planned.push((deleted.topic.clone(), plan));
-        topics.push(deleted);
+impl TopicAnswer for NativeDeleted {
+    fn topic(&self) -> &str {
+        &self.topic
     }
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+}
+
+pub(super) fn shape_delete_topics(done: Vec<Value>) -> ToolResult<(String, Value)> {
+    let (topics, planned, dry_run) = per_topic::<NativeDeleted>(ToolName::DeleteTopic, done)?;
     let names: Vec<&str> = topics.iter().map(|t| t.topic.as_str()).collect();
     let details: Vec<Value> = topics
         .iter()
@@ -369,14 +408,12 @@ pub(super) fn shape_delete_topics(done: Vec<Value>) -> ToolResult<(String, Value
     );
     let mut structured =
         json!({ "deleted": [], "wouldDelete": names, "topics": details, "dryRun": true });
-    if let Some((plans, ids)) = plans_of(&planned) {
-        text.push_str(&format!(
-            ". To delete them, call again with the same topicNames and plan_ids {}",
-            json!(ids)
-        ));
-        structured["plans"] = plans;
-        structured["plan_ids"] = json!(ids);
-    }
+    with_plans(
+        &mut text,
+        &mut structured,
+        &planned,
+        "To delete them, call again with the same topicNames",
+    );
     Ok((text, structured))
 }
 
