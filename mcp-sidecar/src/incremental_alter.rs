@@ -8,7 +8,7 @@
 //! per-resource error, which is the lowest-risk real path. Blocking: run it
 //! off the async runtime.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka_sys as rd;
 
 use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::kafka::admin_request::{Request, text};
 
 /// One change to a topic config.
 pub enum ConfigOp<'a> {
@@ -29,37 +30,15 @@ fn cstring(s: &str, what: &str) -> ToolResult<CString> {
     CString::new(s).map_err(|_| ToolError::invalid(format!("{what} must not contain NUL bytes")))
 }
 
-unsafe fn text(p: *const c_char) -> String {
-    if p.is_null() {
-        String::new()
-    } else {
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-    }
-}
+/// The config resource, freed however the call ends (the request's options,
+/// queue and answer are freed by `Request`).
+struct Resource(*mut rd::rd_kafka_ConfigResource_t);
 
-/// Frees what it owns however the call ends.
-struct Owned {
-    resource: *mut rd::rd_kafka_ConfigResource_t,
-    options: *mut rd::rd_kafka_AdminOptions_t,
-    queue: *mut rd::rd_kafka_queue_t,
-    event: *mut rd::rd_kafka_event_t,
-}
-
-impl Drop for Owned {
+impl Drop for Resource {
     fn drop(&mut self) {
-        unsafe {
-            if !self.event.is_null() {
-                rd::rd_kafka_event_destroy(self.event);
-            }
-            if !self.queue.is_null() {
-                rd::rd_kafka_queue_destroy(self.queue);
-            }
-            if !self.options.is_null() {
-                rd::rd_kafka_AdminOptions_destroy(self.options);
-            }
-            if !self.resource.is_null() {
-                rd::rd_kafka_ConfigResource_destroy(self.resource);
-            }
+        if !self.0.is_null() {
+            // SAFETY: ours, destroyed once here; the admin call copied it.
+            unsafe { rd::rd_kafka_ConfigResource_destroy(self.0) };
         }
     }
 }
@@ -74,21 +53,26 @@ pub fn alter_topic_configs(
     let what = format!("update configs of topic {topic:?}");
     let name = cstring(topic, "topic")?;
     let rk = admin.inner().native_ptr();
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut owned = Owned {
-        resource: ptr::null_mut(),
-        options: ptr::null_mut(),
-        queue: ptr::null_mut(),
-        event: ptr::null_mut(),
-    };
+    let mut request = Request::new(
+        rk,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+        timeout,
+    );
+    request.ready(&what)?;
     // SAFETY: every pointer comes from librdkafka, is checked for null, and is
-    // destroyed exactly once by `Owned`; the resource is not destroyed by
-    // the admin call (librdkafka copies its arguments).
+    // destroyed exactly once by `Resource` or `Request`; the resource is not
+    // destroyed by the admin call (librdkafka copies its arguments).
     unsafe {
-        owned.resource = rd::rd_kafka_ConfigResource_new(
+        let resource = Resource(rd::rd_kafka_ConfigResource_new(
             rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
             name.as_ptr(),
-        );
+        ));
+        if resource.0.is_null() {
+            return Err(ToolError::new(
+                ErrorCode::Internal,
+                format!("{what}: librdkafka refused to prepare the request"),
+            ));
+        }
         for op in ops {
             let (key, op_type, value) = match op {
                 ConfigOp::Set(k, v) => (
@@ -105,7 +89,7 @@ pub fn alter_topic_configs(
             let key = cstring(key, "config name")?;
             let value = value.map(|v| cstring(v, "config value")).transpose()?;
             let err = rd::rd_kafka_ConfigResource_add_incremental_config(
-                owned.resource,
+                resource.0,
                 key.as_ptr(),
                 op_type,
                 value.as_ref().map_or(ptr::null(), |v| v.as_ptr()),
@@ -116,48 +100,23 @@ pub fn alter_topic_configs(
                 return Err(ToolError::invalid(format!("{what}: {message}")));
             }
         }
-        owned.options = rd::rd_kafka_AdminOptions_new(
-            rk,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-        );
         let mut errstr = [0 as c_char; 512];
-        rd::rd_kafka_AdminOptions_set_request_timeout(
-            owned.options,
-            timeout_ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
         rd::rd_kafka_AdminOptions_set_validate_only(
-            owned.options,
+            request.options,
             i32::from(validate_only),
             errstr.as_mut_ptr(),
             errstr.len(),
         );
-        owned.queue = rd::rd_kafka_queue_new(rk);
-        let mut resources = [owned.resource];
+        let mut resources = [resource.0];
         rd::rd_kafka_IncrementalAlterConfigs(
             rk,
             resources.as_mut_ptr(),
             1,
-            owned.options,
-            owned.queue,
+            request.options,
+            request.queue,
         );
-        // The request times out inside librdkafka at timeout_ms; wait a little longer.
-        owned.event = rd::rd_kafka_queue_poll(owned.queue, timeout_ms.saturating_add(1_000));
-        if owned.event.is_null() {
-            return Err(ToolError::new(
-                ErrorCode::Timeout,
-                format!("{what}: no answer in {timeout:?}"),
-            ));
-        }
-        let err = rd::rd_kafka_event_error(owned.event);
-        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(ToolError::from_kafka_code(
-                &what,
-                RDKafkaErrorCode::from(err),
-            ));
-        }
-        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(owned.event);
+        let event = request.answer(&what)?;
+        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event);
         if result.is_null() {
             return Err(ToolError::new(
                 ErrorCode::Internal,

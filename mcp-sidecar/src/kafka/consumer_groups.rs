@@ -11,8 +11,7 @@
 //! through rdkafka-sys on a private queue. Blocking: run off the async runtime.
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString};
-use std::os::raw::c_char;
+use std::ffi::CString;
 use std::ptr;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use rdkafka_sys as rd;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::admin_request::{Request, text};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 
 /// A group's protocol.
@@ -93,15 +93,6 @@ fn state_name(state: rd::rd_kafka_consumer_group_state_t) -> String {
     unsafe { text(rd::rd_kafka_consumer_group_state_name(state)) }
 }
 
-/// A C string librdkafka owns, copied; null is empty.
-unsafe fn text(p: *const c_char) -> String {
-    if p.is_null() {
-        String::new()
-    } else {
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-    }
-}
-
 /// `err`'s code as a tool error about `what`, with librdkafka's message
 /// when it says more than the code (e.g. "not a consumer group (connect)").
 unsafe fn tool_error(what: &str, err: *const rd::rd_kafka_error_t) -> ToolError {
@@ -112,99 +103,6 @@ unsafe fn tool_error(what: &str, err: *const rd::rd_kafka_error_t) -> ToolError 
         e.message = format!("{}: {detail}", e.message);
     }
     e
-}
-
-/// One admin request on a private queue: the options, the queue and the
-/// answer, each freed exactly once however the call ends.
-struct Request {
-    options: *mut rd::rd_kafka_AdminOptions_t,
-    queue: *mut rd::rd_kafka_queue_t,
-    event: *mut rd::rd_kafka_event_t,
-    timeout_ms: i32,
-}
-
-impl Request {
-    /// Options for `op` with `timeout` as the request timeout, and a queue;
-    /// `rk` is a live client handle that outlives the request.
-    fn new(rk: *mut rd::rd_kafka_t, op: rd::rd_kafka_admin_op_t, timeout: Duration) -> Self {
-        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `rk` is a live client handle; both objects are ours and
-        // destroyed in `drop`. Setting the timeout fails only for a value
-        // out of range (errstr is then written, and ignored: the default stays).
-        unsafe {
-            let options = rd::rd_kafka_AdminOptions_new(rk, op);
-            if !options.is_null() {
-                let mut errstr = [0 as c_char; 256];
-                rd::rd_kafka_AdminOptions_set_request_timeout(
-                    options,
-                    timeout_ms,
-                    errstr.as_mut_ptr(),
-                    errstr.len(),
-                );
-            }
-            Request {
-                options,
-                queue: rd::rd_kafka_queue_new(rk),
-                event: ptr::null_mut(),
-                timeout_ms,
-            }
-        }
-    }
-
-    fn ready(&self, what: &str) -> ToolResult<()> {
-        if self.options.is_null() || self.queue.is_null() {
-            return Err(ToolError::new(
-                ErrorCode::Internal,
-                format!("{what}: librdkafka refused to prepare the request"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Waits for the answer (librdkafka times the request out at the
-    /// request timeout: a second more is enough) and checks the
-    /// request-level error. The event stays owned by `self`; its type is
-    /// checked by the caller's `rd_kafka_event_*_result`, null for another.
-    fn answer(&mut self, what: &str) -> ToolResult<*mut rd::rd_kafka_event_t> {
-        // SAFETY: the queue is ours; the event polled is kept in `self` and
-        // destroyed in `drop`, after the caller's last read of what it owns.
-        unsafe {
-            self.event = rd::rd_kafka_queue_poll(self.queue, self.timeout_ms.saturating_add(1_000));
-            if self.event.is_null() {
-                return Err(ToolError::new(
-                    ErrorCode::Timeout,
-                    format!("{what}: no answer in {} ms", self.timeout_ms),
-                ));
-            }
-            let err = rd::rd_kafka_event_error(self.event);
-            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                let mut e = ToolError::from_kafka_code(what, RDKafkaErrorCode::from(err));
-                let detail = text(rd::rd_kafka_event_error_string(self.event));
-                if !detail.is_empty() {
-                    e.message = format!("{}: {detail}", e.message);
-                }
-                return Err(e);
-            }
-            Ok(self.event)
-        }
-    }
-}
-
-impl Drop for Request {
-    fn drop(&mut self) {
-        // SAFETY: each pointer is null or ours, destroyed once here.
-        unsafe {
-            if !self.event.is_null() {
-                rd::rd_kafka_event_destroy(self.event);
-            }
-            if !self.queue.is_null() {
-                rd::rd_kafka_queue_destroy(self.queue);
-            }
-            if !self.options.is_null() {
-                rd::rd_kafka_AdminOptions_destroy(self.options);
-            }
-        }
-    }
 }
 
 /// Every consumer group of the cluster, of either protocol

@@ -21,6 +21,7 @@
 //! - `statistics`: requests sent, by client and API, from librdkafka's statistics;
 //! - `ffi`: the librdkafka calls rust-rdkafka does not wrap (or leaks in).
 
+pub(crate) mod admin_request;
 mod consumer_groups;
 mod ffi;
 mod health;
