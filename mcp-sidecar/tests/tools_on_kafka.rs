@@ -127,6 +127,18 @@ async fn new_topic(mcp: &KafkaMcp, prefix: &str, partitions: i32) -> String {
     topic
 }
 
+/// A group member reads `count` messages and commits where it is.
+fn read_and_commit(consumer: &rdkafka::consumer::BaseConsumer, count: usize) {
+    let mut read = 0;
+    while read < count {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m.unwrap();
+            read += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+}
+
 #[tokio::test]
 async fn create_topic_dry_run_validates_without_creating_then_creates() {
     let mcp = server();
@@ -1028,14 +1040,7 @@ async fn groups_lag_reset_and_delete_follow_the_real_group() {
 
     // A real consumer reads 100 messages and commits, then stays in the group.
     let consumer = Ground::get().group_consumer(&group, &topic);
-    let mut read = 0;
-    while read < 100 {
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            m.unwrap();
-            read += 1;
-        }
-    }
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    read_and_commit(&consumer, 100);
     produce(&topic, 30, |i| format!("late{i}")).await;
 
     let lag = ok(
@@ -1182,14 +1187,7 @@ async fn a_group_of_the_consumer_protocol_is_seen_with_its_member_and_guarded() 
         .create()
         .expect("a consumer of the consumer group protocol");
     consumer.subscribe(&[&topic]).expect("subscribe");
-    let mut read = 0;
-    while read < 20 {
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            m.unwrap();
-            read += 1;
-        }
-    }
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    read_and_commit(&consumer, 20);
     produce(&topic, 7, |i| format!("late{i}")).await;
 
     // Both partitions are this member's once the broker's assignment is
