@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::scope::{ClientScope, Scope};
 use crate::tool_name::ToolName;
 
 /// The whole configuration of one sidecar.
@@ -51,6 +52,15 @@ pub struct SidecarConfig {
     /// Where audit records go besides stdout.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The topics and consumer groups this server's callers may see and
+    /// touch (the operator renders its policy's ceiling narrowed by the
+    /// server's own). Absent: every topic and group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// Callers with a narrower scope of their own (clients of the server
+    /// whose spec narrows it), by username.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_scopes: Vec<ClientScope>,
 }
 
 /// A set of tool names a server answers to: `native`, this server's names
@@ -565,6 +575,20 @@ impl SidecarConfig {
                 "must differ from listen.address (it is a second listener, for /metrics only)",
             ));
         }
+        if let Some((field, problem)) = self.scope.as_ref().and_then(|s| s.problem("scope")) {
+            return Err(ConfigError::new(field, problem));
+        }
+        for (i, client) in self.client_scopes.iter().enumerate() {
+            if self.client_scopes[..i].iter().any(|c| c.username == client.username) {
+                return Err(ConfigError::new(
+                    format!("clientScopes[{i}].username"),
+                    format!("{:?} has a scope already", client.username),
+                ));
+            }
+            if let Some((field, problem)) = client.scope.problem(&format!("clientScopes[{i}].scope")) {
+                return Err(ConfigError::new(field, problem));
+            }
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -574,6 +598,15 @@ impl SidecarConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The scope of a caller: its client's own, else the server's. `None`:
+    /// unscoped (every topic and group).
+    pub fn scope_for(&self, username: Option<&str>) -> Option<&Scope> {
+        username
+            .and_then(|u| self.client_scopes.iter().find(|c| c.username == u))
+            .map(|c| &c.scope)
+            .or(self.scope.as_ref())
     }
 
     /// Whether a tool is enabled.

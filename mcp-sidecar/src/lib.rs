@@ -2,9 +2,11 @@
 //!
 //! Without the default `server` feature this crate is only [`config`] and
 //! [`tool_name`], the sidecar's configuration types, so that the operator
-//! renders exactly what the sidecar parses without pulling in Kafka or MCP.
+//! renders exactly what the sidecar parses (and [`scope`], whose
+//! narrowing the operator computes) without pulling in Kafka or MCP.
 
 pub mod config;
+pub mod scope;
 pub mod tool_name;
 
 #[cfg(feature = "server")]

@@ -109,6 +109,8 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         break_glass: None,
         plans: Default::default(),
         audit: Default::default(),
+        scope: None,
+        client_scopes: Vec::new(),
     };
     config.validate().context("standalone mode")?;
     Ok(config)

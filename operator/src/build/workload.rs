@@ -117,6 +117,8 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         audit: AuditConfig {
             kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()),
         },
+        scope: None,
+        client_scopes: Vec::new(),
     }
 }
 
