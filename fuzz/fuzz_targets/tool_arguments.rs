@@ -1,11 +1,13 @@
 //! Tool arguments as agents send them, arbitrary: decoding for every tool,
-//! the checks made before Kafka is asked, plan-id splitting, audit
+//! the checks made before Kafka is asked (the scope check among them),
+//! plan-id splitting, audit
 //! redaction, and the decoding of message payloads. Never panics; redaction
 //! never lets a payload through; payloads are shown exactly.
 #![no_main]
 
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
+use mcp_kafka_sidecar::scope::Scope;
 use mcp_kafka_sidecar::tool_name::ToolName;
 use mcp_kafka_sidecar::tools::{self, Payload, validate};
 use serde_json::Value;
@@ -19,7 +21,14 @@ fuzz_target!(|data: &[u8]| {
     let args: Value = serde_json::from_slice(rest)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(rest).into_owned()));
 
-    let _ = tools::decode_arguments(tool, args.clone());
+    let decoded = tools::decode_arguments(tool, args.clone());
+    // Every name is in the scope of everything; in the empty scope, a call
+    // that decodes and names a topic is refused.
+    assert!(tools::check_scope(tool, &Scope::everything(), &args).is_ok());
+    let nothing = tools::check_scope(tool, &Scope::default(), &args);
+    if decoded.is_ok() && args.get("topic").is_some_and(Value::is_string) {
+        assert!(nothing.is_err(), "{tool} on {args} passed the empty scope");
+    }
     if let Some(topic) = args.get("topic").and_then(Value::as_str) {
         let _ = validate::topic_name(topic);
     }

@@ -579,13 +579,18 @@ impl SidecarConfig {
             return Err(ConfigError::new(field, problem));
         }
         for (i, client) in self.client_scopes.iter().enumerate() {
-            if self.client_scopes[..i].iter().any(|c| c.username == client.username) {
+            if self.client_scopes[..i]
+                .iter()
+                .any(|c| c.username == client.username)
+            {
                 return Err(ConfigError::new(
                     format!("clientScopes[{i}].username"),
                     format!("{:?} has a scope already", client.username),
                 ));
             }
-            if let Some((field, problem)) = client.scope.problem(&format!("clientScopes[{i}].scope")) {
+            if let Some((field, problem)) =
+                client.scope.problem(&format!("clientScopes[{i}].scope"))
+            {
                 return Err(ConfigError::new(field, problem));
             }
         }

@@ -18,7 +18,9 @@ pub const MAX_NAME_LEN: usize = 249;
 pub const WILDCARD: &str = "*";
 
 /// A topic or group name pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamePattern {
     /// A name (`orders`), `*` for every name, or with `patternType: prefix`
@@ -31,7 +33,20 @@ pub struct NamePattern {
     pub pattern_type: PatternType,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum PatternType {
     #[default]
@@ -414,7 +429,11 @@ mod tests {
                 NamePattern::literal("team-a.orders-old"),
             ]
         );
-        assert_eq!(got.groups, NameScope::default(), "no groups asked, none given");
+        assert_eq!(
+            got.groups,
+            NameScope::default(),
+            "no groups asked, none given"
+        );
         assert_eq!(
             cuts,
             vec![
@@ -428,7 +447,12 @@ mod tests {
         for name in ["team-a.orders", "team-a.x"] {
             assert!(got.topics.admits(name), "{name}");
         }
-        for name in ["team-a.internal-x", "team-a.orders-old", "payments", "team-b.x"] {
+        for name in [
+            "team-a.internal-x",
+            "team-a.orders-old",
+            "payments",
+            "team-b.x",
+        ] {
             assert!(!got.topics.admits(name), "{name}");
         }
     }

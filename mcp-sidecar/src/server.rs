@@ -25,6 +25,7 @@ use crate::kafka::Kafka;
 use crate::metrics::Metrics;
 use crate::plan::{self, Plans};
 use crate::rate::CallRate;
+use crate::scope::Scope;
 use crate::tool_name::ToolName;
 use crate::tools::{self, ToolContext};
 
@@ -274,7 +275,10 @@ impl KafkaMcp {
             plan_id: plan_id.clone().ok().flatten(),
             ..Outcome::default()
         };
-        let result = match self.admit(&rt, subject, name, via, dry_run, plan_id).await {
+        let result = match self
+            .admit(&rt, subject, name, via, &args, dry_run, plan_id)
+            .await
+        {
             Err(refusal) => Err(refusal),
             Ok(admitted) => {
                 outcome.admitted = true;
@@ -340,14 +344,17 @@ impl KafkaMcp {
 
     /// Whether this call may run: a known, enabled tool (by a name the
     /// server answers to); the caller's rate (before the apiserver is asked);
-    /// RBAC; arguments that translate (compat tools); the environment's
-    /// rules; the cluster-ID fence.
+    /// RBAC; arguments that translate (compat tools); the topics and groups
+    /// they name in the caller's scope; the environment's rules; the
+    /// cluster-ID fence.
+    #[allow(clippy::too_many_arguments)]
     async fn admit(
         &self,
         rt: &Runtime,
         subject: Option<&Arc<Subject>>,
         name: &str,
         via: &Via,
+        args: &Value,
         dry_run: bool,
         plan_id: Result<Option<String>, ToolError>,
     ) -> Result<Admitted, ToolError> {
@@ -363,10 +370,21 @@ impl KafkaMcp {
         if let Via::Untranslatable(_, refusal) = via {
             return Err(refusal.clone());
         }
+        let scope = rt
+            .config
+            .scope_for(subject.map(|s| s.username.as_str()))
+            .map(|scope| Arc::new(scope.clone()));
+        if let Some(scope) = &scope {
+            tools::check_scope(tool, scope, args)?;
+        }
         let plan_id = plan_id?;
         check_environment(&rt.config, tool, dry_run, plan_id.is_some())?;
         rt.kafka.fence()?;
-        Ok(Admitted { tool, plan_id })
+        Ok(Admitted {
+            tool,
+            plan_id,
+            scope,
+        })
     }
 
     /// Runs an admitted call. Mutations: a dry run makes a plan; an apply
@@ -383,13 +401,13 @@ impl KafkaMcp {
     ) -> Result<Value, ToolError> {
         let tool = admitted.tool;
         if !tool.is_mutation() {
-            return self.run(rt, tool, args).await;
+            return self.run(rt, &admitted, args).await;
         }
         outcome.mutation = true;
         let caller = subject.map(|s| s.as_ref());
         let cluster_id = rt.kafka.cluster_id();
         if dry_run {
-            let mut diff = self.run(rt, tool, args.clone()).await?;
+            let mut diff = self.run(rt, &admitted, args.clone()).await?;
             let ttl = Duration::from_secs(rt.config.plans.ttl_seconds);
             let ticket = self
                 .plans
@@ -406,7 +424,7 @@ impl KafkaMcp {
         if let Some(id) = &admitted.plan_id {
             let planned = self.plans.take(id, caller, tool, &args)?;
             let fresh = self
-                .run(rt, tool, plan::as_dry_run(&args))
+                .run(rt, &admitted, plan::as_dry_run(&args))
                 .await
                 .map_err(|e| {
                     if e.retriable {
@@ -430,16 +448,23 @@ impl KafkaMcp {
             })?;
         }
         outcome.changed_kafka = true;
-        let result = self.run(rt, tool, args).await;
+        let result = self.run(rt, &admitted, args).await;
         // Failed or not, Kafka may have changed: the next read asks it.
         rt.kafka.forget_metadata();
         result
     }
 
-    async fn run(&self, rt: &Runtime, tool: ToolName, args: Value) -> Result<Value, ToolError> {
+    async fn run(
+        &self,
+        rt: &Runtime,
+        admitted: &Admitted,
+        args: Value,
+    ) -> Result<Value, ToolError> {
+        let tool = admitted.tool;
         let ctx = ToolContext {
             kafka: Arc::clone(&rt.kafka),
             limits: rt.config.limits.clone(),
+            scope: admitted.scope.clone(),
         };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.
@@ -566,6 +591,8 @@ struct Admitted {
     tool: ToolName,
     /// The plan an apply names.
     plan_id: Option<String>,
+    /// The caller's topics and groups (`None`: every one).
+    scope: Option<Arc<Scope>>,
 }
 
 /// What the audit record says of a call besides its result.

@@ -33,6 +33,8 @@ pub struct GroupList {
     pub groups: Vec<GroupSummary>,
     pub total: usize,
     pub truncated: bool,
+    /// Only groups in this server's scope are listed (and counted).
+    pub scoped: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -56,11 +58,13 @@ fn protocol_type(simple: bool) -> String {
 
 pub async fn list_groups(ctx: &ToolContext, args: ListGroupsArgs) -> ToolResult<GroupList> {
     let cap = ctx.limits.max_list_items;
+    let (in_scope, scoped) = (ctx.groups_in_scope(), ctx.scoped());
     ctx.kafka
         .blocking(move |k| {
             let mut groups: Vec<GroupSummary> = k
                 .consumer_groups()?
                 .into_iter()
+                .filter(|g| in_scope(&g.group_id))
                 .filter(|g| {
                     args.name_contains
                         .as_deref()
@@ -80,6 +84,7 @@ pub async fn list_groups(ctx: &ToolContext, args: ListGroupsArgs) -> ToolResult<
                 truncated: total > groups.len(),
                 groups,
                 total,
+                scoped,
             })
         })
         .await
@@ -108,6 +113,8 @@ pub struct GroupDescription {
     /// the consumer protocol the broker's: uniform, range).
     pub protocol: String,
     pub members: Vec<GroupMember>,
+    /// Members' assignments show only topics in this server's scope.
+    pub scoped: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -115,7 +122,7 @@ pub struct GroupMember {
     pub member_id: String,
     pub client_id: String,
     pub host: String,
-    /// topic -> partitions assigned to this member.
+    /// topic -> partitions assigned to this member (topics in scope only).
     pub assignment: BTreeMap<String, Vec<i32>>,
 }
 
@@ -145,15 +152,23 @@ fn group_info(k: &BlockingKafka, group: &str) -> ToolResult<GroupDescription> {
                 assignment: m.assignment,
             })
             .collect(),
+        scoped: false,
     })
 }
 
 pub async fn describe_group(ctx: &ToolContext, args: GroupArgs) -> ToolResult<GroupDescription> {
     validate::group_id(&args.group_id)?;
     let cap = ctx.limits.max_list_items;
+    let (in_scope, scoped) = (ctx.topics_in_scope(), ctx.scoped());
     ctx.kafka
         .blocking(move |k| {
             let mut d = group_info(k, &args.group_id)?;
+            // A group in scope may read topics out of it (another
+            // tenant's): those stay unnamed.
+            for member in &mut d.members {
+                member.assignment.retain(|topic, _| in_scope(topic));
+            }
+            d.scoped = scoped;
             d.members.truncate(cap);
             Ok(d)
         })
@@ -217,6 +232,7 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
         validate::topic_name(t)?;
     }
     let cap = ctx.limits.max_list_items;
+    let in_scope = ctx.topics_in_scope();
     ctx.kafka
         .blocking(move |k| {
             let partitions: Vec<(String, i32)> = match &args.topic {
@@ -228,6 +244,7 @@ pub async fn get_consumer_lag(ctx: &ToolContext, args: LagArgs) -> ToolResult<La
                     let md = k.cluster_metadata()?;
                     md.topics()
                         .iter()
+                        .filter(|t| in_scope(t.name()))
                         .flat_map(|t| {
                             t.partitions()
                                 .iter()

@@ -6,6 +6,7 @@
 mod consume;
 mod groups;
 mod mutate;
+mod names;
 mod observe;
 pub mod validate;
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::config::Limits;
 use crate::error::{ToolError, ToolResult};
 use crate::kafka::Kafka;
+use crate::scope::Scope;
 use crate::tool_name::ToolName;
 
 /// What a tool runs with.
@@ -30,6 +32,29 @@ use crate::tool_name::ToolName;
 pub struct ToolContext {
     pub kafka: Arc<Kafka>,
     pub limits: Limits,
+    /// The caller's topics and groups; `None`: every one. What a call names
+    /// was checked before it ran (`check_scope`); listings filter by it.
+    pub scope: Option<Arc<Scope>>,
+}
+
+impl ToolContext {
+    /// Whether listings are cut down to a scope (their answers say so).
+    fn scoped(&self) -> bool {
+        self.scope.is_some()
+    }
+
+    /// A predicate for topic names in the caller's scope, to move into the
+    /// blocking Kafka call that lists them.
+    fn topics_in_scope(&self) -> impl Fn(&str) -> bool + Send + 'static {
+        let scope = self.scope.clone();
+        move |name| scope.as_ref().is_none_or(|s| s.topics.admits(name))
+    }
+
+    /// The same for consumer groups.
+    fn groups_in_scope(&self) -> impl Fn(&str) -> bool + Send + 'static {
+        let scope = self.scope.clone();
+        move |name| scope.as_ref().is_none_or(|s| s.groups.admits(name))
+    }
 }
 
 /// The MCP hints of a tool, from what it does to Kafka.
@@ -193,6 +218,18 @@ macro_rules! tool_table {
             }
         }
 
+        /// Refuses a call whose arguments name a topic or consumer group
+        /// outside `scope`, before anything asks Kafka. Arguments that do
+        /// not decode are left to the tool, which says what is wrong.
+        pub fn check_scope(tool: ToolName, scope: &Scope, args: &Value) -> ToolResult<()> {
+            match tool {
+                $(ToolName::$tool => match decode::<$args>(tool, args.clone()) {
+                    Ok(args) => names::check(scope, &names::Names::named(&args)),
+                    Err(_) => Ok(()),
+                },)*
+            }
+        }
+
         /// Runs a tool with raw JSON arguments; the result is the tool's
         /// structured output.
         pub async fn dispatch(tool: ToolName, ctx: &ToolContext, args: Value) -> ToolResult<Value> {
@@ -276,6 +313,7 @@ pub fn describe_compat(tools: &[ToolName]) -> Vec<Tool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The `format` values JSON Schema 2020-12 defines (validation, section 7.3).
     const STANDARD_FORMATS: [&str; 19] = [
@@ -320,6 +358,96 @@ mod tests {
             }
             _ => {}
         }
+    }
+
+    /// Arguments for every tool naming team B's topic and group where the
+    /// tool takes one; what `check_scope` must refuse for team A.
+    fn naming_team_b(tool: ToolName) -> Value {
+        let (topic, group) = ("team-b.orders", "team-b-billing");
+        match tool {
+            ToolName::ClusterStatus | ToolName::ListBrokers => json!({}),
+            ToolName::ListTopics => json!({ "name_contains": "team-b" }),
+            ToolName::ListGroups => json!({ "name_contains": "team-b" }),
+            ToolName::DescribeTopic | ToolName::DeleteTopic => json!({ "topic": topic }),
+            ToolName::DescribeConfigs => json!({ "resource_type": "topic", "name": topic }),
+            ToolName::FetchOffsets | ToolName::ConsumeMessages => json!({ "topic": topic }),
+            ToolName::DescribeGroup | ToolName::DeleteGroup => json!({ "group_id": group }),
+            ToolName::GetConsumerLag => json!({ "group_id": "team-a-billing", "topic": topic }),
+            ToolName::CreateTopic => json!({ "topic": topic, "partitions": 1 }),
+            ToolName::CreatePartitions => json!({ "topic": topic, "total": 3 }),
+            ToolName::UpdateTopicConfig => json!({ "topic": topic, "set": {} }),
+            ToolName::PublishMessage => json!({ "topic": topic, "value": "x" }),
+            ToolName::ResetGroupOffsets => {
+                json!({ "group_id": "team-a-billing", "topic": topic, "to": "earliest" })
+            }
+        }
+    }
+
+    fn team_a() -> Scope {
+        use crate::scope::{NamePattern, NameScope};
+        Scope {
+            topics: NameScope {
+                allow: vec![NamePattern::prefix("team-a.")],
+                deny: Vec::new(),
+            },
+            groups: NameScope {
+                allow: vec![NamePattern::prefix("team-a-")],
+                deny: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn every_tool_naming_a_topic_or_group_out_of_scope_is_refused() {
+        let listings = [
+            ToolName::ClusterStatus,
+            ToolName::ListBrokers,
+            ToolName::ListTopics,
+            ToolName::ListGroups,
+        ];
+        for tool in ToolName::ALL.iter().copied() {
+            let args = naming_team_b(tool);
+            decode_arguments(tool, args.clone()).unwrap_or_else(|e| panic!("{tool}: {e:?}"));
+            let checked = check_scope(tool, &team_a(), &args);
+            if listings.contains(&tool) {
+                assert_eq!(checked, Ok(()), "{tool} names nothing");
+                continue;
+            }
+            let err = checked.expect_err(tool.as_str());
+            assert_eq!(
+                err.code,
+                crate::error::ErrorCode::PermissionDenied,
+                "{tool}"
+            );
+            assert!(err.message.contains("team-b"), "{tool}: {}", err.message);
+            assert!(
+                err.message.contains("matches no allowed pattern"),
+                "{tool}: {}",
+                err.message
+            );
+            // The same call within team A's names passes.
+            let own = serde_json::to_string(&args)
+                .unwrap()
+                .replace("team-b", "team-a");
+            let own: Value = serde_json::from_str(&own).unwrap();
+            assert_eq!(check_scope(tool, &team_a(), &own), Ok(()), "{tool}: {own}");
+        }
+        // A broker's configs are no tenant's.
+        let broker = json!({ "resource_type": "broker", "name": "1" });
+        assert_eq!(
+            check_scope(ToolName::DescribeConfigs, &team_a(), &broker),
+            Ok(())
+        );
+        // Undecodable arguments are the tool's to report (INVALID_ARGUMENT).
+        let bad = json!({ "topic": 7 });
+        assert_eq!(
+            check_scope(ToolName::DescribeTopic, &team_a(), &bad),
+            Ok(())
+        );
+        // An empty scope holds nothing.
+        let own = json!({ "topic": "team-a.orders" });
+        let err = check_scope(ToolName::DescribeTopic, &Scope::default(), &own).unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::PermissionDenied);
     }
 
     #[test]

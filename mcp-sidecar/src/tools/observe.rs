@@ -30,6 +30,8 @@ pub struct ClusterStatus {
     pub under_replicated_partitions: usize,
     /// Partitions with no leader (unavailable for reads and writes).
     pub offline_partitions: usize,
+    /// The counts are of the topics in this server's scope only.
+    pub scoped: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -54,10 +56,13 @@ fn brokers(md: &Metadata) -> Vec<Broker> {
 }
 
 pub async fn cluster_status(ctx: &ToolContext, _: ClusterStatusArgs) -> ToolResult<ClusterStatus> {
+    let (in_scope, scoped) = (ctx.topics_in_scope(), ctx.scoped());
     ctx.kafka
-        .blocking(|k| {
+        .blocking(move |k| {
             let md = k.cluster_metadata()?;
-            let partitions = md.topics().iter().flat_map(|t| t.partitions());
+            let topics: Vec<&MetadataTopic> =
+                md.topics().iter().filter(|t| in_scope(t.name())).collect();
+            let partitions = topics.iter().flat_map(|t| t.partitions());
             let (mut total, mut under, mut offline) = (0, 0, 0);
             for p in partitions {
                 total += 1;
@@ -68,10 +73,11 @@ pub async fn cluster_status(ctx: &ToolContext, _: ClusterStatusArgs) -> ToolResu
                 cluster_id: k.fetch_cluster_id(),
                 broker_count: md.brokers().len(),
                 brokers: brokers(&md),
-                topic_count: md.topics().len(),
+                topic_count: topics.len(),
                 partition_count: total,
                 under_replicated_partitions: under,
                 offline_partitions: offline,
+                scoped,
             })
         })
         .await
@@ -121,6 +127,8 @@ pub struct TopicList {
     pub total: usize,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
+    /// Only topics in this server's scope are listed (and counted).
+    pub scoped: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -142,6 +150,7 @@ pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<
         ctx.limits.max_list_items,
         ctx.limits.max_list_items,
     )?;
+    let (in_scope, scoped) = (ctx.topics_in_scope(), ctx.scoped());
     ctx.kafka
         .blocking(move |k| {
             let md = k.cluster_metadata()?;
@@ -149,6 +158,7 @@ pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<
                 .topics()
                 .iter()
                 .filter(|t| args.include_internal || !is_internal(t.name()))
+                .filter(|t| in_scope(t.name()))
                 .filter(|t| {
                     args.name_contains
                         .as_deref()
@@ -177,6 +187,7 @@ pub async fn list_topics(ctx: &ToolContext, args: ListTopicsArgs) -> ToolResult<
                 topics: page,
                 total,
                 next_cursor,
+                scoped,
             })
         })
         .await

@@ -1,0 +1,170 @@
+//! The topics and consumer groups a call names, for the scope check that
+//! runs before the tool does (`tools::check_scope`). Each tool's argument
+//! type says what it names here, next to the others, so that a new field
+//! naming a topic is one line away from being checked.
+
+use super::{consume, groups, mutate, observe};
+use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::scope::{NameScope, Scope};
+
+/// What one call's arguments name.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Named<'a> {
+    pub topics: Vec<&'a str>,
+    pub groups: Vec<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    fn topic(topic: &'a str) -> Self {
+        Self {
+            topics: vec![topic],
+            groups: Vec::new(),
+        }
+    }
+
+    fn group(group: &'a str) -> Self {
+        Self {
+            topics: Vec::new(),
+            groups: vec![group],
+        }
+    }
+}
+
+pub(crate) trait Names {
+    fn named(&self) -> Named<'_>;
+}
+
+/// Refuses a call naming a topic or group outside `scope`, with the rule
+/// that keeps it out. Nothing has asked Kafka yet, so the answer is the
+/// same whether the topic exists or not (as Kafka answers an unauthorized
+/// describe).
+pub(crate) fn check(scope: &Scope, named: &Named) -> ToolResult<()> {
+    let kinds: [(&str, &NameScope, &[&str]); 2] = [
+        ("topic", &scope.topics, &named.topics),
+        ("consumer group", &scope.groups, &named.groups),
+    ];
+    for (kind, names, asked) in kinds {
+        for name in asked {
+            if let Err(rule) = names.decide(name) {
+                return Err(ToolError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("{kind} {name:?} is outside this server's scope ({rule})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Names for observe::ClusterStatusArgs {
+    fn named(&self) -> Named<'_> {
+        Named::default()
+    }
+}
+
+impl Names for observe::ListBrokersArgs {
+    fn named(&self) -> Named<'_> {
+        Named::default()
+    }
+}
+
+/// A listing names nothing: it shows only what is in scope.
+impl Names for observe::ListTopicsArgs {
+    fn named(&self) -> Named<'_> {
+        Named::default()
+    }
+}
+
+impl Names for observe::TopicArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+/// A broker's configs belong to no tenant.
+impl Names for observe::DescribeConfigsArgs {
+    fn named(&self) -> Named<'_> {
+        match self.resource_type {
+            observe::ResourceType::Topic => Named::topic(&self.name),
+            observe::ResourceType::Broker => Named::default(),
+        }
+    }
+}
+
+impl Names for observe::FetchOffsetsArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+impl Names for consume::ConsumeArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+impl Names for groups::ListGroupsArgs {
+    fn named(&self) -> Named<'_> {
+        Named::default()
+    }
+}
+
+impl Names for groups::GroupArgs {
+    fn named(&self) -> Named<'_> {
+        Named::group(&self.group_id)
+    }
+}
+
+impl Names for groups::LagArgs {
+    fn named(&self) -> Named<'_> {
+        Named {
+            topics: self.topic.as_deref().into_iter().collect(),
+            groups: vec![&self.group_id],
+        }
+    }
+}
+
+impl Names for groups::DeleteGroupArgs {
+    fn named(&self) -> Named<'_> {
+        Named::group(&self.group_id)
+    }
+}
+
+impl Names for groups::ResetOffsetsArgs {
+    fn named(&self) -> Named<'_> {
+        Named {
+            topics: vec![&self.topic],
+            groups: vec![&self.group_id],
+        }
+    }
+}
+
+impl Names for mutate::CreateTopicArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+impl Names for mutate::DeleteTopicArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+impl Names for mutate::CreatePartitionsArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+impl Names for mutate::UpdateTopicConfigArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
+
+impl Names for mutate::PublishArgs {
+    fn named(&self) -> Named<'_> {
+        Named::topic(&self.topic)
+    }
+}
