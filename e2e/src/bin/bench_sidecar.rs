@@ -71,6 +71,9 @@ struct Args {
     /// The load with one tool of its mix only.
     #[arg(long, requires = "load")]
     only: Option<String>,
+    /// Only the cost of topic scopes (`e2e/bench --scopes`).
+    #[arg(long, conflicts_with = "load")]
+    scopes_only: bool,
 }
 
 /// Latencies and throughput of one measured run.
@@ -477,6 +480,14 @@ async fn main() {
     let topic = format!("bench-{}", std::process::id());
     create_topic(&admin, &topic).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if a.scopes_only {
+        scope_figures(&a, &admin).await;
+        admin
+            .delete_topics(&[&topic], &AdminOptions::new())
+            .await
+            .ok();
+        return;
+    }
     if let Some([sessions, calls]) = a.load.as_deref() {
         load(&a, *sessions, *calls, &topic).await;
         admin
@@ -866,15 +877,21 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
 
 /// `total` of a list_topics answer (0 when it is not one).
 fn listed_total(answer: &[u8]) -> usize {
+    answer_result(answer)
+        .and_then(|r| r["structuredContent"]["total"].as_u64())
+        .unwrap_or(0) as usize
+}
+
+/// The JSON-RPC `result` of an answer: from an SSE stream's data line (after
+/// the empty priming event), or a plain JSON body.
+fn answer_result(answer: &[u8]) -> Option<Value> {
     let text = String::from_utf8_lossy(answer);
     let data = text
         .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .unwrap_or(&text);
-    serde_json::from_str::<Value>(data)
-        .ok()
-        .and_then(|v| v["result"]["structuredContent"]["total"].as_u64())
-        .unwrap_or(0) as usize
+        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+        .find(|l| l.contains("\"result\""))?;
+    let mut value: Value = serde_json::from_str(data).ok()?;
+    Some(value["result"].take())
 }
 
 /// The Kafka work behind each measured tool, done directly with rdkafka the
@@ -1514,17 +1531,9 @@ async fn start_sidecar(a: &Args, launch: Launch<'_>, ready: Ready) -> (Sidecar, 
 
 /// What one answer was: ok, a tool error with its code, or a transport failure.
 fn outcome_of(answer: &[u8]) -> String {
-    let text = String::from_utf8_lossy(answer);
-    // An SSE stream's data line, or a plain JSON answer.
-    let Some(data) = text
-        .lines()
-        .map(|l| l.strip_prefix("data: ").unwrap_or(l))
-        .find(|l| l.contains("\"result\""))
-    else {
+    let Some(result) = answer_result(answer) else {
         return "no answer".to_string();
     };
-    let value: Value = serde_json::from_str(data).unwrap_or_default();
-    let result = &value["result"];
     if result["isError"] == Value::Bool(true) {
         result["_meta"]["mcpkafka.dev/error"]["code"]
             .as_str()
