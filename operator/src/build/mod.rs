@@ -107,6 +107,21 @@ pub mod names {
         format!("{server}-mcp-client-{client}")
     }
 
+    /// The ServiceAccount a client calls as: the one it names, or for an
+    /// issueToken client the one the operator makes for it.
+    pub fn client_service_account(server: &str, client: &crate::crd::ClientSpec) -> String {
+        match &client.service_account_name {
+            Some(sa) => sa.clone(),
+            None => self::client(server, &client.name),
+        }
+    }
+
+    /// The username Kubernetes gives a ServiceAccount's tokens (what a
+    /// TokenReview answers, so what the sidecar tells callers apart by).
+    pub fn service_account_username(namespace: &str, service_account: &str) -> String {
+        format!("system:serviceaccount:{namespace}:{service_account}")
+    }
+
     /// The Secret holding an issueToken client's token.
     pub fn token_secret(server: &str, client: &str) -> String {
         format!("{server}-mcp-client-{client}-token")
