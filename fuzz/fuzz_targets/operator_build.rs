@@ -22,11 +22,7 @@ fuzz_target!(|text: &str| {
     let policy_spec = docs
         .next()
         .and_then(|d| serde_yaml::from_str::<McpToolPolicySpec>(d).ok())
-        .unwrap_or(McpToolPolicySpec {
-            allow: vec![],
-            deny: vec![],
-            break_glass: None,
-        });
+        .unwrap_or_default();
     // The apiserver always sets these on stored objects.
     server.metadata.name.get_or_insert_with(|| "server".into());
     server
