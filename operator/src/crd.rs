@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use mcp_kafka_sidecar::config::{SaslMechanism, ToolNameSet};
-use mcp_kafka_sidecar::scope::Scope;
+use mcp_kafka_sidecar::scope::{ClientScope, Scope};
 use mcp_kafka_sidecar::tool_name::ToolName;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -259,6 +259,21 @@ pub struct McpKafkaServerStatus {
     /// Client name -> the Secret holding its token (issueToken clients).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub token_secrets: BTreeMap<String, String>,
+    /// The topics and consumer groups the server's callers may reach: the
+    /// policy's scope narrowed by spec.scope. Absent: every topic and group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_scope: Option<Scope>,
+    /// Clients with a scope of their own: what callers with each one's
+    /// ServiceAccount (by the username its tokens carry) may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // As many as spec.clients; a bound also keeps the CEL cost estimate of
+    // the patterns' rules within the apiserver's budget.
+    #[schemars(length(max = 64))]
+    pub client_scopes: Vec<ClientScope>,
+    /// What spec.scope and the clients' scopes asked for and did not get,
+    /// and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_cuts: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -18,7 +18,7 @@ use crate::fence::Fenced;
 use crate::owned::{Objects, Owned};
 
 pub use rbac::{IssuedToken, token_secret};
-pub use workload::served_tools;
+pub use workload::{served_scope, served_tools};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "mcp-kafka-operator";
@@ -49,6 +49,8 @@ pub struct Inputs<'a> {
     pub tools: &'a [ToolName],
     /// The namespace policy's break-glass window, if open now.
     pub break_glass: Option<&'a crate::crd::BreakGlass>,
+    /// The topics and groups the server and its clients may reach.
+    pub scope: &'a crate::scope::ScopeDecision,
 }
 
 impl Inputs<'_> {
