@@ -1,15 +1,16 @@
 //! The operator's pure steps on arbitrary input: a server and a policy from
-//! arbitrary YAML (what admission would let through or not) go through the
-//! fence check, the policy decision and the build of every child object,
-//! and the sidecar config it renders is one the sidecar accepts. Nothing
-//! may panic.
+//! arbitrary YAML (what admission would let through or not), scopes
+//! included, go through the fence check, the tool and scope decisions and
+//! the build of every child object. Nothing may panic, and the rendered
+//! config holds scopes the sidecar accepts (an unusable pattern fails
+//! closed in the operator instead of reaching it).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mcp_kafka_operator::build::{Inputs, desired};
 use mcp_kafka_operator::config::OperatorConfig;
 use mcp_kafka_operator::crd::{McpKafkaServer, McpToolPolicySpec};
-use mcp_kafka_operator::{fence, policy};
+use mcp_kafka_operator::{fence, policy, scope};
 use mcp_kafka_sidecar::config::SidecarConfig;
 
 fuzz_target!(|text: &str| {
@@ -22,11 +23,7 @@ fuzz_target!(|text: &str| {
     let policy_spec = docs
         .next()
         .and_then(|d| serde_yaml::from_str::<McpToolPolicySpec>(d).ok())
-        .unwrap_or(McpToolPolicySpec {
-            allow: vec![],
-            deny: vec![],
-            break_glass: None,
-        });
+        .unwrap_or_default();
     // The apiserver always sets these on stored objects.
     server.metadata.name.get_or_insert_with(|| "server".into());
     server
@@ -52,17 +49,32 @@ fuzz_target!(|text: &str| {
     let policy = policy::Policy::from_namespace("team", &policy_spec);
     let decision = policy::decide(&server.spec.tools, &policy, fenced.mutations, now);
     let window = policy.open_window(now);
+    let name = server.metadata.name.clone().unwrap_or_default();
+    let scopes = scope::decide(&policy, "team", &name, &server.spec);
     let built = desired(&Inputs {
         server: &server,
         config: &config,
         fenced: &fenced,
         tools: &decision.effective,
         break_glass: window,
+        scope: &scopes,
     });
     for config_map in built.config_maps {
         let rendered = &config_map.data.unwrap_or_default()["config.yaml"];
         // What admission lets through always renders a config the sidecar accepts;
         // arbitrary specs may not (e.g. bootstrap servers admission would refuse).
+        if let Ok(parsed) = serde_yaml::from_str::<SidecarConfig>(rendered) {
+            if let Some(s) = &parsed.scope {
+                assert_eq!(s.problem("scope"), None, "an unusable scope rendered");
+            }
+            for c in &parsed.client_scopes {
+                assert_eq!(
+                    c.scope.problem("clientScopes"),
+                    None,
+                    "an unusable client scope rendered"
+                );
+            }
+        }
         let _ = SidecarConfig::parse(rendered);
     }
 });

@@ -18,15 +18,28 @@ pub const MAX_NAME_LEN: usize = 249;
 pub const WILDCARD: &str = "*";
 
 /// A topic or group name pattern.
+// The CRDs check at admission what [`NamePattern::problem`] checks here,
+// each mistake with a message of its own (a schema `pattern` would answer
+// each with the regex). The length bound also keeps the apiserver's cost
+// estimate of these rules, over every pattern of every client's scope,
+// within its budget.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.name != '*' || !has(self.patternType) || self.patternType == 'literal'",
+    "message": "`*` (every name) is a literal pattern; a prefix is the start of a name, e.g. `team-a.`"
+}]))]
 pub struct NamePattern {
     /// A name (`orders`), `*` for every name, or with `patternType: prefix`
     /// the start of a name (`team-a.`). 1 to 249 characters of
     /// `a-z A-Z 0-9 . _ -`; matched case-sensitively, as Kafka does.
-    #[schemars(regex(pattern = r"^([a-zA-Z0-9._-]{1,249}|\*)$"))]
+    #[schemars(length(min = 1, max = 249))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == '*' || self.matches('^[a-zA-Z0-9._-]*$')",
+        "message": "a name or prefix may hold only a-z, A-Z, 0-9, '.', '_' and '-'; `*` alone (patternType literal) is every name"
+    }]))]
     pub name: String,
     /// `literal` (default): the name itself; `prefix`: every name that starts with it.
     #[serde(default, skip_serializing_if = "PatternType::is_literal")]
@@ -164,9 +177,11 @@ impl std::fmt::Display for NamePattern {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NameScope {
+    /// The names in scope: each pattern a literal name (`*`: every name) or a prefix.
     #[serde(default)]
     #[schemars(length(max = 64))]
     pub allow: Vec<NamePattern>,
+    /// Names kept out even when allowed (deny wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub deny: Vec<NamePattern>,
@@ -278,8 +293,10 @@ impl NameScope {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scope {
+    /// The topics in scope. Left out: none.
     #[serde(default)]
     pub topics: NameScope,
+    /// The consumer groups in scope. Left out: none.
     #[serde(default)]
     pub groups: NameScope,
 }

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use mcp_kafka_sidecar::config::{SaslMechanism, ToolNameSet};
+use mcp_kafka_sidecar::scope::{ClientScope, Scope};
 use mcp_kafka_sidecar::tool_name::ToolName;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -71,8 +72,22 @@ pub struct McpKafkaServerSpec {
     /// granting exactly its tools on this server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))").message("client names must be unique"))]
+    #[x_kube(
+        validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))").message("client names must be unique"),
+        validation = Rule::new("self.all(c, !has(c.scope) || !has(c.serviceAccountName) || self.exists_one(d, has(d.serviceAccountName) && d.serviceAccountName == c.serviceAccountName))")
+            .message("a client with a scope of its own needs a ServiceAccount no other client of this server uses (the server tells callers apart by it)")
+    )]
     pub clients: Vec<ClientSpec>,
+    /// The Kafka topics and consumer groups this server's callers may see and
+    /// touch, within the scope of the namespace's McpToolPolicy: what lies
+    /// outside that is cut, and status.scopeCuts says what and why. Patterns
+    /// are written as in a Strimzi KafkaUser's ACLs: `{name: orders}` (a
+    /// literal name), `{name: "*"}` (every name), `{name: team-a.,
+    /// patternType: prefix}` (every name starting with `team-a.`). A kind
+    /// left out holds nothing: a scope with topics and no groups shows no
+    /// groups. Absent: the policy's scope as it is (none: every topic and group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
     /// Where audit records go besides stdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSpec>,
@@ -187,6 +202,12 @@ pub struct ClientSpec {
     /// The tools this client may call (a subset of spec.tools).
     #[schemars(length(min = 1, max = 17))]
     pub tools: Vec<ToolName>,
+    /// The topics and consumer groups this client may see and touch, within
+    /// the server's (spec.scope narrowed by the policy): callers with this
+    /// client's ServiceAccount get it instead of the server's. Written as
+    /// spec.scope is. Absent: the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// A token the operator mints with the TokenRequest API.
@@ -238,6 +259,21 @@ pub struct McpKafkaServerStatus {
     /// Client name -> the Secret holding its token (issueToken clients).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub token_secrets: BTreeMap<String, String>,
+    /// The topics and consumer groups the server's callers may reach: the
+    /// policy's scope narrowed by spec.scope. Absent: every topic and group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_scope: Option<Scope>,
+    /// Clients with a scope of their own: what callers with each one's
+    /// ServiceAccount (by the username its tokens carry) may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // As many as spec.clients; a bound also keeps the CEL cost estimate of
+    // the patterns' rules within the apiserver's budget.
+    #[schemars(length(max = 64))]
+    pub client_scopes: Vec<ClientScope>,
+    /// What spec.scope and the clients' scopes asked for and did not get,
+    /// and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_cuts: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -249,7 +285,7 @@ pub struct DeniedTool {
 /// Which tools a namespace's McpKafkaServers may expose. Only the policy
 /// named `default` exists per namespace; it is owned by the platform team
 /// (tenants write McpKafkaServers, not policies).
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "mcpkafka.dev",
     version = "v1alpha1",
@@ -277,6 +313,15 @@ pub struct McpToolPolicySpec {
     /// during an incident. Ignored once `until` has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlass>,
+    /// The namespace's ceiling of Kafka topics and consumer groups: its
+    /// servers (spec.scope) and their clients may narrow it, never widen it.
+    /// Patterns are written as in a Strimzi KafkaUser's ACLs: `{name:
+    /// orders}` (a literal name), `{name: "*"}` (every name), `{name:
+    /// team-a., patternType: prefix}` (every name starting with `team-a.`);
+    /// deny wins over allow. A kind left out holds nothing: a ceiling with
+    /// topics and no groups lets no server see a group. Absent: no ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

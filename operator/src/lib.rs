@@ -1,5 +1,5 @@
 //! mcp-kafka-operator: the CRD types, the pure decisions (fence, policy,
-//! build, status) and the controller that applies them.
+//! scope, build, status) and the controller that applies them.
 
 pub mod build;
 pub mod client_config;
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod owned;
 pub mod policy;
 pub mod run;
+pub mod scope;
 pub mod status;
 pub mod token;
 

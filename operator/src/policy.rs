@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::jiff::Timestamp;
+use mcp_kafka_sidecar::scope::Scope;
 use mcp_kafka_sidecar::tool_name::ToolName;
 
 use crate::config::{DefaultPolicy, MutationRule};
@@ -19,6 +20,8 @@ pub struct Policy {
     pub allow: Vec<ToolSelector>,
     pub deny: Vec<ToolSelector>,
     pub break_glass: Option<BreakGlass>,
+    /// The ceiling of topics and groups; None: no ceiling.
+    pub scope: Option<Scope>,
 }
 
 impl Policy {
@@ -28,6 +31,7 @@ impl Policy {
             allow: spec.allow.clone(),
             deny: spec.deny.clone(),
             break_glass: spec.break_glass.clone(),
+            scope: spec.scope.clone(),
         }
     }
 
@@ -37,6 +41,7 @@ impl Policy {
             allow: default.allow.clone(),
             deny: default.deny.clone(),
             break_glass: None,
+            scope: None,
         }
     }
 
@@ -260,6 +265,7 @@ mod tests {
                 reason: "expired exactly now".into(),
                 allow: vec![ListTopics],
             }),
+            scope: None,
         };
         let d = decide(
             &[ListTopics, CreateTopic],

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{DeniedTool, McpKafkaServerStatus};
 use crate::fence::FenceBroken;
+use mcp_kafka_sidecar::scope::{ClientScope, Scope};
 use mcp_kafka_sidecar::tool_name::ToolName;
 
 pub const RECONCILED: &str = "Reconciled";
@@ -28,6 +29,8 @@ pub struct Observed {
     /// The tools the policy lets the spec have (what an apply would expose).
     pub effective_tools: Vec<ToolName>,
     pub denied_tools: Vec<DeniedTool>,
+    /// What the spec's scopes asked for beyond their ceilings, and why.
+    pub scope_cuts: Vec<String>,
     /// Referenced Secrets that do not exist.
     pub missing_secrets: Vec<String>,
     /// Applying the children: Ok, or the error message.
@@ -48,6 +51,29 @@ pub struct Serving {
     pub replicas: Option<(i32, i32)>,
     /// Token Secrets by client.
     pub token_secrets: BTreeMap<String, String>,
+    /// The scope of the server's callers; None: unscoped.
+    pub scope: Option<Scope>,
+    /// Clients with a scope of their own.
+    pub client_scopes: Vec<ClientScope>,
+}
+
+/// At most this many scope cuts are listed in status (the rest counted):
+/// a policy's deny patterns can cut each asked pattern once, so the list
+/// could grow past what a status object may hold.
+pub const MAX_SCOPE_CUTS: usize = 32;
+
+/// The cuts as status lists them: the first [`MAX_SCOPE_CUTS`], then how
+/// many more there are.
+fn listed_cuts(cuts: &[String]) -> Vec<String> {
+    if cuts.len() <= MAX_SCOPE_CUTS {
+        return cuts.to_vec();
+    }
+    let mut listed = cuts[..MAX_SCOPE_CUTS - 1].to_vec();
+    listed.push(format!(
+        "... and {} more",
+        cuts.len() - (MAX_SCOPE_CUTS - 1)
+    ));
+    listed
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: String) -> Condition {
@@ -86,19 +112,26 @@ pub fn compute(
     });
 
     let denied = observed.denied_tools.len();
+    let cut = observed.scope_cuts.len();
+    let mut message = format!(
+        "{} tool(s) exposed, {denied} denied, by {}",
+        observed.effective_tools.len(),
+        observed.policy_source
+    );
+    if cut > 0 {
+        message.push_str(&format!(
+            "; {cut} scope request(s) cut (see status.scopeCuts)"
+        ));
+    }
     conditions.push(condition(
         POLICY_APPLIED,
         true,
-        if denied == 0 {
-            "AllToolsAllowed"
-        } else {
-            "ToolsDenied"
+        match (denied, cut) {
+            (0, 0) => "AllToolsAllowed",
+            (0, _) => "ScopeNarrowed",
+            _ => "ToolsDenied",
         },
-        format!(
-            "{} tool(s) exposed, {denied} denied, by {}",
-            observed.effective_tools.len(),
-            observed.policy_source
-        ),
+        message,
     ));
 
     let missing_message = format!("referenced Secret(s) not found: {}", missing.join(", "));
@@ -202,6 +235,9 @@ pub fn compute(
         denied_tools: observed.denied_tools.clone(),
         endpoint: serving.endpoint.clone(),
         token_secrets: serving.token_secrets.clone(),
+        effective_scope: serving.scope.clone(),
+        client_scopes: serving.client_scopes.clone(),
+        scope_cuts: listed_cuts(&observed.scope_cuts),
     }
 }
 
@@ -224,6 +260,7 @@ mod tests {
                 name: ToolName::CreateTopic,
                 reason: "no".into(),
             }],
+            scope_cuts: vec![],
             missing_secrets: vec![],
             applied: Ok(()),
             serving: Serving {
@@ -231,6 +268,7 @@ mod tests {
                 endpoint: Some("http://x-mcp.a.svc.cluster.local:8090/mcp".into()),
                 replicas: Some((0, 2)),
                 token_secrets: BTreeMap::new(),
+                ..Serving::default()
             },
         }
     }
@@ -395,5 +433,80 @@ mod tests {
             state(&s, DEGRADED),
             ("True".into(), "SecretNotFound".into())
         );
+    }
+
+    #[test]
+    fn scopes_and_their_cuts_are_reported_and_an_unscoped_server_reports_none() {
+        let plain = compute(None, &observed(), t("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            (
+                &plain.effective_scope,
+                &plain.client_scopes,
+                &plain.scope_cuts
+            ),
+            (&None, &vec![], &vec![])
+        );
+        let json = serde_json::to_value(&plain).unwrap();
+        for absent in ["effectiveScope", "clientScopes", "scopeCuts"] {
+            assert!(json.get(absent).is_none(), "{absent} in {json}");
+        }
+
+        let scope: Scope = serde_yaml::from_str("{topics: {allow: [{name: a}]}}").unwrap();
+        let client = ClientScope {
+            username: "system:serviceaccount:a:r".into(),
+            scope: Scope::default(),
+        };
+        let mut o = observed();
+        o.denied_tools.clear();
+        o.scope_cuts =
+            vec![r#"topics literal "b": outside the scope of McpToolPolicy a/default"#.into()];
+        o.serving.scope = Some(scope.clone());
+        o.serving.client_scopes = vec![client.clone()];
+        let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
+        assert_eq!(s.effective_scope, Some(scope));
+        assert_eq!(s.client_scopes, vec![client]);
+        assert_eq!(s.scope_cuts, o.scope_cuts);
+        assert_eq!(
+            state(&s, POLICY_APPLIED),
+            ("True".into(), "ScopeNarrowed".into())
+        );
+        let message = &find(&s, POLICY_APPLIED).unwrap().message;
+        assert!(
+            message.contains("1 scope request(s) cut (see status.scopeCuts)"),
+            "{message}"
+        );
+
+        // Tools denied too: the tools' reason stays, the message names both.
+        o.denied_tools = observed().denied_tools;
+        let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
+        assert_eq!(state(&s, POLICY_APPLIED).1, "ToolsDenied");
+        assert!(
+            find(&s, POLICY_APPLIED)
+                .unwrap()
+                .message
+                .contains("scope request(s) cut")
+        );
+    }
+
+    #[test]
+    fn a_long_list_of_cuts_is_capped_and_counted() {
+        let mut o = observed();
+        o.scope_cuts = (0..100).map(|i| format!("cut {i}")).collect();
+        let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
+        assert_eq!(s.scope_cuts.len(), MAX_SCOPE_CUTS);
+        assert_eq!(s.scope_cuts[0], "cut 0");
+        assert_eq!(
+            s.scope_cuts.last().map(String::as_str),
+            Some("... and 69 more")
+        );
+        assert!(
+            find(&s, POLICY_APPLIED)
+                .unwrap()
+                .message
+                .contains("100 scope request(s) cut")
+        );
+        o.scope_cuts.truncate(MAX_SCOPE_CUTS);
+        let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
+        assert_eq!(s.scope_cuts, o.scope_cuts, "up to the cap: all listed");
     }
 }

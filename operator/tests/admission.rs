@@ -346,3 +346,188 @@ fn kubectl_explain_shows_the_field_docs() {
     );
     assert!(text.contains("mcpkafka.dev/environment"), "{text}");
 }
+
+/// Topic and group scopes on the three places they may be written (the
+/// policy's ceiling, the server's, a client's): what Kafka's ACLs accept is
+/// admitted, anything else is refused with a message that says what is wrong.
+#[test]
+fn scopes_with_malformed_patterns_are_refused_at_admission() {
+    let ground = Ground::get();
+    ground.install_crds();
+    // Applying the CRDs succeeded, so their schemas are structural (the
+    // apiserver refuses any other); it says so in a condition too.
+    for crd in [
+        "crd/mcpkafkaservers.mcpkafka.dev",
+        "crd/mcptoolpolicies.mcpkafka.dev",
+    ] {
+        let out = ground.kubectl(
+            &[
+                "get",
+                crd,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"NonStructuralSchema\")].message}",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{crd}");
+    }
+    let ns = ground.namespace("admission-scope", None);
+    let prefix = |name: &str| json!({"name": name, "patternType": "prefix"});
+    let good = json!({
+        "topics": {"allow": [prefix("team-a."), {"name": "payments"}, {"name": "a".repeat(249)}], "deny": [prefix("team-a.internal")]},
+        "groups": {"allow": [{"name": "*"}]},
+    });
+    let mut base = with(valid_server(&ns, "scoped"), "/scope", good.clone());
+    base = with(
+        base,
+        "/clients/0/scope",
+        json!({"topics": {"allow": [{"name": "team-a.orders", "patternType": "literal"}]}}),
+    );
+    apply(ground, &base).expect("a server with valid scopes is admitted");
+    let policy = |spec: Value| json!({"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default", "namespace": ns}, "spec": spec});
+    apply(
+        ground,
+        &policy(json!({"allow": ["observe"], "scope": good})),
+    )
+    .expect("a policy with a valid ceiling is admitted");
+
+    let pattern = |p: Value| json!({"topics": {"allow": [p]}});
+    let sixty_five: Vec<Value> = (0..65).map(|i| json!({"name": format!("t{i}")})).collect();
+    let bad_scopes: Vec<(&str, Value, &str)> = vec![
+        (
+            "an empty name",
+            pattern(json!({"name": ""})),
+            "topics.allow[0].name in body should be at least 1 chars long",
+        ),
+        (
+            "a name over 249 characters",
+            pattern(json!({"name": "a".repeat(250)})),
+            "topics.allow[0].name: Too long: may not be more than 249",
+        ),
+        (
+            "a space",
+            pattern(json!({"name": "team a"})),
+            "a name or prefix may hold only a-z, A-Z, 0-9, '.', '_' and '-'",
+        ),
+        (
+            "a slash",
+            pattern(prefix("team/a")),
+            "a name or prefix may hold only a-z, A-Z, 0-9, '.', '_' and '-'",
+        ),
+        (
+            "a wildcard inside a name",
+            pattern(json!({"name": "a*"})),
+            "`*` alone (patternType literal) is every name",
+        ),
+        (
+            "`*` as a prefix",
+            pattern(prefix("*")),
+            "`*` (every name) is a literal pattern",
+        ),
+        (
+            "an unknown patternType",
+            pattern(json!({"name": "a", "patternType": "regex"})),
+            "Unsupported value: \"regex\": supported values: \"literal\", \"prefix\"",
+        ),
+        (
+            "too many patterns",
+            json!({"groups": {"deny": sixty_five}}),
+            "groups.deny: Too many: 65: must have at most 64 items",
+        ),
+        (
+            "a misspelled field",
+            pattern(json!({"name": "a", "type": "prefix"})),
+            "unknown field",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, scope, expected) in &bad_scopes {
+        // The same check in all three places, each at its own path.
+        let places = [
+            (
+                "server",
+                with(base.clone(), "/scope", scope.clone()),
+                "spec.scope.",
+            ),
+            (
+                "client",
+                with(base.clone(), "/clients/1/scope", scope.clone()),
+                "spec.clients[1].scope.",
+            ),
+            ("policy", policy(json!({"scope": scope})), "spec.scope."),
+        ];
+        for (place, mut object, path) in places {
+            if place != "policy" {
+                object["metadata"]["name"] = json!(unique_name("bad-scope"));
+            }
+            match apply(ground, &object) {
+                Ok(()) => failures.push(format!("{what} in the {place}: admitted")),
+                Err(e) if !e.contains(expected) || !e.contains(path) => failures.push(format!(
+                    "{what} in the {place}: message lacks {expected:?} at {path}: {e}"
+                )),
+                Err(_) => {}
+            }
+        }
+    }
+    // The sidecar tells clients apart by ServiceAccount: one with a scope of
+    // its own cannot share it.
+    let shared = with(
+        with(
+            base.clone(),
+            "/clients/1",
+            json!({"name": "second", "serviceAccountName": "support-agent", "tools": ["list_topics"]}),
+        ),
+        "/clients/0/scope",
+        json!({"topics": {"allow": [{"name": "a"}]}}),
+    );
+    match apply(ground, &shared) {
+        Ok(()) => failures.push("a scoped client sharing its ServiceAccount: admitted".into()),
+        Err(e) if !e.contains("a client with a scope of its own needs a ServiceAccount no other client of this server uses") => {
+            failures.push(format!("a scoped client sharing its ServiceAccount: {e}"))
+        }
+        Err(_) => {}
+    }
+    // Without a scope, two clients may share one (as before scopes existed).
+    let mut unscoped_shared = with(
+        valid_server(&ns, "shared-sa"),
+        "/clients/1",
+        json!({"name": "second", "serviceAccountName": "support-agent", "tools": ["list_topics"]}),
+    );
+    unscoped_shared["metadata"]["name"] = json!("shared-sa");
+    if let Err(e) = apply(ground, &unscoped_shared) {
+        failures.push(format!(
+            "two unscoped clients sharing a ServiceAccount: {e}"
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // What kubectl explain shows a Strimzi user.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let out = loop {
+        let out = ground.kubectl(&["explain", "mcptoolpolicy.spec.scope"], None);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    // Words only: kubectl wraps the lines.
+    let text = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("Strimzi KafkaUser's ACLs") && text.contains("deny wins over allow"),
+        "{text}"
+    );
+    ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
+}

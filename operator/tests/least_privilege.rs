@@ -3,7 +3,7 @@
 //! ServiceAccount token, does its whole job: leader election, every child
 //! object (including the sidecar's auth-delegator binding and the clients'
 //! custom-verb Roles, which RBAC lets it grant only because it holds them),
-//! tokens, status, Events, following a policy change, pruning a removed
+//! tokens, status, Events, following a policy change (its scope too), pruning a removed
 //! client, removing everything behind a broken fence, and cleanup. A
 //! missing rule fails this test.
 
@@ -19,6 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
 use mcp_kafka_sidecar::config::SidecarConfig;
+use mcp_kafka_sidecar::scope::Scope;
 use mcp_kafka_sidecar::tool_name::ToolName;
 use mcpk_e2e::{Ground, eventually};
 use serde_json::json;
@@ -123,12 +124,21 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let crb = format!("mcpkafka:{ns}:orders:auth-delegator");
 
-    // A policy change: the exposed tools, the sidecar's config and the
-    // clients' Roles follow (describe_topic is no longer allowed).
-    apply_policy(&admin, &ns, json!({"allow": ["list_topics"]})).await;
-    eventually("the policy's tools in status", || async {
-        let s = api.get("orders").await.ok()?;
-        (s.status?.effective_tools == [ToolName::ListTopics]).then_some(())
+    // A policy change: the exposed tools, the scope, the sidecar's config
+    // and the clients' Roles follow (describe_topic is no longer allowed).
+    let ceiling: Scope =
+        serde_json::from_value(json!({"topics": {"allow": [{"name": "orders"}]}})).unwrap();
+    apply_policy(
+        &admin,
+        &ns,
+        json!({"allow": ["list_topics"], "scope": ceiling}),
+    )
+    .await;
+    eventually("the policy's tools and scope in status", || async {
+        let s = api.get("orders").await.ok()?.status?;
+        (s.effective_tools == [ToolName::ListTopics]
+            && s.effective_scope.as_ref() == Some(&ceiling))
+        .then_some(())
     })
     .await;
     eventually("the Roles to follow the policy", || async {
@@ -143,6 +153,7 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
         .unwrap();
     let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).unwrap();
     assert_eq!(config.tools, [ToolName::ListTopics]);
+    assert_eq!(config.scope, Some(ceiling));
 
     // Prune: the laptop client removed, replicas back to 1: its Role,
     // RoleBinding, ServiceAccount and token Secret go, and the PDB.

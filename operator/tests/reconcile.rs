@@ -839,3 +839,174 @@ async fn can(client: &Client, user: &str, ns: &str, server: &str, tool: &str) ->
         .expect("SAR");
     answer.status.is_some_and(|s| s.allowed)
 }
+
+/// The namespace policy's ceiling narrows what a server asks for, and a
+/// client's own scope narrows the server's: status says what each gets and
+/// what was cut, the sidecar's config holds the same, and a change of the
+/// ceiling follows through to both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_ceiling_narrows_the_servers_scope_and_a_clients_narrows_it_again() {
+    use mcp_kafka_sidecar::scope::{ClientScope, NamePattern, NameScope, Scope};
+    let ground = Ground::get();
+    Operator::shared();
+    let client = ground.kube_admin().await;
+    let ns = ground.namespace("scope", Some("dev"));
+    let api = servers(&client, &ns);
+    let prefix = |name: &str| json!({"name": name, "patternType": "prefix"});
+    apply_policy(
+        &client,
+        &ns,
+        json!({"allow": ["observe"], "scope": {
+            "topics": {"allow": [prefix("team-a.")], "deny": [prefix("team-a.internal")]},
+            "groups": {"allow": [prefix("team-a-")]},
+        }}),
+    )
+    .await;
+    let mut manifest = server_manifest(
+        "orders",
+        "dev",
+        &["list_topics"],
+        json!([
+            {"name": "reporting", "serviceAccountName": "reporting", "tools": ["list_topics"],
+             "scope": {"topics": {"allow": [prefix("team-a.reports"), prefix("other.")]}}},
+            {"name": "plain", "serviceAccountName": "plain", "tools": ["list_topics"]},
+        ]),
+        1,
+    );
+    manifest["spec"]["scope"] = json!({
+        "topics": {"allow": [prefix("team-"), {"name": "payments"}]},
+        "groups": {"allow": [prefix("team-a-orders-")]},
+    });
+    apply_server(&client, &ns, &manifest).await;
+
+    let policy = format!("the scope of McpToolPolicy {ns}/default");
+    let internal = NamePattern::prefix("team-a.internal");
+    let narrowed = Scope {
+        topics: NameScope {
+            allow: vec![NamePattern::prefix("team-a.")],
+            deny: vec![internal.clone()],
+        },
+        groups: NameScope {
+            allow: vec![NamePattern::prefix("team-a-orders-")],
+            deny: vec![],
+        },
+    };
+    // The policy may reach the operator's cache after the server: wait for its scope.
+    let status = eventually("the policy's ceiling in status", || async {
+        let s = api.get("orders").await.ok()?;
+        let st = s.status?;
+        (st.effective_scope.as_ref() == Some(&narrowed)).then_some(st)
+    })
+    .await;
+    assert_eq!(
+        status.scope_cuts,
+        vec![
+            format!(r#"topics prefix "team-": narrowed to prefix "team-a." by {policy}"#),
+            format!(r#"topics prefix "team-": {policy} denies prefix "team-a.internal""#),
+            format!(r#"topics literal "payments": outside {policy}"#),
+            r#"client reporting: topics prefix "other.": outside the server's scope"#.to_string(),
+        ]
+    );
+    let reporting = ClientScope {
+        username: format!("system:serviceaccount:{ns}:reporting"),
+        scope: Scope {
+            topics: NameScope {
+                allow: vec![NamePattern::prefix("team-a.reports")],
+                deny: vec![internal.clone()],
+            },
+            groups: NameScope::default(),
+        },
+    };
+    assert_eq!(status.client_scopes, vec![reporting.clone()]);
+    let applied = mcp_kafka_operator::status::find(&status, "PolicyApplied").unwrap();
+    assert_eq!(applied.reason, "ScopeNarrowed", "{}", applied.message);
+    assert!(
+        applied.message.contains("4 scope request(s) cut"),
+        "{}",
+        applied.message
+    );
+
+    // The sidecar's config holds the same scopes, keyed by the client's username.
+    let config_of = || async {
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get("orders-mcp-config")
+            .await
+            .expect("the ConfigMap");
+        SidecarConfig::parse(&cm.data.unwrap()["config.yaml"])
+            .expect("the sidecar accepts the rendered config")
+    };
+    let config = config_of().await;
+    assert_eq!(config.scope.as_ref(), Some(&narrowed));
+    assert_eq!(config.client_scopes, vec![reporting]);
+    assert_eq!(
+        config.scope_for(Some(&format!("system:serviceaccount:{ns}:plain"))),
+        Some(&narrowed),
+        "a client without a scope of its own gets the server's"
+    );
+
+    // A person sees the cuts in `kubectl describe`.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a ScopeNarrowed Warning", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ScopeNarrowed"))
+            .filter(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.note.as_deref().is_some_and(|n| n.contains("payments"))
+            })
+    })
+    .await;
+
+    // The ceiling widens: the server gets what it asked for, nothing is cut,
+    // and the config follows.
+    apply_policy(
+        &client,
+        &ns,
+        json!({"allow": ["observe"], "scope": {
+            "topics": {"allow": [prefix("team-"), {"name": "payments"}]},
+            "groups": {"allow": [prefix("team-a-")]},
+        }}),
+    )
+    .await;
+    let asked = Scope {
+        topics: NameScope {
+            allow: vec![
+                NamePattern::literal("payments"),
+                NamePattern::prefix("team-"),
+            ],
+            deny: vec![],
+        },
+        groups: narrowed.groups.clone(),
+    };
+    let status = eventually("the wider ceiling in status", || async {
+        let s = api.get("orders").await.ok()?;
+        let st = s.status?;
+        (st.effective_scope.as_ref() == Some(&asked)).then_some(st)
+    })
+    .await;
+    assert_eq!(
+        status.scope_cuts,
+        vec![r#"client reporting: topics prefix "other.": outside the server's scope"#]
+    );
+    assert_eq!(config_of().await.scope.as_ref(), Some(&asked));
+
+    // The server drops its scope and the policy its ceiling: unscoped again,
+    // and the config has no scope at all.
+    let mut unscoped = manifest.clone();
+    unscoped["spec"].as_object_mut().unwrap().remove("scope");
+    unscoped["spec"]["clients"] =
+        json!([{"name": "plain", "serviceAccountName": "plain", "tools": ["list_topics"]}]);
+    apply_server(&client, &ns, &unscoped).await;
+    apply_policy(&client, &ns, json!({"allow": ["observe"]})).await;
+    let status = eventually("no scope in status", || async {
+        let s = api.get("orders").await.ok()?;
+        let st = s.status?;
+        (st.effective_scope.is_none() && st.client_scopes.is_empty()).then_some(st)
+    })
+    .await;
+    assert!(status.scope_cuts.is_empty(), "{:?}", status.scope_cuts);
+    let config = config_of().await;
+    assert_eq!((config.scope, config.client_scopes), (None, vec![]));
+    delete_namespace(&client, &ns).await;
+}

@@ -18,7 +18,7 @@ use crate::fence::Fenced;
 use crate::owned::{Objects, Owned};
 
 pub use rbac::{IssuedToken, token_secret};
-pub use workload::served_tools;
+pub use workload::{served_scope, served_tools};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "mcp-kafka-operator";
@@ -49,6 +49,8 @@ pub struct Inputs<'a> {
     pub tools: &'a [ToolName],
     /// The namespace policy's break-glass window, if open now.
     pub break_glass: Option<&'a crate::crd::BreakGlass>,
+    /// The topics and groups the server and its clients may reach.
+    pub scope: &'a crate::scope::ScopeDecision,
 }
 
 impl Inputs<'_> {
@@ -105,6 +107,21 @@ pub mod names {
     /// A client's Role, RoleBinding and (issueToken clients) ServiceAccount.
     pub fn client(server: &str, client: &str) -> String {
         format!("{server}-mcp-client-{client}")
+    }
+
+    /// The ServiceAccount a client calls as: the one it names, or for an
+    /// issueToken client the one the operator makes for it.
+    pub fn client_service_account(server: &str, client: &crate::crd::ClientSpec) -> String {
+        match &client.service_account_name {
+            Some(sa) => sa.clone(),
+            None => self::client(server, &client.name),
+        }
+    }
+
+    /// The username Kubernetes gives a ServiceAccount's tokens (what a
+    /// TokenReview answers, so what the sidecar tells callers apart by).
+    pub fn service_account_username(namespace: &str, service_account: &str) -> String {
+        format!("system:serviceaccount:{namespace}:{service_account}")
     }
 
     /// The Secret holding an issueToken client's token.

@@ -36,13 +36,9 @@ pub const LIFETIME_ANNOTATION: &str = "mcpkafka.dev/token-lifetime-seconds";
 pub const SERVICE_ACCOUNT_UID_ANNOTATION: &str = "mcpkafka.dev/token-service-account-uid";
 
 fn client_subject(inputs: &Inputs, client: &ClientSpec) -> Subject {
-    let name = match &client.service_account_name {
-        Some(sa) => sa.clone(),
-        None => names::client(&inputs.name(), &client.name),
-    };
     Subject {
         kind: "ServiceAccount".into(),
-        name,
+        name: names::client_service_account(&inputs.name(), client),
         namespace: Some(inputs.namespace()),
         api_group: None,
     }

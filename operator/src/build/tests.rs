@@ -43,6 +43,7 @@ fn build(server: &McpKafkaServer, tools: &[ToolName]) -> Desired {
         fenced: &fenced(),
         tools,
         break_glass: None,
+        scope: &crate::scope::ScopeDecision::default(),
     })
 }
 
@@ -408,6 +409,7 @@ fn token_secrets_carry_token_endpoint_and_times() {
         fenced: &fenced(),
         tools: &tools,
         break_glass: None,
+        scope: &crate::scope::ScopeDecision::default(),
     };
     let token = IssuedToken {
         token: "eyJ.test".into(),
@@ -449,6 +451,7 @@ fn served_tools_read_back_what_the_config_map_gives_the_sidecar() {
         fenced: &fenced(),
         tools: &[ListTopics, CreateTopic],
         break_glass: Some(&window),
+        scope: &crate::scope::ScopeDecision::default(),
     });
     let cm = one(d.config_maps);
     let before: Timestamp = "2026-01-01T00:30:00Z".parse().unwrap();
@@ -474,6 +477,7 @@ fn metrics_peers_come_from_the_operator_config_and_none_means_no_rule() {
             fenced: &fenced(),
             tools: &[ListTopics],
             break_glass: None,
+            scope: &crate::scope::ScopeDecision::default(),
         })
         .network_policies)
         .spec
@@ -536,4 +540,79 @@ fn the_sidecar_serves_metrics_on_a_named_port_of_its_own_and_probes_stay_on_mcp(
             k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("mcp".into())
         );
     }
+}
+
+#[test]
+fn scopes_go_into_the_config_only_when_something_is_scoped() {
+    use crate::policy::Policy;
+    use crate::scope::ScopeDecision;
+    let config = OperatorConfig::default();
+    let config_of = |s: &McpKafkaServer, scope: &ScopeDecision| {
+        let d = desired(&Inputs {
+            server: s,
+            config: &config,
+            fenced: &fenced(),
+            tools: &[ListTopics],
+            break_glass: None,
+            scope,
+        });
+        one(d.config_maps).data.unwrap()["config.yaml"].clone()
+    };
+    let plain = server(SERVER);
+    let policy = Policy::operator_default(&Default::default());
+    let unscoped = crate::scope::decide(&policy, "team-a", "orders", &plain.spec);
+    assert_eq!(unscoped, ScopeDecision::default());
+    let text = config_of(&plain, &unscoped);
+    assert!(
+        !text.contains("scope") && !text.contains("clientScopes"),
+        "unchanged for servers without scopes: {text}"
+    );
+    assert_eq!(SidecarConfig::parse(&text).unwrap().scope, None);
+
+    // A client with a scope of its own: the server's callers see every
+    // name, the client's (by its ServiceAccount's username) its own.
+    let scoped = server(&SERVER.replace(
+        "{name: laptop, issueToken: {expirationSeconds: 3600}, tools: [describe_topic]}",
+        "{name: laptop, issueToken: {expirationSeconds: 3600}, tools: [describe_topic], scope: {topics: {allow: [{name: team-a., patternType: prefix}]}}}",
+    ));
+    let decision = crate::scope::decide(&policy, "team-a", "orders", &scoped.spec);
+    let text = config_of(&scoped, &decision);
+    let parsed = SidecarConfig::parse(&text).expect("the sidecar accepts the scopes");
+    assert_eq!(
+        parsed.scope,
+        Some(mcp_kafka_sidecar::scope::Scope::everything())
+    );
+    assert_eq!(parsed.client_scopes.len(), 1);
+    assert_eq!(
+        parsed.client_scopes[0].username,
+        "system:serviceaccount:team-a:orders-mcp-client-laptop"
+    );
+    let laptop = parsed
+        .scope_for(Some(
+            "system:serviceaccount:team-a:orders-mcp-client-laptop",
+        ))
+        .unwrap();
+    assert!(laptop.topics.admits("team-a.orders") && !laptop.topics.admits("team-b.orders"));
+    assert!(!laptop.groups.admits("any-group"), "groups left out: none");
+    // The support client (no scope of its own) gets the server's.
+    assert_eq!(
+        parsed.scope_for(Some("system:serviceaccount:team-a:support-agent")),
+        parsed.scope.as_ref()
+    );
+    assert_ne!(hash_text(&text), hash_text(&config_of(&plain, &unscoped)));
+
+    // The username is the RoleBinding's subject, named in one place.
+    let d = build(&scoped, &[ListTopics]);
+    let subject = &d
+        .role_bindings
+        .iter()
+        .find(|b| b.metadata.name.as_deref() == Some("orders-mcp-client-laptop"))
+        .unwrap()
+        .subjects
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        names::service_account_username(subject.namespace.as_deref().unwrap(), &subject.name),
+        parsed.client_scopes[0].username
+    );
 }

@@ -23,6 +23,7 @@ use mcp_kafka_sidecar::config::{
     AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig,
     SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
 };
+use mcp_kafka_sidecar::scope::{ClientScope, Scope};
 
 use super::{
     CONFIG_HASH_ANNOTATION, Inputs, MCP_PORT, METRICS_PORT, labels, names, owned_meta,
@@ -117,8 +118,8 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         audit: AuditConfig {
             kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()),
         },
-        scope: None,
-        client_scopes: Vec::new(),
+        scope: inputs.scope.server.clone(),
+        client_scopes: inputs.scope.clients.clone(),
     }
 }
 
@@ -133,6 +134,20 @@ pub(super) fn config_map(inputs: &Inputs) -> ConfigMap {
     }
 }
 
+/// The config a live ConfigMap of ours gives the sidecar that reads it;
+/// None if it holds none the sidecar would accept.
+fn served_config(config_map: &ConfigMap) -> Option<SidecarConfig> {
+    let text = config_map.data.as_ref()?.get(CONFIG_FILE)?;
+    SidecarConfig::parse(text).ok()
+}
+
+/// The scopes a live ConfigMap of ours gives the sidecar: the server's
+/// (None: unscoped) and its clients' own. None if it holds no config the
+/// sidecar would accept.
+pub fn served_scope(config_map: &ConfigMap) -> Option<(Option<Scope>, Vec<ClientScope>)> {
+    served_config(config_map).map(|c| (c.scope, c.client_scopes))
+}
+
 /// The tools a live ConfigMap of ours gives the sidecar that reads it, at
 /// `now`: what runs while the operator cannot apply (its break-glass tools
 /// only until the window's end, which the sidecar enforces itself). None if
@@ -141,8 +156,7 @@ pub fn served_tools(
     config_map: &ConfigMap,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Option<Vec<mcp_kafka_sidecar::tool_name::ToolName>> {
-    let text = config_map.data.as_ref()?.get(CONFIG_FILE)?;
-    let config = SidecarConfig::parse(text).ok()?;
+    let config = served_config(config_map)?;
     let closed: Vec<_> = config
         .break_glass
         .filter(|w| w.until <= now)

@@ -193,6 +193,8 @@ pub async fn apply_all(
             )),
             replicas,
             token_secrets,
+            scope: inputs.scope.server.clone(),
+            client_scopes: inputs.scope.clients.clone(),
         },
         next_rotation,
         rotated,

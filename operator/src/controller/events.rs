@@ -11,18 +11,36 @@ use crate::build::names;
 use crate::crd::{McpKafkaServer, McpKafkaServerStatus};
 use crate::status;
 
+/// The apiserver refuses an Event whose note is longer (events.k8s.io/v1).
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// `note` cut to what an Event may hold, at a character boundary, saying so.
+fn within_limit(mut note: String) -> String {
+    const MORE: &str = " ...";
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut end = MAX_NOTE_BYTES - MORE.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(MORE);
+    note
+}
+
 fn event(type_: EventType, reason: &str, note: String) -> Event {
     Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(within_limit(note)),
         action: "Reconcile".into(),
         secondary: None,
     }
 }
 
 /// What a person should notice, once per change: a fence broken, another
-/// failure, tools denied or exposed; each token issued; and what was
+/// failure, tools denied or exposed, scope requests cut; each token issued; and what was
 /// removed from the sidecar's pod template. An unchanged status calls for none.
 pub fn chosen(
     server: &str,
@@ -60,6 +78,10 @@ pub fn chosen(
             .map(|d| format!("{}: {}", d.name, d.reason))
             .collect();
         events.push(event(EventType::Warning, "ToolsDenied", list.join("; ")));
+    }
+    if old.scope_cuts != new.scope_cuts && !new.scope_cuts.is_empty() {
+        let note = new.scope_cuts.join("; ");
+        events.push(event(EventType::Warning, "ScopeNarrowed", note));
     }
     if old.effective_tools != new.effective_tools && !new.effective_tools.is_empty() {
         let list: Vec<&str> = new.effective_tools.iter().map(|t| t.as_str()).collect();
@@ -108,6 +130,7 @@ mod tests {
             policy_source: "the operator's default policy".into(),
             effective_tools: vec![ToolName::ListTopics],
             denied_tools: vec![],
+            scope_cuts: vec![],
             missing_secrets: vec![],
             applied: Ok(()),
             serving: Serving {
@@ -115,6 +138,7 @@ mod tests {
                 endpoint: Some("http://x-mcp.a.svc.cluster.local:8090/mcp".into()),
                 replicas: Some((1, 1)),
                 token_secrets: BTreeMap::new(),
+                ..Serving::default()
             },
         }
     }
@@ -216,6 +240,41 @@ mod tests {
         assert!(
             note.contains("Deployment orders-mcp") && note.contains("spec.containers[name=debug]"),
             "{note}"
+        );
+    }
+
+    #[test]
+    fn cut_scope_requests_warn_once_and_long_notes_fit_an_event() {
+        let before = status_of(&observed());
+        let cut = status_of(&Observed {
+            scope_cuts: vec![
+                r#"topics literal "payments": outside the scope of McpToolPolicy a/default"#.into(),
+                "client r: groups literal \"g\": outside the server's scope".into(),
+            ],
+            ..observed()
+        });
+        let events = chosen("orders", Some(&before), &cut, &[], &[]);
+        assert_eq!(reasons(&events), [(EventType::Warning, "ScopeNarrowed")]);
+        assert_eq!(
+            events[0].note.as_deref(),
+            Some(
+                "topics literal \"payments\": outside the scope of McpToolPolicy a/default; client r: groups literal \"g\": outside the server's scope"
+            )
+        );
+        assert!(chosen("orders", Some(&cut), &cut, &[], &[]).is_empty());
+
+        let long = status_of(&Observed {
+            scope_cuts: (0..40)
+                .map(|i| format!("topics literal \"é{i:0>60}\": outside"))
+                .collect(),
+            ..observed()
+        });
+        let events = chosen("orders", Some(&before), &long, &[], &[]);
+        let note = events[0].note.as_deref().unwrap();
+        assert!(
+            note.len() <= MAX_NOTE_BYTES && note.ends_with(" ..."),
+            "{} bytes",
+            note.len()
         );
     }
 }

@@ -25,6 +25,7 @@ use crate::crd::{McpKafkaServer, McpKafkaServerSpec};
 use crate::fence::{self, ENVIRONMENT_LABEL};
 use crate::owned::Owned;
 use crate::policy::{self, Policy};
+use crate::scope;
 use crate::status::{self, Observed, Serving};
 
 /// The controller's reconcile: the finalizer's apply or cleanup, measured.
@@ -122,6 +123,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         .map(|f| f.mutations)
         .unwrap_or(MutationRule::BreakGlass);
     let decision = policy::decide(&spec.tools, &policy, mutations, now);
+    let scopes = scope::decide(&policy, &namespace, &name, spec);
 
     // Build and apply.
     let mut failure = None;
@@ -153,6 +155,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
                 fenced,
                 tools: &decision.effective,
                 break_glass: window,
+                scope: &scopes,
             };
             match apply_all(ctx, &inputs, now).await {
                 Ok(a) => applied = a,
@@ -166,6 +169,8 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
                             &name,
                             &ctx.config.cluster_domain,
                         )),
+                        scope: scopes.server.clone(),
+                        client_scopes: scopes.clients.clone(),
                         ..Serving::default()
                     };
                     failure = Some(e);
@@ -181,6 +186,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         policy_source: policy.source.clone(),
         effective_tools: decision.effective.clone(),
         denied_tools: decision.denied.clone(),
+        scope_cuts: scopes.cuts.clone(),
         missing_secrets: missing_secrets.clone(),
         applied: failure.as_ref().map_or(Ok(()), |e| Err(e.to_string())),
         serving: applied.serving,
@@ -221,8 +227,9 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
 }
 
 /// What runs of this server while the operator does not apply (from the
-/// caches of what it made before): the sidecar Deployment, the tools its
-/// ConfigMap gives it, its Service's endpoint, the clients' token Secrets.
+/// caches of what it made before): the sidecar Deployment, the tools and
+/// scopes its ConfigMap gives it, its Service's endpoint, the clients'
+/// token Secrets.
 /// Nothing if there is no Deployment.
 fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Serving {
     let (name, namespace) = (server.name_any(), server.namespace().unwrap_or_default());
@@ -247,10 +254,16 @@ fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Servi
         .as_ref()
         .and_then(|s| s.replicas)
         .unwrap_or(1);
-    let tools = owned
+    let config_map = owned
         .config_maps
-        .get(&key(&names::config_map(&name), &namespace))
-        .and_then(|cm| build::served_tools(&cm, now))
+        .get(&key(&names::config_map(&name), &namespace));
+    let tools = config_map
+        .as_ref()
+        .and_then(|cm| build::served_tools(cm, now))
+        .unwrap_or_default();
+    let (scope, client_scopes) = config_map
+        .as_ref()
+        .and_then(|cm| build::served_scope(cm))
         .unwrap_or_default();
     let endpoint = owned
         .services
@@ -269,6 +282,8 @@ fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Servi
         endpoint,
         replicas: Some((available, desired)),
         token_secrets,
+        scope,
+        client_scopes,
     }
 }
 
