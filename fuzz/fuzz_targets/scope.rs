@@ -73,7 +73,11 @@ fuzz_target!(|text: &str| {
                     assert!(p.matches(name), "{p} covers {q} but not {name:?}");
                 }
                 let meet = p.intersect(q).is_some_and(|m| m.matches(name));
-                assert_eq!(meet, p.matches(name) && q.matches(name), "{p} ∩ {q} on {name:?}");
+                assert_eq!(
+                    meet,
+                    p.matches(name) && q.matches(name),
+                    "{p} ∩ {q} on {name:?}"
+                );
             }
         }
     }
