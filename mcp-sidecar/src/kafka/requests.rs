@@ -12,6 +12,7 @@ use rdkafka::message::ToBytes;
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::Delivery;
 
+use super::acls::{self, AclAnswer, AclFilter};
 use super::consumer_groups::{self, GroupDetail, GroupListing};
 use super::{Admin, BlockingKafka, Kafka, settings};
 use crate::error::{ErrorCode, ToolError, ToolResult};
@@ -128,6 +129,15 @@ impl BlockingKafka<'_> {
         consumer_groups::describe(
             self.kafka.admin.inner().native_client(),
             group,
+            self.kafka.timeout,
+        )
+    }
+
+    /// The ACLs `filter` selects (see `acls`).
+    pub fn describe_acls(&self, filter: &AclFilter) -> ToolResult<AclAnswer> {
+        acls::describe(
+            self.kafka.admin.inner().native_client(),
+            filter,
             self.kafka.timeout,
         )
     }
