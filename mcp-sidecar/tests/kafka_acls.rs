@@ -352,6 +352,40 @@ async fn listings_show_only_what_kafka_lets_the_tenant_describe() {
     );
 }
 
+#[tokio::test]
+async fn the_stacks_own_principals_are_super_users() {
+    authorizing_ground();
+    let g = Ground::get();
+    let admin = super_user();
+    let topic = Tenant::B.topic("everyone-sees");
+    topic_with_a_message(&admin, &topic).await;
+    let mtls = server_on(&format!(
+        "bootstrapServers: ['{}'], tls: {{caFile: '{}', certFile: '{}', keyFile: '{}'}}",
+        g.var("MCPK_KAFKA_MTLS_BOOTSTRAP"),
+        g.var("MCPK_KAFKA_CA_FILE"),
+        g.var("MCPK_KAFKA_CLIENT_CERT_FILE"),
+        g.var("MCPK_KAFKA_CLIENT_KEY_FILE"),
+    ));
+    let sasl = server_on(&format!(
+        "bootstrapServers: ['{}'], tls: {{caFile: '{}'}}, sasl: {{mechanism: SCRAM-SHA-512, usernameFile: '{}', passwordFile: '{}'}}",
+        g.var("MCPK_KAFKA_SASL_SSL_BOOTSTRAP"),
+        g.var("MCPK_KAFKA_CA_FILE"),
+        g.var("MCPK_KAFKA_SASL_USERNAME_FILE"),
+        g.var("MCPK_KAFKA_SASL_PASSWORD_FILE"),
+    ));
+    // No ACL names them: only super users read a tenant's topic.
+    for (name, (mcp, kafka)) in [("mTLS", mtls), ("SASL", sasl)] {
+        ready(&kafka).await;
+        let read = ok(
+            &mcp,
+            "consume_messages",
+            json!({"topic": topic, "from": "earliest"}),
+        )
+        .await;
+        assert_eq!(read["messages"][0]["value"]["text"], "v", "{name}: {read}");
+    }
+}
+
 /// The bindings of a describe_acls answer as (type, name, pattern,
 /// principal, operation, permission).
 fn bindings(answer: &Value) -> Vec<(String, String, String, String, String, String)> {
