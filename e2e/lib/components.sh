@@ -12,6 +12,11 @@ KAFKA_CONTROLLER_PORT=${MCPK_KAFKA_CONTROLLER_PORT:-19093}
 KAFKA_MTLS_PORT=${MCPK_KAFKA_MTLS_PORT:-19094}
 KAFKA_SASL_SSL_PORT=${MCPK_KAFKA_SASL_SSL_PORT:-19095}
 KAFKA_SASL_USER=mcp-sidecar
+# Tenants of the stack's broker, each a SCRAM user whose ACLs reach only
+# its own topics (prefix `<tenant>.`) and groups (prefix `<tenant>-`):
+# a sidecar that connects as one meets Kafka's authorization (see
+# kafka_authorizer and kafka_tenants).
+KAFKA_TENANTS=(team-a team-b)
 # The stack's broker is the instance named `kafka`; tests that kill and
 # restart a broker start extra instances (`e2e/stack kafka ...`) instead of
 # disturbing the shared one.
@@ -203,6 +208,54 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.se
 PROPS
 }
 
+# The stack's broker authorizes every request with KRaft's own
+# authorizer, so that tenants (KAFKA_TENANTS) meet real ACLs. Everything
+# else keeps working unchanged because its principal is a super user, to
+# which no ACL applies: User:ANONYMOUS is every PLAINTEXT connection (the
+# tests' own clients, the controller listener, inter-broker traffic, and
+# Pods with a node); the SASL user; and the mutual-TLS client
+# certificate's principal, which Kafka's default SSL principal builder
+# takes from the certificate's whole subject (pki.sh: /CN=mcp-kafka-sidecar).
+# A tenant's denied request is logged in the server log
+# (kafka.authorizer.logger), which says which principal asked for what.
+kafka_authorizer() {
+  cat <<PROPS
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:$KAFKA_SASL_USER;User:CN=mcp-kafka-sidecar
+PROPS
+}
+
+# The tenants: a SCRAM-SHA-512 credential each (the one mechanism the
+# tests use: one ConfigCommand run per mechanism and user, a JVM start
+# each) and prefixed ACLs: every operation on the topics `<tenant>.` and
+# the groups `<tenant>-` begin. That is all a sidecar needs to stay ready
+# (metadata needs no ACL: Kafka leaves out the topics a principal may not
+# describe; the cluster ID comes with it; the idempotent producer's
+# InitProducerId is allowed to any principal that may write some topic).
+# team-a may also describe the cluster, which DescribeAcls needs (so it
+# can ask what it may do), and which also shows it every group's name in
+# a listing (ListGroups); team-b may not, as a tenant that sees nothing
+# outside its prefixes. Set through the plaintext listener once the
+# broker answers, once per data dir.
+kafka_tenants() {
+  local tenant done=$KAFKA_DIR/data/.tenants log=$LOG_DIR/$KAFKA_NAME-tenants.log
+  [ -f "$done" ] && return 0
+  for tenant in "${KAFKA_TENANTS[@]}"; do
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$tenant" \
+      --add-config "SCRAM-SHA-512=[iterations=4096,password=$(cat "$PKI_DIR/kafka-$tenant-password")]" >>"$log" 2>&1 \
+      || die "setting the SCRAM-SHA-512 credential of $tenant failed; see $log"
+    kafka_java org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --add \
+      --allow-principal "User:$tenant" --operation All --resource-pattern-type prefixed \
+      --topic "$tenant." --group "$tenant-" >>"$log" 2>&1 \
+      || die "adding the ACLs of $tenant failed; see $log"
+  done
+  kafka_java org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --add \
+    --allow-principal User:team-a --operation Describe --cluster >>"$log" 2>&1 \
+    || die "adding team-a's cluster ACL failed; see $log"
+  touch "$done"
+}
+
 # SCRAM credentials live in the cluster metadata: set them through the
 # plaintext listener once the broker answers, once per data dir. One
 # mechanism per request (Kafka refuses two for one user at once). The
@@ -225,7 +278,9 @@ write_kafka_config() {
   mkdir -p "$KAFKA_DIR/data"
   local listeners
   if [ "$KAFKA_NAME" = kafka ]; then
-    listeners=$(kafka_secured_listeners)
+    # Extra instances have no authorizer: tests see a broker without one there.
+    listeners="$(kafka_secured_listeners)
+$(kafka_authorizer)"
   else
     listeners="listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT

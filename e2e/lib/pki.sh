@@ -35,6 +35,20 @@ ensure_kafka_pki() {
   touch "$PKI_DIR/.kafka-complete"
 }
 
+# The tenants' SCRAM passwords (see KAFKA_TENANTS in components.sh), one
+# file per tenant beside kafka-sasl-password; their own marker, so that a
+# state dir made before the tenants existed gains them.
+ensure_kafka_tenant_pki() {
+  [ -f "$PKI_DIR/.kafka-tenants-complete" ] && return 0
+  local tenant
+  for tenant in "${KAFKA_TENANTS[@]}"; do
+    openssl rand -hex 16 >"$PKI_DIR/kafka-$tenant-password"
+    printf '%s' "$tenant" >"$PKI_DIR/kafka-$tenant-username"
+    chmod 600 "$PKI_DIR/kafka-$tenant-password"
+  done
+  touch "$PKI_DIR/.kafka-tenants-complete"
+}
+
 ensure_pki() {
   [ -f "$PKI_DIR/.complete" ] && return 0
   need_cmd openssl

@@ -21,6 +21,9 @@ pub struct Ground {
     /// The apiserver's audit log (write requests only), for counting API writes.
     pub apiserver_audit_log: PathBuf,
     pub log_dir: PathBuf,
+    /// Everything the env file exports, for tests that need more of the
+    /// ground than the fields above (see [`Ground::var`]).
+    vars: HashMap<String, String>,
 }
 
 impl Ground {
@@ -57,6 +60,7 @@ impl Ground {
             kafka_cluster_id: var("KAFKA_CLUSTER_ID")?,
             apiserver_audit_log: var("MCPK_APISERVER_AUDIT_LOG")?.into(),
             log_dir: var("MCPK_LOG_DIR")?.into(),
+            vars: vars.clone(),
         };
         for (what, path) in [("kubeconfig", &g.kubeconfig), ("kubectl", &g.kubectl)] {
             if !path.exists() {
@@ -64,6 +68,17 @@ impl Ground {
             }
         }
         Ok(g)
+    }
+
+    /// A variable of the env file, or a failure that says the ground is
+    /// older than the test (restart it) rather than a silent skip.
+    pub fn var(&self, key: &str) -> &str {
+        match self.vars.get(key).filter(|v| !v.is_empty()) {
+            Some(v) => v,
+            None => panic!(
+                "{key} is missing from the test ground's env file: the ground predates it; restart it with `e2e/stack down && e2e/stack up`"
+            ),
+        }
     }
 
     /// A client for the local apiserver with the admin identity. Panics (the

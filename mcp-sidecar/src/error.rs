@@ -114,9 +114,13 @@ impl ToolError {
             | K::InvalidTimestamp
             | K::InvalidArgument
             | K::InvalidGroupId => ErrorCode::InvalidArgument,
+            // Kafka's ACLs refused this server's principal (`what` names
+            // the resource), or the broker refused its credentials.
             K::TopicAuthorizationFailed
             | K::GroupAuthorizationFailed
             | K::ClusterAuthorizationFailed
+            | K::TransactionalIdAuthorizationFailed
+            | K::DelegationTokenAuthorizationFailed
             | K::SaslAuthenticationFailed
             | K::Authentication => ErrorCode::PermissionDenied,
             K::OperationTimedOut | K::RequestTimedOut | K::MessageTimedOut | K::TimedOutQueue => {
@@ -160,6 +164,26 @@ mod tests {
             e.to_string().starts_with("NOT_FOUND: describe topic b"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_authorization_failure_is_permission_denied_and_final() {
+        use RDKafkaErrorCode as K;
+        for code in [
+            K::TopicAuthorizationFailed,
+            K::GroupAuthorizationFailed,
+            K::ClusterAuthorizationFailed,
+            K::TransactionalIdAuthorizationFailed,
+            K::DelegationTokenAuthorizationFailed,
+        ] {
+            let e = ToolError::from_kafka_code("describe topic \"team-b.x\"", code);
+            assert_eq!(
+                (e.code, e.retriable),
+                (ErrorCode::PermissionDenied, false),
+                "{code:?}"
+            );
+            assert!(e.message.contains("\"team-b.x\""), "{e}");
+        }
     }
 
     #[test]

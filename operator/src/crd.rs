@@ -57,7 +57,7 @@ pub struct McpKafkaServerSpec {
     /// Tools requested. The namespace's McpToolPolicy (or the operator's
     /// default, read-only) may cut this down; status lists what is exposed
     /// and why the rest is not.
-    #[schemars(length(max = 17))]
+    #[schemars(length(max = ToolName::ALL.len()))]
     #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u == t))").message("tools must not repeat"))]
     pub tools: Vec<ToolName>,
     /// The names the tools answer to: `native` (list_topics, ...) and
@@ -200,7 +200,7 @@ pub struct ClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_token: Option<IssueToken>,
     /// The tools this client may call (a subset of spec.tools).
-    #[schemars(length(min = 1, max = 17))]
+    #[schemars(length(min = 1, max = ToolName::ALL.len()))]
     pub tools: Vec<ToolName>,
     /// The topics and consumer groups this client may see and touch, within
     /// the server's (spec.scope narrowed by the policy): callers with this
@@ -333,7 +333,7 @@ pub struct BreakGlass {
     #[schemars(length(min = 1, max = 512))]
     pub reason: String,
     /// The tools the window opens.
-    #[schemars(length(min = 1, max = 17))]
+    #[schemars(length(min = 1, max = ToolName::ALL.len()))]
     pub allow: Vec<ToolName>,
 }
 
@@ -394,7 +394,7 @@ mod tests {
     fn selectors_parse_names_and_groups() {
         let s: Vec<ToolSelector> =
             serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
-        assert_eq!(s[0].tools().len(), 10);
+        assert_eq!(s[0].tools().len(), 11);
         assert_eq!(s[1].tools(), vec![ToolName::CreateTopic]);
         assert_eq!(s[2].tools().len(), ToolName::ALL.len());
         assert!(serde_json::from_str::<ToolSelector>(r#""drop_all""#).is_err());

@@ -18,6 +18,7 @@ from conftest import ERROR_META_KEY, tool_error
 OBSERVE = {
     "cluster_status", "list_brokers", "list_topics", "describe_topic", "describe_configs",
     "list_groups", "describe_group", "get_consumer_lag", "fetch_offsets", "consume_messages",
+    "describe_acls",
 }
 MUTATE = {
     "create_topic", "delete_topic", "create_partitions", "update_topic_config",

@@ -79,6 +79,17 @@ impl Request {
     /// request-level error. The event stays owned by `self`; its type is
     /// checked by the caller's `rd_kafka_event_*_result`, null for another.
     pub(crate) fn answer(&mut self, what: &str) -> ToolResult<*mut rd::rd_kafka_event_t> {
+        self.answer_or_refusal(what)?
+            .map_err(|refusal| refusal.into_tool_error(what))
+    }
+
+    /// `answer`, with a request-level error as Kafka's code, for a caller
+    /// that reads one of them as an answer (describe_acls reads
+    /// SECURITY_DISABLED so). No answer in time is still an error.
+    pub(crate) fn answer_or_refusal(
+        &mut self,
+        what: &str,
+    ) -> ToolResult<Result<*mut rd::rd_kafka_event_t, Refusal>> {
         // SAFETY: the queue is ours; the event polled is kept in `self` and
         // destroyed in `drop`, after the caller's last read of what it owns.
         unsafe {
@@ -91,15 +102,29 @@ impl Request {
             }
             let err = rd::rd_kafka_event_error(self.event);
             if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                let mut e = ToolError::from_kafka_code(what, RDKafkaErrorCode::from(err));
-                let detail = text(rd::rd_kafka_event_error_string(self.event));
-                if !detail.is_empty() {
-                    e.message = format!("{}: {detail}", e.message);
-                }
-                return Err(e);
+                return Ok(Err(Refusal {
+                    code: RDKafkaErrorCode::from(err),
+                    detail: text(rd::rd_kafka_event_error_string(self.event)),
+                }));
             }
-            Ok(self.event)
+            Ok(Ok(self.event))
         }
+    }
+}
+
+/// A request-level error: Kafka's (or librdkafka's) code and text.
+pub(crate) struct Refusal {
+    pub(crate) code: RDKafkaErrorCode,
+    pub(crate) detail: String,
+}
+
+impl Refusal {
+    pub(crate) fn into_tool_error(self, what: &str) -> ToolError {
+        let mut e = ToolError::from_kafka_code(what, self.code);
+        if !self.detail.is_empty() {
+            e.message = format!("{}: {}", e.message, self.detail);
+        }
+        e
     }
 }
 

@@ -17,10 +17,12 @@
 //! - `requests`: admin requests, produce, group offsets;
 //! - `consumer_groups`: groups of both protocols (ListConsumerGroups,
 //!   DescribeConsumerGroups), which rust-rdkafka does not wrap;
+//! - `acls`: Kafka's ACLs (DescribeAcls), which rust-rdkafka does not wrap;
 //! - `health`: the probe, refusals, classification and the cluster-ID fence;
 //! - `statistics`: requests sent, by client and API, from librdkafka's statistics;
 //! - `ffi`: the librdkafka calls rust-rdkafka does not wrap (or leaks in).
 
+mod acls;
 pub(crate) mod admin_request;
 mod consumer_groups;
 mod ffi;
@@ -42,6 +44,10 @@ use rdkafka::producer::FutureProducer;
 use crate::config::KafkaConfig;
 use crate::error::{ErrorCode, ToolError, ToolResult};
 
+pub use acls::{
+    AclAnswer, AclBinding, AclFilter, AclOperation, AclPatternType, AclPermission, AclResource,
+    AclResourceType,
+};
 pub use consumer_groups::{GroupDetail, GroupListing, GroupType, MemberDetail};
 pub use health::RefusalWatch;
 pub use metadata::IndexedMetadata;
@@ -66,6 +72,8 @@ pub struct Kafka {
     sent: Arc<statistics::Tally>,
     /// Bound for one request to Kafka.
     timeout: Duration,
+    /// This server's principal as Kafka sees it, where that is known.
+    principal: Option<String>,
 }
 
 /// Kafka as a blocking task sees it: the librdkafka calls that block a
@@ -119,12 +127,19 @@ impl Kafka {
             )),
             health: health::Health::new(refusals, config.expected_cluster_id.clone()),
             timeout: Duration::from_millis(config.request_timeout_ms),
+            principal: settings::principal(config)?,
         }))
     }
 
     /// Bound for one request to Kafka (`kafka.requestTimeoutMs`).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// This server's Kafka principal, where it is known: with SASL,
+    /// `User:<username>` (see `settings::principal`).
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
     }
 
     /// Runs blocking librdkafka work off the async runtime.

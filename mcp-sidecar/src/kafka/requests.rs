@@ -12,6 +12,7 @@ use rdkafka::message::ToBytes;
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::Delivery;
 
+use super::acls::{self, AclAnswer, AclFilter};
 use super::consumer_groups::{self, GroupDetail, GroupListing};
 use super::{Admin, BlockingKafka, Kafka, settings};
 use crate::error::{ErrorCode, ToolError, ToolResult};
@@ -97,6 +98,26 @@ impl Kafka {
     }
 }
 
+/// Kafka's refusal of `group` to this principal, if `consumer` (which
+/// carries the group's ID) was told so: librdkafka reports a refused
+/// FindCoordinator once, on the consumer's queue, and the request that
+/// needed the coordinator then waits out its timeout. Read after a failure,
+/// so that it says PERMISSION_DENIED naming the group, not TIMEOUT.
+fn refused_group(consumer: &BaseConsumer, group: &str) -> Option<ToolError> {
+    // A fresh consumer that never joined: its queue holds a few events at most.
+    for _ in 0..16 {
+        match consumer.poll(Duration::ZERO)? {
+            Err(e)
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) =>
+            {
+                return Some(ToolError::from_kafka(&format!("group {group:?}"), &e));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 impl BlockingKafka<'_> {
     /// Every consumer group, of either group protocol (see `consumer_groups`).
     pub fn consumer_groups(&self) -> ToolResult<Vec<GroupListing>> {
@@ -108,6 +129,15 @@ impl BlockingKafka<'_> {
         consumer_groups::describe(
             self.kafka.admin.inner().native_client(),
             group,
+            self.kafka.timeout,
+        )
+    }
+
+    /// The ACLs `filter` selects (see `acls`).
+    pub fn describe_acls(&self, filter: &AclFilter) -> ToolResult<AclAnswer> {
+        acls::describe(
+            self.kafka.admin.inner().native_client(),
+            filter,
             self.kafka.timeout,
         )
     }
@@ -125,24 +155,28 @@ impl BlockingKafka<'_> {
         group: &str,
         partitions: TopicPartitionList,
     ) -> ToolResult<TopicPartitionList> {
-        self.group_consumer(group)?
+        let consumer = self.group_consumer(group)?;
+        consumer
             .committed_offsets(partitions, self.kafka.timeout)
             .map_err(|e| {
-                ToolError::from_kafka(
-                    &format!("fetching committed offsets of group {group:?}"),
-                    &e,
-                )
+                refused_group(&consumer, group).unwrap_or_else(|| {
+                    ToolError::from_kafka(
+                        &format!("fetching committed offsets of group {group:?}"),
+                        &e,
+                    )
+                })
             })
     }
 
     /// Commits `offsets` for `group`, which Kafka accepts only while the
     /// group has no members.
     pub fn commit_offsets(&self, group: &str, offsets: &TopicPartitionList) -> ToolResult<()> {
-        self.group_consumer(group)?
-            .commit(offsets, CommitMode::Sync)
-            .map_err(|e| {
+        let consumer = self.group_consumer(group)?;
+        consumer.commit(offsets, CommitMode::Sync).map_err(|e| {
+            refused_group(&consumer, group).unwrap_or_else(|| {
                 ToolError::from_kafka(&format!("committing offsets for group {group:?}"), &e)
             })
+        })
     }
 
     /// IncrementalAlterConfigs of one topic (see `crate::incremental_alter`).

@@ -61,6 +61,21 @@ pub(super) fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Re
     Ok(c)
 }
 
+/// This server's principal as Kafka's default principal builder makes it:
+/// with SASL (PLAIN, SCRAM), `User:<username>`. Over TLS alone it is the
+/// certificate's subject as the broker's `ssl.principal.mapping.rules`
+/// rewrite it, and over plaintext what the broker's principal builder
+/// says (ANONYMOUS by default): not known here, so None.
+pub(super) fn principal(config: &KafkaConfig) -> anyhow::Result<Option<String>> {
+    config
+        .sasl
+        .as_ref()
+        .map(|sasl| {
+            read_secret_file(&sasl.username_file, "SASL username").map(|u| format!("User:{u}"))
+        })
+        .transpose()
+}
+
 /// How often the admin client, the producer and the lookup consumer emit
 /// their statistics (the requests they sent: see `statistics`). An
 /// emission is about 3 KB, plus about 1.1 KB per partition of every topic

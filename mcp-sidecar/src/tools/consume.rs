@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use schemars::JsonSchema;
@@ -295,7 +295,24 @@ fn read_peek(
                 ends.remove(&p);
                 continue;
             }
-            Some(Err(e)) => return Err(ToolError::from_kafka("reading messages", &e)),
+            // The peek consumers' group exists only because librdkafka
+            // assigns partitions through one; a peek never joins it,
+            // commits or reads its offsets. A principal whose ACLs do not
+            // cover it is refused the group's coordinator, which
+            // librdkafka reports once on the consumer's queue: not this
+            // peek's error (the topic's own refusals come from its
+            // metadata and offsets, looked up before).
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::GroupAuthorizationFailed,
+            ))) => {
+                continue;
+            }
+            Some(Err(e)) => {
+                return Err(ToolError::from_kafka(
+                    &format!("reading messages of topic {topic:?}"),
+                    &e,
+                ));
+            }
         };
         let (p, offset) = (msg.partition(), msg.offset());
         // Only what this peek assigned, in order, once (a reused

@@ -3,6 +3,7 @@
 //! ties them to names, descriptions and MCP annotations; `dispatch` is the
 //! single entry point that the MCP handler calls after authorization.
 
+pub(crate) mod acls;
 mod consume;
 mod groups;
 mod mutate;
@@ -261,6 +262,8 @@ tool_table! {
         "Earliest and latest offsets of a topic's partitions, and optionally the first offset at or after a timestamp.";
     ConsumeMessages => consume::consume_messages(consume::ConsumeArgs) -> consume::Messages, Read,
         "Peek at messages without joining a group or committing: from earliest, from the latest N (from = latest), from an offset or from a timestamp, on one partition or all. Capped by max_messages, max_bytes and timeout_ms. Values are shown as JSON or UTF-8 text when valid, else base64.";
+    DescribeAcls => acls::describe_acls(acls::DescribeAclsArgs) -> acls::AclDescription, Read,
+        "Kafka's ACLs that apply to a topic or group (resource_type and name: literal, prefixed and wildcard ones), or with principal: self those of this server's own Kafka principal, i.e. what it may do. Says authorizer: false when the cluster enforces no ACLs.";
     CreateTopic => mutate::create_topic(mutate::CreateTopicArgs) -> mutate::CreateTopicResult, Idempotent,
         "Create a topic with a partition count, replication factor and configs. dry_run: true asks Kafka to validate without creating.";
     DeleteTopic => mutate::delete_topic(mutate::DeleteTopicArgs) -> mutate::DeleteTopicResult, Destructive,
