@@ -72,6 +72,8 @@ def refusals_by_team_a(n):
         "delete_group": [{"group_id": n["b_group"]}],
         "reset_group_offsets": [{"group_id": n["b_group"], "topic": n["b_orders"], "to": "latest"},
                                 {"group_id": n["a_group"], "topic": n["b_orders"], "to": "latest"}],
+        "describe_acls": [{"resource_type": "topic", "name": n["b_orders"]},
+                          {"resource_type": "group", "name": n["b_group"], "principal": "self"}],
     }
 
 

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::observe::resource_configs;
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::kafka::{AclAnswer, AclBinding, AclFilter, AclOperation, AclResource};
+use crate::kafka::{
+    AclAnswer, AclBinding, AclFilter, AclOperation, AclResource, AclResourceType,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -45,7 +47,7 @@ pub struct DescribeAclsArgs {
 
 impl DescribeAclsArgs {
     /// The topic and the group the call names, if any (one at most).
-    pub(crate) fn named(&self) -> (Option<&str>, Option<&str>) {
+    pub(crate) fn topic_or_group(&self) -> (Option<&str>, Option<&str>) {
         match (self.resource_type, self.name.as_deref()) {
             (Some(AclResourceKind::Topic), name) => (name, None),
             (Some(AclResourceKind::Group), name) => (None, name),
@@ -64,7 +66,7 @@ impl DescribeAclsArgs {
             }
             _ => {}
         }
-        match self.named() {
+        match self.topic_or_group() {
             (Some(t), _) => {
                 validate::topic_name(t)?;
                 Ok(Some(AclResource::Topic(t.to_string())))
@@ -96,6 +98,9 @@ pub struct AclDescription {
     pub total: usize,
     /// Set when more bindings match than the list limit shows.
     pub truncated: bool,
+    /// With `principal: self` on a scoped server: the bindings on topics
+    /// and groups out of its scope are left out (and not counted).
+    pub scoped: bool,
 }
 
 /// The broker config that names the authorizer (empty: none).
@@ -175,6 +180,19 @@ pub async fn describe_acls(
             }
         }
     };
+    // A named topic or group was checked against the scope before this
+    // ran, and every binding here applies to it. The principal's own
+    // bindings on any resource show those of topics and groups in scope
+    // only (by the name or prefix they are written on).
+    let scoped = ctx.scoped() && args.topic_or_group() == (None, None);
+    if scoped {
+        let (topic_in_scope, group_in_scope) = (ctx.topics_in_scope(), ctx.groups_in_scope());
+        bindings.retain(|b| match b.resource_type {
+            AclResourceType::Topic => topic_in_scope(&b.name),
+            AclResourceType::Group => group_in_scope(&b.name),
+            _ => true,
+        });
+    }
     bindings.sort();
     let total = bindings.len();
     bindings.truncate(ctx.limits.max_list_items);
@@ -185,6 +203,7 @@ pub async fn describe_acls(
         truncated: total > bindings.len(),
         bindings,
         total,
+        scoped,
     })
 }
 
@@ -270,14 +289,14 @@ mod tests {
     #[test]
     fn a_call_names_one_topic_or_one_group() {
         let topic = args(serde_json::json!({"resource_type": "topic", "name": "team-a.orders"}));
-        assert_eq!(topic.named(), (Some("team-a.orders"), None));
+        assert_eq!(topic.topic_or_group(), (Some("team-a.orders"), None));
         let group = args(
             serde_json::json!({"resource_type": "group", "name": "team-a-app", "principal": "self"}),
         );
-        assert_eq!(group.named(), (None, Some("team-a-app")));
+        assert_eq!(group.topic_or_group(), (None, Some("team-a-app")));
         assert_eq!(group.principal, Some(PrincipalFilter::Own));
         assert_eq!(
-            args(serde_json::json!({"principal": "self"})).named(),
+            args(serde_json::json!({"principal": "self"})).topic_or_group(),
             (None, None)
         );
     }

@@ -383,6 +383,7 @@ mod tests {
             ToolName::ResetGroupOffsets => {
                 json!({ "group_id": "team-a-billing", "topic": topic, "to": "earliest" })
             }
+            ToolName::DescribeAcls => json!({ "resource_type": "topic", "name": topic }),
         }
     }
 

@@ -3,7 +3,7 @@
 //! type says what it names here, next to the others, so that a new field
 //! naming a topic is one line away from being checked.
 
-use super::{consume, groups, mutate, observe};
+use super::{acls, consume, groups, mutate, observe};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::scope::{NameScope, Scope};
 
@@ -166,5 +166,15 @@ impl Names for mutate::UpdateTopicConfigArgs {
 impl Names for mutate::PublishArgs {
     fn named(&self) -> Named<'_> {
         Named::topic(&self.topic)
+    }
+}
+
+impl Names for acls::DescribeAclsArgs {
+    fn named(&self) -> Named<'_> {
+        let (topic, group) = self.topic_or_group();
+        Named {
+            topics: topic.into_iter().collect(),
+            groups: group.into_iter().collect(),
+        }
     }
 }
