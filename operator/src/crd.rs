@@ -57,7 +57,7 @@ pub struct McpKafkaServerSpec {
     /// Tools requested. The namespace's McpToolPolicy (or the operator's
     /// default, read-only) may cut this down; status lists what is exposed
     /// and why the rest is not.
-    #[schemars(length(max = 17))]
+    #[schemars(length(max = 18))]
     #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u == t))").message("tools must not repeat"))]
     pub tools: Vec<ToolName>,
     /// The names the tools answer to: `native` (list_topics, ...) and
@@ -200,7 +200,7 @@ pub struct ClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_token: Option<IssueToken>,
     /// The tools this client may call (a subset of spec.tools).
-    #[schemars(length(min = 1, max = 17))]
+    #[schemars(length(min = 1, max = 18))]
     pub tools: Vec<ToolName>,
     /// The topics and consumer groups this client may see and touch, within
     /// the server's (spec.scope narrowed by the policy): callers with this
@@ -333,7 +333,7 @@ pub struct BreakGlass {
     #[schemars(length(min = 1, max = 512))]
     pub reason: String,
     /// The tools the window opens.
-    #[schemars(length(min = 1, max = 17))]
+    #[schemars(length(min = 1, max = 18))]
     pub allow: Vec<ToolName>,
 }
 

@@ -3,7 +3,7 @@
 //! type says what it names here, next to the others, so that a new field
 //! naming a topic is one line away from being checked.
 
-use super::{consume, groups, mutate, observe};
+use super::{consume, groups, metrics, mutate, observe};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::scope::{NameScope, Scope};
 
@@ -166,5 +166,15 @@ impl Names for mutate::UpdateTopicConfigArgs {
 impl Names for mutate::PublishArgs {
     fn named(&self) -> Named<'_> {
         Named::topic(&self.topic)
+    }
+}
+
+/// Without a topic it names none: its topic list shows only what is in scope.
+impl Names for metrics::ClusterMetricsArgs {
+    fn named(&self) -> Named<'_> {
+        Named {
+            topics: self.topic.as_deref().into_iter().collect(),
+            groups: Vec::new(),
+        }
     }
 }

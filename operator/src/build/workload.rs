@@ -120,6 +120,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         },
         scope: inputs.scope.server.clone(),
         client_scopes: inputs.scope.clients.clone(),
+        metrics: None,
     }
 }
 
