@@ -1,5 +1,6 @@
-# The stack's components: etcd, kube-apiserver, kube-controller-manager and a
-# single-node Kafka broker in KRaft mode. Sourced by e2e/stack.
+# The stack's components: etcd, kube-apiserver, kube-controller-manager, a
+# single-node Kafka broker in KRaft mode, and a Prometheus that scrapes the
+# broker's JMX exporter. Sourced by e2e/stack.
 # shellcheck shell=bash
 
 ETCD_PORT=${MCPK_ETCD_PORT:-12379}
@@ -17,6 +18,14 @@ KAFKA_SASL_USER=mcp-sidecar
 # a sidecar that connects as one meets Kafka's authorization (see
 # kafka_authorizer and kafka_tenants).
 KAFKA_TENANTS=(team-a team-b)
+# The stack's broker serves its JMX metrics in Prometheus' format here
+# (the JMX exporter's java agent), and a Prometheus scrapes them.
+KAFKA_EXPORTER_PORT=${MCPK_KAFKA_EXPORTER_PORT:-19404}
+PROMETHEUS_PORT=${MCPK_PROMETHEUS_PORT:-19490}
+PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
+# Seconds between scrapes: short, so that a test's load shows in rates
+# over a 30 s window.
+PROMETHEUS_SCRAPE_SECONDS=5
 # The stack's broker is the instance named `kafka`; tests that kill and
 # restart a broker start extra instances (`e2e/stack kafka ...`) instead of
 # disturbing the shared one.
@@ -335,6 +344,52 @@ start_kafka() {
   fi
   log "starting Apache Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT ($KAFKA_NAME)"
   kafka_java_argv
-  start_proc "$KAFKA_NAME" "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties"
+  # Only the stack's own broker, and only the broker process (not the
+  # admin tools kafka_java runs), loads the exporter: one port, one owner.
+  local agent=()
+  if [ "$KAFKA_NAME" = kafka ]; then
+    check_port "$KAFKA_NAME (JMX exporter)" "$KAFKA_EXPORTER_PORT" MCPK_KAFKA_EXPORTER_PORT
+    agent=("-javaagent:$JMX_EXPORTER_JAR=127.0.0.1:$KAFKA_EXPORTER_PORT:$E2E_DIR/kafka/jmx-exporter.yaml")
+  fi
+  local started=$SECONDS
+  start_proc "$KAFKA_NAME" "${KAFKA_JAVA[0]}" "${agent[@]}" "${KAFKA_JAVA[@]:1}" kafka.Kafka "$KAFKA_DIR/server.properties"
   wait_until "$KAFKA_NAME" 120 kafka_answers_metadata
+  log "$KAFKA_NAME ready in $((SECONDS - started))s, RSS $(proc_rss_mib "$KAFKA_NAME") MiB${agent[*]:+ (with the JMX exporter on 127.0.0.1:$KAFKA_EXPORTER_PORT)}"
+}
+
+# --- Prometheus ----------------------------------------------------------------
+
+# Ready means scraped: the broker's exporter answered Prometheus at least
+# once, so a query finds its series.
+prometheus_scraped() {
+  curl -fsS --get "$PROMETHEUS_URL/api/v1/query" --data-urlencode 'query=up{job="kafka"} == 1' \
+    | grep -q '"result":\[{'
+}
+
+write_prometheus_config() {
+  mkdir -p "$STATE_DIR/prometheus/data"
+  cat >"$STATE_DIR/prometheus/prometheus.yml" <<PROM
+global:
+  scrape_interval: ${PROMETHEUS_SCRAPE_SECONDS}s
+  scrape_timeout: ${PROMETHEUS_SCRAPE_SECONDS}s
+  evaluation_interval: ${PROMETHEUS_SCRAPE_SECONDS}s
+scrape_configs:
+  - job_name: kafka
+    static_configs:
+      - targets: ["127.0.0.1:$KAFKA_EXPORTER_PORT"]
+PROM
+}
+
+start_prometheus() {
+  if proc_pid prometheus >/dev/null; then log "prometheus already running"; return 0; fi
+  check_port prometheus "$PROMETHEUS_PORT" MCPK_PROMETHEUS_PORT
+  write_prometheus_config
+  log "starting Prometheus $PROMETHEUS_VERSION on $PROMETHEUS_URL (scraping the broker every ${PROMETHEUS_SCRAPE_SECONDS}s)"
+  local started=$SECONDS
+  # A day of samples is more than any test looks back over.
+  start_proc prometheus "$PROMETHEUS_BIN" --config.file="$STATE_DIR/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$STATE_DIR/prometheus/data" --storage.tsdb.retention.time=1d \
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --log.level=warn
+  wait_until prometheus 90 prometheus_scraped
+  log "prometheus scraped the broker $((SECONDS - started))s after its start, RSS $(proc_rss_mib prometheus) MiB"
 }

@@ -8,6 +8,8 @@ HELM_BIN=$CACHE_DIR/helm-$HELM_VERSION/helm
 KUBECONFORM_BIN=$CACHE_DIR/kubeconform-$KUBECONFORM_VERSION/kubeconform
 K8S_BIN_DIR=$CACHE_DIR/k8s-$K8S_VERSION
 KAFKA_CLASSPATH_FILE=$CACHE_DIR/kafka-$KAFKA_VERSION/classpath
+JMX_EXPORTER_JAR=$CACHE_DIR/jmx-exporter-$JMX_EXPORTER_VERSION/jmx_prometheus_javaagent-$JMX_EXPORTER_VERSION.jar
+PROMETHEUS_BIN=$CACHE_DIR/prometheus-$PROMETHEUS_VERSION/prometheus
 # Keyed by the requirements file, so changing a pin makes a new venv.
 VENV_DIR=$CACHE_DIR/venv-$(sha256sum "$E2E_DIR/requirements.txt" | cut -c1-12)
 
@@ -133,6 +135,40 @@ resolve_kafka() {
   mv "$KAFKA_CLASSPATH_FILE.tmp" "$KAFKA_CLASSPATH_FILE"
 }
 
+# The Prometheus JMX exporter's Java agent (one self-contained jar), which
+# the stack's broker loads to serve its JMX metrics on a loopback port.
+fetch_jmx_exporter() {
+  [ -s "$JMX_EXPORTER_JAR" ] && return 0
+  need_cmd mvn "Maven fetches the JMX exporter"
+  log "fetching the Prometheus JMX exporter $JMX_EXPORTER_VERSION from Maven Central (once)"
+  local dir
+  dir=$(dirname "$JMX_EXPORTER_JAR")
+  mkdir -p "$dir"
+  # The broker classpath POM pins the dependency plugin's version.
+  run_logged "$CACHE_DIR/build/jmx-exporter-$JMX_EXPORTER_VERSION.log" \
+    mvn -B -q -f "$E2E_DIR/kafka/pom.xml" dependency:copy \
+      -Dartifact="io.prometheus.jmx:jmx_prometheus_javaagent:$JMX_EXPORTER_VERSION" -DoutputDirectory="$dir"
+  [ -s "$JMX_EXPORTER_JAR" ] || die "the JMX exporter jar is not where Maven was told to put it: $JMX_EXPORTER_JAR"
+}
+
+# A real Prometheus server, which scrapes the broker's exporter so that
+# cluster_metrics is tested against the same API operators run. Its go.mod
+# has no replace lines, so `go install pkg@version` works. remove_all_sd
+# leaves out every service discovery but file and http (static configs
+# need none): the cloud SDKs and client-go are most of the build.
+build_prometheus() {
+  [ -x "$PROMETHEUS_BIN" ] && return 0
+  need_cmd go "Go is needed to build Prometheus"
+  log "building Prometheus $PROMETHEUS_VERSION from the Go module proxy (once; a few minutes on 2 cores)"
+  local started=$SECONDS pkg=github.com/prometheus/common/version
+  mkdir -p "$(dirname "$PROMETHEUS_BIN")"
+  GOBIN=$(dirname "$PROMETHEUS_BIN") CGO_ENABLED=0 run_logged "$CACHE_DIR/build/prometheus-$PROMETHEUS_VERSION.log" \
+    go install -trimpath -tags remove_all_sd,netgo \
+      -ldflags "-s -w -X $pkg.Version=$PROMETHEUS_VERSION -X $pkg.Branch=release -X $pkg.Revision=module-proxy" \
+      "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
+  log "  prometheus built in $((SECONDS - started))s"
+}
+
 # A virtualenv with the official MCP Python SDK and pytest, for client-side
 # tests. Its requirements file is the single list of what goes in.
 install_venv() {
@@ -151,9 +187,11 @@ install_all() {
   mkdir -p "$CACHE_DIR/build"
   # Cheap, network-bound steps first; the Go builds are CPU-bound.
   resolve_kafka
+  fetch_jmx_exporter
   install_venv
   build_etcd
   build_k8s
+  build_prometheus
   build_helm
   build_kubeconform
 }

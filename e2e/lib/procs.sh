@@ -20,6 +20,13 @@ proc_pid() {
   return 1
 }
 
+# proc_rss_mib NAME: the resident memory of our running NAME, in MiB.
+proc_rss_mib() {
+  local pid
+  pid=$(proc_pid "$1") || { echo "?"; return 0; }
+  awk '/^VmRSS:/ {printf "%d", $2 / 1024}' "/proc/$pid/status"
+}
+
 # port_owner PORT: prints a description of whoever listens on 127.0.0.1:PORT.
 port_owner() {
   ss -Hltnp "sport = :$1" 2>/dev/null | head -n1

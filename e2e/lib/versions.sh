@@ -14,6 +14,11 @@ NODE_TESTS_MIN_MAJOR=20
 KAFKA_VERSION=4.1.1      # Apache Kafka, KRaft mode, jars from Maven Central
 SCALA_BINARY=2.13
 LOG4J_VERSION=2.24.3     # log4j bindings are not in kafka's POM
+# The ground measures itself: the broker runs the Prometheus JMX exporter
+# agent (Maven Central) and a real Prometheus (Go module proxy; module
+# v0.316.0 is Prometheus 3.16.0) scrapes it.
+JMX_EXPORTER_VERSION=1.0.1
+PROMETHEUS_VERSION=v0.316.0
 # The node (e2e/lib/node.sh; kubelet, kube-proxy and kube-scheduler are
 # K8S_VERSION). runc and the CNI plugins are Debian's packages (see
 # system-packages.sh); crun does not work on a cgroup v1 hybrid host.

@@ -24,6 +24,13 @@ pub struct Ground {
     /// Everything the env file exports, for tests that need more of the
     /// ground than the fields above (see [`Ground::var`]).
     vars: HashMap<String, String>,
+    /// The state directory of the stack (for `e2e/stack` subcommands).
+    pub stack_dir: Option<PathBuf>,
+    /// The Prometheus that scrapes the broker's JMX exporter (a stack
+    /// started before it existed has none).
+    pub prometheus_url: Option<String>,
+    /// The broker's JMX exporter (`.../metrics`).
+    pub kafka_exporter_url: Option<String>,
 }
 
 impl Ground {
@@ -61,6 +68,9 @@ impl Ground {
             apiserver_audit_log: var("MCPK_APISERVER_AUDIT_LOG")?.into(),
             log_dir: var("MCPK_LOG_DIR")?.into(),
             vars: vars.clone(),
+            stack_dir: var("MCPK_STACK_DIR").ok().map(PathBuf::from),
+            prometheus_url: var("PROMETHEUS_URL").ok(),
+            kafka_exporter_url: var("MCPK_KAFKA_EXPORTER_URL").ok(),
         };
         for (what, path) in [("kubeconfig", &g.kubeconfig), ("kubectl", &g.kubectl)] {
             if !path.exists() {

@@ -61,6 +61,124 @@ pub struct SidecarConfig {
     /// whose spec narrows it), by username.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_scopes: Vec<ClientScope>,
+    /// Where `cluster_metrics` reads the brokers' metrics. Absent: that
+    /// tool is off (not listed, not callable), whatever `tools` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The sources of broker metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A Prometheus (HTTP API v1) that scrapes the brokers' JMX exporters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+}
+
+/// A Prometheus server to query, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusSource {
+    /// Base URL of the server (`http://` or `https://`, no query), e.g.
+    /// `http://prometheus.monitoring.svc:9090`; `/api/v1/query` is appended.
+    pub url: String,
+    /// A file holding a bearer token sent with every query (a mounted
+    /// Secret; read per query, so a rotated token is used at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM CA bundle that signs the server's certificate (`https` only).
+    /// Absent: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Longest one `cluster_metrics` call waits for all its queries.
+    #[serde(default = "PrometheusSource::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Label matchers added to every series selector, to pick this
+    /// cluster's series in a Prometheus that scrapes several, e.g.
+    /// `job="kafka",namespace="team-a"`. Absent: every series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The label that tells brokers apart in per-broker figures.
+    #[serde(default = "PrometheusSource::default_broker_label")]
+    pub broker_label: String,
+}
+
+impl PrometheusSource {
+    pub fn default_timeout_ms() -> u64 {
+        5_000
+    }
+
+    pub fn default_broker_label() -> String {
+        "instance".into()
+    }
+
+    /// What is wrong with this source, as (field under `at`, problem).
+    fn problem(&self, at: &str) -> Option<(String, String)> {
+        let field = |name: &str| format!("{at}.{name}");
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .or_else(|| self.url.strip_prefix("https://"));
+        let authority = rest.map(|r| r.split('/').next().unwrap_or_default());
+        match authority {
+            None => {
+                return Some((
+                    field("url"),
+                    format!("{:?} is not an http:// or https:// URL", self.url),
+                ));
+            }
+            Some("") => return Some((field("url"), "names no host".into())),
+            Some(a) if a.contains('@') => {
+                return Some((
+                    field("url"),
+                    "must not carry credentials; use bearerTokenFile".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        if self
+            .url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            return Some((
+                field("url"),
+                "must be a base URL without spaces, query or fragment".into(),
+            ));
+        }
+        if self.ca_file.is_some() && !self.url.starts_with("https://") {
+            return Some((field("caFile"), "is only for an https:// url".into()));
+        }
+        if !(100..=30_000).contains(&self.timeout_ms) {
+            return Some((field("timeoutMs"), "must be between 100 and 30000".into()));
+        }
+        if let Some(selector) = &self.selector {
+            let odd = selector
+                .chars()
+                .any(|c| matches!(c, '{' | '}' | '\n' | '\r'));
+            if selector.trim().is_empty() || selector.len() > 1024 || odd {
+                return Some((
+                    field("selector"),
+                    "must be label matchers such as job=\"kafka\" (1 to 1024 characters, no braces)"
+                        .into(),
+                ));
+            }
+        }
+        let label = &self.broker_label;
+        let label_ok = label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !label_ok {
+            return Some((
+                field("brokerLabel"),
+                format!("{label:?} is not a Prometheus label name"),
+            ));
+        }
+        None
+    }
 }
 
 /// A set of tool names a server answers to: `native`, this server's names
@@ -594,6 +712,21 @@ impl SidecarConfig {
                 return Err(ConfigError::new(field, problem));
             }
         }
+        if let Some(metrics) = &self.metrics {
+            match &metrics.prometheus {
+                None => {
+                    return Err(ConfigError::new(
+                        "metrics",
+                        "must name a source (prometheus), or be left out",
+                    ));
+                }
+                Some(source) => {
+                    if let Some((field, problem)) = source.problem("metrics.prometheus") {
+                        return Err(ConfigError::new(field, problem));
+                    }
+                }
+            }
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -614,9 +747,18 @@ impl SidecarConfig {
             .or(self.scope.as_ref())
     }
 
-    /// Whether a tool is enabled.
+    /// Whether a tool is enabled: listed in `tools`, and for
+    /// `cluster_metrics` with a metrics source to answer from.
     pub fn enables(&self, tool: ToolName) -> bool {
         self.tools.contains(&tool)
+            && (tool != ToolName::ClusterMetrics || self.has_metrics_source())
+    }
+
+    /// Whether `cluster_metrics` has somewhere to read metrics from.
+    pub fn has_metrics_source(&self) -> bool {
+        self.metrics
+            .as_ref()
+            .is_some_and(|m| m.prometheus.is_some())
     }
 
     /// Whether the tools answer to the names of `set`.
@@ -866,6 +1008,82 @@ tools: [list_topics, describe_topic]
                 .unwrap_err()
                 .contains("native, confluent")
         );
+    }
+
+    #[test]
+    fn cluster_metrics_is_enabled_only_with_a_source() {
+        let asked = MINIMAL.replace("describe_topic]", "describe_topic, cluster_metrics]");
+        let without = SidecarConfig::parse(&asked).unwrap();
+        assert!(without.tools.contains(&ToolName::ClusterMetrics));
+        assert!(!without.enables(ToolName::ClusterMetrics), "no source");
+        assert!(without.enables(ToolName::ListTopics));
+        let with = SidecarConfig::parse(&format!(
+            "{asked}metrics: {{prometheus: {{url: 'http://prometheus.monitoring:9090'}}}}\n"
+        ))
+        .unwrap();
+        assert!(with.enables(ToolName::ClusterMetrics));
+        let source = with.metrics.as_ref().unwrap().prometheus.as_ref().unwrap();
+        assert_eq!(source.timeout_ms, 5_000);
+        assert_eq!(source.broker_label, "instance");
+        assert_eq!(SidecarConfig::parse(&with.to_yaml()).unwrap(), with);
+        // Not asked for, not enabled, source or not.
+        let unasked = SidecarConfig::parse(&format!(
+            "{MINIMAL}metrics: {{prometheus: {{url: 'http://p:9090'}}}}\n"
+        ))
+        .unwrap();
+        assert!(!unasked.enables(ToolName::ClusterMetrics));
+    }
+
+    #[test]
+    fn a_metrics_source_is_validated() {
+        let cases = [
+            ("{}", "metrics"),
+            (
+                "{prometheus: {url: 'prometheus:9090'}}",
+                "metrics.prometheus.url",
+            ),
+            ("{prometheus: {url: 'http://'}}", "metrics.prometheus.url"),
+            (
+                "{prometheus: {url: 'http://u:pw@p:9090'}}",
+                "metrics.prometheus.url",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090/?x=1'}}",
+                "metrics.prometheus.url",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090', caFile: /ca.crt}}",
+                "metrics.prometheus.caFile",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090', timeoutMs: 50}}",
+                "metrics.prometheus.timeoutMs",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090', timeoutMs: 60000}}",
+                "metrics.prometheus.timeoutMs",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090', selector: '}) or vector(1'}}",
+                "metrics.prometheus.selector",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090', brokerLabel: 'pod-name'}}",
+                "metrics.prometheus.brokerLabel",
+            ),
+            (
+                "{prometheus: {url: 'http://p:9090', token: x}}",
+                "metrics.prometheus.token",
+            ),
+        ];
+        for (metrics, field) in cases {
+            let e = error_for(&format!("{MINIMAL}metrics: {metrics}\n"));
+            assert_eq!(e.field, field, "{metrics}: {e}");
+        }
+        let ok = format!(
+            "{MINIMAL}metrics: {{prometheus: {{url: 'https://p.monitoring:9090/prom', caFile: /ca.crt, bearerTokenFile: /t, timeoutMs: 2000, selector: 'job=\"kafka\"', brokerLabel: pod}}}}\n"
+        );
+        SidecarConfig::parse(&ok).unwrap();
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum ErrorCode {
     LimitExceeded,
     /// A Kafka error this server has no better code for; the message says which.
     KafkaError,
+    /// The metrics source (Prometheus) did not answer in time, could not
+    /// be reached, or answered an error: only `cluster_metrics` fails so.
+    MetricsUnavailable,
     Internal,
 }
 
@@ -37,6 +40,7 @@ impl ErrorCode {
             Self::PlanExpired => "PLAN_EXPIRED",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::KafkaError => "KAFKA_ERROR",
+            Self::MetricsUnavailable => "METRICS_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
     }
@@ -46,7 +50,10 @@ impl ErrorCode {
     /// way every time; the rate limit and busy peeks, which do pass, say
     /// so with `ToolError::retry_later`.
     pub fn retriable(self) -> bool {
-        matches!(self, Self::KafkaUnavailable | Self::Timeout)
+        matches!(
+            self,
+            Self::KafkaUnavailable | Self::Timeout | Self::MetricsUnavailable
+        )
     }
 }
 

@@ -28,6 +28,8 @@ pub mod metrics;
 #[cfg(feature = "server")]
 pub mod plan;
 #[cfg(feature = "server")]
+pub mod prometheus;
+#[cfg(feature = "server")]
 pub mod rate;
 #[cfg(feature = "server")]
 pub mod reload;

@@ -111,6 +111,8 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         audit: Default::default(),
         scope: None,
         client_scopes: Vec::new(),
+        // cluster_metrics needs a Prometheus: a config file names one.
+        metrics: None,
     };
     config.validate().context("standalone mode")?;
     Ok(config)

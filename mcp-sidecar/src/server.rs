@@ -24,6 +24,7 @@ use crate::error::{ErrorCode, ToolError};
 use crate::kafka::Kafka;
 use crate::metrics::Metrics;
 use crate::plan::{self, Plans};
+use crate::prometheus::Prometheus;
 use crate::rate::CallRate;
 use crate::scope::Scope;
 use crate::tool_name::ToolName;
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub rate: Arc<CallRate>,
     /// The durable audit copy, when `audit.kafkaTopic` is set.
     pub audit_sink: Option<Arc<KafkaSink>>,
+    /// `cluster_metrics`' source, when `metrics.prometheus` is set.
+    pub prometheus: Option<Arc<Prometheus>>,
 }
 
 impl Runtime {
@@ -56,6 +59,17 @@ impl Runtime {
             Some(current) if current.rate.enforces(&config.limits) => Arc::clone(&current.rate),
             _ => Arc::new(CallRate::new(&config.limits)),
         };
+        let prometheus = match (reuse, &config.metrics) {
+            (_, None) => None,
+            (Some(current), Some(_)) if current.config.metrics == config.metrics => {
+                current.prometheus.clone()
+            }
+            (_, Some(metrics)) => metrics
+                .prometheus
+                .as_ref()
+                .map(Prometheus::new)
+                .transpose()?,
+        };
         let audit_sink = config
             .audit
             .kafka_topic
@@ -66,6 +80,7 @@ impl Runtime {
             kafka,
             rate,
             audit_sink,
+            prometheus,
         })
     }
 
@@ -217,11 +232,10 @@ impl KafkaMcp {
     pub async fn tools_for(&self, subject: Option<&Arc<Subject>>) -> Vec<ToolName> {
         let rt = self.runtime();
         let now = jiff::Timestamp::now();
-        let usable = rt
-            .config
-            .tools
-            .iter()
-            .filter(|t| rt.config.environment_allows(**t, now).is_ok());
+        let usable =
+            rt.config.tools.iter().filter(|t| {
+                rt.config.enables(**t) && rt.config.environment_allows(**t, now).is_ok()
+            });
         let checks = usable.map(|t| {
             let rt = &rt;
             async move { self.authorize(rt, subject, *t).await.ok().map(|_| *t) }
@@ -465,6 +479,7 @@ impl KafkaMcp {
             kafka: Arc::clone(&rt.kafka),
             limits: rt.config.limits.clone(),
             scope: admitted.scope.clone(),
+            prometheus: rt.prometheus.clone(),
         };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.
@@ -720,7 +735,7 @@ fn success_result(value: Value) -> CallToolResult {
     result
 }
 
-const RESOURCES: [(&str, &str, ToolName, &str); 3] = [
+const RESOURCES: [(&str, &str, ToolName, &str); 4] = [
     (
         "kafka://brokers",
         "brokers",
@@ -738,6 +753,12 @@ const RESOURCES: [(&str, &str, ToolName, &str); 3] = [
         "consumer-groups",
         ToolName::ListGroups,
         "Consumer groups with their states.",
+    ),
+    (
+        "kafka://metrics",
+        "metrics",
+        ToolName::ClusterMetrics,
+        "Broker metrics over the last 5 minutes, from Prometheus (cluster_metrics).",
     ),
 ];
 const TOPIC_TEMPLATE: &str = "kafka://topics/{name}";

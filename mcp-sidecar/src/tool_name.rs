@@ -52,6 +52,7 @@ tool_names! {
     FetchOffsets => "fetch_offsets", Observe;
     ConsumeMessages => "consume_messages", Observe;
     DescribeAcls => "describe_acls", Observe;
+    ClusterMetrics => "cluster_metrics", Observe;
     CreateTopic => "create_topic", Mutate;
     DeleteTopic => "delete_topic", Mutate;
     CreatePartitions => "create_partitions", Mutate;
@@ -113,7 +114,7 @@ mod tests {
 
     #[test]
     fn groups_split_the_set() {
-        assert_eq!(ToolName::in_group(ToolGroup::Observe).count(), 11);
+        assert_eq!(ToolName::in_group(ToolGroup::Observe).count(), 12);
         assert_eq!(ToolName::in_group(ToolGroup::Mutate).count(), 7);
         assert!(ToolName::ResetGroupOffsets.is_mutation());
         assert!(!ToolName::ConsumeMessages.is_mutation());

@@ -53,6 +53,7 @@ fn server_without_probe(tools: &[&str], metadata_max_age_ms: u64) -> (KafkaMcp, 
         rate: Arc::new(CallRate::new(&config.limits)),
         kafka: Arc::clone(&kafka),
         audit_sink: None,
+        prometheus: None,
         config,
     };
     (KafkaMcp::new(runtime, Arc::new(Metrics::new())), kafka)

@@ -91,6 +91,10 @@ pub struct McpKafkaServerSpec {
     /// Where audit records go besides stdout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSpec>,
+    /// Where `cluster_metrics` reads the brokers' metrics. Without it that
+    /// tool is not exposed (status lists it among the denied tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
     /// Sidecar replicas (a PodDisruptionBudget is added above 1).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 20))]
@@ -222,6 +226,42 @@ pub struct IssueToken {
 
 fn default_token_seconds() -> i64 {
     3600
+}
+
+/// The sources of broker metrics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// A Prometheus that scrapes the brokers' JMX exporters (Strimzi's metric names).
+    pub prometheus: PrometheusSpec,
+}
+
+/// A Prometheus to query (HTTP API v1).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || self.url.startsWith('https://')")
+    .message("caSecretRef is only for an https:// url"))]
+pub struct PrometheusSpec {
+    /// Base URL, e.g. `http://prometheus.monitoring.svc:9090` (no credentials, query or fragment).
+    #[schemars(
+        regex(pattern = r"^https?://[^\s?#@/]+(/[^\s?#@]*)?$"),
+        length(max = 2048)
+    )]
+    pub url: String,
+    /// A Secret key holding a bearer token sent with every query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<SecretKeyRef>,
+    /// A Secret key holding the PEM CA bundle of an https:// Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Longest one cluster_metrics call waits for Prometheus (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 30000))]
+    pub timeout_ms: Option<i64>,
+    /// Label matchers that pick this cluster's series, e.g. `job="kafka",namespace="team-a"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^{}\n\r]+$"), length(max = 1024))]
+    pub selector: Option<String>,
 }
 
 /// The audit trail. Every call is always written to the sidecar's stdout.
@@ -394,7 +434,7 @@ mod tests {
     fn selectors_parse_names_and_groups() {
         let s: Vec<ToolSelector> =
             serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
-        assert_eq!(s[0].tools().len(), 11);
+        assert_eq!(s[0].tools().len(), 12);
         assert_eq!(s[1].tools(), vec![ToolName::CreateTopic]);
         assert_eq!(s[2].tools().len(), ToolName::ALL.len());
         assert!(serde_json::from_str::<ToolSelector>(r#""drop_all""#).is_err());

@@ -276,3 +276,41 @@ mod tests {
         assert_eq!(names(&d), (vec![CreateTopic], vec![ListTopics]));
     }
 }
+
+/// `cluster_metrics` needs a metrics source: without `spec.metrics` it is
+/// denied with that reason (the sidecar would not serve it either), so that
+/// status says why the tool is not there.
+pub fn needs_metrics_source(mut decision: ToolDecision, has_source: bool) -> ToolDecision {
+    if !has_source && decision.effective.contains(&ToolName::ClusterMetrics) {
+        decision
+            .effective
+            .retain(|t| *t != ToolName::ClusterMetrics);
+        decision.denied.push(DeniedTool {
+            name: ToolName::ClusterMetrics,
+            reason: "no metrics source: set spec.metrics.prometheus".into(),
+        });
+    }
+    decision
+}
+
+#[cfg(test)]
+mod metrics_source_tests {
+    use super::*;
+
+    #[test]
+    fn cluster_metrics_without_a_source_is_denied_with_the_reason() {
+        let decision = || ToolDecision {
+            effective: vec![ToolName::ListTopics, ToolName::ClusterMetrics],
+            denied: Vec::new(),
+            changes_at: None,
+        };
+        let without = needs_metrics_source(decision(), false);
+        assert_eq!(without.effective, vec![ToolName::ListTopics]);
+        assert_eq!(without.denied.len(), 1);
+        assert_eq!(without.denied[0].name, ToolName::ClusterMetrics);
+        assert!(without.denied[0].reason.contains("spec.metrics.prometheus"));
+        let with = needs_metrics_source(decision(), true);
+        assert_eq!(with.effective, decision().effective);
+        assert!(with.denied.is_empty());
+    }
+}

@@ -55,3 +55,31 @@ fn the_chart_values_schema_knows_every_tool() {
         );
     }
 }
+
+/// The operator may grant a client only the tool verbs its own ClusterRole
+/// holds (RBAC refuses to grant more): the chart's rules must name every
+/// tool, in the order the operator knows them.
+#[test]
+fn the_charts_cluster_role_holds_every_tool_verb() {
+    let path = mcpk_e2e::crds_dir()
+        .parent()
+        .expect("crds/ is in the checkout")
+        .join("charts/mcp-kafka-operator/files/operator-clusterrole-rules.yaml");
+    let rules: Vec<serde_yaml::Value> =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("the rules")).expect("YAML");
+    let tools = rules
+        .iter()
+        .find(|r| r["resources"][0].as_str() == Some("mcpkafkaservers/tools"))
+        .expect("a rule for mcpkafkaservers/tools");
+    let verbs: Vec<&str> = tools["verbs"]
+        .as_sequence()
+        .expect("verbs")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let expected: Vec<&str> = mcp_kafka_sidecar::tool_name::ToolName::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(verbs, expected, "{}", path.display());
+}

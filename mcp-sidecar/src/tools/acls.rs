@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::resource_configs;
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::kafka::{
-    AclAnswer, AclBinding, AclFilter, AclOperation, AclResource, AclResourceType,
-};
+use crate::kafka::{AclAnswer, AclBinding, AclFilter, AclOperation, AclResource, AclResourceType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -6,6 +6,7 @@
 pub(crate) mod acls;
 mod consume;
 mod groups;
+mod metrics;
 mod mutate;
 mod names;
 mod observe;
@@ -36,6 +37,8 @@ pub struct ToolContext {
     /// The caller's topics and groups; `None`: every one. What a call names
     /// was checked before it ran (`check_scope`); listings filter by it.
     pub scope: Option<Arc<Scope>>,
+    /// Where `cluster_metrics` reads from (`None`: no source configured).
+    pub prometheus: Option<Arc<crate::prometheus::Prometheus>>,
 }
 
 impl ToolContext {
@@ -264,6 +267,8 @@ tool_table! {
         "Peek at messages without joining a group or committing: from earliest, from the latest N (from = latest), from an offset or from a timestamp, on one partition or all. Capped by max_messages, max_bytes and timeout_ms. Values are shown as JSON or UTF-8 text when valid, else base64.";
     DescribeAcls => acls::describe_acls(acls::DescribeAclsArgs) -> acls::AclDescription, Read,
         "Kafka's ACLs that apply to a topic or group (resource_type and name: literal, prefixed and wildcard ones), or with principal: self those of this server's own Kafka principal, i.e. what it may do. Says authorizer: false when the cluster enforces no ACLs.";
+    ClusterMetrics => metrics::cluster_metrics(metrics::ClusterMetricsArgs) -> metrics::ClusterMetrics, Read,
+        "Broker metrics from Prometheus over a window (default 5m, 30s..24h): per cluster and per broker bytes in/out and messages in per second, produce and fetch request rates and p99 latency, failed requests, under-replicated and offline partitions, active controllers, ISR shrinks/expands, idle ratios; per topic (the busiest by bytes in, or one named topic) bytes in/out and messages in. Each figure has its unit and PromQL; no data is null with a reason, never 0.";
     CreateTopic => mutate::create_topic(mutate::CreateTopicArgs) -> mutate::CreateTopicResult, Idempotent,
         "Create a topic with a partition count, replication factor and configs. dry_run: true asks Kafka to validate without creating.";
     DeleteTopic => mutate::delete_topic(mutate::DeleteTopicArgs) -> mutate::DeleteTopicResult, Destructive,
@@ -374,6 +379,7 @@ mod tests {
             ToolName::DescribeTopic | ToolName::DeleteTopic => json!({ "topic": topic }),
             ToolName::DescribeConfigs => json!({ "resource_type": "topic", "name": topic }),
             ToolName::FetchOffsets | ToolName::ConsumeMessages => json!({ "topic": topic }),
+            ToolName::ClusterMetrics => json!({ "topic": topic }),
             ToolName::DescribeGroup | ToolName::DeleteGroup => json!({ "group_id": group }),
             ToolName::GetConsumerLag => json!({ "group_id": "team-a-billing", "topic": topic }),
             ToolName::CreateTopic => json!({ "topic": topic, "partitions": 1 }),

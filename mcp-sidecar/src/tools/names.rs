@@ -3,7 +3,7 @@
 //! type says what it names here, next to the others, so that a new field
 //! naming a topic is one line away from being checked.
 
-use super::{acls, consume, groups, mutate, observe};
+use super::{acls, consume, groups, metrics, mutate, observe};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::scope::{NameScope, Scope};
 
@@ -175,6 +175,16 @@ impl Names for acls::DescribeAclsArgs {
         Named {
             topics: topic.into_iter().collect(),
             groups: group.into_iter().collect(),
+        }
+    }
+}
+
+/// Without a topic it names none: its topic list shows only what is in scope.
+impl Names for metrics::ClusterMetricsArgs {
+    fn named(&self) -> Named<'_> {
+        Named {
+            topics: self.topic.as_deref().into_iter().collect(),
+            groups: Vec::new(),
         }
     }
 }

@@ -616,3 +616,72 @@ fn scopes_go_into_the_config_only_when_something_is_scoped() {
         parsed.client_scopes[0].username
     );
 }
+
+#[test]
+fn a_prometheus_source_is_rendered_with_its_secrets_as_mounted_files() {
+    let with = SERVER.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  metrics:\n    prometheus: {url: 'https://prometheus.monitoring.svc:9090', bearerTokenSecretRef: {name: prom-reader, key: token}, caSecretRef: {name: prom-ca, key: ca.pem}, timeoutMs: 3000, selector: 'job=\"kafka\"'}\n",
+    );
+    let s = server(&with);
+    let d = build(&s, &[ListTopics, ClusterMetrics]);
+    let text = &one(d.config_maps).data.unwrap()["config.yaml"];
+    let config = SidecarConfig::parse(text).expect("the sidecar accepts what the operator renders");
+    assert!(config.enables(ClusterMetrics));
+    let p = config.metrics.unwrap().prometheus.unwrap();
+    assert_eq!(p.url, "https://prometheus.monitoring.svc:9090");
+    assert_eq!(
+        p.bearer_token_file.unwrap().to_str(),
+        Some("/etc/mcp-kafka/prometheus-token/token")
+    );
+    assert_eq!(
+        p.ca_file.unwrap().to_str(),
+        Some("/etc/mcp-kafka/prometheus-ca/ca.crt")
+    );
+    assert_eq!(
+        (p.timeout_ms, p.selector.as_deref()),
+        (3000, Some("job=\"kafka\""))
+    );
+    let pod = d.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .clone()
+        .unwrap();
+    let secrets: Vec<(String, String, String)> = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .filter_map(|v| {
+            let s = v.secret?;
+            let item = s.items?.into_iter().next()?;
+            Some((s.secret_name?, item.key, item.path))
+        })
+        .collect();
+    assert!(
+        secrets.contains(&("prom-reader".into(), "token".into(), "token".into())),
+        "{secrets:?}"
+    );
+    assert!(
+        secrets.contains(&("prom-ca".into(), "ca.pem".into(), "ca.crt".into())),
+        "{secrets:?}"
+    );
+    let mounts: Vec<String> = pod.containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.mount_path)
+        .collect();
+    assert!(
+        mounts.contains(&"/etc/mcp-kafka/prometheus-token".to_string()),
+        "{mounts:?}"
+    );
+
+    // Without spec.metrics, no source is rendered.
+    let d = build(&server(SERVER), &[ListTopics]);
+    let text = &one(d.config_maps).data.unwrap()["config.yaml"];
+    assert!(SidecarConfig::parse(text).unwrap().metrics.is_none());
+}

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_kafka_sidecar::config::{
     AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig,
-    SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
+    MetricsConfig, PrometheusSource, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
 };
 use mcp_kafka_sidecar::scope::{ClientScope, Scope};
 
@@ -42,6 +42,8 @@ const CONFIG_DIR: &str = "/etc/mcp-kafka/config";
 const CA_DIR: &str = "/etc/mcp-kafka/kafka-ca";
 const CLIENT_CERT_DIR: &str = "/etc/mcp-kafka/kafka-client-cert";
 const SASL_DIR: &str = "/etc/mcp-kafka/kafka-sasl";
+const PROMETHEUS_TOKEN_DIR: &str = "/etc/mcp-kafka/prometheus-token";
+const PROMETHEUS_CA_DIR: &str = "/etc/mcp-kafka/prometheus-ca";
 /// The distroless `nonroot` user.
 const NON_ROOT_ID: i64 = 65532;
 
@@ -120,6 +122,29 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         },
         scope: inputs.scope.server.clone(),
         client_scopes: inputs.scope.clients.clone(),
+        metrics: spec.metrics.as_ref().map(|m| {
+            let p = &m.prometheus;
+            MetricsConfig {
+                prometheus: Some(PrometheusSource {
+                    url: p.url.clone(),
+                    bearer_token_file: p
+                        .bearer_token_secret_ref
+                        .as_ref()
+                        .map(|_| file(PROMETHEUS_TOKEN_DIR, "token")),
+                    ca_file: p
+                        .ca_secret_ref
+                        .as_ref()
+                        .map(|_| file(PROMETHEUS_CA_DIR, "ca.crt")),
+                    // Admission keeps it within 100..=30000.
+                    timeout_ms: p
+                        .timeout_ms
+                        .and_then(|ms| u64::try_from(ms).ok())
+                        .unwrap_or_else(PrometheusSource::default_timeout_ms),
+                    selector: p.selector.clone(),
+                    broker_label: PrometheusSource::default_broker_label(),
+                }),
+            }
+        }),
     }
 }
 
@@ -228,6 +253,26 @@ fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
     }
     if let Some(sasl) = &kafka.sasl {
         add("kafka-sasl", SASL_DIR, secret(&sasl.secret_ref.name, None));
+    }
+    let prometheus = inputs.server.spec.metrics.as_ref().map(|m| &m.prometheus);
+    let one_key = |key: &str, path: &str| {
+        Some(vec![KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode: None,
+        }])
+    };
+    if let Some(token) = prometheus.and_then(|p| p.bearer_token_secret_ref.as_ref()) {
+        let items = one_key(&token.key, "token");
+        add(
+            "prometheus-token",
+            PROMETHEUS_TOKEN_DIR,
+            secret(&token.name, items),
+        );
+    }
+    if let Some(ca) = prometheus.and_then(|p| p.ca_secret_ref.as_ref()) {
+        let items = one_key(&ca.key, "ca.crt");
+        add("prometheus-ca", PROMETHEUS_CA_DIR, secret(&ca.name, items));
     }
     (volumes, mounts)
 }
