@@ -71,9 +71,21 @@ struct Args {
     /// The load with one tool of its mix only.
     #[arg(long, requires = "load")]
     only: Option<String>,
-    /// Only the cost of topic scopes (`e2e/bench --scopes`).
-    #[arg(long, conflicts_with = "load")]
-    scopes_only: bool,
+    /// Only one section of the benchmark (`e2e/bench SECONDS SECTION`).
+    #[arg(long, value_enum, conflicts_with = "load")]
+    section: Option<Section>,
+    /// For the cluster_metrics figures: the Prometheus that scrapes the broker.
+    #[arg(long)]
+    prometheus_url: Option<String>,
+}
+
+/// A section of the benchmark that runs alone.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Section {
+    /// The cost of topic scopes on list_topics of 1,000 topics.
+    Scopes,
+    /// cluster_metrics against its PromQL sent straight to Prometheus.
+    Metrics,
 }
 
 /// Latencies and throughput of one measured run.
@@ -480,8 +492,12 @@ async fn main() {
     let topic = format!("bench-{}", std::process::id());
     create_topic(&admin, &topic).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    if a.scopes_only {
-        scope_figures(&a, &admin).await;
+    if let Some(section) = a.section {
+        match (section, &a.prometheus_url) {
+            (Section::Scopes, _) => scope_figures(&a, &admin).await,
+            (Section::Metrics, Some(prometheus)) => metrics_figures(&a, prometheus).await,
+            (Section::Metrics, None) => eprintln!("the metrics section needs --prometheus-url"),
+        }
         admin
             .delete_topics(&[&topic], &AdminOptions::new())
             .await
@@ -676,6 +692,9 @@ async fn main() {
         auth_figures(&a, &url, ns, token, kubeconfig).await;
     }
     scope_figures(&a, &admin).await;
+    if let Some(prometheus) = &a.prometheus_url {
+        metrics_figures(&a, prometheus).await;
+    }
     if let (Some(node), Some(script)) = (&a.peer_node, &a.peer_script) {
         field_comparison(&a, node, script, &topic, &kafka).await;
     }
@@ -872,6 +891,132 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     for chunk in names.chunks(100) {
         admin.delete_topics(chunk, &AdminOptions::new()).await.ok();
+    }
+}
+
+/// `cluster_metrics` over MCP at 1 and 16 sessions, next to its floor in
+/// the same run: the PromQL queries its answer names, sent straight to
+/// Prometheus in parallel (as the tool sends them), one connection each.
+async fn metrics_figures(a: &Args, prometheus: &str) {
+    let port = free_port();
+    let config = json!({
+        "server": {"name": "bench-metrics", "environment": "dev"},
+        "listen": {"address": format!("127.0.0.1:{port}")},
+        "kafka": {"bootstrapServers": [a.bootstrap]},
+        "tools": ["cluster_metrics"],
+        "auth": {"mode": "none"},
+        "limits": {"callsPerSecond": 1_000_000, "callBurst": 1_000_000},
+        "metrics": {"prometheus": {"url": prometheus}},
+    });
+    let dir = std::env::temp_dir().join(format!("bench-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let launch = Launch::Config {
+        path: path.to_str().unwrap(),
+        port,
+        kubeconfig: "",
+    };
+    let (sidecar, base, _) = start_sidecar(a, launch, Ready::Readyz).await;
+    let url = format!("{base}/mcp");
+    let args = json!({"window": "1m"});
+    let answer = Session::open(&url)
+        .await
+        .call_raw("cluster_metrics", &args)
+        .await;
+    let mut queries = Vec::new();
+    if let Some(result) = answer_result(&answer) {
+        collect_queries(&result["structuredContent"], &mut queries);
+    }
+    queries.sort();
+    queries.dedup();
+    let authority = split_url(prometheus).0;
+    let paths: Arc<Vec<String>> = Arc::new(
+        queries
+            .iter()
+            .map(|q| {
+                let form: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("query", q)
+                    .finish();
+                format!("/api/v1/query?{form}")
+            })
+            .collect(),
+    );
+    println!();
+    println!(
+        "cluster_metrics (window 1m; {} PromQL queries per call), Prometheus {prometheus}",
+        paths.len()
+    );
+    println!(
+        "{:<40} {:>4} {:>11} {:>11} {:>10} {:>9}",
+        "operation", "conc", "p50 ms", "p99 ms", "/s", "srv cpu"
+    );
+    for workers in [1usize, 16] {
+        let over_mcp = mcp_calls(
+            (&url, sidecar.0.id()),
+            Protocol::Sessions,
+            workers,
+            a.seconds,
+            "cluster_metrics",
+            &args,
+        )
+        .await;
+        let mut pools = Vec::new();
+        for _ in 0..workers {
+            let mut conns = Vec::new();
+            for _ in 0..paths.len() {
+                conns.push(Conn::open(&authority).await.expect("connect to Prometheus"));
+            }
+            pools.push(Arc::new(tokio::sync::Mutex::new(conns)));
+        }
+        let direct = measure(workers, a.seconds, None, |w| {
+            let (pool, paths) = (pools[w].clone(), paths.clone());
+            move || {
+                let (pool, paths) = (pool.clone(), paths.clone());
+                async move {
+                    let mut conns = pool.lock().await;
+                    let answers = futures::future::join_all(
+                        conns.iter_mut().zip(paths.iter()).map(|(c, p)| c.get(p)),
+                    )
+                    .await;
+                    answers
+                        .iter()
+                        .all(|r| r.as_ref().is_some_and(|r| r.status().is_success()))
+                }
+            }
+        })
+        .await;
+        let mcp_cpu = format!("{:.3}", over_mcp.server_cpu_ms_per_call);
+        for (label, f, cpu) in [
+            ("over MCP", &over_mcp, mcp_cpu.as_str()),
+            ("its queries, straight to Prometheus", &direct, "-"),
+        ] {
+            let errors = if f.errors > 0 {
+                format!("  ({} errors)", f.errors)
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<40} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>9}{errors}",
+                label, workers, f.p50_ms, f.p99_ms, f.per_second, cpu
+            );
+        }
+    }
+}
+
+/// Every `query` string in a cluster_metrics answer.
+fn collect_queries(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("query", Value::String(q)) => into.push(q.clone()),
+                    _ => collect_queries(child, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_queries(v, into)),
+        _ => {}
     }
 }
 
