@@ -733,29 +733,19 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
         "{:<40} {:>11.3} {:>11.3} {:>12}",
         "auth none", none.p50_ms, none.p99_ms, "-"
     );
-    let dir = std::env::temp_dir().join(format!("bench-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     for (label, cache_seconds) in [
         ("auth kubernetes, warm cache", 30),
         ("auth kubernetes, no cache (TokenReview+SAR)", 0),
     ] {
-        let port = free_port();
         let config = json!({
             "server": {"name": "bench", "namespace": ns, "environment": "dev"},
-            "listen": {"address": format!("127.0.0.1:{port}")},
             "kafka": {"bootstrapServers": [a.bootstrap]},
             "tools": ["list_topics"],
             "auth": {"mode": "kubernetes", "allowCacheSeconds": cache_seconds, "denyCacheSeconds": cache_seconds},
             // The benchmark measures latency, not the per-caller rate limit.
             "limits": {"callsPerSecond": 1_000_000, "callBurst": 1_000_000},
         });
-        let path = dir.join(format!("{port}.json"));
-        std::fs::write(&path, config.to_string()).unwrap();
-        let launch = Launch::Config {
-            path: path.to_str().unwrap(),
-            port,
-            kubeconfig,
-        };
+        let launch = Launch::Config { config, kubeconfig };
         let (_sidecar, base, _) = start_sidecar(a, launch, Ready::Readyz).await;
         let f = one_call(format!("{base}/mcp"), Some(token.to_string())).await;
         let errors = if f.errors > 0 {
@@ -814,8 +804,6 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
         ),
         ("scoped, 100 in scope", Some(a_tenth)),
     ];
-    let dir = std::env::temp_dir().join(format!("bench-scope-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let args = json!({"name_contains": prefix, "limit": TOPICS});
     println!();
     println!(
@@ -830,10 +818,8 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
     );
     let mut baseline = None;
     for (label, scope) in variants {
-        let port = free_port();
         let mut config = json!({
             "server": {"name": "bench-scope", "environment": "dev"},
-            "listen": {"address": format!("127.0.0.1:{port}")},
             "kafka": {"bootstrapServers": [a.bootstrap]},
             "tools": ["list_topics"],
             "auth": {"mode": "none"},
@@ -842,11 +828,8 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
         if let Some(scope) = scope {
             config["scope"] = scope;
         }
-        let path = dir.join(format!("{port}.json"));
-        std::fs::write(&path, config.to_string()).unwrap();
         let launch = Launch::Config {
-            path: path.to_str().unwrap(),
-            port,
+            config,
             kubeconfig: "",
         };
         let (sidecar, base, _) = start_sidecar(a, launch, Ready::Readyz).await;
@@ -898,23 +881,16 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
 /// the same run: the PromQL queries its answer names, sent straight to
 /// Prometheus in parallel (as the tool sends them), one connection each.
 async fn metrics_figures(a: &Args, prometheus: &str) {
-    let port = free_port();
     let config = json!({
         "server": {"name": "bench-metrics", "environment": "dev"},
-        "listen": {"address": format!("127.0.0.1:{port}")},
         "kafka": {"bootstrapServers": [a.bootstrap]},
         "tools": ["cluster_metrics"],
         "auth": {"mode": "none"},
         "limits": {"callsPerSecond": 1_000_000, "callBurst": 1_000_000},
         "metrics": {"prometheus": {"url": prometheus}},
     });
-    let dir = std::env::temp_dir().join(format!("bench-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("config.json");
-    std::fs::write(&path, config.to_string()).unwrap();
     let launch = Launch::Config {
-        path: path.to_str().unwrap(),
-        port,
+        config,
         kubeconfig: "",
     };
     let (sidecar, base, _) = start_sidecar(a, launch, Ready::Readyz).await;
@@ -1590,13 +1566,10 @@ enum Launch<'a> {
         calls_per_second: u64,
         extra_args: &'a [&'a str],
     },
-    /// A config file (which names its own listen port) and the kubeconfig
-    /// it asks the apiserver with.
-    Config {
-        path: &'a str,
-        port: u16,
-        kubeconfig: &'a str,
-    },
+    /// A config (its `listen` is filled in with a free loopback port),
+    /// written to a file of its own, and the kubeconfig the sidecar asks
+    /// the apiserver with (unused with `auth.mode: none`).
+    Config { config: Value, kubeconfig: &'a str },
 }
 
 impl<'a> Launch<'a> {
@@ -1636,12 +1609,18 @@ async fn start_sidecar(a: &Args, launch: Launch<'_>, ready: Ready) -> (Sidecar, 
             port
         }
         Launch::Config {
-            path,
-            port,
+            mut config,
             kubeconfig,
         } => {
+            let port = free_port();
+            config["listen"] = json!({"address": format!("127.0.0.1:{port}")});
+            let dir = std::env::temp_dir().join(format!("bench-sidecar-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a directory for the configs");
+            let path = dir.join(format!("{port}.json"));
+            std::fs::write(&path, config.to_string()).expect("the config file");
             command
-                .args(["--config", path])
+                .arg("--config")
+                .arg(&path)
                 .env("KUBECONFIG", kubeconfig);
             port
         }
