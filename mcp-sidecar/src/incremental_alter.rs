@@ -8,7 +8,6 @@
 //! per-resource error, which is the lowest-risk real path. Blocking: run it
 //! off the async runtime.
 
-use std::ffi::CString;
 use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
@@ -17,17 +16,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka_sys as rd;
 
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::kafka::admin_request::{Request, text};
+use crate::kafka::admin_request::{Request, cstring, text};
 
 /// One change to a topic config.
 pub enum ConfigOp<'a> {
     Set(&'a str, &'a str),
     /// Back to the default.
     Delete(&'a str),
-}
-
-fn cstring(s: &str, what: &str) -> ToolResult<CString> {
-    CString::new(s).map_err(|_| ToolError::invalid(format!("{what} must not contain NUL bytes")))
 }
 
 /// The config resource, freed however the call ends (the request's options,

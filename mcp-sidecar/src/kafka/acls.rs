@@ -11,7 +11,6 @@
 //! (DescribeCluster, KIP-430), which tell the three apart (see
 //! [`AclAnswer`]).
 
-use std::ffi::CString;
 use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use rdkafka_sys as rd;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::admin_request::{Request, text};
+use super::admin_request::{Request, cstring, text};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 
 /// The kind of resource an ACL is on.
@@ -182,10 +181,6 @@ pub enum AclAnswer {
     /// Kafka said SECURITY_DISABLED: the broker has no authorizer (a
     /// librdkafka that passes DescribeAcls's error on says so directly).
     NoAuthorizer,
-}
-
-fn cstring(s: &str, what: &str) -> ToolResult<CString> {
-    CString::new(s).map_err(|_| ToolError::invalid(format!("{what} must not contain NUL bytes")))
 }
 
 /// The filter, freed however the call ends.

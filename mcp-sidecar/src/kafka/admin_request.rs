@@ -1,10 +1,11 @@
 //! One librdkafka admin request on a private queue, for the admin calls
-//! rust-rdkafka does not wrap (`consumer_groups`, `crate::incremental_alter`):
+//! rust-rdkafka does not wrap (`consumer_groups`, `acls`,
+//! `crate::incremental_alter`):
 //! its options, queue and answer freed exactly once however the call ends,
 //! the request timeout set, the wait bounded and the request-level error
 //! classified in one place.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
@@ -21,6 +22,12 @@ pub(crate) unsafe fn text(p: *const c_char) -> String {
     } else {
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
     }
+}
+
+/// A string for librdkafka; one holding a NUL byte is an invalid argument
+/// (`what` names it), not a panic.
+pub(crate) fn cstring(s: &str, what: &str) -> ToolResult<CString> {
+    CString::new(s).map_err(|_| ToolError::invalid(format!("{what} must not contain NUL bytes")))
 }
 
 /// One admin request on a private queue: the options, the queue and the
