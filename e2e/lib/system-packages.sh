@@ -9,9 +9,13 @@
 # 2.12); libssl-dev, pkg-config: TLS for librdkafka; curl, openssl,
 # iproute2 (ss): the stack's readiness checks, certificates and port
 # checks; maven: resolves the Kafka jars; python3-venv: the MCP Python
-# SDK's virtualenv. npm (installs the TypeScript SDK's tests) is needed
-# as a command: a Node from elsewhere brings its own npm.
-SYSTEM_PACKAGES=(cmake libcurl4-openssl-dev libssl-dev pkg-config curl openssl iproute2 maven python3-venv)
+# SDK's virtualenv; git, redis-server, socat: Argo CD's repo server, its
+# cache, and the bridge into its network namespace (e2e/lib/argocd.sh; the
+# stack starts its own redis on another port, never the package's
+# service). npm (installs the TypeScript SDK's tests) is needed as a
+# command: a Node from elsewhere brings its own npm.
+SYSTEM_PACKAGES=(cmake libcurl4-openssl-dev libssl-dev pkg-config curl openssl iproute2 maven python3-venv
+  git redis-server socat)
 # With a node (MCPK_NODE=1; e2e/lib/node.sh): the OCI runtime, the CNI
 # plugins, kube-proxy's iptables and conntrack, and gcc for the static pause.
 [ "${MCPK_NODE:-0}" = 1 ] && SYSTEM_PACKAGES+=(runc containernetworking-plugins iptables conntrack gcc libc6-dev)

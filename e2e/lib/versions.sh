@@ -33,3 +33,7 @@ COREDNS_VERSION=v1.15.0    # Go module proxy; *.svc.cluster.local for Pods
 # distroless/cc-debian12's do (e2e/lib/images.sh). Changing the list changes
 # the base layer's cache key.
 IMAGE_BASE_DEBS=(libc6 libgcc-s1 libssl3 ca-certificates tzdata netbase)
+# Argo CD (on demand: e2e/stack argocd up), built from the Go module proxy
+# with the Go toolchain its go.mod asks for (fetched by Go from the proxy).
+ARGOCD_VERSION=v3.6.1
+ARGOCD_GO_TOOLCHAIN=go1.27.4
