@@ -55,6 +55,32 @@ def reconciled(stack_env, namespace, name):
     return found if current and conditions.get("Reconciled", {}).get("status") == "True" else None
 
 
+def start_operator_as_its_pod(stack_env, namespace, fullname, manifest, tmp_path):
+    """The operator binary as the chart's Pod would run it: the chart's
+    ServiceAccount token, the chart's rendered config (the ConfigMap in
+    `manifest`, the release's objects), its Lease. Returns the process and
+    its open log file (tmp_path / operator.log)."""
+    kubeconfig = kubeconfig_as(stack_env, namespace, fullname, tmp_path / "operator.kubeconfig")
+    config_map = next(d for d in manifest if d["kind"] == "ConfigMap")
+    (tmp_path / "operator-config.yaml").write_text(config_map["data"]["config.yaml"])
+    log_file = (tmp_path / "operator.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary("mcp-kafka-operator")), "run", "--config", str(tmp_path / "operator-config.yaml"),
+         "--metrics-address", "127.0.0.1:0", "--lease-namespace", namespace, "--lease-name", fullname],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": f"{fullname}-local"},
+        stdout=log_file, stderr=subprocess.STDOUT)
+    return process, log_file
+
+
+def stop_operator(process, log_file):
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log_file.close()
+
+
 class InstalledOperator:
     """`helm install` of the chart, then the operator process. Whatever is
     applied through `apply` is deleted while the operator still runs (it
@@ -75,15 +101,7 @@ class InstalledOperator:
         self.manifest = [d for d in yaml.safe_load_all(helm(stack_env, "get", "manifest", self.release, "-n", self.namespace).stdout) if d]
 
     def start(self):
-        kubeconfig = kubeconfig_as(self.stack_env, self.namespace, self.fullname, self._tmp / "operator.kubeconfig")
-        config_map = next(d for d in self.manifest if d["kind"] == "ConfigMap")
-        (self._tmp / "operator-config.yaml").write_text(config_map["data"]["config.yaml"])
-        self._log_file = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [str(binary("mcp-kafka-operator")), "run", "--config", str(self._tmp / "operator-config.yaml"),
-             "--metrics-address", "127.0.0.1:0", "--lease-namespace", self.namespace, "--lease-name", self.fullname],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": f"{self.fullname}-local"},
-            stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.process, self._log_file = start_operator_as_its_pod(self.stack_env, self.namespace, self.fullname, self.manifest, self._tmp)
         return self
 
     def apply(self, manifest, field_manager="argocd-controller"):
@@ -108,12 +126,7 @@ class InstalledOperator:
             run(self.stack_env["MCPK_KUBECTL"], "--kubeconfig", self.stack_env["KUBECONFIG"], "delete", "--timeout=60s",
                 "--ignore-not-found", *args, stdin=None if isinstance(manifest, pathlib.Path) else manifest)
         if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-            self._log_file.close()
+            stop_operator(self.process, self._log_file)
         helm(self.stack_env, "uninstall", self.release, "-n", self.namespace, check=False)
         run(self.stack_env["MCPK_KUBECTL"], "--kubeconfig", self.stack_env["KUBECONFIG"], "delete", "namespace", self.namespace, "--wait=false")
 
