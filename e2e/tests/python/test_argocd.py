@@ -7,7 +7,9 @@ its Application objects.
 The ground runs no kubelet unless MCPK_NODE=1, so the operator's Pods never
 start: the operator runs as its Pod would (the chart's ServiceAccount token
 and config, as Argo CD applied them), and Argo CD sees the Deployments it
-synced as not yet available."""
+synced as not yet available. On a ground with a node (MCPK_NODE=1, the
+tests run inside its network namespace) the chart's operator Pods and the
+servers' sidecar Pods run for real, and the Applications go Healthy."""
 
 import json
 import os
@@ -30,6 +32,16 @@ CHART_APP = "mcp-kafka-operator"
 OPERATOR_NS = "mcp-kafka-operator"
 OPERATOR_FULLNAME = "mcp-kafka-operator"
 CRDS = ("mcpkafkaservers.mcpkafka.dev", "mcptoolpolicies.mcpkafka.dev")
+def on_node(stack_env):
+    return "MCPK_NODE_NAME" in stack_env
+
+
+def pod_bootstrap(stack_env):
+    """Where the servers' sidecars reach the ground's broker: from a Pod on
+    the node, or (no node) anywhere, since no Pod runs."""
+    return stack_env.get("MCPK_KAFKA_POD_BOOTSTRAP", "kafka-bootstrap.kafka.svc:9092")
+
+
 # How long the no-drift watch lasts, and how often it forces a refresh.
 WATCH_SECONDS = int(os.environ.get("MCPK_ARGOCD_WATCH_SECONDS", "180"))
 REFRESH_SECONDS = 30
@@ -164,7 +176,8 @@ def operator_by_argocd(argocd, gitops, tmp_path_factory):
         app = wait_for(stack_env, CHART_APP, synced_at(head), "synced")
         config_map = json.loads(kubectl(stack_env, "get", "configmap", f"{OPERATOR_FULLNAME}-config", "-n", OPERATOR_NS, "-o", "json"))
         tmp = tmp_path_factory.mktemp("operator")
-        process, log = start_operator_as_its_pod(stack_env, OPERATOR_NS, OPERATOR_FULLNAME, [config_map], tmp)
+        if not on_node(stack_env):
+            process, log = start_operator_as_its_pod(stack_env, OPERATOR_NS, OPERATOR_FULLNAME, [config_map], tmp)
         yield {"app": app, "log": tmp / "operator.log", "process": process}
     finally:
         if process is not None:
@@ -198,16 +211,28 @@ def servers_application(repo_url, namespace):
             "metadata": {**doc["metadata"], "namespace": ARGOCD_NS}, "spec": doc["spec"]}
 
 
-def server_yaml(name, environment="dev", tools=("cluster_status", "list_topics"), extra_kafka=""):
+def server_yaml(stack_env, name, environment="dev", tools=("cluster_status", "list_topics"), extra_kafka=""):
     return f"""apiVersion: mcpkafka.dev/v1alpha1
 kind: McpKafkaServer
 metadata: {{name: {name}}}
 spec:
   environment: {environment}
+  replicas: 1
   kafka:
-    bootstrapServers: ["kafka-bootstrap.kafka.svc:9092"]{extra_kafka}
+    bootstrapServers: ["{pod_bootstrap(stack_env)}"]{extra_kafka}
   tools: [{", ".join(tools)}]
 """
+
+
+# The health check's message for a reconciled server, without and with a node.
+WAITING_FOR_SIDECAR = {"status": "Progressing", "message": "no sidecar replica is available yet"}
+READY = "Healthy"
+
+
+def server_settled(stack_env, health):
+    """A reconciled, unfenced server's health once its sidecar had time:
+    waiting for it without a node, Healthy with one."""
+    return health.get("status") == READY if on_node(stack_env) else health == WAITING_FOR_SIDECAR
 
 
 def test_the_charts_application_syncs_and_reports_the_operators_rollout(argocd, operator_by_argocd):
@@ -230,6 +255,7 @@ def test_the_charts_application_syncs_and_reports_the_operators_rollout(argocd, 
         wait_for(stack_env, CHART_APP, lambda a: summary(a)["health"] == "Healthy", "Healthy")
     else:
         assert summary(app)["health"] == "Progressing", summary(app)
+        assert summary(app)["message"] == f"Caused by apps/Deployment:{OPERATOR_NS}/{OPERATOR_FULLNAME}", summary(app)
         health = resource_health(app, "Deployment", OPERATOR_FULLNAME)
         assert health.get("status") == "Progressing", health
         assert "rollout" in health.get("message", ""), health
@@ -270,30 +296,35 @@ def test_servers_health_as_argo_cd_evaluates_the_examples_check(argocd, gitops, 
     stack_env = argocd
     namespace, write = dev_servers
     operator = operator_by_argocd["process"]
-    write("orders", server_yaml("orders"))
-    write("fenced", server_yaml("fenced", environment="staging"))
+    write("orders", server_yaml(stack_env, "orders"))
+    write("fenced", server_yaml(stack_env, "fenced", environment="staging"))
     write("no-secret", server_yaml(
-        "no-secret", extra_kafka="\n    sasl:\n      mechanism: SCRAM-SHA-512\n      secretRef: {name: not-there}"))
+        stack_env, "no-secret", extra_kafka="\n    sasl:\n      mechanism: SCRAM-SHA-512\n      secretRef: {name: not-there}"))
     head = gitops.push("dev servers")
-    operator.send_signal(signal.SIGSTOP)
-    try:
+    if operator is None:
+        # The operator's Pods run: the servers are reconciled at once.
         apply(stack_env, servers_application(gitops.url, namespace))
-        app = wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
-        app = wait_for(stack_env, SERVERS_APP, lambda a: len(healths(a)) == 3 and all(h.get("status") for h in healths(a).values()),
-                       "assessed")
-        assert all(h == {"status": "Progressing", "message": "waiting for the operator to reconcile"} for h in healths(app).values()), healths(app)
-    finally:
-        operator.send_signal(signal.SIGCONT)
+        wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
+    else:
+        operator.send_signal(signal.SIGSTOP)
+        try:
+            apply(stack_env, servers_application(gitops.url, namespace))
+            app = wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
+            app = wait_for(stack_env, SERVERS_APP, lambda a: len(healths(a)) == 3 and all(h.get("status") for h in healths(a).values()),
+                           "assessed")
+            assert all(h == {"status": "Progressing", "message": "waiting for the operator to reconcile"}
+                       for h in healths(app).values()), healths(app)
+        finally:
+            operator.send_signal(signal.SIGCONT)
     labels = json.loads(kubectl(stack_env, "get", "namespace", namespace, "-o", "json"))["metadata"]["labels"]
     assert labels.get("mcpkafka.dev/environment") == "dev", labels
 
     def settled(app):
         h = healths(app)
         return (h.get("fenced", {}).get("status") == "Degraded" and h.get("no-secret", {}).get("status") == "Degraded"
-                and h.get("orders", {}).get("message") == "no sidecar replica is available yet")
+                and server_settled(stack_env, h.get("orders", {})))
     app = wait_for(stack_env, SERVERS_APP, settled, "settled")
     h = healths(app)
-    assert h["orders"]["status"] == "Progressing", h
     assert h["fenced"]["message"].startswith("environment fence: "), h
     assert h["no-secret"]["message"].startswith("not reconciled: ") and "not-there" in h["no-secret"]["message"], h
     # Argo CD's aggregate is the worst of its resources.
@@ -326,14 +357,16 @@ def test_no_perpetual_diff_while_the_operator_writes_and_self_heal_puts_a_hand_c
     could have seen one."""
     stack_env = argocd
     namespace, write = dev_servers
-    write("orders", server_yaml("orders"))
+    write("orders", server_yaml(stack_env, "orders"))
     head = gitops.push("a dev server")
     apply(stack_env, servers_application(gitops.url, namespace))
     wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
-    wait_for(stack_env, SERVERS_APP, lambda a: healths(a).get("orders", {}).get("message") == "no sidecar replica is available yet",
-             "reconciled")
+    wait_for(stack_env, SERVERS_APP, lambda a: server_settled(stack_env, healths(a).get("orders", {})), "settled")
     server = reconciled(stack_env, namespace, "orders")
     assert server and server["metadata"].get("finalizers"), "the operator has added its finalizer"
+    if on_node(stack_env):
+        for name in (CHART_APP, SERVERS_APP):
+            wait_for(stack_env, name, lambda a: summary(a)["health"] == "Healthy", "Healthy")
     apps = (CHART_APP, SERVERS_APP)
     before = {name: application(stack_env, name) for name in apps}
     versions = {name: managed_versions(stack_env, before[name]) for name in apps}
