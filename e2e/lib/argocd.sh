@@ -9,6 +9,15 @@ ARGOCD_BIN=$ARGOCD_BIN_DIR/argocd
 # The module's source (manifests/, hack/), as Go's module cache holds it.
 argocd_module_dir() { printf '%s' "$(go env GOMODCACHE)/github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION"; }
 
+# The binary is cached by version; the module's source may have gone with
+# a cleaned module cache: fetch it again (no build).
+argocd_module_source() {
+  [ -d "$(argocd_module_dir)/manifests/crds" ] && return 0
+  log "fetching Argo CD $ARGOCD_VERSION's module source (manifests, hack/) from the Go module proxy"
+  GOTOOLCHAIN=$ARGOCD_GO_TOOLCHAIN run_logged "$CACHE_DIR/build/argocd-$ARGOCD_VERSION-source.log" \
+    go mod download "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION"
+}
+
 # `go install github.com/argoproj/argo-cd/v3/cmd@vX` is refused (the module
 # has replace lines): a wrapper module requires it and its gitops-engine
 # module at the same version and carries the release's replace block,
@@ -87,6 +96,14 @@ argocd_netns_remove() {
   [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null || true
   umount -n "$ARGOCD_NETNS_FILE"
   rm -f "$ARGOCD_NETNS_FILE"
+  # Without a node the ns dir is Argo CD's alone: unbind it too, so that
+  # `reset` can remove the state dir.
+  local ns_dir
+  ns_dir=$(dirname "$ARGOCD_NETNS_FILE")
+  if ! node_mode && findmnt -n --mountpoint "$ns_dir" >/dev/null 2>&1; then
+    umount -n "$ns_dir"
+    rmdir "$ns_dir" 2>/dev/null || true
+  fi
 }
 
 # The repo server runs git through these scripts of the release's hack/
@@ -158,6 +175,7 @@ start_argocd() {
   local started=$SECONDS
   need_cmd socat "socat"; need_cmd redis-server "redis-server"; need_cmd git "git"
   build_argocd
+  argocd_module_source
   mkdir -p "$ARGOCD_DIR/home" "$ARGOCD_DIR/tmp" "$ARGOCD_DIR/redis"
   argocd_bin_dir
   argocd_git_repo
