@@ -120,6 +120,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         audit: AuditConfig {
             kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()),
         },
+        jobs: None,
         scope: inputs.scope.server.clone(),
         client_scopes: inputs.scope.clients.clone(),
         metrics: spec.metrics.as_ref().map(|m| {
