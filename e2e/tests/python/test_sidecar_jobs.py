@@ -282,8 +282,9 @@ def test_a_worker_killed_between_mutation_and_reply_yields_outcome_unknown(worke
         assert jobs.replies([job_id], timeout=2)[job_id] == [], "no reply before the crash"
         heir = worker(topics)
         replies = jobs.replies([job_id], timeout=90, settle=2)[job_id]
-    assert len(replies) == 1 and replies[0]["error"]["code"] == "OUTCOME_UNKNOWN", replies
     assert [m.value() for m in topics.read_all(topics.target)] == [b"once"], "run once, not again"
+    assert len(replies) == 1 and not replies[0]["ok"], replies
+    assert replies[0]["error"]["code"] == "OUTCOME_UNKNOWN", replies
     [record] = [r for r in audit_records(heir) if r.get("jobId") == job_id]
     assert record["outcome"] == "OUTCOME_UNKNOWN" and record["via"] == "kafka"
 
