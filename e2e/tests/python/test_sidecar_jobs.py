@@ -118,6 +118,15 @@ def wait_assigned(sidecar, timeout=60):
     pytest.fail(f"the job worker took no partition: {sidecar.log.read_text()[-3000:]}")
 
 
+def metrics(sidecar) -> dict[str, float]:
+    """The sidecar's /metrics samples, by name with labels."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{sidecar.url}/metrics", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and not line.startswith("#")}
+
+
 def ago(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
 
@@ -197,6 +206,23 @@ def test_each_outcome_has_one_reply_and_one_audit_record(worker, grants, stack_e
     assert len(dead) == 2, dead
     assert {d["error"]["code"] for d in dead} == {"INVALID_ARGUMENT"}
     assert all(d["topic"] == topics.requests and "authorization" in d["headers"] for d in dead)
+
+    # Metrics: received, answered by outcome, dead-lettered, in flight, lag per partition.
+    seen = metrics(sidecar)
+    assert seen['mcp_kafka_jobs_received_total'] >= len(cases) + 3, seen
+    assert seen['mcp_kafka_jobs_answered_total{outcome="ok"}'] == 2
+    assert seen['mcp_kafka_jobs_answered_total{outcome="UNAUTHENTICATED"}'] == 2
+    assert seen['mcp_kafka_jobs_answered_total{outcome="TIMEOUT"}'] == 1
+    assert seen['mcp_kafka_jobs_answered_total{outcome="PERMISSION_DENIED"}'] == 3
+    assert seen['mcp_kafka_jobs_dead_lettered_total'] == 2
+    assert seen['mcp_kafka_jobs_in_flight'] == 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        lag = {k: v for k, v in metrics(sidecar).items() if k.startswith("mcp_kafka_jobs_lag{")}
+        if sorted(lag) == ['mcp_kafka_jobs_lag{partition="0"}', 'mcp_kafka_jobs_lag{partition="1"}'] and not any(lag.values()):
+            break
+        time.sleep(0.5)
+    assert sorted(lag) == ['mcp_kafka_jobs_lag{partition="0"}', 'mcp_kafka_jobs_lag{partition="1"}'] and not any(lag.values()), lag
 
     # The token is nowhere but in the request records' headers.
     everything = sidecar.log.read_text() + "".join(
@@ -323,3 +349,57 @@ def test_three_workers_one_killed_mid_stream_answer_every_job_once(worker, grant
             assert reply["error"]["code"] == "OUTCOME_UNKNOWN", reply
     unknown = [j for j in publishes if not replies[j][0]["ok"]]
     print(f"{len(publishes) - len(unknown)} publishes ok, {len(unknown)} OUTCOME_UNKNOWN after the kill")
+
+
+def test_a_worker_stopped_gracefully_finishes_its_jobs_and_hands_over(worker, grants, stack_env):
+    """SIGTERM: the worker stops taking jobs, finishes those it runs,
+    commits and leaves the group; the other takes over at once. No job is
+    left OUTCOME_UNKNOWN, none is answered twice, none applied twice."""
+    topics = Topics(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 4)
+    fast = {"limits": {"callsPerSecond": 2000, "callBurst": 4000}}
+    leaving, staying = worker(topics, **fast), worker(topics, **fast)
+    token = sa_token(stack_env, grants, "agent", SERVER)
+    publishes = []
+    with JobClient(topics.bootstrap, topics.requests, topics.replies) as jobs:
+        for i in range(120):
+            publishes.append(jobs.submit("publish_message", {"topic": topics.target, "value": f"g-{i}"}, token=token))
+            if i == 40:
+                jobs.replies(publishes[:5], timeout=60)
+                leaving.proc.send_signal(signal.SIGTERM)
+        replies = jobs.replies(publishes, timeout=120, settle=3)
+    assert leaving.proc.wait(timeout=60) == 0, leaving.log.read_text()[-2000:]
+    assert all(len(r) == 1 for r in replies.values()), [r for r in replies.values() if len(r) != 1][:3]
+    assert [r[0]["error"]["code"] for r in replies.values() if not r[0]["ok"]] == []
+    published = sorted(m.value().decode() for m in topics.read_all(topics.target))
+    assert published == sorted(f"g-{i}" for i in range(120))
+    answered_by_leaving = [r for r in audit_records(leaving) if r.get("via") == "kafka"]
+    assert answered_by_leaving, "the leaving worker answered nothing before it left"
+    assert staying.proc.poll() is None
+
+
+def test_at_most_max_in_flight_jobs_run_at_once(worker, grants, stack_env):
+    import threading
+
+    topics = Topics(stack_env["KAFKA_BOOTSTRAP_SERVERS"], 2)
+    fast = {"limits": {"callsPerSecond": 2000, "callBurst": 4000}}
+    sidecar = worker(topics, jobs=topics.section(maxInFlight=2), **fast)
+    token = sa_token(stack_env, grants, "agent", SERVER)
+    observed, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            observed.append(metrics(sidecar)["mcp_kafka_jobs_in_flight"])
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with JobClient(topics.bootstrap, topics.requests, topics.replies) as jobs:
+            ids = [jobs.submit("publish_message", {"topic": topics.target, "value": f"c-{i}"}, token=token) for i in range(80)]
+            replies = jobs.replies(ids, timeout=120)
+    finally:
+        done.set()
+        sampler.join()
+    assert all(len(r) == 1 and r[0]["ok"] for r in replies.values())
+    print(f"in flight: max {max(observed)} over {len(observed)} samples")
+    assert 1 <= max(observed) <= 2, max(observed)

@@ -221,6 +221,15 @@ impl Worker {
         }
     }
 
+    /// Forgets journal entries older than the dedup window (their records
+    /// were committed long since), so memory holds one window of jobs.
+    fn forget_old(&self) {
+        let now = jiff::Timestamp::now();
+        for part in self.lock().partitions.values_mut() {
+            journal::forget_old(&mut part.journal, now, self.window);
+        }
+    }
+
     /// Takes in the ends that arrived.
     fn take_completions(&self) {
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
@@ -353,6 +362,7 @@ fn run(
         }
         if lag_at.elapsed() >= LAG_EVERY {
             measure_lag(&consumer);
+            worker.forget_old();
             lag_at = Instant::now();
         }
         // At the cap, a record that was on its way waits for a free slot:
@@ -462,8 +472,11 @@ fn receive(
     let mut state = worker.lock();
     let total = state.in_flight;
     let Some(part) = state.partitions.get_mut(&partition) else {
-        // Not (or no longer) ours: the worker starts over, or the
-        // partition's new owner reads it.
+        // A record of a partition whose journal was not read: never passed
+        // over (a later commit would skip it); the worker starts over.
+        state.broken.get_or_insert_with(|| {
+            format!("a record of partition {partition}, whose journal is not read")
+        });
         return;
     };
     part.next = Some(offset + 1);
