@@ -140,7 +140,8 @@ pub fn parse(value: Option<&[u8]>) -> Parsed {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => match s.parse::<jiff::Timestamp>() {
             Ok(t) => Some(t),
-            Err(_) => return refuse(format!("deadline {s:?} is not an RFC 3339 time")),
+            // Not repeated: the refusal says nothing the record carried.
+            Err(_) => return refuse("deadline is not an RFC 3339 time".into()),
         },
         Some(_) => return refuse("deadline must be an RFC 3339 time (a string)".into()),
     };
