@@ -37,9 +37,16 @@ pub struct Caller {
 pub struct AuditRecord {
     pub kind: &'static str,
     pub time: String,
-    /// The JSON-RPC request id, unique within the session.
+    /// The JSON-RPC request id, unique within the session; for a job, the
+    /// request record's `topic/partition@offset`.
     pub request_id: String,
     pub session_id: Option<String>,
+    /// `kafka` for a tool call taken from the job topic; absent for MCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
+    /// The job's jobId (calls via Kafka).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
     /// None when the server runs without authentication (dev on loopback).
     pub subject: Option<Caller>,
     pub server: String,

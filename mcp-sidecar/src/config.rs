@@ -65,6 +65,117 @@ pub struct SidecarConfig {
     /// tool is off (not listed, not callable), whatever `tools` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
+    /// Tool calls taken as records on a Kafka topic (see the `jobs` module
+    /// of the server). Absent: no job worker (and not rendered, so that a
+    /// config without jobs is the same text as before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsConfig>,
+}
+
+/// The job path: the topics a server's job workers read and write, on the
+/// served cluster. The sidecar creates none of them (as for the audit topic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobsConfig {
+    /// The topic jobs are submitted to: value `{jobId, tool, arguments,
+    /// deadline?}`, the caller's bearer token in the `authorization` header.
+    pub request_topic: String,
+    /// The topics replies may go to: the first unless a job's `replyTo`
+    /// header names another of these (a job can name no other topic).
+    pub reply_topics: Vec<String>,
+    /// Where records without a usable jobId go (with the reason, never
+    /// with the token).
+    pub dead_letter_topic: String,
+    /// The workers' journal: which jobs started and how they were answered,
+    /// keyed by jobId, written to the partition of the request's number (so
+    /// it needs as many partitions as the request topic). Compacted, with a
+    /// retention of at least `dedupWindowSeconds`.
+    pub journal_topic: String,
+    /// The consumer group every replica joins. Absent:
+    /// `mcp-kafka-sidecar.<namespace>.<server>.jobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Most jobs one sidecar runs at once; past it, its partitions are
+    /// paused (nothing is buffered beyond what a fetch brings).
+    #[serde(default = "JobsConfig::default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// How long a jobId is remembered: a job submitted again with the same
+    /// jobId (and record key) within this time gets the first reply again.
+    #[serde(default = "JobsConfig::default_dedup_window_seconds")]
+    pub dedup_window_seconds: u64,
+}
+
+impl JobsConfig {
+    pub fn default_max_in_flight() -> u32 {
+        16
+    }
+
+    pub fn default_dedup_window_seconds() -> u64 {
+        600
+    }
+
+    /// The consumer group of the workers of `server`.
+    pub fn group_for(&self, server: &ServerIdentity) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| match &server.namespace {
+                Some(ns) => format!("mcp-kafka-sidecar.{ns}.{}.jobs", server.name),
+                None => format!("mcp-kafka-sidecar.{}.jobs", server.name),
+            })
+    }
+
+    /// What is wrong with this section, as (field under `jobs`, problem).
+    fn problem(&self) -> Option<(String, String)> {
+        let topics = [
+            ("requestTopic".to_string(), &self.request_topic),
+            ("deadLetterTopic".to_string(), &self.dead_letter_topic),
+            ("journalTopic".to_string(), &self.journal_topic),
+        ]
+        .into_iter()
+        .chain(
+            self.reply_topics
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("replyTopics[{i}]"), t)),
+        );
+        let mut seen: Vec<&String> = Vec::new();
+        for (field, topic) in topics {
+            if let Some(problem) = topic_name_problem(topic) {
+                return Some((format!("jobs.{field}"), problem));
+            }
+            if seen.contains(&topic) {
+                return Some((
+                    format!("jobs.{field}"),
+                    format!("{topic:?} is named twice: each job topic has one role"),
+                ));
+            }
+            seen.push(topic);
+        }
+        if self.reply_topics.is_empty() || self.reply_topics.len() > 16 {
+            return Some((
+                "jobs.replyTopics".into(),
+                "must name 1 to 16 topics (the first is the default)".into(),
+            ));
+        }
+        if let Some(group) = &self.group
+            && (group.trim().is_empty() || group.len() > 249)
+        {
+            return Some(("jobs.group".into(), "must be 1 to 249 characters".into()));
+        }
+        if !(1..=1024).contains(&self.max_in_flight) {
+            return Some((
+                "jobs.maxInFlight".into(),
+                "must be between 1 and 1024".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.dedup_window_seconds) {
+            return Some((
+                "jobs.dedupWindowSeconds".into(),
+                "must be between 1 and 86400".into(),
+            ));
+        }
+        None
+    }
 }
 
 /// The sources of broker metrics.
@@ -727,6 +838,9 @@ impl SidecarConfig {
                 }
             }
         }
+        if let Some((field, problem)) = self.jobs.as_ref().and_then(JobsConfig::problem) {
+            return Err(ConfigError::new(field, problem));
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -1084,6 +1198,44 @@ tools: [list_topics, describe_topic]
             "{MINIMAL}metrics: {{prometheus: {{url: 'https://p.monitoring:9090/prom', caFile: /ca.crt, bearerTokenFile: /t, timeoutMs: 2000, selector: 'job=\"kafka\"', brokerLabel: pod}}}}\n"
         );
         SidecarConfig::parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn jobs_are_optional_validated_and_rendered_only_when_set() {
+        let none = SidecarConfig::parse(MINIMAL).unwrap();
+        assert!(none.jobs.is_none());
+        assert!(!none.to_yaml().contains("jobs"), "{}", none.to_yaml());
+        let jobs = "jobs: {requestTopic: j.req, replyTopics: [j.rep, j.rep2], deadLetterTopic: j.dlq, journalTopic: j.journal}\n";
+        let with = SidecarConfig::parse(&format!("{MINIMAL}{jobs}")).unwrap();
+        let section = with.jobs.as_ref().unwrap();
+        assert_eq!(
+            (section.max_in_flight, section.dedup_window_seconds),
+            (16, 600)
+        );
+        assert_eq!(
+            section.group_for(&with.server),
+            "mcp-kafka-sidecar.team-a.orders.jobs"
+        );
+        assert_eq!(SidecarConfig::parse(&with.to_yaml()).unwrap(), with);
+        let cases = [
+            (
+                jobs.replace("[j.rep, j.rep2]", "[j.req]"),
+                "jobs.replyTopics[0]",
+            ),
+            (jobs.replace("[j.rep, j.rep2]", "[]"), "jobs.replyTopics"),
+            (jobs.replace("j.dlq", "'bad topic'"), "jobs.deadLetterTopic"),
+            (jobs.replace("j.journal", "j.dlq"), "jobs.journalTopic"),
+            (jobs.replace("}", ", maxInFlight: 0}"), "jobs.maxInFlight"),
+            (
+                jobs.replace("}", ", dedupWindowSeconds: 0}"),
+                "jobs.dedupWindowSeconds",
+            ),
+            (jobs.replace("}", ", token: x}"), "jobs.token"),
+        ];
+        for (text, field) in cases {
+            let e = error_for(&format!("{MINIMAL}{text}"));
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
     }
 
     #[test]

@@ -25,9 +25,33 @@ pub enum ErrorCode {
     /// be reached, or answered an error: only `cluster_metrics` fails so.
     MetricsUnavailable,
     Internal,
+    /// A job (a tool call taken from Kafka) whose bearer token is missing,
+    /// expired or not for this server.
+    Unauthenticated,
+    /// A mutation job that a worker started and never answered (it
+    /// stopped): it may or may not have changed Kafka, and is not run
+    /// again. Check the state before submitting it anew.
+    OutcomeUnknown,
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        Self::InvalidArgument,
+        Self::NotFound,
+        Self::PermissionDenied,
+        Self::Fenced,
+        Self::KafkaUnavailable,
+        Self::Timeout,
+        Self::Conflict,
+        Self::PlanExpired,
+        Self::LimitExceeded,
+        Self::KafkaError,
+        Self::MetricsUnavailable,
+        Self::Internal,
+        Self::Unauthenticated,
+        Self::OutcomeUnknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidArgument => "INVALID_ARGUMENT",
@@ -42,6 +66,8 @@ impl ErrorCode {
             Self::KafkaError => "KAFKA_ERROR",
             Self::MetricsUnavailable => "METRICS_UNAVAILABLE",
             Self::Internal => "INTERNAL",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
         }
     }
 

@@ -22,6 +22,8 @@ pub mod http;
 #[cfg(feature = "server")]
 pub mod incremental_alter;
 #[cfg(feature = "server")]
+pub mod jobs;
+#[cfg(feature = "server")]
 pub mod kafka;
 #[cfg(feature = "server")]
 pub mod metrics;

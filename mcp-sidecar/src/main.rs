@@ -113,6 +113,8 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         client_scopes: Vec::new(),
         // cluster_metrics needs a Prometheus: a config file names one.
         metrics: None,
+        // The job path needs its topics: a config file names them.
+        jobs: None,
     };
     config.validate().context("standalone mode")?;
     Ok(config)
@@ -186,6 +188,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
+    // The job worker (with a `jobs` section) stops taking jobs at shutdown,
+    // and finishes the ones it runs before the process ends.
+    let jobs_stopped = mcp_kafka_sidecar::jobs::spawn(mcp.clone(), shutdown.clone());
     let routers = http::router(mcp, &listen.allowed_hosts, shutdown.clone());
     // Both listeners are bound before either serves: a port taken stops the
     // process at start, not halfway.
@@ -227,6 +232,9 @@ async fn main() -> anyhow::Result<()> {
         served
     };
     let (served_mcp, served_metrics) = tokio::join!(serve_mcp, serve_metrics);
+    if let Some(stopped) = jobs_stopped {
+        let _ = stopped.await;
+    }
     served_mcp.context("serving HTTP")?;
     served_metrics.context("serving /metrics")?;
     Ok(())

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub audit_sink_up: Gauge,
     /// Requests to `/mcp` refused before MCP, by reason (see [`Metrics::record_auth_refusal`]).
     auth_refusals: Family<Vec<(String, String)>, Counter>,
+    /// The job path (`crate::jobs`).
+    pub jobs: crate::jobs::JobMetrics,
 }
 
 impl Metrics {
@@ -145,6 +147,7 @@ impl Metrics {
             auth_refusals.clone(),
         );
         register_kafka_requests(&mut registry);
+        let jobs = crate::jobs::JobMetrics::register(&mut registry);
         Self {
             registry,
             calls,
@@ -156,6 +159,7 @@ impl Metrics {
             audit_sink_failures,
             audit_sink_up,
             auth_refusals,
+            jobs,
         }
     }
 

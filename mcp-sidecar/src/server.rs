@@ -17,7 +17,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditRecord, Auditor, Caller, KafkaSink};
-use crate::auth::{Authorizer, Callers, Subject, TokenCheck};
+use crate::auth::{Authorizer, Callers, Refusal, Subject, TokenCheck};
 use crate::compat::{CompatAnswer, CompatTool};
 use crate::config::{MutationRule, SidecarConfig, ToolNameSet};
 use crate::error::{ErrorCode, ToolError};
@@ -300,24 +300,8 @@ impl KafkaMcp {
                     .await
             }
         };
-        let config = &rt.config;
         let record = AuditRecord {
-            kind: crate::audit::RECORD_KIND,
-            time: jiff::Timestamp::now().to_string(),
-            request_id: request.request_id.clone(),
-            session_id: request.session_id.clone(),
-            subject: subject.map(|s| Caller {
-                username: s.username.clone(),
-                uid: s.uid.clone(),
-                groups: s.groups.clone(),
-            }),
-            server: config.server.name.clone(),
-            namespace: config.server.namespace.clone(),
-            environment: config.server.environment.clone(),
-            cluster_id: rt.kafka.cluster_id(),
-            tool: name.to_string(),
             called_as: via.called_as().map(CompatTool::as_str),
-            arguments: audited_args,
             decision: if outcome.admitted { "allow" } else { "deny" },
             reason: result
                 .as_ref()
@@ -331,29 +315,120 @@ impl KafkaMcp {
                 .ok()
                 .filter(|_| outcome.mutation)
                 .map(crate::audit::redact),
-            outcome: result
-                .as_ref()
-                .map_or_else(|e| e.code.as_str().to_string(), |_| "ok".to_string()),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..audit_record(&rt, subject, request, name, audited_args, &result, started)
         };
-        let line = self.auditor.record(&record);
+        // A change to Kafka waits for its record; other calls do not.
+        self.audit(&rt, &record, outcome.changed_kafka).await;
+        let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+        self.metrics.record_call(name, code, started.elapsed());
+        result
+    }
+
+    /// Writes one audit record (stdout, and the Kafka sink when there is
+    /// one): awaited when `wait` (a change to Kafka), else sent on.
+    async fn audit(&self, rt: &Runtime, record: &AuditRecord, wait: bool) {
+        let line = self.auditor.record(record);
         if let (Some(sink), Some(line)) = (&rt.audit_sink, line) {
             let (sink, metrics, key) = (
                 Arc::clone(sink),
                 Arc::clone(&self.metrics),
-                config.server.name.clone(),
+                rt.config.server.name.clone(),
             );
             let deliver = async move { deliver_to_sink(&sink, &metrics, &key, &line).await };
-            // A change to Kafka waits for its record; other calls do not.
-            if outcome.changed_kafka {
+            if wait {
                 deliver.await;
             } else {
                 tokio::spawn(deliver);
             }
         }
-        let code = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
-        self.metrics.record_call(name, code, started.elapsed());
-        result
+    }
+
+    /// Leaves the record of a job that was answered without running through
+    /// [`call_as`](Self::call_as): refused before it (no usable token, a
+    /// passed deadline, a malformed record) or not run again (a duplicate,
+    /// an outcome made unknown by a crash). One audit record and one count,
+    /// as `call_as` leaves for each call; `outcome` is what the job was told
+    /// (`ok` or an error code).
+    pub async fn audit_unrun(
+        &self,
+        subject: Option<&Arc<Subject>>,
+        request: &CallInfo,
+        name: &str,
+        args: &Value,
+        outcome: &str,
+        reason: String,
+    ) {
+        let started = Instant::now();
+        let rt = self.runtime();
+        let record = AuditRecord {
+            decision: "deny",
+            reason: Some(reason),
+            dry_run: plan::is_dry_run(args),
+            outcome: outcome.to_string(),
+            ..audit_record(
+                &rt,
+                subject,
+                request,
+                name,
+                crate::audit::redact(args),
+                &Ok(Value::Null),
+                started,
+            )
+        };
+        self.audit(&rt, &record, false).await;
+        self.metrics.record_call(name, outcome, started.elapsed());
+    }
+
+    /// The caller a bearer token stands for, checked as the `/mcp` guard
+    /// checks an HTTP caller's (TokenReview for this server's audience,
+    /// within the limits on unseen tokens): for callers that bring their
+    /// token another way than HTTP (jobs). `None` on a server without
+    /// authentication, whatever the token.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Option<Arc<Subject>>, ToolError> {
+        let authorizer = match &self.callers {
+            Callers::Anyone => return Ok(None),
+            Callers::Nobody => {
+                return Err(ToolError::new(
+                    ErrorCode::Unauthenticated,
+                    "this server has no authenticator for auth.mode kubernetes",
+                ));
+            }
+            Callers::Kubernetes(authorizer) => authorizer,
+        };
+        let Some(token) = token else {
+            return Err(ToolError::new(
+                ErrorCode::Unauthenticated,
+                "a bearer token is required (the authorization header)",
+            ));
+        };
+        let config = &self.runtime().config;
+        let audience = config.auth.audience_for(&config.server);
+        authorizer
+            .authenticate(token, &audience, None)
+            .await
+            .map(Some)
+            .map_err(|refusal| match refusal {
+                Refusal::Missing | Refusal::Invalid => ToolError::new(
+                    ErrorCode::Unauthenticated,
+                    format!("the token is not valid for this server's audience {audience:?} (expired, revoked, or minted for another audience)"),
+                ),
+                Refusal::Unverifiable => ToolError::new(
+                    ErrorCode::Unauthenticated,
+                    "the token could not be verified now",
+                )
+                .retry_later(),
+                Refusal::TooMany(wait) => ToolError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "too many tokens this server has not seen; retry in {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                )
+                .retry_later(),
+            })
     }
 
     /// Whether this call may run: a known, enabled tool (by a name the
@@ -639,6 +714,53 @@ async fn deliver_to_sink(sink: &KafkaSink, metrics: &Metrics, key: &str, line: &
 pub struct CallInfo {
     pub request_id: String,
     pub session_id: Option<String>,
+    /// How the call came: `kafka` for a job (absent: MCP).
+    pub via: Option<&'static str>,
+    /// The jobId of a job (none for a record without a usable one).
+    pub job_id: Option<String>,
+}
+
+/// An audit record of one call, as far as the call path's common facts go
+/// (who, where, what, the result); the caller fills in the decision.
+fn audit_record(
+    rt: &Runtime,
+    subject: Option<&Arc<Subject>>,
+    request: &CallInfo,
+    name: &str,
+    arguments: Value,
+    result: &Result<Value, ToolError>,
+    started: Instant,
+) -> AuditRecord {
+    let config = &rt.config;
+    AuditRecord {
+        kind: crate::audit::RECORD_KIND,
+        time: jiff::Timestamp::now().to_string(),
+        request_id: request.request_id.clone(),
+        session_id: request.session_id.clone(),
+        via: request.via,
+        job_id: request.job_id.clone(),
+        subject: subject.map(|s| Caller {
+            username: s.username.clone(),
+            uid: s.uid.clone(),
+            groups: s.groups.clone(),
+        }),
+        server: config.server.name.clone(),
+        namespace: config.server.namespace.clone(),
+        environment: config.server.environment.clone(),
+        cluster_id: rt.kafka.cluster_id(),
+        tool: name.to_string(),
+        called_as: None,
+        arguments,
+        decision: "deny",
+        reason: None,
+        dry_run: false,
+        plan_id: None,
+        diff: None,
+        outcome: result
+            .as_ref()
+            .map_or_else(|e| e.code.as_str().to_string(), |_| "ok".to_string()),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
 }
 
 impl CallInfo {
@@ -656,6 +778,8 @@ impl CallInfo {
         Self {
             request_id,
             session_id,
+            via: None,
+            job_id: None,
         }
     }
 }

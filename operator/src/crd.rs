@@ -95,6 +95,12 @@ pub struct McpKafkaServerSpec {
     /// tool is not exposed (status lists it among the denied tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
+    /// Take tool calls as Kafka jobs too: records on a request topic,
+    /// answered on a reply topic, through the same checks and audit as MCP
+    /// calls. Every replica is a worker in one consumer group. The topics
+    /// must exist (the sidecar creates none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsSpec>,
     /// Sidecar replicas (a PodDisruptionBudget is added above 1).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 20))]
@@ -264,6 +270,70 @@ pub struct PrometheusSpec {
     pub selector: Option<String>,
 }
 
+/// The job path: a job is a record `{jobId, tool, arguments, deadline?}`
+/// on `requestTopic` with the caller's token in its `authorization`
+/// header; its reply, keyed by jobId, goes to the first reply topic, or
+/// to the one its `replyTo` header names (no other).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.requestTopic != self.deadLetterTopic && self.requestTopic != self.journalTopic && self.deadLetterTopic != self.journalTopic && ![self.requestTopic, self.deadLetterTopic, self.journalTopic].exists(t, t in self.replyTopics)")
+    .message("the request, reply, dead-letter and journal topics must all differ"))]
+pub struct JobsSpec {
+    /// The topic jobs are submitted to.
+    #[schemars(
+        regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"),
+        length(min = 1, max = 249)
+    )]
+    pub request_topic: String,
+    /// The topics replies may go to; the first is the default.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(
+            regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"),
+            length(min = 1, max = 249)
+        )
+    )]
+    #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u == t))").message("replyTopics must not repeat"))]
+    pub reply_topics: Vec<String>,
+    /// Where records without a usable jobId go.
+    #[schemars(
+        regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"),
+        length(min = 1, max = 249)
+    )]
+    pub dead_letter_topic: String,
+    /// The workers' journal of started and answered jobs: compacted, with
+    /// at least as many partitions as the request topic and a retention of
+    /// at least the dedup window.
+    #[schemars(
+        regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"),
+        length(min = 1, max = 249)
+    )]
+    pub journal_topic: String,
+    /// The consumer group; default `mcp-kafka-sidecar.<namespace>.<name>.jobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub group: Option<String>,
+    /// Most jobs one replica runs at once (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_in_flight: Option<i32>,
+    /// How long a jobId is remembered: the same jobId again within it gets
+    /// the first reply (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub dedup_window_seconds: Option<i64>,
+}
+
+/// The job path the sidecar serves (from the config it was given).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobsStatus {
+    pub request_topic: String,
+    pub reply_topics: Vec<String>,
+    /// The consumer group whose lag is the job backlog.
+    pub group: String,
+}
+
 /// The audit trail. Every call is always written to the sidecar's stdout.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -314,6 +384,9 @@ pub struct McpKafkaServerStatus {
     /// and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope_cuts: Vec<String>,
+    /// Set while the sidecar's config wires the job path (spec.jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -55,6 +55,8 @@ pub struct Serving {
     pub scope: Option<Scope>,
     /// Clients with a scope of their own.
     pub client_scopes: Vec<ClientScope>,
+    /// The job path, when the sidecar's config wires one.
+    pub jobs: Option<crate::crd::JobsStatus>,
 }
 
 /// At most this many scope cuts are listed in status (the rest counted):
@@ -238,6 +240,7 @@ pub fn compute(
         effective_scope: serving.scope.clone(),
         client_scopes: serving.client_scopes.clone(),
         scope_cuts: listed_cuts(&observed.scope_cuts),
+        jobs: serving.jobs.clone(),
     }
 }
 

@@ -531,3 +531,48 @@ fn scopes_with_malformed_patterns_are_refused_at_admission() {
     );
     ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
 }
+
+#[test]
+fn job_topics_are_checked_at_admission() {
+    let ground = Ground::get();
+    ground.install_crds();
+    let ns = ground.namespace("admission-jobs", None);
+    let jobs = json!({"requestTopic": "orders.jobs", "replyTopics": ["orders.replies"],
+                      "deadLetterTopic": "orders.dead", "journalTopic": "orders.journal", "maxInFlight": 8});
+    let mut ok = with(valid_server(&ns, "orders"), "/jobs", jobs.clone());
+    ok["metadata"]["name"] = json!(unique_name("jobs"));
+    apply(ground, &ok).expect("a server with a job path is admitted");
+    let cases = [
+        (
+            "/jobs/replyTopics",
+            json!(["orders.jobs"]),
+            "must all differ",
+        ),
+        (
+            "/jobs/journalTopic",
+            json!("orders.dead"),
+            "must all differ",
+        ),
+        (
+            "/jobs/replyTopics",
+            json!(["a", "a"]),
+            "replyTopics must not repeat",
+        ),
+        ("/jobs/replyTopics", json!([]), "replyTopics"),
+        ("/jobs/requestTopic", json!("no spaces"), "requestTopic"),
+        ("/jobs/maxInFlight", json!(0), "maxInFlight"),
+        (
+            "/jobs/dedupWindowSeconds",
+            json!(100000),
+            "dedupWindowSeconds",
+        ),
+    ];
+    for (pointer, value, expected) in cases {
+        let mut object = with(valid_server(&ns, "orders"), "/jobs", jobs.clone());
+        object = with(object, pointer, value.clone());
+        object["metadata"]["name"] = json!(unique_name("jobs"));
+        let err = apply(ground, &object).expect_err(&format!("{pointer} = {value} is admitted"));
+        assert!(err.contains(expected), "{pointer} = {value}: {err}");
+    }
+    ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
+}

@@ -1010,3 +1010,42 @@ async fn a_policy_ceiling_narrows_the_servers_scope_and_a_clients_narrows_it_aga
     assert_eq!((config.scope, config.client_scopes), (None, vec![]));
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_path_goes_into_the_config_and_status_says_it_is_wired() {
+    let ground = Ground::get();
+    Operator::shared();
+    let client = ground.kube_admin().await;
+    let ns = ground.namespace("reconcile-jobs", Some("dev"));
+    let api = servers(&client, &ns);
+    let mut manifest = server_manifest("orders", "dev", &["list_topics"], json!([]), 1);
+    manifest["spec"]["jobs"] = json!({"requestTopic": "orders.jobs", "replyTopics": ["orders.replies"],
+                                      "deadLetterTopic": "orders.dead", "journalTopic": "orders.journal",
+                                      "maxInFlight": 4});
+    apply_server(&client, &ns, &manifest).await;
+    let server = wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    let jobs = server.status.unwrap().jobs.expect("status.jobs");
+    assert_eq!(jobs.request_topic, "orders.jobs");
+    assert_eq!(jobs.reply_topics, ["orders.replies"]);
+    assert_eq!(jobs.group, format!("mcp-kafka-sidecar.{ns}.orders.jobs"));
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("orders-mcp-config")
+        .await
+        .unwrap();
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"])
+        .expect("the sidecar accepts the rendered config");
+    assert_eq!(config.jobs.map(|j| j.max_in_flight), Some(4));
+
+    // Without spec.jobs the sidecar gets no job path, and status says so.
+    manifest["spec"].as_object_mut().unwrap().remove("jobs");
+    apply_server(&client, &ns, &manifest).await;
+    eventually("status.jobs to go", || {
+        let api = api.clone();
+        async move {
+            let s = api.get("orders").await.ok()?;
+            s.status.filter(|st| st.jobs.is_none()).map(|_| ())
+        }
+    })
+    .await;
+    delete_namespace(&client, &ns).await;
+}

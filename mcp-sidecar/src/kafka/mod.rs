@@ -131,6 +131,13 @@ impl Kafka {
         }))
     }
 
+    /// The settings every client of this process connects with, for the
+    /// clients made elsewhere (the job worker's). They hold the credentials:
+    /// never log them.
+    pub fn base_config(&self) -> rdkafka::ClientConfig {
+        self.base.clone()
+    }
+
     /// Bound for one request to Kafka (`kafka.requestTimeoutMs`).
     pub fn timeout(&self) -> Duration {
         self.timeout

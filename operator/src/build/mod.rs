@@ -18,7 +18,7 @@ use crate::fence::Fenced;
 use crate::owned::{Objects, Owned};
 
 pub use rbac::{IssuedToken, token_secret};
-pub use workload::{served_scope, served_tools};
+pub use workload::{jobs_status, served_jobs, served_scope, served_tools, sidecar_config};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "mcp-kafka-operator";

@@ -685,3 +685,34 @@ fn a_prometheus_source_is_rendered_with_its_secrets_as_mounted_files() {
     let text = &one(d.config_maps).data.unwrap()["config.yaml"];
     assert!(SidecarConfig::parse(text).unwrap().metrics.is_none());
 }
+
+#[test]
+fn a_job_path_is_rendered_and_its_absence_changes_no_config_text() {
+    let without = build(&server(SERVER), &[ListTopics]);
+    let text = one(without.config_maps).data.unwrap()["config.yaml"].clone();
+    assert!(!text.contains("jobs"), "{text}");
+    let with = SERVER.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  jobs: {requestTopic: o.jobs, replyTopics: [o.replies, o.replies2], deadLetterTopic: o.dead, journalTopic: o.journal, maxInFlight: 4}\n",
+    );
+    let s = server(&with);
+    let inputs_config = OperatorConfig::default();
+    let inputs = Inputs {
+        server: &s,
+        config: &inputs_config,
+        fenced: &fenced(),
+        tools: &[ListTopics],
+        break_glass: None,
+        scope: &crate::scope::ScopeDecision::default(),
+    };
+    let d = desired(&inputs);
+    let text = &one(d.config_maps).data.unwrap()["config.yaml"];
+    let config = SidecarConfig::parse(text).expect("the sidecar accepts what the operator renders");
+    let jobs = config.jobs.clone().unwrap();
+    assert_eq!(jobs.reply_topics, ["o.replies", "o.replies2"]);
+    assert_eq!((jobs.max_in_flight, jobs.dedup_window_seconds), (4, 600));
+    let status = jobs_status(&config).unwrap();
+    assert_eq!(status.group, "mcp-kafka-sidecar.team-a.orders.jobs");
+    assert_eq!(status.request_topic, "o.jobs");
+    assert_eq!(jobs_status(&sidecar_config(&inputs)), Some(status));
+}

@@ -20,8 +20,9 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_kafka_sidecar::config::{
-    AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, KafkaConfig, Limits, ListenConfig,
-    MetricsConfig, PrometheusSource, SaslConfig, ServerIdentity, SidecarConfig, TlsFiles,
+    AuditConfig, AuthConfig, AuthMode, BreakGlassWindow, JobsConfig, KafkaConfig, Limits,
+    ListenConfig, MetricsConfig, PrometheusSource, SaslConfig, ServerIdentity, SidecarConfig,
+    TlsFiles,
 };
 use mcp_kafka_sidecar::scope::{ClientScope, Scope};
 
@@ -120,6 +121,22 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         audit: AuditConfig {
             kafka_topic: spec.audit.as_ref().and_then(|a| a.kafka_topic.clone()),
         },
+        jobs: spec.jobs.as_ref().map(|j| JobsConfig {
+            request_topic: j.request_topic.clone(),
+            reply_topics: j.reply_topics.clone(),
+            dead_letter_topic: j.dead_letter_topic.clone(),
+            journal_topic: j.journal_topic.clone(),
+            group: j.group.clone(),
+            // Admission keeps them within the sidecar's ranges.
+            max_in_flight: j
+                .max_in_flight
+                .map_or(JobsConfig::default_max_in_flight(), |n| n.max(1) as u32),
+            dedup_window_seconds: j
+                .dedup_window_seconds
+                .map_or(JobsConfig::default_dedup_window_seconds(), |s| {
+                    s.max(1) as u64
+                }),
+        }),
         scope: inputs.scope.server.clone(),
         client_scopes: inputs.scope.clients.clone(),
         metrics: spec.metrics.as_ref().map(|m| {
@@ -171,6 +188,21 @@ fn served_config(config_map: &ConfigMap) -> Option<SidecarConfig> {
 /// sidecar would accept.
 pub fn served_scope(config_map: &ConfigMap) -> Option<(Option<Scope>, Vec<ClientScope>)> {
     served_config(config_map).map(|c| (c.scope, c.client_scopes))
+}
+
+/// The job path a sidecar config wires, as status reports it.
+pub fn jobs_status(config: &SidecarConfig) -> Option<crate::crd::JobsStatus> {
+    config.jobs.as_ref().map(|j| crate::crd::JobsStatus {
+        request_topic: j.request_topic.clone(),
+        reply_topics: j.reply_topics.clone(),
+        group: j.group_for(&config.server),
+    })
+}
+
+/// The job path a live ConfigMap of ours wires (None: none, or no config
+/// the sidecar would accept).
+pub fn served_jobs(config_map: &ConfigMap) -> Option<crate::crd::JobsStatus> {
+    served_config(config_map).as_ref().and_then(jobs_status)
 }
 
 /// The tools a live ConfigMap of ours gives the sidecar that reads it, at

@@ -195,6 +195,7 @@ pub async fn apply_all(
             token_secrets,
             scope: inputs.scope.server.clone(),
             client_scopes: inputs.scope.clients.clone(),
+            jobs: build::jobs_status(&build::sidecar_config(inputs)),
         },
         next_rotation,
         rotated,

@@ -174,6 +174,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
                         )),
                         scope: scopes.server.clone(),
                         client_scopes: scopes.clients.clone(),
+                        jobs: build::jobs_status(&build::sidecar_config(&inputs)),
                         ..Serving::default()
                     };
                     failure = Some(e);
@@ -268,6 +269,7 @@ fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Servi
         .as_ref()
         .and_then(|cm| build::served_scope(cm))
         .unwrap_or_default();
+    let jobs = config_map.as_ref().and_then(|cm| build::served_jobs(cm));
     let endpoint = owned
         .services
         .get(&key(&names::sidecar(&name), &namespace))
@@ -287,6 +289,7 @@ fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Servi
         token_secrets,
         scope,
         client_scopes,
+        jobs,
     }
 }
 
