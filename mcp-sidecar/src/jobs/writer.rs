@@ -110,6 +110,18 @@ fn write_loop(producer: BaseProducer, rx: mpsc::Receiver<Batch>, timeout: Durati
     }
 }
 
+/// Serves the delivery reports of what was sent until none is in flight
+/// (or `timeout` passed). rust-rdkafka's commit_transaction flushes first,
+/// and its flush polls in 100 ms steps that each last their whole 100 ms
+/// once anything is in flight: every transaction took 100 ms. Polled in
+/// 1 ms steps here, nothing is in flight when it flushes.
+fn delivered(producer: &BaseProducer, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
+}
+
 /// One transaction of every record of `batches`. Err((why, fatal)).
 fn transact(
     producer: &BaseProducer,
@@ -150,6 +162,7 @@ fn transact(
             }
         }
     }
+    delivered(producer, timeout);
     match producer.commit_transaction(timeout) {
         Ok(()) => Ok(()),
         Err(e) => fail(e),
