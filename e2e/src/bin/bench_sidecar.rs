@@ -25,6 +25,9 @@
 //! idle and loaded RSS; and time from start to the first answered
 //! `initialize`.
 
+#[path = "bench_sidecar/jobs.rs"]
+mod jobs;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +89,8 @@ enum Section {
     Scopes,
     /// cluster_metrics against its PromQL sent straight to Prometheus.
     Metrics,
+    /// Tool calls as Kafka jobs against the same calls over MCP HTTP.
+    Jobs,
 }
 
 /// Latencies and throughput of one measured run.
@@ -497,6 +502,7 @@ async fn main() {
             (Section::Scopes, _) => scope_figures(&a, &admin).await,
             (Section::Metrics, Some(prometheus)) => metrics_figures(&a, prometheus).await,
             (Section::Metrics, None) => eprintln!("the metrics section needs --prometheus-url"),
+            (Section::Jobs, _) => jobs::job_figures(&a, &admin, &topic).await,
         }
         admin
             .delete_topics(&[&topic], &AdminOptions::new())

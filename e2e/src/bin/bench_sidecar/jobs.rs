@@ -1,0 +1,404 @@
+//! Tool calls as Kafka jobs (`e2e/bench SECONDS jobs`): from submit to
+//! reply through the sidecar's job worker, next to the same tool over MCP
+//! HTTP and to the floor of one produce and one fetch round trip on the
+//! same broker; then the job path's throughput with 1, 2 and 3 sidecars in
+//! the group. Both clients are this process: an rdkafka producer (acks=all,
+//! no linger) and a consumer assigned to every reply partition.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::{Args, Figures, Launch, Protocol, Ready, Sidecar, mcp_calls, measure, start_sidecar};
+
+const PARTITIONS: i32 = 6;
+/// The tool both paths call: one metadata request and one ListOffsets, as
+/// the main table's `describe_topic`.
+const TOOL: &str = "describe_topic";
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Topics {
+    requests: String,
+    replies: String,
+    dead_letters: String,
+    journal: String,
+    /// For the floor: records produced here are fetched back by the same
+    /// kind of consumer the replies are.
+    ping: String,
+}
+
+impl Topics {
+    fn new() -> Self {
+        let tag = format!("bench-jobs-{}", std::process::id());
+        Self {
+            requests: format!("{tag}-requests"),
+            replies: format!("{tag}-replies"),
+            dead_letters: format!("{tag}-dead"),
+            journal: format!("{tag}-journal"),
+            ping: format!("{tag}-ping"),
+        }
+    }
+
+    fn all(&self) -> [&str; 5] {
+        [
+            &self.requests,
+            &self.replies,
+            &self.dead_letters,
+            &self.journal,
+            &self.ping,
+        ]
+    }
+
+    async fn create(&self, admin: &AdminClient<DefaultClientContext>) {
+        fn new(name: &str) -> NewTopic<'_> {
+            NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1))
+        }
+        let journal = new(&self.journal)
+            .set("cleanup.policy", "compact,delete")
+            .set("retention.ms", "86400000");
+        let topics = [
+            new(&self.requests),
+            new(&self.replies),
+            new(&self.dead_letters),
+            journal,
+            new(&self.ping),
+        ];
+        for created in admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .expect("create the job topics")
+        {
+            created.expect("a job topic");
+        }
+    }
+}
+
+/// Records of a topic by the jobId in their value, handed to whoever waits
+/// for that id.
+#[derive(Clone, Default)]
+struct Waiting(Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>);
+
+impl Waiting {
+    fn expect(&self, id: &str) -> oneshot::Receiver<Value> {
+        let (tx, rx) = oneshot::channel();
+        self.0.lock().expect("waiting").insert(id.to_string(), tx);
+        rx
+    }
+
+    /// A consumer of every partition of `topic` from its end, dispatching
+    /// each record to its waiter.
+    fn listen(&self, bootstrap: &str, topic: &str) {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("{topic}-reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reply consumer");
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(topic, p, Offset::End)
+                .expect("assignment");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let waiting = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(message) = consumer.recv().await else {
+                    continue;
+                };
+                let Some(value) = message
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                else {
+                    continue;
+                };
+                let Some(id) = value["jobId"].as_str() else {
+                    continue;
+                };
+                let waiter = waiting.0.lock().expect("waiting").remove(id);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+    }
+}
+
+/// Produces `value` keyed by `id` to `topic` and waits for the record
+/// `waiting` hands over for that id: true when it came and `ok(record)`.
+async fn round_trip(
+    producer: &FutureProducer,
+    waiting: &Waiting,
+    topic: &str,
+    id: &str,
+    value: &Value,
+    ok: fn(&Value) -> bool,
+) -> bool {
+    let answer = waiting.expect(id);
+    let payload = value.to_string();
+    let record = FutureRecord::to(topic).key(id).payload(&payload);
+    if producer.send(record, REPLY_TIMEOUT).await.is_err() {
+        return false;
+    }
+    match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
+        Ok(Ok(record)) => ok(&record),
+        _ => false,
+    }
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer")
+}
+
+fn job(id: &str, topic: &str) -> Value {
+    json!({"jobId": id, "tool": TOOL, "arguments": {"topic": topic}})
+}
+
+/// A job submitted as `tool` calls go: a value, no token (the sidecar's
+/// auth is `none`, as the HTTP sidecar's is), waiting for its reply.
+async fn submit(
+    producer: &FutureProducer,
+    replies: &Waiting,
+    topics: &Topics,
+    id: &str,
+    target: &str,
+) -> bool {
+    let answer = replies.expect(id);
+    let payload = job(id, target).to_string();
+    let record = FutureRecord::to(&topics.requests)
+        .key(id)
+        .payload(&payload)
+        .headers(OwnedHeaders::new().insert(Header {
+            key: "replyTo",
+            value: Some(topics.replies.as_str()),
+        }));
+    if producer.send(record, REPLY_TIMEOUT).await.is_err() {
+        return false;
+    }
+    match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
+        Ok(Ok(reply)) => reply["ok"] == json!(true),
+        _ => false,
+    }
+}
+
+fn jobs_config(a: &Args, topics: &Topics) -> Value {
+    json!({
+        "server": {"name": "bench-jobs", "environment": "dev"},
+        "kafka": {"bootstrapServers": [a.bootstrap]},
+        "tools": [TOOL],
+        "auth": {"mode": "none"},
+        "limits": {"callsPerSecond": 1_000_000, "callBurst": 1_000_000},
+        "jobs": {
+            "requestTopic": topics.requests,
+            "replyTopics": [topics.replies],
+            "deadLetterTopic": topics.dead_letters,
+            "journalTopic": topics.journal,
+            "group": format!("{}-workers", topics.requests),
+        },
+    })
+}
+
+/// Jobs submitted by `workers` concurrent submitters for `seconds`.
+async fn job_calls(
+    a: &Args,
+    topics: &Arc<Topics>,
+    producer: &FutureProducer,
+    replies: &Waiting,
+    workers: usize,
+    server: Option<u32>,
+    target: &str,
+) -> Figures {
+    let sequence = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    measure(workers, a.seconds, server, |_| {
+        let (producer, replies, topics, sequence, target) = (
+            producer.clone(),
+            replies.clone(),
+            topics.clone(),
+            sequence.clone(),
+            target.to_string(),
+        );
+        move || {
+            let (producer, replies, topics, target) = (
+                producer.clone(),
+                replies.clone(),
+                topics.clone(),
+                target.clone(),
+            );
+            let n = sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let id = format!("bench-{}-{n}", std::process::id());
+                submit(&producer, &replies, &topics, &id, &target).await
+            }
+        }
+    })
+    .await
+}
+
+/// The floor: a record produced (acks=all) and fetched back, by the same
+/// clients as a job's submit and reply.
+async fn floor_calls(
+    a: &Args,
+    topics: &Arc<Topics>,
+    producer: &FutureProducer,
+    pings: &Waiting,
+    workers: usize,
+) -> Figures {
+    let sequence = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    measure(workers, a.seconds, None, |_| {
+        let (producer, pings, topics, sequence) = (
+            producer.clone(),
+            pings.clone(),
+            topics.clone(),
+            sequence.clone(),
+        );
+        move || {
+            let (producer, pings, topics) = (producer.clone(), pings.clone(), topics.clone());
+            let n = sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let id = format!("ping-{n}");
+                round_trip(
+                    &producer,
+                    &pings,
+                    &topics.ping,
+                    &id,
+                    &json!({"jobId": id}),
+                    |_| true,
+                )
+                .await
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until the group answers (its first assignment takes a rebalance).
+async fn answered(producer: &FutureProducer, replies: &Waiting, topics: &Topics, target: &str) {
+    for attempt in 0..60 {
+        if submit(
+            producer,
+            replies,
+            topics,
+            &format!("warm-{attempt}"),
+            target,
+        )
+        .await
+        {
+            return;
+        }
+    }
+    panic!("the job workers did not answer");
+}
+
+fn row(label: &str, workers: usize, f: &Figures) {
+    let errors = if f.errors > 0 {
+        format!("  ({} errors)", f.errors)
+    } else {
+        String::new()
+    };
+    println!(
+        "{:<44} {:>4} {:>9.3} {:>9.3} {:>9.0} {:>10.3}{errors}",
+        label, workers, f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call
+    );
+}
+
+pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, target: &str) {
+    let topics = Arc::new(Topics::new());
+    topics.create(admin).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let producer = producer(&a.bootstrap);
+    let (replies, pings) = (Waiting::default(), Waiting::default());
+    replies.listen(&a.bootstrap, &topics.replies);
+    pings.listen(&a.bootstrap, &topics.ping);
+
+    let http_config = json!({
+        "server": {"name": "bench-jobs-http", "environment": "dev"},
+        "kafka": {"bootstrapServers": [a.bootstrap]},
+        "tools": [TOOL],
+        "auth": {"mode": "none"},
+        "limits": {"callsPerSecond": 1_000_000, "callBurst": 1_000_000},
+    });
+    let launch = |config| Launch::Config {
+        config,
+        kubeconfig: "",
+    };
+    let mut workers_up: Vec<Sidecar> = Vec::new();
+    let (first, _, _) = start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
+    let first_pid = first.0.id();
+    workers_up.push(first);
+    answered(&producer, &replies, &topics, target).await;
+
+    println!();
+    println!(
+        "tool calls as Kafka jobs ({TOOL}; {PARTITIONS}-partition topics; acks=all, no linger)"
+    );
+    println!(
+        "{:<44} {:>4} {:>9} {:>9} {:>9} {:>10}",
+        "operation", "conc", "p50 ms", "p99 ms", "/s", "cpu ms/op"
+    );
+    let args = json!({"topic": target});
+    for workers in [1usize, 16] {
+        // The HTTP sidecar runs only while it is measured: it would
+        // otherwise share the 2 cores idly with the job cells.
+        let (http, base, _) = start_sidecar(a, launch(http_config.clone()), Ready::Readyz).await;
+        let url = format!("{base}/mcp");
+        let over_http = mcp_calls(
+            (&url, http.0.id()),
+            Protocol::Sessions,
+            workers,
+            a.seconds,
+            TOOL,
+            &args,
+        )
+        .await;
+        drop(http);
+        let as_jobs = job_calls(
+            a,
+            &topics,
+            &producer,
+            &replies,
+            workers,
+            Some(first_pid),
+            target,
+        )
+        .await;
+        let floor = floor_calls(a, &topics, &producer, &pings, workers).await;
+        row("over MCP HTTP", workers, &over_http);
+        row("as a job (1 sidecar)", workers, &as_jobs);
+        row("floor: one produce + one fetch", workers, &floor);
+        println!(
+            "  job p50 - HTTP p50 = {:.3} ms, floor p50 {:.3} ms; job/HTTP throughput {:.2}",
+            as_jobs.p50_ms - over_http.p50_ms,
+            floor.p50_ms,
+            as_jobs.per_second / over_http.per_second
+        );
+    }
+    for sidecars in [2usize, 3] {
+        let (more, _, _) = start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
+        workers_up.push(more);
+        // The group rebalances onto the new member (cooperative-sticky).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        answered(&producer, &replies, &topics, target).await;
+        let f = job_calls(a, &topics, &producer, &replies, 16, None, target).await;
+        row(&format!("as a job ({sidecars} sidecars)"), 16, &f);
+    }
+    drop(workers_up);
+    admin
+        .delete_topics(&topics.all(), &AdminOptions::new())
+        .await
+        .ok();
+}
