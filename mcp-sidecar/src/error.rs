@@ -24,6 +24,10 @@ pub enum ErrorCode {
     /// The metrics source (Prometheus) did not answer in time, could not
     /// be reached, or answered an error: only `cluster_metrics` fails so.
     MetricsUnavailable,
+    /// The Schema Registry did not answer in time, could not be reached,
+    /// or failed (5xx): only calls that need it fail so (a peek falls back
+    /// to showing bytes instead).
+    SchemaRegistryUnavailable,
     Internal,
 }
 
@@ -41,6 +45,7 @@ impl ErrorCode {
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::KafkaError => "KAFKA_ERROR",
             Self::MetricsUnavailable => "METRICS_UNAVAILABLE",
+            Self::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
     }
@@ -52,7 +57,10 @@ impl ErrorCode {
     pub fn retriable(self) -> bool {
         matches!(
             self,
-            Self::KafkaUnavailable | Self::Timeout | Self::MetricsUnavailable
+            Self::KafkaUnavailable
+                | Self::Timeout
+                | Self::MetricsUnavailable
+                | Self::SchemaRegistryUnavailable
         )
     }
 }
