@@ -113,6 +113,7 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         client_scopes: Vec::new(),
         // cluster_metrics needs a Prometheus: a config file names one.
         metrics: None,
+        schema_registry: None,
     };
     config.validate().context("standalone mode")?;
     Ok(config)

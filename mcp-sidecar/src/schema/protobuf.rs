@@ -26,6 +26,7 @@ use super::wire;
 const MAIN_FILE: &str = "registered-schema.proto";
 
 /// A compiled `.proto` file.
+#[derive(Debug)]
 pub struct ProtoCodec {
     file: FileDescriptor,
 }
@@ -94,7 +95,8 @@ impl ProtoCodec {
             .nth(first as usize)
             .ok_or_else(|| format!("the schema has no message at index {first}"))?;
         for &i in it {
-            message = message.child_messages().nth(i as usize).ok_or_else(|| {
+            let child = message.child_messages().nth(i as usize);
+            message = child.ok_or_else(|| {
                 format!("{} has no nested message at index {i}", message.full_name())
             })?;
         }

@@ -94,8 +94,11 @@ pub struct ConsumedMessage {
     /// The key and value as read, while they may still be decoded.
     #[serde(skip)]
     #[schemars(skip)]
-    raw: Option<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+    raw: Option<RawKeyValue>,
 }
+
+/// A message's key and value bytes, as read.
+type RawKeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Bytes shown the most readable way that is exact.
 #[derive(Debug, Serialize, JsonSchema)]
