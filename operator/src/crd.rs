@@ -434,7 +434,7 @@ mod tests {
     fn selectors_parse_names_and_groups() {
         let s: Vec<ToolSelector> =
             serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
-        assert_eq!(s[0].tools().len(), 12);
+        assert_eq!(s[0].tools().len(), 15);
         assert_eq!(s[1].tools(), vec![ToolName::CreateTopic]);
         assert_eq!(s[2].tools().len(), ToolName::ALL.len());
         assert!(serde_json::from_str::<ToolSelector>(r#""drop_all""#).is_err());

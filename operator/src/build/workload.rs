@@ -145,6 +145,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
                 }),
             }
         }),
+        schema_registry: None,
     }
 }
 
