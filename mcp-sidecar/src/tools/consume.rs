@@ -89,7 +89,8 @@ pub struct ConsumedMessage {
     /// Why a key or value is shown as its bytes although this server has a
     /// schema registry (not in the wire format, an unknown schema id, the
     /// registry unreachable...).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    // `default` so that the output schema says it may be absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// The key and value as read, while they may still be decoded.
     #[serde(skip)]
@@ -457,6 +458,34 @@ fn read_peek(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_without_schemas_or_notes_fits_the_output_schema() {
+        // Fields left out when empty must not be required: a client that
+        // checks structured content against the schema would refuse every
+        // plain message.
+        let schema = serde_json::to_value(schemars::schema_for!(ConsumedMessage)).unwrap();
+        let plain = ConsumedMessage {
+            partition: 0,
+            offset: 1,
+            timestamp_ms: None,
+            key: None,
+            value: Some(Payload::Text("x".into())),
+            headers: BTreeMap::new(),
+            key_schema: None,
+            value_schema: None,
+            notes: Vec::new(),
+            raw: None,
+        };
+        let shown = serde_json::to_value(&plain).unwrap();
+        assert!(shown.get("notes").is_none(), "{shown}");
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let misfits: Vec<String> = validator
+            .iter_errors(&shown)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(misfits.is_empty(), "{misfits:?}");
+    }
 
     #[test]
     fn payloads_are_shown_exactly() {
