@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ErrorCode, ToolError, ToolResult};
-pub use registry::{RegisteredSchema, SchemaRegistry};
+pub use registry::{Placement, RegisteredSchema, SchemaRegistry};
 
 /// A schema's format, as the registry's `schemaType` names it (absent: Avro).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -134,20 +134,60 @@ pub enum Decoded {
 /// that is down costs one timeout, not one per message.
 pub struct PeekDecoder<'a> {
     registry: &'a SchemaRegistry,
+    topic: &'a str,
+    /// Whether the caller may see a subject (its scope).
+    visible: &'a (dyn Fn(&str) -> bool + Sync),
     seen: HashMap<u32, Result<Arc<RegisteredSchema>, ToolError>>,
+    placed: HashMap<u32, Option<Arc<Vec<Placement>>>>,
     down: Option<String>,
 }
 
+/// The subject version to name for a schema id read from `own_subject`'s
+/// place (`<topic>-key` or `<topic>-value`): that subject if it holds the
+/// id, else the one visible subject that does. A registry gives an
+/// identical schema one id under every subject, so "the first subject of
+/// the id" may be another topic's; with several and none the topic's, no
+/// subject is named rather than a wrong one.
+pub fn placement_for<'p>(
+    placements: &'p [Placement],
+    own_subject: &str,
+    visible: impl Fn(&str) -> bool,
+) -> Option<&'p Placement> {
+    if let Some(own) = placements.iter().find(|p| p.subject == own_subject) {
+        return Some(own);
+    }
+    let mut others = placements.iter().filter(|p| visible(&p.subject));
+    match (others.next(), others.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
 impl<'a> PeekDecoder<'a> {
-    pub fn new(registry: &'a SchemaRegistry) -> Self {
+    pub fn new(
+        registry: &'a SchemaRegistry,
+        topic: &'a str,
+        visible: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> Self {
         Self {
             registry,
+            topic,
+            visible,
             seen: HashMap::new(),
+            placed: HashMap::new(),
             down: None,
         }
     }
 
-    pub async fn decode(&mut self, bytes: &[u8]) -> Decoded {
+    /// Remembers a registry that did not answer, so the peek asks no more.
+    fn note_failure(&mut self, e: &ToolError) {
+        if e.code == ErrorCode::SchemaRegistryUnavailable && self.down.is_none() {
+            self.down = Some(e.message.clone());
+        }
+    }
+
+    /// `part`: "key" or "value", for the subject the TopicNameStrategy names.
+    pub async fn decode(&mut self, part: &str, bytes: &[u8]) -> Decoded {
         let Some((id, payload)) = wire::split(bytes) else {
             return Decoded::Fallback(
                 "not in the schema registry's wire format (magic byte 0 and a schema id)".into(),
@@ -162,10 +202,8 @@ impl<'a> PeekDecoder<'a> {
                     ));
                 }
                 let fetched = self.registry.schema_by_id(id).await;
-                if let Err(e) = &fetched
-                    && e.code == ErrorCode::SchemaRegistryUnavailable
-                {
-                    self.down = Some(e.message.clone());
+                if let Err(e) = &fetched {
+                    self.note_failure(e);
                 }
                 self.seen.insert(id, fetched.clone());
                 fetched
@@ -186,22 +224,44 @@ impl<'a> PeekDecoder<'a> {
                 ));
             }
         };
-        match schema.codec.decode(payload) {
-            Ok((value, message)) => Decoded::Value(
-                value,
-                WireSchema {
-                    format: schema.format,
-                    schema_id: id,
-                    subject: schema.subject.clone(),
-                    version: schema.version,
-                    message,
-                },
-            ),
-            Err(why) => Decoded::Fallback(format!(
-                "does not decode with schema id {id} ({:?}): {why}",
-                schema.format
-            )),
-        }
+        let (value, message) = match schema.codec.decode(payload) {
+            Ok(decoded) => decoded,
+            Err(why) => {
+                return Decoded::Fallback(format!(
+                    "does not decode with schema id {id} ({:?}): {why}",
+                    schema.format
+                ));
+            }
+        };
+        // Where the id is registered only names it: without an answer the
+        // value is still shown decoded.
+        let placements = match self.placed.get(&id) {
+            Some(known) => known.clone(),
+            None if self.down.is_some() => None,
+            None => {
+                let fetched = self.registry.placements(id).await;
+                if let Err(e) = &fetched {
+                    self.note_failure(e);
+                }
+                let fetched = fetched.ok();
+                self.placed.insert(id, fetched.clone());
+                fetched
+            }
+        };
+        let own_subject = format!("{}-{part}", self.topic);
+        let placement = placements
+            .as_deref()
+            .and_then(|p| placement_for(p, &own_subject, self.visible));
+        Decoded::Value(
+            value,
+            WireSchema {
+                format: schema.format,
+                schema_id: id,
+                subject: placement.map(|p| p.subject.clone()),
+                version: placement.map(|p| p.version),
+                message,
+            },
+        )
     }
 }
 
@@ -234,4 +294,42 @@ pub async fn encode(
             message,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(subject: &str, version: i32) -> Placement {
+        Placement {
+            subject: subject.into(),
+            version,
+        }
+    }
+
+    #[test]
+    fn an_id_is_named_by_its_topics_subject_first() {
+        // One schema registered under three subjects: the registry gives
+        // it one id, listed in registration order.
+        let all = [
+            placed("older-value", 1),
+            placed("orders-value", 3),
+            placed("com.acme.Order", 2),
+        ];
+        let everyone = |_: &str| true;
+        assert_eq!(placement_for(&all, "orders-value", everyone), Some(&all[1]));
+        assert_eq!(
+            placement_for(&all, "returns-value", everyone),
+            None,
+            "several, none the topic's: no guess"
+        );
+        let only_acme = |s: &str| s == "com.acme.Order";
+        assert_eq!(
+            placement_for(&all, "returns-value", only_acme),
+            Some(&all[2]),
+            "the one the caller may see"
+        );
+        assert_eq!(placement_for(&all, "returns-key", |_: &str| false), None);
+        assert_eq!(placement_for(&[], "orders-value", everyone), None);
+    }
 }

@@ -25,6 +25,12 @@ use crate::outbound::{HttpClient, HttpFailure, read_secret};
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Most schemas (by text size) kept compiled.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// How long where an id is registered is trusted: unlike the schema, it
+/// changes (the registry gives an identical schema the same id under
+/// every subject it is registered under, so new subjects join later).
+const PLACEMENTS_TTL: Duration = Duration::from_secs(60);
+/// Most ids whose placements are kept.
+const PLACEMENTS_CACHED: u64 = 10_000;
 /// Most references followed for one schema, all levels together.
 pub const MAX_REFERENCES: usize = 64;
 
@@ -39,14 +45,11 @@ pub struct Reference {
     pub version: i32,
 }
 
-/// One registered schema, compiled.
+/// One registered schema, compiled. Where it is registered is not part of
+/// it (see `SchemaRegistry::placements`): one id may be many subjects'.
 pub struct RegisteredSchema {
     pub id: u32,
     pub format: Format,
-    /// Where it is registered, when the registry says (the first of its
-    /// subject versions).
-    pub subject: Option<String>,
-    pub version: Option<i32>,
     pub codec: Codec,
 }
 
@@ -74,10 +77,11 @@ struct SchemaById {
     references: Vec<Reference>,
 }
 
-#[derive(Deserialize)]
-struct Placement {
-    subject: String,
-    version: i32,
+/// A subject version that holds a schema id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Placement {
+    pub subject: String,
+    pub version: i32,
 }
 
 /// A configured registry.
@@ -86,6 +90,7 @@ pub struct SchemaRegistry {
     base: String,
     http: HttpClient,
     by_id: moka::future::Cache<u32, Arc<RegisteredSchema>>,
+    placements: moka::future::Cache<u32, Arc<Vec<Placement>>>,
 }
 
 impl SchemaRegistry {
@@ -100,11 +105,16 @@ impl SchemaRegistry {
             .weigher(|_, s: &Arc<RegisteredSchema>| s.codec.weight())
             .max_capacity(CACHE_BYTES)
             .build();
+        let placements = moka::future::Cache::builder()
+            .time_to_live(PLACEMENTS_TTL)
+            .max_capacity(PLACEMENTS_CACHED)
+            .build();
         Ok(Arc::new(Self {
             base: config.url.trim_end_matches('/').to_string(),
             config: config.clone(),
             http,
             by_id,
+            placements,
         }))
     }
 
@@ -122,20 +132,20 @@ impl SchemaRegistry {
                 let references = self.resolve_references(&raw.references).await?;
                 let codec = Codec::compile(format, &raw.schema, &references)
                     .map_err(|e| ToolError::invalid(format!("schema id {id}: {e}")))?;
-                // Where it is registered is a nicety: a registry without
-                // this endpoint still decodes.
-                let placement = self
-                    .get_json::<Vec<Placement>>(&format!("/schemas/ids/{id}/versions"))
+                Ok(Arc::new(RegisteredSchema { id, format, codec }))
+            })
+            .await
+            .map_err(|e: Arc<ToolError>| (*e).clone())
+    }
+
+    /// The subject versions that hold schema id `id` (cached a minute:
+    /// subjects registering the same schema join later).
+    pub async fn placements(&self, id: u32) -> ToolResult<Arc<Vec<Placement>>> {
+        self.placements
+            .try_get_with(id, async move {
+                self.get_json::<Vec<Placement>>(&format!("/schemas/ids/{id}/versions"))
                     .await
-                    .ok()
-                    .and_then(|p| p.into_iter().next());
-                Ok(Arc::new(RegisteredSchema {
-                    id,
-                    format,
-                    subject: placement.as_ref().map(|p| p.subject.clone()),
-                    version: placement.map(|p| p.version),
-                    codec,
-                }))
+                    .map(Arc::new)
             })
             .await
             .map_err(|e: Arc<ToolError>| (*e).clone())

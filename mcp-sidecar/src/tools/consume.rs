@@ -20,6 +20,7 @@ use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::kafka::{BlockingKafka, PeekConsumer};
 use crate::schema::{Decoded, PeekDecoder, SchemaRegistry, WireSchema};
+use crate::scope::Scope;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -193,7 +194,7 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
         })
         .await?;
     match &ctx.schema_registry {
-        Some(registry) => Ok(decode_peek(registry, read, max_bytes).await),
+        Some(registry) => Ok(decode_peek(registry, ctx.scope.as_deref(), read, max_bytes).await),
         None => Ok(read),
     }
 }
@@ -203,8 +204,15 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
 /// with a note saying why. The byte cap then counts the decoded JSON's
 /// length for what was decoded: messages past it are left out (they were
 /// read, never committed), and the answer says it stopped by max_bytes.
-async fn decode_peek(registry: &SchemaRegistry, mut read: Messages, max_bytes: usize) -> Messages {
-    let mut decoder = PeekDecoder::new(registry);
+async fn decode_peek(
+    registry: &SchemaRegistry,
+    scope: Option<&Scope>,
+    mut read: Messages,
+    max_bytes: usize,
+) -> Messages {
+    let visible = |subject: &str| super::schemas::subject_visible(scope, subject);
+    let topic = read.topic.clone();
+    let mut decoder = PeekDecoder::new(registry, &topic, &visible);
     let mut bytes = 0usize;
     let mut kept = 0;
     for message in &mut read.messages {
@@ -222,7 +230,7 @@ async fn decode_peek(registry: &SchemaRegistry, mut read: Messages, max_bytes: u
             ),
         ] {
             let Some(raw) = raw else { continue };
-            match decoder.decode(&raw).await {
+            match decoder.decode(which, &raw).await {
                 Decoded::Value(json, with) => {
                     size += serde_json::to_string(&json).map_or(raw.len(), |t| t.len());
                     *shown = Some(Payload::Json(json));

@@ -45,7 +45,12 @@ fn subject_name(subject: &str) -> ToolResult<()> {
 
 /// Whether the caller's scope admits `subject` (listings filter by it).
 fn in_scope(ctx: &ToolContext, subject: &str) -> bool {
-    match &ctx.scope {
+    subject_visible(ctx.scope.as_deref(), subject)
+}
+
+/// Whether `scope` (none: everything) admits `subject`.
+pub fn subject_visible(scope: Option<&crate::scope::Scope>, subject: &str) -> bool {
+    match scope {
         None => true,
         Some(scope) => subject_topic(subject).is_some_and(|t| scope.topics.admits(t)),
     }
@@ -183,10 +188,16 @@ pub async fn get_schema(ctx: &ToolContext, args: GetSchemaArgs) -> ToolResult<Sc
         }
         (None, Some(id)) if args.version.is_none() => {
             let raw: SchemaById = registry.get_json(&format!("/schemas/ids/{id}")).await?;
-            let placements: Vec<SubjectVersionRef> = registry
+            // A registry without this endpoint answers 404; one that
+            // fails must not look like "held by no subject in scope".
+            let placements: Vec<SubjectVersionRef> = match registry
                 .get_json(&format!("/schemas/ids/{id}/versions"))
                 .await
-                .unwrap_or_default();
+            {
+                Ok(placements) => placements,
+                Err(e) if e.code == ErrorCode::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
             let visible: Vec<SubjectVersionRef> = placements
                 .into_iter()
                 .filter(|p| in_scope(ctx, &p.subject))
