@@ -472,6 +472,34 @@ def test_without_a_registry_nothing_changes(schema_server, kafka):
     assert tool_error(refused)["code"] == "INVALID_ARGUMENT"
 
 
+def test_a_planned_publish_against_latest_is_refused_once_a_newer_version_exists(schema_server, kafka, registry):
+    """The dry run names the schema id it encoded with, and so does the
+    plan's fingerprint: a value planned against v1 is not written as v1
+    once v2 is the latest."""
+    bootstrap, make_topic = kafka
+    topic = make_topic(unique("plan-latest"))
+    subject = f"{topic}-value"
+    registry.register_schema(subject, Schema(json.dumps(ORDER_V1), "AVRO"))
+    sidecar = schema_server(mutations="twoPhase")
+    order = {"id": 1, "customer": "c", "price": "1.00", "status": "NEW", "lines": [], "tags": {}}
+    args = {"topic": topic, "value": json.dumps(order), "value_schema": {}}
+    planned = call(sidecar.url, "publish_message", {**args, "dry_run": True})
+    assert not planned.is_error, planned
+    assert planned.structured_content["value_schema"]["version"] == 1
+    registry.register_schema(subject, Schema(json.dumps(ORDER_V2), "AVRO"))
+    stale = call(sidecar.url, "publish_message", {**args, "plan_id": planned.structured_content["plan"]["id"]})
+    assert tool_error(stale)["code"] == "CONFLICT", stale
+    assert end_offset(bootstrap, topic) == 0, "nothing was written"
+    # Planned again, it is written with v2 (the channel default filled in).
+    again = call(sidecar.url, "publish_message", {**args, "dry_run": True})
+    applied = call(sidecar.url, "publish_message", {**args, "plan_id": again.structured_content["plan"]["id"]})
+    assert not applied.is_error, applied
+    assert applied.structured_content["value_schema"]["version"] == 2
+    [m] = read_back(bootstrap, topic, 1)
+    value = AvroDeserializer(registry)(m.value(), SerializationContext(topic, MessageField.VALUE))
+    assert value["channel"] == "web" and value["id"] == 1, value
+
+
 def test_registry_stopped_mid_peek_falls_back_and_cached_ids_still_decode(schema_server, kafka, registry):
     """Stops the ground's registry (in memory: it comes back empty), so it
     runs last in this file."""
