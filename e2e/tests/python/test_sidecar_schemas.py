@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 SCHEMA_TOOLS = ["list_subjects", "get_schema", "check_compatibility", "register_schema", "delete_subject"]
@@ -258,10 +259,23 @@ def test_reference_records_decode_exactly_keys_and_values(schema_server, kafka, 
                              parcels=[Shipment.Parcel(grams=1200, label="a"), Shipment.Parcel(grams=0)])
     sent_return = Return(shipment_id=7, reason="late")
     parcel_alone = Shipment.Parcel(grams=5, label="loose")
+    # Keys through the reference ProtobufSerializer, which registers its
+    # schema itself: the registry then hands it back as a base64
+    # FileDescriptorProto, not .proto text.
+    key_fd = descriptor_pb2.FileDescriptorProto(name="shop_test_key.proto", package="shop.test", syntax="proto3")
+    key_fd.message_type.add(name="ShipmentKey").field.add(
+        name="shipment_id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64, label=1)
+    pool.Add(key_fd)
+    ShipmentKey = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.test.ShipmentKey"))
+    proto_key_ser = ProtobufSerializer(ShipmentKey, registry, {"use.deprecated.format": False})
+    keys = [ShipmentKey(shipment_id=-9007199254740993), ShipmentKey(shipment_id=7), ShipmentKey()]
+    framed_keys = [proto_key_ser(k, SerializationContext(proto_topic, MessageField.KEY)) for k in keys]
+    assert not registry.get_latest_version(f"{proto_topic}-key").schema.schema_str.lstrip().startswith("syntax"), \
+        "the key schema was meant to come back as a descriptor"
     produce(bootstrap, proto_topic, [
-        (None, frame(proto_id, b"\x00" + sent_shipment.SerializeToString())),  # indexes [0]
-        (None, frame(proto_id, b"\x02\x02" + sent_return.SerializeToString())),  # [1]
-        (None, frame(proto_id, b"\x04\x00\x00" + parcel_alone.SerializeToString())),  # [0, 0]
+        (framed_keys[0], frame(proto_id, b"\x00" + sent_shipment.SerializeToString())),  # indexes [0]
+        (framed_keys[1], frame(proto_id, b"\x02\x02" + sent_return.SerializeToString())),  # [1]
+        (framed_keys[2], frame(proto_id, b"\x04\x00\x00" + parcel_alone.SerializeToString())),  # [0, 0]
     ])
 
     sidecar = schema_server()
@@ -287,6 +301,9 @@ def test_reference_records_decode_exactly_keys_and_values(schema_server, kafka, 
     assert [m["value"]["json"] for m in pb] == expected, pb
     assert [m["value_schema"]["message"] for m in pb] == ["shop.test.Shipment", "shop.test.Return", "shop.test.Shipment.Parcel"]
     assert all(m["value_schema"]["schema_id"] == proto_id and m["value_schema"]["format"] == "protobuf" for m in pb)
+    assert [m["key"]["json"] for m in pb] == [json_format.MessageToDict(k) for k in keys], pb
+    assert all(m["key_schema"]["message"] == "shop.test.ShipmentKey" and m["key_schema"]["subject"] == f"{proto_topic}-key"
+               for m in pb), pb
 
     # The answer fits the tool's output schema.
     async def tools(session):
