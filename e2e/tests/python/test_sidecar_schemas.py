@@ -517,6 +517,48 @@ def test_a_planned_publish_against_latest_is_refused_once_a_newer_version_exists
     assert value["channel"] == "web" and value["id"] == 1, value
 
 
+def test_a_scoped_server_sees_only_its_topics_subjects(schema_server, kafka, registry):
+    """A subject is its topic's under the TopicNameStrategy: a server
+    scoped to some topics lists, reads and writes only their subjects, and
+    a schema id shared with a subject outside is shown with its own."""
+    bootstrap, make_topic = kafka
+    team = unique("scoped") + "."
+    inside, outside = make_topic(f"{team}orders"), make_topic(unique("outside"))
+    # One schema under both subjects: the registry gives it one id.
+    registry.register_schema(f"{outside}-value", Schema(json.dumps(ORDER_V1), "AVRO"))
+    in_id = registry.register_schema(f"{inside}-value", Schema(json.dumps(ORDER_V1), "AVRO"))
+    assert registry.get_latest_version(f"{outside}-value").schema_id == in_id
+    ser = AvroSerializer(registry, json.dumps(ORDER_V1), conf={"auto.register.schemas": False, "use.latest.version": True})
+    order = {"id": 4, "customer": "s", "note": None, "price": __import__("decimal").Decimal("4.00"), "status": "NEW",
+             "lines": [], "tags": {}}
+    produce(bootstrap, inside, [(None, ser(order, SerializationContext(inside, MessageField.VALUE)))])
+    scope = {"topics": {"allow": [{"name": team, "patternType": "prefix"}]}, "groups": {"allow": []}}
+    sidecar = schema_server(scope=scope)
+
+    async def body(session):
+        return (
+            await session.call_tool("list_subjects", {"prefix": "schema-test-"}),
+            await session.call_tool("get_schema", {"subject": f"{outside}-value"}),
+            await session.call_tool("get_schema", {"id": in_id}),
+            await session.call_tool("check_compatibility", {"subject": f"{outside}-value", "schema": json.dumps(ORDER_V2)}),
+            await session.call_tool("register_schema", {"subject": f"{outside}-value", "schema": json.dumps(ORDER_V2), "dry_run": True}),
+            await session.call_tool("register_schema", {"subject": "shop.test.Order", "schema": json.dumps(ORDER_V2), "dry_run": True}),
+            await session.call_tool("publish_message", {"topic": inside, "value": "{}", "value_schema": {"subject": f"{outside}-value"}}),
+            await session.call_tool("consume_messages", {"topic": inside, "from": "earliest"}),
+        )
+
+    listed, other, by_id, check_other, register_other, register_record_named, publish_other, peeked = with_session(sidecar.url, body)
+    subjects = listed.structured_content["subjects"]
+    assert f"{inside}-value" in subjects and listed.structured_content["scoped"] is True, listed
+    assert all(s.startswith(team) for s in subjects), subjects
+    for refused in (other, check_other, register_other, register_record_named, publish_other):
+        assert tool_error(refused)["code"] == "PERMISSION_DENIED", refused
+    assert by_id.structured_content["registered_as"] == [{"subject": f"{inside}-value", "version": 1}], by_id
+    [m] = peeked.structured_content["messages"]
+    assert m["value"]["json"] == avro_value(order)
+    assert m["value_schema"]["subject"] == f"{inside}-value", m
+
+
 def test_registry_stopped_mid_peek_falls_back_and_cached_ids_still_decode(schema_server, kafka, registry):
     """Stops the ground's registry (in memory: it comes back empty), so it
     runs last in this file."""
