@@ -70,6 +70,12 @@ pub struct SidecarConfig {
     /// config without jobs is the same text as before the field existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobsConfig>,
+    /// A Schema Registry (the Confluent REST API) for schema-aware
+    /// payloads: `consume_messages` decodes Confluent wire-format keys and
+    /// values, `publish_message` can encode against a subject, and the
+    /// registry tools exist. Absent: none of that, whatever `tools` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistryConfig>,
 }
 
 /// The job path: the topics a server's job workers read and write, on the
@@ -178,6 +184,93 @@ impl JobsConfig {
     }
 }
 
+
+/// A Schema Registry to read and write schemas in, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// Base URL of the Confluent-compatible API (`http://` or `https://`,
+    /// no query), e.g. `http://schema-registry.kafka.svc:8081` or
+    /// Apicurio's `http://apicurio:8080/apis/ccompat/v7`.
+    pub url: String,
+    /// HTTP basic credentials (Confluent's `basic.auth.user.info`), each
+    /// in a file (mounted Secret keys), read per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthFiles>,
+    /// A file holding a bearer token sent with every request (read per
+    /// request). Not together with `basicAuth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM CA bundle that signs the registry's certificate (`https` only).
+    /// Absent: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Longest one registry request may take (connect and answer).
+    #[serde(default = "SchemaRegistryConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// A username and a password, each in a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuthFiles {
+    pub username_file: PathBuf,
+    pub password_file: PathBuf,
+}
+
+impl SchemaRegistryConfig {
+    pub fn default_timeout_ms() -> u64 {
+        5_000
+    }
+
+    /// What is wrong with this registry's settings, as (field, problem).
+    fn problem(&self, at: &str) -> Option<(String, String)> {
+        if let Some(problem) = base_url_problem(&self.url) {
+            return Some((format!("{at}.url"), problem));
+        }
+        if self.ca_file.is_some() && !self.url.starts_with("https://") {
+            return Some((format!("{at}.caFile"), "is only for an https:// url".into()));
+        }
+        if self.basic_auth.is_some() && self.bearer_token_file.is_some() {
+            return Some((
+                format!("{at}.bearerTokenFile"),
+                "name basicAuth or bearerTokenFile, not both".into(),
+            ));
+        }
+        if !(100..=30_000).contains(&self.timeout_ms) {
+            return Some((
+                format!("{at}.timeoutMs"),
+                "must be between 100 and 30000".into(),
+            ));
+        }
+        None
+    }
+}
+
+/// What is wrong with an HTTP base URL of a service the sidecar calls, if
+/// anything: it must be http:// or https:// with a host, no credentials
+/// (they come from files), no query or fragment.
+fn base_url_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest.map(|r| r.split('/').next().unwrap_or_default()) {
+        None => return Some(format!("{url:?} is not an http:// or https:// URL")),
+        Some("") => return Some("names no host".into()),
+        Some(a) if a.contains('@') => {
+            return Some("must not carry credentials; name files that hold them".into());
+        }
+        Some(_) => {}
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Some("must be a base URL without spaces, query or fragment".into());
+    }
+    None
+}
+
 /// The sources of broker metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -227,36 +320,8 @@ impl PrometheusSource {
     /// What is wrong with this source, as (field under `at`, problem).
     fn problem(&self, at: &str) -> Option<(String, String)> {
         let field = |name: &str| format!("{at}.{name}");
-        let rest = self
-            .url
-            .strip_prefix("http://")
-            .or_else(|| self.url.strip_prefix("https://"));
-        let authority = rest.map(|r| r.split('/').next().unwrap_or_default());
-        match authority {
-            None => {
-                return Some((
-                    field("url"),
-                    format!("{:?} is not an http:// or https:// URL", self.url),
-                ));
-            }
-            Some("") => return Some((field("url"), "names no host".into())),
-            Some(a) if a.contains('@') => {
-                return Some((
-                    field("url"),
-                    "must not carry credentials; use bearerTokenFile".into(),
-                ));
-            }
-            Some(_) => {}
-        }
-        if self
-            .url
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-        {
-            return Some((
-                field("url"),
-                "must be a base URL without spaces, query or fragment".into(),
-            ));
+        if let Some(problem) = base_url_problem(&self.url) {
+            return Some((field("url"), problem));
         }
         if self.ca_file.is_some() && !self.url.starts_with("https://") {
             return Some((field("caFile"), "is only for an https:// url".into()));
@@ -841,6 +906,13 @@ impl SidecarConfig {
         if let Some((field, problem)) = self.jobs.as_ref().and_then(JobsConfig::problem) {
             return Err(ConfigError::new(field, problem));
         }
+        if let Some((field, problem)) = self
+            .schema_registry
+            .as_ref()
+            .and_then(|r| r.problem("schemaRegistry"))
+        {
+            return Err(ConfigError::new(field, problem));
+        }
         if self.auth.mode == AuthMode::None
             && (self.server.environment != "dev" || !self.listen.address.ip().is_loopback())
         {
@@ -866,6 +938,7 @@ impl SidecarConfig {
     pub fn enables(&self, tool: ToolName) -> bool {
         self.tools.contains(&tool)
             && (tool != ToolName::ClusterMetrics || self.has_metrics_source())
+            && (!tool.needs_schema_registry() || self.schema_registry.is_some())
     }
 
     /// Whether `cluster_metrics` has somewhere to read metrics from.

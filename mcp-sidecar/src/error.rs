@@ -24,6 +24,10 @@ pub enum ErrorCode {
     /// The metrics source (Prometheus) did not answer in time, could not
     /// be reached, or answered an error: only `cluster_metrics` fails so.
     MetricsUnavailable,
+    /// The Schema Registry did not answer in time, could not be reached,
+    /// or failed (5xx): only calls that need it fail so (a peek falls back
+    /// to showing bytes instead).
+    SchemaRegistryUnavailable,
     Internal,
     /// A job (a tool call taken from Kafka) whose bearer token is missing,
     /// expired or not for this server.
@@ -65,6 +69,7 @@ impl ErrorCode {
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::KafkaError => "KAFKA_ERROR",
             Self::MetricsUnavailable => "METRICS_UNAVAILABLE",
+            Self::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
             Self::Internal => "INTERNAL",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
@@ -78,7 +83,10 @@ impl ErrorCode {
     pub fn retriable(self) -> bool {
         matches!(
             self,
-            Self::KafkaUnavailable | Self::Timeout | Self::MetricsUnavailable
+            Self::KafkaUnavailable
+                | Self::Timeout
+                | Self::MetricsUnavailable
+                | Self::SchemaRegistryUnavailable
         )
     }
 }

@@ -28,6 +28,8 @@ pub mod kafka;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
+pub mod outbound;
+#[cfg(feature = "server")]
 pub mod plan;
 #[cfg(feature = "server")]
 pub mod prometheus;
@@ -35,6 +37,8 @@ pub mod prometheus;
 pub mod rate;
 #[cfg(feature = "server")]
 pub mod reload;
+#[cfg(feature = "server")]
+pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

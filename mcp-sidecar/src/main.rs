@@ -115,6 +115,7 @@ fn standalone_config(cli: &Cli) -> anyhow::Result<SidecarConfig> {
         metrics: None,
         // The job path needs its topics: a config file names them.
         jobs: None,
+        schema_registry: None,
     };
     config.validate().context("standalone mode")?;
     Ok(config)

@@ -4,27 +4,19 @@
 //! connection, a slow server, an error answer) one typed error,
 //! `METRICS_UNAVAILABLE`, that never names the token.
 //!
-//! hyper-util's client with rustls (what the Kubernetes client already
-//! compiles in) rather than a higher-level HTTP crate: the sidecar gains no
-//! new dependency for a handful of POSTs.
+//! The HTTP client is the sidecar's one (`crate::outbound`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use http_body_util::Full;
 use serde::Deserialize;
 
 use crate::config::PrometheusSource;
 use crate::error::{ErrorCode, ToolError, ToolResult};
+use crate::outbound::{HttpClient, HttpFailure};
 
 /// Largest answer read from one query: a listing of every topic's rate on a
 /// cluster of ten thousand topics is about 1.5 MiB.
@@ -49,7 +41,7 @@ pub struct Vector {
 pub struct Prometheus {
     source: PrometheusSource,
     query_url: http::Uri,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl Prometheus {
@@ -59,55 +51,11 @@ impl Prometheus {
         let query_url: http::Uri = format!("{}/api/v1/query", source.url.trim_end_matches('/'))
             .parse()
             .map_err(|e| anyhow::anyhow!("metrics.prometheus.url: {e}"))?;
-        let tls = match &source.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("metrics.prometheus.caFile {}: {e}", path.display())
-                })?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| {
-                        anyhow::anyhow!("metrics.prometheus.caFile {}: {e}", path.display())
-                    })?;
-                    roots.add(cert)?;
-                }
-                if roots.is_empty() {
-                    anyhow::bail!(
-                        "metrics.prometheus.caFile {} holds no certificate",
-                        path.display()
-                    );
-                }
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth()
-            }
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                // An http:// source needs none; an https:// one without a CA
-                // file trusts the system's roots (unreadable ones are skipped).
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth()
-            }
-        };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_millis(source.timeout_ms)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = HttpClient::new(
+            source.ca_file.as_deref(),
+            Duration::from_millis(source.timeout_ms),
+            "metrics.prometheus.caFile",
+        )?;
         Ok(Arc::new(Self {
             source: source.clone(),
             query_url,
@@ -147,28 +95,25 @@ impl Prometheus {
         let request = request
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| ToolError::new(ErrorCode::Internal, e.to_string()))?;
-        let response =
-            self.client.request(request).await.map_err(|e| {
-                unavailable(format!("{} did not answer: {}", self.where_(), cause(&e)))
-            })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ToolError::new(
+        let (status, body) =
+            self.client
+                .send(request, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|failure| match failure {
+                    HttpFailure::NoAnswer(why) => {
+                        unavailable(format!("{} did not answer: {why}", self.where_()))
+                    }
+                    HttpFailure::TooLarge(cap) => ToolError::new(
                         ErrorCode::LimitExceeded,
                         format!(
-                            "{} answered more than {MAX_ANSWER_BYTES} bytes for one query",
+                            "{} answered more than {cap} bytes for one query",
                             self.where_()
                         ),
-                    )
-                } else {
-                    unavailable(format!("{} broke off its answer: {e}", self.where_()))
-                }
-            })?
-            .to_bytes();
+                    ),
+                    HttpFailure::BrokeOff(why) => {
+                        unavailable(format!("{} broke off its answer: {why}", self.where_()))
+                    }
+                })?;
         parse_answer(status, &body, limit).map_err(|(retriable, why)| {
             let mut err = unavailable(format!("{}: {why}", self.where_()));
             err.retriable = retriable;
@@ -182,14 +127,10 @@ impl Prometheus {
         let Some(path) = &self.source.bearer_token_file else {
             return Ok(None);
         };
-        let read = tokio::fs::read_to_string(path).await.map_err(|e| {
-            unavailable(format!(
-                "cannot read metrics.prometheus.bearerTokenFile {}: {}",
-                display(path),
-                e.kind()
-            ))
-        })?;
-        Ok(Some(read.trim().to_string()))
+        let token = crate::outbound::read_secret("metrics.prometheus.bearerTokenFile", path)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(token))
     }
 
     /// The server, for messages (the URL carries no credentials: the
@@ -199,22 +140,8 @@ impl Prometheus {
     }
 }
 
-fn display(path: &Path) -> String {
-    path.display().to_string()
-}
-
 fn unavailable(message: String) -> ToolError {
     ToolError::new(ErrorCode::MetricsUnavailable, message)
-}
-
-/// The innermost cause of a client error ("Connection refused"...), which
-/// is what a person needs; hyper's outer message is only "client error".
-fn cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = err;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
 }
 
 #[derive(Deserialize)]

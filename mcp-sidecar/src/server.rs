@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::plan::{self, Plans};
 use crate::prometheus::Prometheus;
 use crate::rate::CallRate;
+use crate::schema::SchemaRegistry;
 use crate::scope::Scope;
 use crate::tool_name::ToolName;
 use crate::tools::{self, ToolContext};
@@ -40,6 +41,8 @@ pub struct Runtime {
     pub audit_sink: Option<Arc<KafkaSink>>,
     /// `cluster_metrics`' source, when `metrics.prometheus` is set.
     pub prometheus: Option<Arc<Prometheus>>,
+    /// The Schema Registry, when `schemaRegistry` is set.
+    pub schema_registry: Option<Arc<SchemaRegistry>>,
 }
 
 impl Runtime {
@@ -70,6 +73,17 @@ impl Runtime {
                 .map(Prometheus::new)
                 .transpose()?,
         };
+        // A registry whose settings did not change keeps its cache of
+        // compiled schemas (ids are immutable).
+        let schema_registry = match (reuse, &config.schema_registry) {
+            (_, None) => None,
+            (Some(current), Some(_))
+                if current.config.schema_registry == config.schema_registry =>
+            {
+                current.schema_registry.clone()
+            }
+            (_, Some(registry)) => Some(SchemaRegistry::new(registry)?),
+        };
         let audit_sink = config
             .audit
             .kafka_topic
@@ -81,6 +95,7 @@ impl Runtime {
             rate,
             audit_sink,
             prometheus,
+            schema_registry,
         })
     }
 
@@ -555,6 +570,7 @@ impl KafkaMcp {
             limits: rt.config.limits.clone(),
             scope: admitted.scope.clone(),
             prometheus: rt.prometheus.clone(),
+            schema_registry: rt.schema_registry.clone(),
         };
         // Every call ends within the Kafka timeout plus slack, whatever a
         // librdkafka call does; the tool's own timeouts normally fire first.

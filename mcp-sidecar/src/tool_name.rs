@@ -53,6 +53,9 @@ tool_names! {
     ConsumeMessages => "consume_messages", Observe;
     DescribeAcls => "describe_acls", Observe;
     ClusterMetrics => "cluster_metrics", Observe;
+    ListSubjects => "list_subjects", Observe;
+    GetSchema => "get_schema", Observe;
+    CheckCompatibility => "check_compatibility", Observe;
     CreateTopic => "create_topic", Mutate;
     DeleteTopic => "delete_topic", Mutate;
     CreatePartitions => "create_partitions", Mutate;
@@ -60,11 +63,26 @@ tool_names! {
     PublishMessage => "publish_message", Mutate;
     DeleteGroup => "delete_group", Mutate;
     ResetGroupOffsets => "reset_group_offsets", Mutate;
+    RegisterSchema => "register_schema", Mutate;
+    DeleteSubject => "delete_subject", Mutate;
 }
 
 impl ToolName {
     pub fn is_mutation(self) -> bool {
         self.group() == ToolGroup::Mutate
+    }
+
+    /// Whether the tool works on a Schema Registry (it exists only where
+    /// `schemaRegistry` is configured).
+    pub fn needs_schema_registry(self) -> bool {
+        matches!(
+            self,
+            Self::ListSubjects
+                | Self::GetSchema
+                | Self::CheckCompatibility
+                | Self::RegisterSchema
+                | Self::DeleteSubject
+        )
     }
 
     /// Every tool of one group.
@@ -114,8 +132,8 @@ mod tests {
 
     #[test]
     fn groups_split_the_set() {
-        assert_eq!(ToolName::in_group(ToolGroup::Observe).count(), 12);
-        assert_eq!(ToolName::in_group(ToolGroup::Mutate).count(), 7);
+        assert_eq!(ToolName::in_group(ToolGroup::Observe).count(), 15);
+        assert_eq!(ToolName::in_group(ToolGroup::Mutate).count(), 9);
         assert!(ToolName::ResetGroupOffsets.is_mutation());
         assert!(!ToolName::ConsumeMessages.is_mutation());
     }

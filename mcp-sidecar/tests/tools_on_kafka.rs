@@ -54,6 +54,7 @@ fn server_without_probe(tools: &[&str], metadata_max_age_ms: u64) -> (KafkaMcp, 
         kafka: Arc::clone(&kafka),
         audit_sink: None,
         prometheus: None,
+        schema_registry: None,
         config,
     };
     (KafkaMcp::new(runtime, Arc::new(Metrics::new())), kafka)

@@ -101,6 +101,14 @@ pub struct McpKafkaServerSpec {
     /// must exist (the sidecar creates none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobsSpec>,
+    /// A Schema Registry (Confluent's REST API) for schema-aware payloads:
+    /// consume_messages decodes Avro, Protobuf and JSON Schema keys and
+    /// values, publish_message can encode against a subject, and the
+    /// registry tools (list_subjects, get_schema, check_compatibility,
+    /// register_schema, delete_subject) exist. Without it those tools are
+    /// not exposed (status lists them among the denied tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistrySpec>,
     /// Sidecar replicas (a PodDisruptionBudget is added above 1).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 20))]
@@ -334,6 +342,63 @@ pub struct JobsStatus {
     pub group: String,
 }
 
+/// A Schema Registry speaking Confluent's REST API (Confluent Schema
+/// Registry, Apicurio's `/apis/ccompat/v7`, Karapace). Credentials and CA
+/// stay in Secrets (or the CA in a ConfigMap), mounted as files the sidecar
+/// reads per request, so a rotated Secret is used without a restart.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(!has(self.caSecretRef) && !has(self.caConfigMapRef)) || self.url.startsWith('https://')")
+        .message("caSecretRef and caConfigMapRef are only for an https:// url"),
+    validation = Rule::new("!has(self.caSecretRef) || !has(self.caConfigMapRef)")
+        .message("name the CA in caSecretRef or caConfigMapRef, not both"),
+    validation = Rule::new("!has(self.basicAuthSecretRef) || !has(self.bearerTokenSecretRef)")
+        .message("name basicAuthSecretRef or bearerTokenSecretRef, not both")
+)]
+pub struct SchemaRegistrySpec {
+    /// Base URL of the API, e.g. `http://schema-registry.kafka.svc:8081` or
+    /// `http://apicurio.kafka.svc:8080/apis/ccompat/v7` (no credentials,
+    /// query or fragment).
+    #[schemars(
+        regex(pattern = r"^https?://[^\s?#@/]+(/[^\s?#@]*)?$"),
+        length(max = 2048)
+    )]
+    pub url: String,
+    /// HTTP basic credentials (Confluent's `basic.auth.user.info`): a
+    /// Secret in this namespace with keys `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_secret_ref: Option<SecretRef>,
+    /// A Secret key holding a bearer token sent with every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<SecretKeyRef>,
+    /// A Secret key holding the PEM CA bundle of an https:// registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// A ConfigMap key holding that CA bundle instead (a CA is not secret;
+    /// trust bundles are often ConfigMaps, e.g. cert-manager's trust-manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map_ref: Option<ConfigMapKeyRef>,
+    /// Longest one registry request may take, in milliseconds (default
+    /// 5000). A peek whose registry does not answer in time still answers,
+    /// showing what it could not decode as bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 30000))]
+    pub timeout_ms: Option<i64>,
+}
+
+/// One key of a ConfigMap in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConfigMapKeyRef {
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
+}
+
 /// The audit trail. Every call is always written to the sidecar's stdout.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -507,7 +572,7 @@ mod tests {
     fn selectors_parse_names_and_groups() {
         let s: Vec<ToolSelector> =
             serde_json::from_str(r#"["observe", "create_topic", "all"]"#).unwrap();
-        assert_eq!(s[0].tools().len(), 12);
+        assert_eq!(s[0].tools().len(), 15);
         assert_eq!(s[1].tools(), vec![ToolName::CreateTopic]);
         assert_eq!(s[2].tools().len(), ToolName::ALL.len());
         assert!(serde_json::from_str::<ToolSelector>(r#""drop_all""#).is_err());

@@ -314,3 +314,60 @@ mod metrics_source_tests {
         assert!(with.denied.is_empty());
     }
 }
+
+/// The registry tools need a Schema Registry: without `spec.schemaRegistry`
+/// they are denied with that reason (the sidecar would not serve them
+/// either), so that status says why they are not there.
+pub fn needs_schema_registry(mut decision: ToolDecision, has_registry: bool) -> ToolDecision {
+    if has_registry {
+        return decision;
+    }
+    let (kept, cut): (Vec<ToolName>, Vec<ToolName>) = decision
+        .effective
+        .into_iter()
+        .partition(|t| !t.needs_schema_registry());
+    decision.effective = kept;
+    decision
+        .denied
+        .extend(cut.into_iter().map(|name| DeniedTool {
+            name,
+            reason: "no schema registry: set spec.schemaRegistry".into(),
+        }));
+    decision
+}
+
+#[cfg(test)]
+mod schema_registry_tests {
+    use super::*;
+
+    #[test]
+    fn registry_tools_without_a_registry_are_denied_with_the_reason() {
+        let decision = || ToolDecision {
+            effective: vec![
+                ToolName::ListTopics,
+                ToolName::GetSchema,
+                ToolName::PublishMessage,
+                ToolName::RegisterSchema,
+            ],
+            denied: Vec::new(),
+            changes_at: None,
+        };
+        let without = needs_schema_registry(decision(), false);
+        assert_eq!(
+            without.effective,
+            vec![ToolName::ListTopics, ToolName::PublishMessage],
+            "publish_message works without a registry (raw values)"
+        );
+        let denied: Vec<ToolName> = without.denied.iter().map(|d| d.name).collect();
+        assert_eq!(denied, vec![ToolName::GetSchema, ToolName::RegisterSchema]);
+        assert!(
+            without
+                .denied
+                .iter()
+                .all(|d| d.reason.contains("spec.schemaRegistry"))
+        );
+        let with = needs_schema_registry(decision(), true);
+        assert_eq!(with.effective, decision().effective);
+        assert!(with.denied.is_empty());
+    }
+}

@@ -576,3 +576,119 @@ fn job_topics_are_checked_at_admission() {
     }
     ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
 }
+
+#[test]
+fn schema_registry_settings_are_checked_at_admission() {
+    let ground = Ground::get();
+    ground.install_crds();
+    let ns = ground.namespace("admission-registry", None);
+    let base = valid_server(&ns, "orders");
+    let registry = |value: Value| with(base.clone(), "/schemaRegistry", value);
+    let admitted = [
+        (
+            "a plain http registry",
+            json!({"url": "http://schema-registry.kafka.svc:8081"}),
+        ),
+        (
+            "Apicurio's path, basic credentials, a CA from a ConfigMap, a timeout",
+            json!({"url": "https://apicurio.kafka.svc:8443/apis/ccompat/v7", "basicAuthSecretRef": {"name": "registry-user"},
+                   "caConfigMapRef": {"name": "trust", "key": "bundle.pem"}, "timeoutMs": 100}),
+        ),
+        (
+            "a bearer token and a CA from a Secret",
+            json!({"url": "https://registry.example:443", "bearerTokenSecretRef": {"name": "t", "key": "token"},
+                   "caSecretRef": {"name": "ca", "key": "ca.crt"}, "timeoutMs": 30000}),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, value) in &admitted {
+        let mut object = registry(value.clone());
+        object["metadata"]["name"] = json!(unique_name("registry"));
+        if let Err(e) = apply(ground, &object) {
+            failures.push(format!("{what}: refused: {e}"));
+        }
+    }
+    let refused = [
+        (
+            "no url",
+            json!({"timeoutMs": 1000}),
+            "spec.schemaRegistry.url: Required value",
+        ),
+        (
+            "not http",
+            json!({"url": "ftp://registry:21"}),
+            "spec.schemaRegistry.url",
+        ),
+        (
+            "credentials in the url",
+            json!({"url": "https://user:pw@registry:8081"}),
+            "spec.schemaRegistry.url",
+        ),
+        (
+            "a query",
+            json!({"url": "http://registry:8081/?x=1"}),
+            "spec.schemaRegistry.url",
+        ),
+        (
+            "a CA for http",
+            json!({"url": "http://registry:8081", "caSecretRef": {"name": "ca", "key": "ca.crt"}}),
+            "caSecretRef and caConfigMapRef are only for an https:// url",
+        ),
+        (
+            "a ConfigMap CA for http",
+            json!({"url": "http://registry:8081", "caConfigMapRef": {"name": "ca", "key": "ca.crt"}}),
+            "caSecretRef and caConfigMapRef are only for an https:// url",
+        ),
+        (
+            "two CAs",
+            json!({"url": "https://registry:8081", "caSecretRef": {"name": "ca", "key": "ca.crt"},
+                   "caConfigMapRef": {"name": "ca", "key": "ca.crt"}}),
+            "name the CA in caSecretRef or caConfigMapRef, not both",
+        ),
+        (
+            "basic and bearer",
+            json!({"url": "https://registry:8081", "basicAuthSecretRef": {"name": "u"},
+                   "bearerTokenSecretRef": {"name": "t", "key": "token"}}),
+            "name basicAuthSecretRef or bearerTokenSecretRef, not both",
+        ),
+        (
+            "a timeout below 100 ms",
+            json!({"url": "http://registry:8081", "timeoutMs": 99}),
+            "spec.schemaRegistry.timeoutMs in body should be greater than or equal to 100",
+        ),
+        (
+            "a timeout above 30 s",
+            json!({"url": "http://registry:8081", "timeoutMs": 30001}),
+            "spec.schemaRegistry.timeoutMs in body should be less than or equal to 30000",
+        ),
+        (
+            "a Secret key that is no key",
+            json!({"url": "https://registry:8081", "bearerTokenSecretRef": {"name": "t", "key": "a/b"}}),
+            "spec.schemaRegistry.bearerTokenSecretRef.key",
+        ),
+        (
+            "a ConfigMap ref without its key",
+            json!({"url": "https://registry:8081", "caConfigMapRef": {"name": "trust"}}),
+            "spec.schemaRegistry.caConfigMapRef.key: Required value",
+        ),
+    ];
+    for (what, value, expected) in &refused {
+        let mut object = registry(value.clone());
+        object["metadata"]["name"] = json!(unique_name("bad-registry"));
+        match apply(ground, &object) {
+            Ok(()) => failures.push(format!("{what}: admitted")),
+            Err(stderr) if !stderr.contains(expected) => {
+                failures.push(format!("{what}: message lacks {expected:?}: {stderr}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        admitted.len() + refused.len(),
+        failures.join("\n")
+    );
+    ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
+}

@@ -19,6 +19,8 @@ use super::observe::{Freshness, offsets_for_timestamp, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::kafka::{BlockingKafka, PeekConsumer};
+use crate::schema::{Decoded, PeekDecoder, SchemaRegistry, WireSchema};
+use crate::scope::Scope;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -78,7 +80,27 @@ pub struct ConsumedMessage {
     pub key: Option<Payload>,
     pub value: Option<Payload>,
     pub headers: BTreeMap<String, Option<Payload>>,
+    /// The key's schema, when it was decoded with one from the schema
+    /// registry (Confluent's wire format); `key` is then its JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_schema: Option<WireSchema>,
+    /// The same for the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_schema: Option<WireSchema>,
+    /// Why a key or value is shown as its bytes although this server has a
+    /// schema registry (not in the wire format, an unknown schema id, the
+    /// registry unreachable...).
+    // `default` so that the output schema says it may be absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The key and value as read, while they may still be decoded.
+    #[serde(skip)]
+    #[schemars(skip)]
+    raw: Option<RawKeyValue>,
 }
+
+/// A message's key and value bytes, as read.
+type RawKeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Bytes shown the most readable way that is exact.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -107,7 +129,7 @@ impl Payload {
 
 /// Whether every number survived parsing: an integer beyond 64 bits is
 /// parsed as a float that no longer equals it, so such a payload stays text.
-fn numbers_are_exact(v: &serde_json::Value) -> bool {
+pub fn numbers_are_exact(v: &serde_json::Value) -> bool {
     match v {
         serde_json::Value::Number(n) => {
             n.is_i64()
@@ -163,12 +185,72 @@ pub async fn consume_messages(ctx: &ToolContext, args: ConsumeArgs) -> ToolResul
     }
     // Wait for a peek consumer at most as long as the peek may take.
     let timeout = Duration::from_millis(timeout_ms);
-    ctx.kafka
+    let keep_raw = ctx.schema_registry.is_some();
+    let read = ctx
+        .kafka
         .peek(timeout, move |k, consumer| {
             let plan = plan_peek(k, consumer, args, max_messages)?;
-            read_peek(consumer, plan, max_messages, max_bytes, timeout)
+            read_peek(consumer, plan, max_messages, max_bytes, timeout, keep_raw)
         })
-        .await
+        .await?;
+    match &ctx.schema_registry {
+        Some(registry) => Ok(decode_peek(registry, ctx.scope.as_deref(), read, max_bytes).await),
+        None => Ok(read),
+    }
+}
+
+/// Decodes the keys and values of a peek that are in Confluent's wire
+/// format with their writers' schemas; the others keep today's display,
+/// with a note saying why. The byte cap then counts the decoded JSON's
+/// length for what was decoded: messages past it are left out (they were
+/// read, never committed), and the answer says it stopped by max_bytes.
+async fn decode_peek(
+    registry: &SchemaRegistry,
+    scope: Option<&Scope>,
+    mut read: Messages,
+    max_bytes: usize,
+) -> Messages {
+    let visible = |subject: &str| super::schemas::subject_visible(scope, subject);
+    let topic = read.topic.clone();
+    let mut decoder = PeekDecoder::new(registry, &topic, &visible);
+    let mut bytes = 0usize;
+    let mut kept = 0;
+    for message in &mut read.messages {
+        let Some((key, value)) = message.raw.take() else {
+            continue;
+        };
+        let mut size = 0;
+        for (which, raw, shown, schema) in [
+            ("key", key, &mut message.key, &mut message.key_schema),
+            (
+                "value",
+                value,
+                &mut message.value,
+                &mut message.value_schema,
+            ),
+        ] {
+            let Some(raw) = raw else { continue };
+            match decoder.decode(which, &raw).await {
+                Decoded::Value(json, with) => {
+                    size += serde_json::to_string(&json).map_or(raw.len(), |t| t.len());
+                    *shown = Some(Payload::Json(json));
+                    *schema = Some(with);
+                }
+                Decoded::Fallback(why) => {
+                    size += raw.len();
+                    message.notes.push(format!("{which}: {why}"));
+                }
+            }
+        }
+        if bytes + size > max_bytes {
+            read.stopped_by = "max_bytes".to_string();
+            break;
+        }
+        bytes += size;
+        kept += 1;
+    }
+    read.messages.truncate(kept);
+    read
 }
 
 /// What a peek reads: per partition, the first offset it may show (0 where
@@ -253,6 +335,7 @@ fn read_peek(
     max_messages: usize,
     max_bytes: usize,
     timeout: Duration,
+    keep_raw: bool,
 ) -> ToolResult<Messages> {
     let PeekPlan {
         topic,
@@ -343,6 +426,15 @@ fn read_peek(
             key: msg.key().map(Payload::decode),
             value: msg.payload().map(Payload::decode),
             headers,
+            key_schema: None,
+            value_schema: None,
+            notes: Vec::new(),
+            raw: keep_raw.then(|| {
+                (
+                    msg.key().map(<[u8]>::to_vec),
+                    msg.payload().map(<[u8]>::to_vec),
+                )
+            }),
         });
         // The last message before the end: the one looked up, else the high
         // watermark the fetch that brought this message found (without it,
@@ -374,6 +466,34 @@ fn read_peek(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_without_schemas_or_notes_fits_the_output_schema() {
+        // Fields left out when empty must not be required: a client that
+        // checks structured content against the schema would refuse every
+        // plain message.
+        let schema = serde_json::to_value(schemars::schema_for!(ConsumedMessage)).unwrap();
+        let plain = ConsumedMessage {
+            partition: 0,
+            offset: 1,
+            timestamp_ms: None,
+            key: None,
+            value: Some(Payload::Text("x".into())),
+            headers: BTreeMap::new(),
+            key_schema: None,
+            value_schema: None,
+            notes: Vec::new(),
+            raw: None,
+        };
+        let shown = serde_json::to_value(&plain).unwrap();
+        assert!(shown.get("notes").is_none(), "{shown}");
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let misfits: Vec<String> = validator
+            .iter_errors(&shown)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(misfits.is_empty(), "{misfits:?}");
+    }
 
     #[test]
     fn payloads_are_shown_exactly() {

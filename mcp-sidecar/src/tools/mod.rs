@@ -10,9 +10,10 @@ mod metrics;
 mod mutate;
 mod names;
 mod observe;
+pub mod schemas;
 pub mod validate;
 
-pub use consume::Payload;
+pub use consume::{Payload, numbers_are_exact};
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct ToolContext {
     pub scope: Option<Arc<Scope>>,
     /// Where `cluster_metrics` reads from (`None`: no source configured).
     pub prometheus: Option<Arc<crate::prometheus::Prometheus>>,
+    /// Where schema-aware payloads' schemas are (`None`: none configured).
+    pub schema_registry: Option<Arc<crate::schema::SchemaRegistry>>,
 }
 
 impl ToolContext {
@@ -264,7 +267,7 @@ tool_table! {
     FetchOffsets => observe::fetch_offsets(observe::FetchOffsetsArgs) -> observe::TopicOffsets, Read,
         "Earliest and latest offsets of a topic's partitions, and optionally the first offset at or after a timestamp.";
     ConsumeMessages => consume::consume_messages(consume::ConsumeArgs) -> consume::Messages, Read,
-        "Peek at messages without joining a group or committing: from earliest, from the latest N (from = latest), from an offset or from a timestamp, on one partition or all. Capped by max_messages, max_bytes and timeout_ms. Values are shown as JSON or UTF-8 text when valid, else base64.";
+        "Peek at messages without joining a group or committing: from earliest, from the latest N (from = latest), from an offset or from a timestamp, on one partition or all. Capped by max_messages, max_bytes and timeout_ms. Values are shown as JSON or UTF-8 text when valid, else base64; where the server has a schema registry, keys and values in Confluent's wire format (Avro, Protobuf, JSON Schema) are decoded to JSON with their writer's schema (key_schema/value_schema say which), and notes say why one was not.";
     DescribeAcls => acls::describe_acls(acls::DescribeAclsArgs) -> acls::AclDescription, Read,
         "Kafka's ACLs that apply to a topic or group (resource_type and name: literal, prefixed and wildcard ones), or with principal: self those of this server's own Kafka principal, i.e. what it may do. Says authorizer: false when the cluster enforces no ACLs.";
     ClusterMetrics => metrics::cluster_metrics(metrics::ClusterMetricsArgs) -> metrics::ClusterMetrics, Read,
@@ -278,11 +281,21 @@ tool_table! {
     UpdateTopicConfig => mutate::update_topic_config(mutate::UpdateTopicConfigArgs) -> mutate::UpdateTopicConfigResult, Idempotent,
         "Set or remove (reset to default) individual topic configs, leaving others as they are. Returns the before/after diff. dry_run: true asks Kafka to validate.";
     PublishMessage => mutate::publish_message(mutate::PublishArgs) -> mutate::PublishResult, Additive,
-        "Produce one message (key, value, headers, optional partition) with acks=all; returns its partition and offset. dry_run: true only checks topic, partition and size.";
+        "Produce one message (key, value, headers, optional partition) with acks=all; returns its partition and offset. With value_schema (and key_schema) the value (key) is JSON text encoded with a subject's registered schema (default <topic>-value, latest version), validated first: a misfit is INVALID_ARGUMENT naming the field and nothing is written. dry_run: true checks topic, partition, encoding and size.";
     DeleteGroup => groups::delete_group(groups::DeleteGroupArgs) -> groups::DeleteGroupResult, Destructive,
         "Delete a consumer group and its committed offsets. Kafka refuses while the group has members. dry_run: true shows the group's state and offsets.";
     ResetGroupOffsets => groups::reset_group_offsets(groups::ResetOffsetsArgs) -> groups::ResetOffsetsResult, Destructive,
         "Move a consumer group's committed offsets on a topic to earliest, latest, a timestamp or an explicit offset. Refused while the group has members. dry_run: true shows current and target offsets.";
+    ListSubjects => schemas::list_subjects(schemas::ListSubjectsArgs) -> schemas::SubjectList, Read,
+        "List the Schema Registry's subjects (optionally by prefix, or with soft-deleted ones). A subject <topic>-key or <topic>-value belongs to its topic's scope.";
+    GetSchema => schemas::get_schema(schemas::GetSchemaArgs) -> schemas::SchemaDescription, Read,
+        "Read a registered schema: by subject and version (default latest), with the subject's versions; or by schema id, with the subject versions that hold it. Returns its type (AVRO, PROTOBUF, JSON), text and references.";
+    CheckCompatibility => schemas::check_compatibility(schemas::CheckCompatibilityArgs) -> schemas::Compatibility, Read,
+        "Check whether a proposed schema (text, type, references) is compatible with a subject under its compatibility level, against its latest version or a named one, with the registry's reasons. The schema is compiled here first.";
+    RegisterSchema => schemas::register_schema(schemas::RegisterSchemaArgs) -> schemas::RegisterSchemaResult, Idempotent,
+        "Register a schema under a subject (a new version, or the existing one if the subject holds it already). Refused with CONFLICT if incompatible under the subject's compatibility level. dry_run: true compiles it, checks compatibility and whether it is registered, and registers nothing.";
+    DeleteSubject => schemas::delete_subject(schemas::DeleteSubjectArgs) -> schemas::DeleteSubjectResult, Destructive,
+        "Delete a subject's versions (soft; permanent: true also deletes them for good, after which records written with them may no longer decode). dry_run: true lists the versions that would go.";
 }
 
 /// Descriptions of the given tools, in the table's order.
@@ -390,6 +403,12 @@ mod tests {
                 json!({ "group_id": "team-a-billing", "topic": topic, "to": "earliest" })
             }
             ToolName::DescribeAcls => json!({ "resource_type": "topic", "name": topic }),
+            ToolName::ListSubjects => json!({ "prefix": "team-b" }),
+            ToolName::GetSchema => json!({ "subject": "team-b.orders-value" }),
+            ToolName::CheckCompatibility | ToolName::RegisterSchema => {
+                json!({ "subject": "team-b.orders-value", "schema": "\"string\"" })
+            }
+            ToolName::DeleteSubject => json!({ "subject": "team-b.orders-key" }),
         }
     }
 
@@ -414,6 +433,7 @@ mod tests {
             ToolName::ListBrokers,
             ToolName::ListTopics,
             ToolName::ListGroups,
+            ToolName::ListSubjects,
         ];
         for tool in ToolName::ALL.iter().copied() {
             let args = naming_team_b(tool);

@@ -17,6 +17,7 @@ use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::incremental_alter::ConfigOp;
 use crate::kafka::Kafka;
+use crate::schema::WireSchema;
 
 /// Options of a topic change: Kafka waits up to the request timeout for
 /// the change to be made (not only accepted), or only validates it.
@@ -369,8 +370,43 @@ pub struct PublishArgs {
     /// A partition; default: chosen by the key's hash.
     #[serde(default)]
     pub partition: Option<i32>,
+    /// Encode `value` with a schema from the schema registry (where this
+    /// server has one): `value` is then the record as JSON text, validated
+    /// and written in Confluent's wire format. Nothing is written if it
+    /// does not fit.
+    #[serde(default)]
+    pub value_schema: Option<SchemaChoice>,
+    /// The same for `key`.
+    #[serde(default)]
+    pub key_schema: Option<SchemaChoice>,
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// Which registered schema to encode with.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaChoice {
+    /// Default: `<topic>-value` (or `<topic>-key`), Confluent's
+    /// TopicNameStrategy.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A version number; default: the subject's latest.
+    #[serde(default)]
+    pub version: Option<i32>,
+    /// Protobuf only: the message type (full name, or without the
+    /// package); default: the schema's first message.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl SchemaChoice {
+    /// The subject this choice names for `topic`'s `part` (key or value).
+    pub fn subject_for(&self, topic: &str, part: &str) -> String {
+        self.subject
+            .clone()
+            .unwrap_or_else(|| format!("{topic}-{part}"))
+    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -381,6 +417,12 @@ pub struct PublishResult {
     /// The message's offset; absent in a dry run.
     pub offset: Option<i64>,
     pub bytes: usize,
+    /// The schema the key was encoded with (`key_schema`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_schema: Option<WireSchema>,
+    /// The schema the value was encoded with (`value_schema`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_schema: Option<WireSchema>,
     pub dry_run: bool,
 }
 
@@ -393,14 +435,57 @@ fn bytes_of(text: &str, encoding: Encoding, field: &str) -> ToolResult<Vec<u8>> 
     }
 }
 
+/// `text` as the bytes to write: its encoding's bytes, or with `schema`
+/// the JSON it holds encoded with a registered schema.
+async fn payload_of(
+    ctx: &ToolContext,
+    text: &str,
+    args: &PublishArgs,
+    part: &str,
+    schema: Option<&SchemaChoice>,
+) -> ToolResult<(Vec<u8>, Option<WireSchema>)> {
+    let Some(choice) = schema else {
+        return Ok((bytes_of(text, args.encoding, part)?, None));
+    };
+    let Some(registry) = &ctx.schema_registry else {
+        return Err(ToolError::invalid(format!(
+            "{part}_schema needs a schema registry, and this server has none"
+        )));
+    };
+    if matches!(args.encoding, Encoding::Base64) {
+        return Err(ToolError::invalid(format!(
+            "{part}_schema takes {part} as JSON text, not base64"
+        )));
+    }
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ToolError::invalid(format!("{part} is not JSON text: {e}")))?;
+    let subject = choice.subject_for(&args.topic, part);
+    let (bytes, with) = crate::schema::encode(
+        registry,
+        part,
+        &subject,
+        choice.version,
+        choice.message.as_deref(),
+        &json,
+    )
+    .await?;
+    Ok((bytes, Some(with)))
+}
+
 pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult<PublishResult> {
     validate::topic_name(&args.topic)?;
-    let key = args
-        .key
-        .as_deref()
-        .map(|k| bytes_of(k, args.encoding, "key"))
-        .transpose()?;
-    let value = bytes_of(&args.value, args.encoding, "value")?;
+    let (key, key_schema) = match args.key.as_deref() {
+        Some(k) => {
+            let (bytes, with) = payload_of(ctx, k, &args, "key", args.key_schema.as_ref()).await?;
+            (Some(bytes), with)
+        }
+        None if args.key_schema.is_some() => {
+            return Err(ToolError::invalid("key_schema needs a key"));
+        }
+        None => (None, None),
+    };
+    let (value, value_schema) =
+        payload_of(ctx, &args.value, &args, "value", args.value_schema.as_ref()).await?;
     let size = key.as_ref().map_or(0, Vec::len)
         + value.len()
         + args
@@ -437,6 +522,8 @@ pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult
             partition: args.partition,
             offset: None,
             bytes: size,
+            key_schema,
+            value_schema,
             dry_run: true,
         });
     }
@@ -465,6 +552,8 @@ pub async fn publish_message(ctx: &ToolContext, args: PublishArgs) -> ToolResult
         partition: Some(delivered.partition),
         offset: Some(delivered.offset),
         bytes: size,
+        key_schema,
+        value_schema,
         dry_run: false,
     })
 }

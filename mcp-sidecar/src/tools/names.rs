@@ -3,7 +3,7 @@
 //! type says what it names here, next to the others, so that a new field
 //! naming a topic is one line away from being checked.
 
-use super::{acls, consume, groups, metrics, mutate, observe};
+use super::{acls, consume, groups, metrics, mutate, observe, schemas};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 use crate::scope::{NameScope, Scope};
 
@@ -12,20 +12,30 @@ use crate::scope::{NameScope, Scope};
 pub(crate) struct Named<'a> {
     pub topics: Vec<&'a str>,
     pub groups: Vec<&'a str>,
+    /// Schema Registry subjects: each is its topic's under the
+    /// TopicNameStrategy (`schemas::subject_topic`).
+    pub subjects: Vec<String>,
 }
 
 impl<'a> Named<'a> {
     fn topic(topic: &'a str) -> Self {
         Self {
             topics: vec![topic],
-            groups: Vec::new(),
+            ..Self::default()
+        }
+    }
+
+    fn subject(subject: &str) -> Self {
+        Self {
+            subjects: vec![subject.to_string()],
+            ..Self::default()
         }
     }
 
     fn group(group: &'a str) -> Self {
         Self {
-            topics: Vec::new(),
             groups: vec![group],
+            ..Self::default()
         }
     }
 }
@@ -51,6 +61,24 @@ pub(crate) fn check(scope: &Scope, named: &Named) -> ToolResult<()> {
                     format!("{kind} {name:?} is outside this server's scope ({rule})"),
                 ));
             }
+        }
+    }
+    for subject in &named.subjects {
+        let Some(topic) = schemas::subject_topic(subject) else {
+            return Err(ToolError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "subject {subject:?} is outside this server's scope (it names no topic as <topic>-key or <topic>-value, the TopicNameStrategy a scoped server admits subjects by)"
+                ),
+            ));
+        };
+        if let Err(rule) = scope.topics.decide(topic) {
+            return Err(ToolError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "subject {subject:?} is outside this server's scope (its topic {topic:?}: {rule})"
+                ),
+            ));
         }
     }
     Ok(())
@@ -120,6 +148,7 @@ impl Names for groups::LagArgs {
         Named {
             topics: self.topic.as_deref().into_iter().collect(),
             groups: vec![&self.group_id],
+            ..Named::default()
         }
     }
 }
@@ -135,6 +164,7 @@ impl Names for groups::ResetOffsetsArgs {
         Named {
             topics: vec![&self.topic],
             groups: vec![&self.group_id],
+            ..Named::default()
         }
     }
 }
@@ -163,9 +193,52 @@ impl Names for mutate::UpdateTopicConfigArgs {
     }
 }
 
+/// With a schema, the subject it names too (the topic's by default).
 impl Names for mutate::PublishArgs {
     fn named(&self) -> Named<'_> {
-        Named::topic(&self.topic)
+        let mut named = Named::topic(&self.topic);
+        for (part, choice) in [("key", &self.key_schema), ("value", &self.value_schema)] {
+            if let Some(choice) = choice {
+                named.subjects.push(choice.subject_for(&self.topic, part));
+            }
+        }
+        named
+    }
+}
+
+/// A listing names nothing: it shows only what is in scope.
+impl Names for schemas::ListSubjectsArgs {
+    fn named(&self) -> Named<'_> {
+        Named::default()
+    }
+}
+
+/// By id it names no subject: the tool shows only the subjects in scope
+/// that hold it, and refuses one held by none.
+impl Names for schemas::GetSchemaArgs {
+    fn named(&self) -> Named<'_> {
+        self.subject
+            .as_deref()
+            .map(Named::subject)
+            .unwrap_or_default()
+    }
+}
+
+impl Names for schemas::CheckCompatibilityArgs {
+    fn named(&self) -> Named<'_> {
+        Named::subject(&self.subject)
+    }
+}
+
+impl Names for schemas::RegisterSchemaArgs {
+    fn named(&self) -> Named<'_> {
+        Named::subject(&self.subject)
+    }
+}
+
+impl Names for schemas::DeleteSubjectArgs {
+    fn named(&self) -> Named<'_> {
+        Named::subject(&self.subject)
     }
 }
 
@@ -175,6 +248,7 @@ impl Names for acls::DescribeAclsArgs {
         Named {
             topics: topic.into_iter().collect(),
             groups: group.into_iter().collect(),
+            ..Named::default()
         }
     }
 }
@@ -184,7 +258,7 @@ impl Names for metrics::ClusterMetricsArgs {
     fn named(&self) -> Named<'_> {
         Named {
             topics: self.topic.as_deref().into_iter().collect(),
-            groups: Vec::new(),
+            ..Named::default()
         }
     }
 }

@@ -3,6 +3,7 @@
 //! applies what they return.
 
 pub mod rbac;
+mod schema_registry;
 mod workload;
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::MutationRule;
 use ToolName::*;
 use k8s_openapi::jiff::Timestamp;
-use mcp_kafka_sidecar::config::SidecarConfig;
+use mcp_kafka_sidecar::config::{SchemaRegistryConfig, SidecarConfig};
 
 const SERVER: &str = r#"
 apiVersion: mcpkafka.dev/v1alpha1
@@ -715,4 +715,132 @@ fn a_job_path_is_rendered_and_its_absence_changes_no_config_text() {
     assert_eq!(status.group, "mcp-kafka-sidecar.team-a.orders.jobs");
     assert_eq!(status.request_topic, "o.jobs");
     assert_eq!(jobs_status(&sidecar_config(&inputs)), Some(status));
+}
+
+/// A pod volume as (volume name, Secret or ConfigMap name, [(key, path)]).
+type VolumeSource = (String, String, Vec<(String, String)>);
+
+/// The pod's volumes that come from a Secret or ConfigMap.
+fn volume_sources(d: &Desired) -> Vec<VolumeSource> {
+    let pod = d.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .clone()
+        .unwrap();
+    pod.volumes
+        .unwrap()
+        .into_iter()
+        .filter_map(|v| {
+            let (object, items) = match (v.secret, v.config_map) {
+                (Some(s), _) => (s.secret_name?, s.items?),
+                (None, Some(c)) => (c.name, c.items?),
+                _ => return None,
+            };
+            let items = items.into_iter().map(|i| (i.key, i.path)).collect();
+            Some((v.name, object, items))
+        })
+        .collect()
+}
+
+#[test]
+fn a_schema_registry_is_rendered_with_its_secrets_as_mounted_files() {
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let with = SERVER.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  schemaRegistry: {url: 'https://registry.kafka.svc:8081/apis/ccompat/v7', basicAuthSecretRef: {name: registry-user}, caConfigMapRef: {name: trust, key: bundle.pem}, timeoutMs: 2500}\n",
+    );
+    let d = build(&server(&with), &[ListTopics, GetSchema, RegisterSchema]);
+    let text = &one(d.config_maps.clone()).data.unwrap()["config.yaml"];
+    let config = SidecarConfig::parse(text).expect("the sidecar accepts what the operator renders");
+    assert!(config.enables(GetSchema) && config.enables(RegisterSchema));
+    let r = config.schema_registry.unwrap();
+    assert_eq!(r.url, "https://registry.kafka.svc:8081/apis/ccompat/v7");
+    let basic = r.basic_auth.unwrap();
+    assert_eq!(
+        (
+            basic.username_file.to_str(),
+            basic.password_file.to_str(),
+            r.ca_file.as_deref().and_then(|p| p.to_str()),
+            r.bearer_token_file,
+            r.timeout_ms
+        ),
+        (
+            Some("/etc/mcp-kafka/schema-registry-basic-auth/username"),
+            Some("/etc/mcp-kafka/schema-registry-basic-auth/password"),
+            Some("/etc/mcp-kafka/schema-registry-ca/ca.crt"),
+            None,
+            2500
+        )
+    );
+    let sources = volume_sources(&d);
+    assert!(
+        sources.contains(&(
+            "schema-registry-basic-auth".into(),
+            "registry-user".into(),
+            pairs(&[("username", "username"), ("password", "password")])
+        )),
+        "{sources:?}"
+    );
+    assert!(
+        sources.contains(&(
+            "schema-registry-ca".into(),
+            "trust".into(),
+            pairs(&[("bundle.pem", "ca.crt")])
+        )),
+        "{sources:?}"
+    );
+
+    // A bearer token and a CA from a Secret instead.
+    let with = SERVER.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  schemaRegistry: {url: 'https://registry.kafka.svc:8081', bearerTokenSecretRef: {name: registry-token, key: jwt}, caSecretRef: {name: registry-ca, key: ca.pem}}\n",
+    );
+    let d = build(&server(&with), &[ListTopics, GetSchema]);
+    let text = &one(d.config_maps.clone()).data.unwrap()["config.yaml"];
+    let r = SidecarConfig::parse(text).unwrap().schema_registry.unwrap();
+    assert_eq!(
+        (
+            r.bearer_token_file.as_deref().and_then(|p| p.to_str()),
+            r.basic_auth,
+            r.timeout_ms
+        ),
+        (
+            Some("/etc/mcp-kafka/schema-registry-token/token"),
+            None,
+            SchemaRegistryConfig::default_timeout_ms()
+        )
+    );
+    let sources = volume_sources(&d);
+    for expected in [
+        ("schema-registry-token", "registry-token", ("jwt", "token")),
+        ("schema-registry-ca", "registry-ca", ("ca.pem", "ca.crt")),
+    ] {
+        let (volume, object, (key, path)) = expected;
+        assert!(
+            sources.contains(&(volume.into(), object.into(), pairs(&[(key, path)]))),
+            "{expected:?} in {sources:?}"
+        );
+    }
+
+    // Without spec.schemaRegistry, nothing is rendered or mounted.
+    let d = build(&server(SERVER), &[ListTopics]);
+    let text = &one(d.config_maps.clone()).data.unwrap()["config.yaml"];
+    assert!(
+        SidecarConfig::parse(text)
+            .unwrap()
+            .schema_registry
+            .is_none()
+    );
+    assert!(
+        !volume_sources(&d)
+            .iter()
+            .any(|(name, ..)| name.starts_with("schema-registry")),
+    );
 }

@@ -162,6 +162,10 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
                 }),
             }
         }),
+        schema_registry: spec
+            .schema_registry
+            .as_ref()
+            .map(super::schema_registry::config),
     }
 }
 
@@ -305,6 +309,13 @@ fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
     if let Some(ca) = prometheus.and_then(|p| p.ca_secret_ref.as_ref()) {
         let items = one_key(&ca.key, "ca.crt");
         add("prometheus-ca", PROMETHEUS_CA_DIR, secret(&ca.name, items));
+    }
+    if let Some(registry) = &inputs.server.spec.schema_registry {
+        let (v, m): (Vec<_>, Vec<_>) = super::schema_registry::volumes(registry)
+            .into_iter()
+            .unzip();
+        volumes.extend(v);
+        mounts.extend(m);
     }
     (volumes, mounts)
 }

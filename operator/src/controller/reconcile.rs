@@ -122,9 +122,12 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         .as_ref()
         .map(|f| f.mutations)
         .unwrap_or(MutationRule::BreakGlass);
-    let decision = policy::needs_metrics_source(
-        policy::decide(&spec.tools, &policy, mutations, now),
-        spec.metrics.is_some(),
+    let decision = policy::needs_schema_registry(
+        policy::needs_metrics_source(
+            policy::decide(&spec.tools, &policy, mutations, now),
+            spec.metrics.is_some(),
+        ),
+        spec.schema_registry.is_some(),
     );
     let scopes = scope::decide(&policy, &namespace, &name, spec);
 
