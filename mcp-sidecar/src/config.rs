@@ -184,7 +184,6 @@ impl JobsConfig {
     }
 }
 
-
 /// A Schema Registry to read and write schemas in, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
