@@ -481,11 +481,11 @@ pub struct DeniedTool {
 pub struct McpToolPolicySpec {
     /// Tools allowed, by name or group: observe, mutate, all.
     #[serde(default)]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = ToolSelector::COUNT))]
     pub allow: Vec<ToolSelector>,
     /// Tools denied even when allowed (deny wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = ToolSelector::COUNT))]
     pub deny: Vec<ToolSelector>,
     /// A time-boxed exception, e.g. to let a prod server add partitions
     /// during an incident. Ignored once `until` has passed.
@@ -532,6 +532,10 @@ pub enum ToolGroupSelector {
 }
 
 impl ToolSelector {
+    /// How many selectors there are: every tool and the three groups (a
+    /// policy's lists may name each once).
+    pub const COUNT: usize = ToolName::ALL.len() + 3;
+
     /// The tools this selector stands for.
     pub fn tools(self) -> Vec<ToolName> {
         use mcp_kafka_sidecar::tool_name::ToolGroup;

@@ -291,6 +291,17 @@ fn policies_accept_names_and_groups_and_only_the_name_default() {
         "breakGlass": {"until": "2026-11-21T18:00:00Z", "reason": "INC-1234 add partitions", "allow": ["create_partitions"]}
     })))
     .expect("a valid policy is admitted");
+    // Every tool by name, and every group: a policy may spell it all out.
+    let every: Vec<String> = mcp_kafka_sidecar::tool_name::ToolName::ALL
+        .iter()
+        .map(|t| t.to_string())
+        .chain(["observe", "mutate", "all"].map(String::from))
+        .collect();
+    apply(
+        ground,
+        &policy("default", json!({"allow": every, "deny": every})),
+    )
+    .expect("a policy naming every tool and group is admitted");
 
     let refused = |name: &str, spec: Value, expected: &str| {
         let err = apply(ground, &policy(name, spec)).expect_err("admitted");
