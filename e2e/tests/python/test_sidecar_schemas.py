@@ -471,6 +471,28 @@ def test_registry_tools_and_two_phase_registration(schema_server, kafka, registr
     assert after.structured_content["subjects"] == [], after
 
 
+def test_the_byte_cap_counts_the_decoded_size(schema_server, kafka, registry):
+    """Five Avro records of 9 framed bytes each whose decoded JSON is over
+    100 bytes: a cap with room for all five as bytes, and for two decoded,
+    stops the decoded peek by max_bytes and not the raw one."""
+    bootstrap, make_topic = kafka
+    topic = make_topic(unique("cap"))
+    names = [f"a_long_descriptive_field_name_{i}" for i in range(4)]
+    wide = {"type": "record", "name": "Wide", "fields": [{"name": n, "type": "int"} for n in names]}
+    record = {n: i for i, n in enumerate(names)}
+    ser = AvroSerializer(registry, json.dumps(wide))
+    framed = [ser(record, SerializationContext(topic, MessageField.VALUE)) for _ in range(5)]
+    produce(bootstrap, topic, [(None, f) for f in framed])
+    decoded_size = len(json.dumps(record, separators=(",", ":")))
+    assert all(len(f) == 9 for f in framed) and decoded_size > 100
+    cap = 2 * decoded_size + 10
+    raw = peek_result(schema_server(registry=False).url, topic, max_bytes=cap)
+    assert len(raw["messages"]) == 5 and raw["stopped_by"] != "max_bytes", raw
+    decoded = peek_result(schema_server().url, topic, max_bytes=cap)
+    assert decoded["stopped_by"] == "max_bytes" and len(decoded["messages"]) == 2, decoded
+    assert all(m["value"]["json"] == record for m in decoded["messages"])
+
+
 def test_without_a_registry_nothing_changes(schema_server, kafka):
     bootstrap, make_topic = kafka
     topic = make_topic(unique("plain"))
