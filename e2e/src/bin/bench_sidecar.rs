@@ -27,6 +27,8 @@
 
 #[path = "bench_sidecar/jobs.rs"]
 mod jobs;
+#[path = "bench_sidecar/schemas.rs"]
+mod schemas;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -80,6 +82,9 @@ struct Args {
     /// For the cluster_metrics figures: the Prometheus that scrapes the broker.
     #[arg(long)]
     prometheus_url: Option<String>,
+    /// For the schema-aware peek: the Schema Registry (Confluent's API).
+    #[arg(long)]
+    schema_registry_url: Option<String>,
 }
 
 /// A section of the benchmark that runs alone.
@@ -91,6 +96,8 @@ enum Section {
     Metrics,
     /// Tool calls as Kafka jobs against the same calls over MCP HTTP.
     Jobs,
+    /// A peek of Avro records decoded through the Schema Registry, and raw.
+    Schemas,
 }
 
 /// Latencies and throughput of one measured run.
@@ -503,6 +510,10 @@ async fn main() {
             (Section::Metrics, Some(prometheus)) => metrics_figures(&a, prometheus).await,
             (Section::Metrics, None) => eprintln!("the metrics section needs --prometheus-url"),
             (Section::Jobs, _) => jobs::job_figures(&a, &admin, &topic).await,
+            (Section::Schemas, _) => match &a.schema_registry_url {
+                Some(registry) => schemas::schema_figures(&a, &admin, registry).await,
+                None => eprintln!("the schemas section needs --schema-registry-url"),
+            },
         }
         admin
             .delete_topics(&[&topic], &AdminOptions::new())
