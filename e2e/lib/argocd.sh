@@ -88,11 +88,8 @@ argocd_netns_create() {
 
 argocd_netns_remove() {
   argocd_netns_exists || return 0
-  local want pid pids=()
-  want="net:[$(ns_inode "$ARGOCD_NETNS_FILE")]"
-  for pid in /proc/[0-9]*; do
-    [ "$(readlink "$pid/ns/net" 2>/dev/null)" = "$want" ] && pids+=("${pid#/proc/}")
-  done
+  local pids
+  mapfile -t pids < <(netns_pids "$ARGOCD_NETNS_FILE")
   [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null || true
   umount -n "$ARGOCD_NETNS_FILE"
   rm -f "$ARGOCD_NETNS_FILE"

@@ -72,10 +72,11 @@ netns_create() {
   in_netns ip route add "$SERVICE_CIDR" dev "$POD_BRIDGE" src "$NODE_IP"
 }
 
-# netns_pids: processes whose network namespace is the ground's.
+# netns_pids [FILE]: processes whose network namespace is the one bound
+# at FILE (default: the ground's).
 netns_pids() {
   local want pid
-  want="net:[$(ns_inode "$NETNS_FILE")]"
+  want="net:[$(ns_inode "${1:-$NETNS_FILE}")]"
   for pid in /proc/[0-9]*; do
     [ "$(readlink "$pid/ns/net" 2>/dev/null)" = "$want" ] && echo "${pid#/proc/}"
   done
