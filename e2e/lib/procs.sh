@@ -9,10 +9,19 @@ LOG_DIR=$STATE_DIR/logs
 # whose process is gone, or whose PID now belongs to some other program (its
 # command line does not mention our state dir), is stale and removed.
 proc_pid() {
-  local pidfile=$PID_DIR/$1.pid pid
+  local pidfile=$PID_DIR/$1.pid pid cmdline="" try
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
-  if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$STATE_DIR"; then
+  # A process between two execs (setsid, nsenter, env, then the program)
+  # shows an empty command line for a moment: read again before calling
+  # it gone (that moment made a starting component look dead now and then).
+  for try in 1 2 3; do
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || break
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || cmdline=""
+    [ -n "$cmdline" ] && break
+    sleep 0.1
+  done
+  if [[ -n "$cmdline" && "$cmdline" == *"$STATE_DIR"* ]]; then
     echo "$pid"; return 0
   fi
   log "removing stale PID file for $1 (PID ${pid:-?} is not ours any more)"
