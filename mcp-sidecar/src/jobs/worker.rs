@@ -633,7 +633,8 @@ async fn answer(
                 },
                 journal_entry(&entry),
             ];
-            if let Err(e) = env.writer.write(outs).await {
+            // Dead letter first, then the entry that passes over its record.
+            if let Err(e) = env.writer.write_in_order(outs).await {
                 return end(None, Some(e));
             }
             info.job_id = None;
@@ -705,8 +706,7 @@ async fn answer(
                     unrun(Err(e), why)
                 }
                 Ok(subject) => {
-                    let mutation = tool.parse::<ToolName>().is_ok_and(|t| t.is_mutation())
-                        && !plan::is_dry_run(&args);
+                    let mutation = is_mutation(&tool) && !plan::is_dry_run(&args);
                     if mutation {
                         // Durable before the mutation runs: a worker that
                         // dies from here on leaves OUTCOME_UNKNOWN behind.
@@ -823,7 +823,15 @@ async fn finish(
             value: serde_json::to_vec(&entry).unwrap_or_default(),
         },
     ];
-    if let Err(e) = env.writer.write(outs).await {
+    // A mutation job (whatever its outcome: run, refused, OUTCOME_UNKNOWN)
+    // is answered exactly once: its reply and entry in one transaction. An
+    // observe job at least once: its reply, then its entry.
+    let written = if is_mutation(tool) {
+        env.writer.write(outs).await
+    } else {
+        env.writer.write_in_order(outs).await
+    };
+    if let Err(e) = written {
         return Completion {
             partition: rec.partition,
             offset: rec.offset,
@@ -840,6 +848,11 @@ async fn finish(
         entry: Some(entry),
         failed: None,
     }
+}
+
+/// A tool that changes Kafka (its dry run included: answered as its apply is).
+fn is_mutation(tool: &str) -> bool {
+    tool.parse::<ToolName>().is_ok_and(|t| t.is_mutation())
 }
 
 /// `ok` or the error code of a reply.
