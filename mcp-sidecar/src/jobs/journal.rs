@@ -3,15 +3,18 @@
 //! partition p reads journal partition p when it is assigned, and knows
 //! every job of that partition that was started or answered.
 //!
-//! Two kinds of entry, each written in a Kafka transaction:
-//! - `started`, before a mutation runs (and awaited): a redelivered
-//!   mutation that finds it, without a `done`, may have changed Kafka, so
-//!   it is answered OUTCOME_UNKNOWN, never run again;
-//! - `done`, in the same transaction as the reply: the reply, and the
-//!   request offsets it answered. A redelivered record whose offset is
-//!   there was answered (its reply is committed with the entry) and is
-//!   passed over; another record with that jobId within the dedup window
-//!   gets the same reply again.
+//! Two kinds of entry:
+//! - `started`, before a mutation runs (a committed transaction, awaited):
+//!   a redelivered mutation that finds it, without a `done`, may have
+//!   changed Kafka, so it is answered OUTCOME_UNKNOWN, never run again;
+//! - `done`: the reply, and the request offsets it answered. A mutation's
+//!   is in the same transaction as its reply; an observe job's (and a
+//!   dead-lettered record's) is written once its reply is acknowledged.
+//!   Either way a redelivered record whose offset is there was answered
+//!   (its reply is written) and is passed over; another record with that
+//!   jobId within the dedup window gets the same reply again. An observe
+//!   job whose worker died after its reply and before its entry runs again
+//!   and is answered twice.
 //!
 //! Reading partition p waits until no transaction is open on it (its last
 //! stable offset is its end), so an answer a dead worker committed is seen.

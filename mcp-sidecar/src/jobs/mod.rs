@@ -9,9 +9,10 @@
 //! by jobId, to a reply topic.
 //!
 //! Delivery: an offset is committed only once its record is answered; a
-//! reply and its journal entry are one transaction, so each record is
-//! answered exactly once; an observe job may run again after a crash, a
-//! mutation never (see `journal`).
+//! mutation's reply and its journal entry are one transaction, so it is
+//! answered exactly once and run at most once; an observe job's reply is
+//! written before its journal entry, without a transaction, so it is
+//! answered at least once and may run again after a crash (see `journal`).
 //!
 //! - `record`: the request, reply and dead-letter records;
 //! - `journal`: what was started and answered, per request partition;

@@ -3,9 +3,11 @@
 //! against the journal, and hands it to a task on the async runtime; the
 //! task runs it through the call path (`KafkaMcp::call_as`) and writes the
 //! answer; the thread commits offsets as far as every record before them
-//! is answered, and pauses its partitions while `maxInFlight` jobs run.
+//! is answered, and pauses its partitions while `maxInFlight` jobs run
+//! (once the cap has held for `PAUSE_AFTER`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,6 +35,13 @@ use crate::tool_name::ToolName;
 const MAX_REPLY_BYTES: usize = 900 * 1024;
 /// How often the group's lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How long the worker waits at the cap for a slot before it pauses its
+/// partitions. Pausing makes the consumer drop what it fetched and fetch
+/// it again on resume: for a cap that clears within milliseconds (one
+/// submitter per slot, each waiting for its reply) that churn cost more
+/// than the wait. Meanwhile no record is taken; what was fetched waits in
+/// the consumer's queue, which is bounded (`queued.max.messages.kbytes`).
+const PAUSE_AFTER: Duration = Duration::from_millis(100);
 /// The env var of the test-only fault (debug builds only, see `fault`).
 pub const FAULT_ENV: &str = "MCP_KAFKA_SIDECAR_TEST_FAULT";
 
@@ -79,6 +88,23 @@ struct Env {
     metrics: Arc<Metrics>,
     window: Duration,
     done: Sender<Completion>,
+    in_flight: Arc<InFlight>,
+}
+
+/// How many jobs run: taken by the consumer thread (the only one that
+/// takes, and only below the cap), given back by each job's task as it
+/// ends. The consumer thread learns of the rest of a job's end (its
+/// offset, its journal entry) only when it next looks at its completions,
+/// which may be 100 ms later while it waits for records: counted there,
+/// a free slot looked taken for that long, and the cap was hit when it
+/// was not.
+#[derive(Default)]
+struct InFlight(AtomicUsize);
+
+impl InFlight {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// A job's end, as the consumer thread learns it.
@@ -115,7 +141,6 @@ impl Partition {
 #[derive(Default)]
 struct State {
     partitions: HashMap<i32, Partition>,
-    in_flight: usize,
     paused: bool,
     /// Why the worker must start over (a journal not read, an answer not written).
     broken: Option<String>,
@@ -126,6 +151,7 @@ struct State {
 struct Worker {
     state: Mutex<State>,
     done: Mutex<Receiver<Completion>>,
+    in_flight: Arc<InFlight>,
     base: ClientConfig,
     jobs: JobsConfig,
     window: Duration,
@@ -201,8 +227,6 @@ impl Worker {
     /// Takes in one job's end.
     fn complete(&self, c: Completion) {
         let mut state = self.lock();
-        state.in_flight = state.in_flight.saturating_sub(1);
-        self.metrics.jobs.in_flight.set(state.in_flight as i64);
         if let Some(why) = c.failed {
             state.broken.get_or_insert(why);
         }
@@ -236,6 +260,26 @@ impl Worker {
         while let Ok(c) = done.try_recv() {
             self.complete(c);
         }
+    }
+
+    /// Waits until fewer than `max` jobs run: true if they do within `wait`.
+    fn wait_for_slot(&self, max: usize, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        while self.in_flight.get() >= max {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // A task gives its slot back before it sends its completion.
+            let next = {
+                let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+                done.recv_timeout(left)
+            };
+            if let Ok(c) = next {
+                self.complete(c);
+            }
+        }
+        true
     }
 
     /// Waits (at most `wait`) until no job of `partitions` runs.
@@ -312,6 +356,7 @@ fn run(
         timeout,
     )?;
     let (done_tx, done_rx) = mpsc::channel();
+    let in_flight = Arc::new(InFlight::default());
     let window = Duration::from_secs(jobs.dedup_window_seconds);
     let metrics = Arc::clone(&mcp.metrics);
     let env = Arc::new(Env {
@@ -321,10 +366,12 @@ fn run(
         metrics: Arc::clone(&metrics),
         window,
         done: done_tx,
+        in_flight: Arc::clone(&in_flight),
     });
     let worker = Worker {
         state: Mutex::new(State::default()),
         done: Mutex::new(done_rx),
+        in_flight,
         base: base.clone(),
         jobs: jobs.clone(),
         window,
@@ -352,7 +399,6 @@ fn run(
             return Err(why);
         }
         worker.commit(&consumer, None, CommitMode::Async);
-        flow(&consumer, max);
         if shutdown.is_cancelled() {
             let all: Vec<i32> = worker.lock().partitions.keys().copied().collect();
             worker.drain(&all, worker.drain_wait);
@@ -365,24 +411,22 @@ fn run(
             worker.forget_old();
             lag_at = Instant::now();
         }
-        // At the cap, a record that was on its way waits for a free slot:
-        // never more than `maxInFlight` run.
-        if worker.lock().in_flight >= max {
-            let next = worker
-                .done
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recv_timeout(Duration::from_millis(50));
-            if let Ok(c) = next {
-                worker.complete(c);
+        // At the cap no record is taken: never more than `maxInFlight` run.
+        if worker.in_flight.get() >= max {
+            if worker.wait_for_slot(max, PAUSE_AFTER) {
+                continue;
             }
-            // Serves the group (heartbeats, rebalances) while paused.
+            // Still full: pause, and serve the group (heartbeats,
+            // rebalances) while paused.
+            set_paused(&consumer, true);
             if let Some(Ok(message)) = consumer.poll(Duration::ZERO) {
-                wait_for_slot(worker, max);
+                // Fetched before the pause: it waits for a free slot.
+                while !worker.wait_for_slot(max, PAUSE_AFTER) {}
                 receive(worker, &env, handle, &message);
             }
             continue;
         }
+        set_paused(&consumer, false);
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => receive(worker, &env, handle, &message),
             Some(Err(e)) => tracing::warn!(error = %e, "the job consumer"),
@@ -391,36 +435,19 @@ fn run(
     }
 }
 
-fn wait_for_slot(worker: &Worker, max: usize) {
-    while worker.lock().in_flight >= max {
-        let next = worker
-            .done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recv_timeout(Duration::from_millis(100));
-        if let Ok(c) = next {
-            worker.complete(c);
-        }
-    }
-}
-
-/// Pauses every assigned partition at the cap, resumes below it.
-fn flow(consumer: &BaseConsumer<Worker>, max: usize) {
+/// Pauses (or resumes) every assigned partition, if not already so.
+fn set_paused(consumer: &BaseConsumer<Worker>, pause: bool) {
     let worker = consumer.context();
-    let (full, paused) = {
-        let state = worker.lock();
-        (state.in_flight >= max, state.paused)
-    };
-    if full != paused
+    if worker.lock().paused != pause
         && let Ok(assignment) = consumer.assignment()
     {
-        let changed = if full {
+        let changed = if pause {
             consumer.pause(&assignment)
         } else {
             consumer.resume(&assignment)
         };
         if changed.is_ok() {
-            worker.lock().paused = full;
+            worker.lock().paused = pause;
         }
     }
 }
@@ -470,7 +497,6 @@ fn receive(
         }
     }
     let mut state = worker.lock();
-    let total = state.in_flight;
     let Some(part) = state.partitions.get_mut(&partition) else {
         // A record of a partition whose journal was not read: never passed
         // over (a later commit would skip it); the worker starts over.
@@ -494,9 +520,9 @@ fn receive(
     let (tx, rx) = watch::channel(None);
     part.running.insert(key.clone(), (offset, rx));
     part.in_flight.insert(offset);
-    state.in_flight = total + 1;
-    env.metrics.jobs.in_flight.set(state.in_flight as i64);
     drop(state);
+    env.in_flight.0.fetch_add(1, Ordering::SeqCst);
+    env.metrics.jobs.in_flight.inc();
     let received = Received {
         partition,
         offset,
@@ -508,8 +534,17 @@ fn receive(
     };
     let env = Arc::clone(env);
     handle.spawn(async move {
-        let completion = answer(&env, received, parsed, decision, previous, tx).await;
+        let completion = answer(&env, received, parsed, decision, previous).await;
+        env.in_flight.0.fetch_sub(1, Ordering::SeqCst);
+        env.metrics.jobs.in_flight.dec();
+        let entry = completion.entry.clone();
+        // The consumer thread takes the ends of one key's jobs in the
+        // order they ended: this one is in the channel before the next
+        // job of its key learns of its entry (and may end).
         let _ = env.done.send(completion);
+        if let Some(entry) = entry {
+            let _ = tx.send(Some(entry));
+        }
     });
 }
 
@@ -536,7 +571,6 @@ async fn answer(
     parsed: Parsed,
     pending: Pending,
     mut previous: Option<Entry>,
-    running: watch::Sender<Option<Entry>>,
 ) -> Completion {
     let end = |entry: Option<Entry>, failed: Option<String>| Completion {
         partition: rec.partition,
@@ -560,7 +594,6 @@ async fn answer(
                 journal::decide(Some(&entry), rec.offset, jiff::Timestamp::now(), env.window);
             previous = Some(entry);
             if decision == Decision::Answered {
-                let _ = running.send(previous.clone());
                 return end(previous, None);
             }
             decision
@@ -600,7 +633,8 @@ async fn answer(
                 },
                 journal_entry(&entry),
             ];
-            if let Err(e) = env.writer.write(outs).await {
+            // Dead letter first, then the entry that passes over its record.
+            if let Err(e) = env.writer.write_in_order(outs).await {
                 return end(None, Some(e));
             }
             info.job_id = None;
@@ -612,7 +646,6 @@ async fn answer(
                 .audit_unrun(None, &info, "", &Value::Null, reason.code.as_str(), why)
                 .await;
             env.metrics.jobs.dead_lettered.inc();
-            let _ = running.send(Some(entry.clone()));
             return end(Some(entry), None);
         }
         Parsed::Refused {
@@ -645,7 +678,6 @@ async fn answer(
                     &args,
                     Stored(reply),
                     previous.as_ref(),
-                    running,
                 )
                 .await;
             }
@@ -674,8 +706,7 @@ async fn answer(
                     unrun(Err(e), why)
                 }
                 Ok(subject) => {
-                    let mutation = tool.parse::<ToolName>().is_ok_and(|t| t.is_mutation())
-                        && !plan::is_dry_run(&args);
+                    let mutation = is_mutation(&tool) && !plan::is_dry_run(&args);
                     if mutation {
                         // Durable before the mutation runs: a worker that
                         // dies from here on leaves OUTCOME_UNKNOWN behind.
@@ -712,7 +743,6 @@ async fn answer(
         &args,
         Fresh(answer, started_at, job_id),
         previous.as_ref(),
-        running,
     )
     .await
 }
@@ -749,7 +779,6 @@ async fn finish(
     args: &Value,
     body: ReplyBody,
     previous: Option<&Entry>,
-    running: watch::Sender<Option<Entry>>,
 ) -> Completion {
     let (reply, outcome) = match body {
         Stored(reply) => {
@@ -794,7 +823,15 @@ async fn finish(
             value: serde_json::to_vec(&entry).unwrap_or_default(),
         },
     ];
-    if let Err(e) = env.writer.write(outs).await {
+    // A mutation job (whatever its outcome: run, refused, OUTCOME_UNKNOWN)
+    // is answered exactly once: its reply and entry in one transaction. An
+    // observe job at least once: its reply, then its entry.
+    let written = if is_mutation(tool) {
+        env.writer.write(outs).await
+    } else {
+        env.writer.write_in_order(outs).await
+    };
+    if let Err(e) = written {
         return Completion {
             partition: rec.partition,
             offset: rec.offset,
@@ -804,7 +841,6 @@ async fn finish(
         };
     }
     env.metrics.jobs.answered(&outcome);
-    let _ = running.send(Some(entry.clone()));
     Completion {
         partition: rec.partition,
         offset: rec.offset,
@@ -812,6 +848,11 @@ async fn finish(
         entry: Some(entry),
         failed: None,
     }
+}
+
+/// A tool that changes Kafka (its dry run included: answered as its apply is).
+fn is_mutation(tool: &str) -> bool {
+    tool.parse::<ToolName>().is_ok_and(|t| t.is_mutation())
 }
 
 /// `ok` or the error code of a reply.
