@@ -70,7 +70,11 @@ impl Writer {
             .set("transaction.timeout.ms", ms.as_str())
             .set("message.timeout.ms", ms.as_str())
             // Replies are small and waited for: send at once.
-            .set("linger.ms", "1");
+            .set("linger.ms", "1")
+            // No report for a delivered message: the commit waits on
+            // librdkafka's own count (see `delivered`); a failed one still
+            // reports, and its transaction fails.
+            .set("delivery.report.only.error", "true");
         let producer: BaseProducer = config
             .create()
             .map_err(|e| format!("creating the job producer: {e}"))?;
@@ -152,16 +156,12 @@ fn write_loop(producer: BaseProducer, rx: mpsc::Receiver<Batch>, timeout: Durati
     }
 }
 
-/// Serves the delivery reports of what was sent until none is in flight
-/// (or `timeout` passed). rust-rdkafka's commit_transaction flushes first,
-/// and its flush polls in 100 ms steps that each last their whole 100 ms
-/// once anything is in flight: every transaction took 100 ms. Polled in
-/// 1 ms steps here, nothing is in flight when it flushes.
+/// Waits until what was sent is delivered (or `timeout` passed), so that
+/// commit_transaction finds nothing in flight: rust-rdkafka's flush, which
+/// it calls first, polls in 100 ms steps that last their whole 100 ms (every
+/// transaction took 100 ms), and shorter steps spin.
 fn delivered(producer: &BaseProducer, timeout: Duration) {
-    let deadline = std::time::Instant::now() + timeout;
-    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-        producer.poll(Duration::from_millis(1));
-    }
+    crate::kafka::flush_blocking(producer.client(), timeout);
 }
 
 /// One transaction of every record of `batches`. Err((why, fatal)).

@@ -143,3 +143,19 @@ fn log_level(level: i32) -> RDKafkaLogLevel {
         _ => RDKafkaLogLevel::Debug,
     }
 }
+
+/// Waits, blocking, until every message `client` produced is delivered
+/// (or `timeout` passed). For a producer with
+/// `delivery.report.only.error=true`: a delivered message leaves no report
+/// to serve, so librdkafka's own flush can wait on its count alone.
+/// rust-rdkafka's flush polls its queue in steps that last their whole
+/// length (100 ms), and a shorter step rounds to a non-blocking poll that
+/// spins.
+pub fn flush_blocking<C: ClientContext>(client: &Client<C>, timeout: Duration) {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the handle lives as long as `client`; rd_kafka_flush only
+    // waits on it.
+    unsafe {
+        rdkafka_sys::rd_kafka_flush(client.native_ptr(), ms);
+    }
+}

@@ -26,6 +26,7 @@ mod acls;
 pub(crate) mod admin_request;
 mod consumer_groups;
 mod ffi;
+pub use ffi::flush_blocking;
 mod health;
 mod metadata;
 mod offsets;
