@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let parsed = record::parse(Some(value));
     let said = match &parsed {
         Parsed::Job(job) => {
-            assert!(!job.job_id.is_empty() && job.job_id.len() <= 128 && !job.job_id.starts_with('@'));
+            assert!(
+                !job.job_id.is_empty() && job.job_id.len() <= 128 && !job.job_id.starts_with('@')
+            );
             assert!(job.arguments.is_object());
             String::new()
         }
@@ -26,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
             error.message.clone()
         }
         Parsed::Unusable(error) => {
-            let letter = record::dead_letter(error, "t", 0, 0, Some(value), vec!["authorization".into()]);
+            let letter =
+                record::dead_letter(error, "t", 0, 0, Some(value), vec!["authorization".into()]);
             letter["error"].to_string()
         }
     };
@@ -38,5 +41,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let allowed = vec!["replies".to_string()];
     let (topic, _) = record::reply_topic(Some(header), &allowed);
-    assert_eq!(topic, "replies", "a reply goes to an allowed topic, whatever the header");
+    assert_eq!(
+        topic, "replies",
+        "a reply goes to an allowed topic, whatever the header"
+    );
 });
