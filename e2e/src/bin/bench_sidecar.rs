@@ -115,6 +115,17 @@ struct Figures {
     server_cpu_ms_per_call: f64,
 }
 
+impl Figures {
+    /// "  (N errors)" after a row, when any call of the cell failed.
+    fn errors_note(&self) -> String {
+        if self.errors > 0 {
+            format!("  ({} errors)", self.errors)
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// CPU time a process has spent (user and system), in ms, from /proc; 0 when gone.
 fn process_cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -765,11 +776,7 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
         let launch = Launch::Config { config, kubeconfig };
         let (_sidecar, base, _) = start_sidecar(a, launch, Ready::Readyz).await;
         let f = one_call(format!("{base}/mcp"), Some(token.to_string())).await;
-        let errors = if f.errors > 0 {
-            format!("  ({} errors)", f.errors)
-        } else {
-            String::new()
-        };
+        let errors = f.errors_note();
         println!(
             "{:<40} {:>11.3} {:>11.3} {:>+10.3} ms{errors}",
             label,
@@ -881,11 +888,7 @@ async fn scope_figures(a: &Args, admin: &AdminClient<DefaultClientContext>) {
             in_server_ms,
             f.server_cpu_ms_per_call,
             f.p50_ms / base_p50,
-            if f.errors > 0 {
-                format!("  ({} errors)", f.errors)
-            } else {
-                String::new()
-            }
+            f.errors_note()
         );
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -984,11 +987,7 @@ async fn metrics_figures(a: &Args, prometheus: &str) {
             ("over MCP", &over_mcp, mcp_cpu.as_str()),
             ("its queries, straight to Prometheus", &direct, "-"),
         ] {
-            let errors = if f.errors > 0 {
-                format!("  ({} errors)", f.errors)
-            } else {
-                String::new()
-            };
+            let errors = f.errors_note();
             println!(
                 "{:<40} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>9}{errors}",
                 label, workers, f.p50_ms, f.p99_ms, f.per_second, cpu
@@ -1541,11 +1540,7 @@ async fn busy_topic_peeks(
         ];
         for (label, f, server_cpu) in rows {
             let server_cpu = server_cpu.map_or_else(|| "-".to_string(), |ms| format!("{ms:.3}"));
-            let errors = if f.errors > 0 {
-                format!("  ({} errors)", f.errors)
-            } else {
-                String::new()
-            };
+            let errors = f.errors_note();
             println!(
                 "{label:<40} {workers:>4} {:>9.3} {:>9.3} {:>8.0} {server_cpu:>9} {:>9.3}{errors}",
                 f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call

@@ -305,11 +305,7 @@ async fn answered(producer: &FutureProducer, replies: &Waiting, topics: &Topics,
 }
 
 fn row(label: &str, workers: usize, f: &Figures) {
-    let errors = if f.errors > 0 {
-        format!("  ({} errors)", f.errors)
-    } else {
-        String::new()
-    };
+    let errors = f.errors_note();
     println!(
         "{:<44} {:>4} {:>9.3} {:>9.3} {:>9.0} {:>10.3}{errors}",
         label, workers, f.p50_ms, f.p99_ms, f.per_second, f.cpu_ms_per_call

@@ -63,11 +63,7 @@ async fn must(session: &mut Session, tool: &str, args: &Value) -> Value {
 }
 
 fn row(label: &str, workers: usize, f: &Figures) {
-    let errors = if f.errors > 0 {
-        format!("  ({} errors)", f.errors)
-    } else {
-        String::new()
-    };
+    let errors = f.errors_note();
     println!(
         "{:<40} {:>4} {:>9.3} {:>9.3} {:>8.0} {:>9.3} {:>9.3}{errors}",
         label,
