@@ -105,10 +105,20 @@ fn authorizing_ground() {
     );
 }
 
+/// A call that must succeed. What Kafka calls retriable is tried again for
+/// a few seconds: on a broker that has just started, a new group's
+/// coordinator may still be loading (NotCoordinator), as seen in CI.
 async fn ok(mcp: &KafkaMcp, tool: &str, args: Value) -> Value {
-    match mcp.call(tool, args.clone()).await {
-        Ok(v) => v,
-        Err(e) => panic!("{tool}({args}) failed: {e}"),
+    let mut attempt = 0;
+    loop {
+        match mcp.call(tool, args.clone()).await {
+            Ok(v) => return v,
+            Err(e) if e.retriable && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("{tool}({args}) failed: {e}"),
+        }
     }
 }
 
