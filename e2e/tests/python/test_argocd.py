@@ -164,11 +164,28 @@ def operator_by_argocd(argocd, gitops, tmp_path_factory):
     check installed as the README says, and the operator running as the
     Pod of the Deployment Argo CD applied would."""
     stack_env = argocd
+    # The README's command, as written, on the argocd-cm Argo CD's install
+    # made: it adds the health check and leaves the other keys alone; run
+    # again, it writes nothing.
     command = readme_block("kubectl -n argocd create configmap argocd-cm")
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "KUBECONFIG": stack_env["KUBECONFIG"],
-                              "PATH": f"{pathlib.Path(stack_env['MCPK_KUBECTL']).parent}:{os.environ['PATH']}"})
-    assert out.returncode == 0, out.stderr
+    key = "resource.customizations.health.mcpkafka.dev_McpKafkaServer"
+
+    def argocd_cm():
+        return json.loads(kubectl(stack_env, "get", "configmap", "argocd-cm", "-n", ARGOCD_NS, "-o", "json"))
+
+    def run_readme():
+        out = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "KUBECONFIG": stack_env["KUBECONFIG"],
+                                  "PATH": f"{pathlib.Path(stack_env['MCPK_KUBECTL']).parent}:{os.environ['PATH']}"})
+        assert out.returncode == 0, out.stderr
+
+    others = {k: v for k, v in (argocd_cm().get("data") or {}).items() if k != key}
+    run_readme()
+    cm = argocd_cm()
+    lua = (ROOT / "examples" / "argocd" / "health-mcpkafkaserver.lua").read_text()
+    assert cm["data"] == {**others, key: lua}
+    run_readme()
+    assert argocd_cm()["metadata"]["resourceVersion"] == cm["metadata"]["resourceVersion"]
     apply(stack_env, chart_application(gitops.url))
     process = None
     try:

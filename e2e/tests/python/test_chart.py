@@ -298,34 +298,3 @@ def readme_block(starting_with: str) -> str:
         if block.startswith(starting_with):
             return block
     raise AssertionError(f"README has no ```sh block starting with {starting_with!r}")
-
-
-def test_the_readmes_argocd_health_command_adds_one_key_and_keeps_the_others(stack_env):
-    """The README's argocd-cm command, run as written (from the repository
-    root) against an argocd-cm that Argo CD's install made: it adds the
-    health check and leaves the existing keys alone; run again, it writes nothing."""
-    import os
-    import subprocess
-
-    command = readme_block("kubectl -n argocd create configmap argocd-cm")
-    kubectl(stack_env, "create", "namespace", "argocd")
-    try:
-        kubectl(stack_env, "create", "configmap", "argocd-cm", "-n", "argocd", "--from-literal=url=https://argocd.example")
-        env = {**os.environ, "KUBECONFIG": stack_env["KUBECONFIG"],
-               "PATH": f"{pathlib.Path(stack_env['MCPK_KUBECTL']).parent}:{os.environ['PATH']}"}
-
-        def run_readme():
-            out = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, timeout=60)
-            assert out.returncode == 0, out.stderr
-
-        run_readme()
-        cm = yaml.safe_load(kubectl(stack_env, "get", "configmap", "argocd-cm", "-n", "argocd", "-o", "yaml"))
-        lua = (ROOT / "examples" / "argocd" / "health-mcpkafkaserver.lua").read_text()
-        assert cm["data"] == {"url": "https://argocd.example",
-                              "resource.customizations.health.mcpkafka.dev_McpKafkaServer": lua}
-        run_readme()
-        again = yaml.safe_load(kubectl(stack_env, "get", "configmap", "argocd-cm", "-n", "argocd", "-o", "yaml"))
-        assert again["metadata"]["resourceVersion"] == cm["metadata"]["resourceVersion"]
-    finally:
-        kubectl(stack_env, "delete", "namespace", "argocd", "--wait=false")
