@@ -640,6 +640,180 @@ pub struct AuthConfig {
     /// The same, per source IP address (bursts of twice as many): one noisy
     /// client cannot spend the whole server's allowance.
     pub token_reviews_per_source_per_second: u32,
+    /// Sign-in with an OpenID Connect identity provider, as the MCP
+    /// authorization spec describes it: this server becomes an OAuth
+    /// resource server that verifies the provider's tokens itself. Its
+    /// callers are still authorized by SubjectAccessReview, as the user and
+    /// groups their token names. Kubernetes tokens keep working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// An identity provider whose access tokens (JWTs) this server accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (`https://`), exactly as its tokens'
+    /// `iss`; its discovery document is
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// PEM CA bundle that signs the provider's certificate. Absent: the
+    /// system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// This server's public MCP URL, as clients connect to it (e.g.
+    /// `https://kafka-mcp.example.com/mcp`): the `resource` of its
+    /// Protected Resource Metadata (RFC 9728) and the audience (RFC 8707)
+    /// a token must carry. `http://` only on a loopback host.
+    pub resource: String,
+    /// Further `aud` values accepted besides `resource` (e.g. for a
+    /// provider that sets the audience by mapper rather than by the
+    /// `resource` parameter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// The claim that names the user.
+    #[serde(default = "OidcConfig::default_username_claim")]
+    pub username_claim: String,
+    /// Put before the username, so that IdP users cannot pass for
+    /// Kubernetes ones (`oidc:alice`); as the apiserver's
+    /// `claimMappings.username.prefix`.
+    #[serde(default = "OidcConfig::default_prefix")]
+    pub username_prefix: String,
+    /// The claim that lists the user's groups (a string or a list of them).
+    #[serde(default = "OidcConfig::default_groups_claim")]
+    pub groups_claim: String,
+    /// Put before each group name (`oidc:kafka-operators`).
+    #[serde(default = "OidcConfig::default_prefix")]
+    pub groups_prefix: String,
+    /// Scopes clients should ask for, published as `scopes_supported`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Tolerance for the provider's and this server's clocks when checking
+    /// `exp`, `nbf` and `iat`.
+    #[serde(default = "OidcConfig::default_clock_skew_seconds")]
+    pub clock_skew_seconds: u64,
+    /// How often the provider's signing keys are fetched again. A token
+    /// signed by a key not yet known makes a fetch sooner (at most one per
+    /// 10 seconds).
+    #[serde(default = "OidcConfig::default_refresh_seconds")]
+    pub refresh_seconds: u64,
+    /// How long fetched keys keep serving while the provider cannot be
+    /// reached; past that, its tokens are refused until it answers again.
+    #[serde(default = "OidcConfig::default_keys_max_age_seconds")]
+    pub keys_max_age_seconds: u64,
+    /// Longest one request to the provider may take.
+    #[serde(default = "OidcConfig::default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+}
+
+impl OidcConfig {
+    pub fn default_username_claim() -> String {
+        "sub".into()
+    }
+
+    pub fn default_groups_claim() -> String {
+        "groups".into()
+    }
+
+    pub fn default_prefix() -> String {
+        "oidc:".into()
+    }
+
+    pub fn default_clock_skew_seconds() -> u64 {
+        30
+    }
+
+    pub fn default_refresh_seconds() -> u64 {
+        300
+    }
+
+    pub fn default_keys_max_age_seconds() -> u64 {
+        86_400
+    }
+
+    pub fn default_fetch_timeout_ms() -> u64 {
+        5_000
+    }
+
+    /// Where the Protected Resource Metadata of `resource` is served (RFC
+    /// 9728 section 3.1): `/.well-known/oauth-protected-resource` put
+    /// between the host and the resource's path.
+    pub fn metadata_url(&self) -> String {
+        let (scheme, rest) = self
+            .resource
+            .split_once("://")
+            .unwrap_or(("https", &self.resource));
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        let path = path.trim_end_matches('/');
+        format!("{scheme}://{authority}/.well-known/oauth-protected-resource{path}")
+    }
+
+    /// What is wrong with this provider's settings, as (field, problem).
+    fn problem(&self) -> Option<(String, String)> {
+        let field = |name: &str| format!("auth.oidc.{name}");
+        if let Some(problem) = base_url_problem(&self.issuer) {
+            return Some((field("issuer"), problem));
+        }
+        if !self.issuer.starts_with("https://") {
+            return Some((
+                field("issuer"),
+                "must be an https:// URL (OpenID Connect requires it)".into(),
+            ));
+        }
+        if let Some(problem) = base_url_problem(&self.resource) {
+            return Some((field("resource"), problem));
+        }
+        let host = self
+            .resource
+            .trim_start_matches("http://")
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || self.resource.starts_with("http://[::1]");
+        if self.resource.starts_with("http://") && !loopback {
+            return Some((
+                field("resource"),
+                "must be an https:// URL unless its host is loopback".into(),
+            ));
+        }
+        if self.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Some((field("audiences"), "must not hold an empty audience".into()));
+        }
+        for (name, claim) in [
+            ("usernameClaim", &self.username_claim),
+            ("groupsClaim", &self.groups_claim),
+        ] {
+            if claim.trim().is_empty() {
+                return Some((field(name), "must name a claim".into()));
+            }
+        }
+        if self.clock_skew_seconds > 300 {
+            return Some((field("clockSkewSeconds"), "must be at most 300".into()));
+        }
+        if !(10..=86_400).contains(&self.refresh_seconds) {
+            return Some((
+                field("refreshSeconds"),
+                "must be between 10 and 86400".into(),
+            ));
+        }
+        if self.keys_max_age_seconds < self.refresh_seconds {
+            return Some((
+                field("keysMaxAgeSeconds"),
+                "must be at least refreshSeconds".into(),
+            ));
+        }
+        if !(100..=30_000).contains(&self.fetch_timeout_ms) {
+            return Some((
+                field("fetchTimeoutMs"),
+                "must be between 100 and 30000".into(),
+            ));
+        }
+        None
+    }
 }
 
 impl Default for AuthConfig {
@@ -652,6 +826,7 @@ impl Default for AuthConfig {
             cache_entries: 10_000,
             token_reviews_per_second: 25,
             token_reviews_per_source_per_second: 5,
+            oidc: None,
         }
     }
 }
@@ -862,6 +1037,17 @@ impl SidecarConfig {
                 return Err(ConfigError::new(field, "must be between 1 and 10000"));
             }
         }
+        if let Some(oidc) = &self.auth.oidc {
+            if self.auth.mode != AuthMode::Kubernetes {
+                return Err(ConfigError::new(
+                    "auth.oidc",
+                    "needs auth.mode kubernetes (its users are authorized by SubjectAccessReview)",
+                ));
+            }
+            if let Some((field, problem)) = oidc.problem() {
+                return Err(ConfigError::new(field, problem));
+            }
+        }
         if self.listen.metrics_address == Some(self.listen.address) {
             return Err(ConfigError::new(
                 "listen.metricsAddress",
@@ -1038,6 +1224,59 @@ tools: [list_topics, describe_topic]
         );
         config.auth.audience = Some("another".into());
         assert_eq!(config.auth.audience_for(&config.server), "another");
+    }
+
+    #[test]
+    fn an_identity_provider_is_checked_and_its_metadata_url_follows_rfc_9728() {
+        let with = |oidc: &str| format!("{MINIMAL}auth:\n  oidc: {oidc}\n");
+        let c = SidecarConfig::parse(&with(
+            "{issuer: \"https://idp.example/realms/mcp\", resource: \"https://mcp.example/mcp\"}",
+        ))
+        .unwrap();
+        let oidc = c.auth.oidc.as_ref().unwrap();
+        assert_eq!(
+            oidc.metadata_url(),
+            "https://mcp.example/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            (oidc.username_claim.as_str(), oidc.username_prefix.as_str()),
+            ("sub", "oidc:")
+        );
+        let mut root = oidc.clone();
+        root.resource = "http://127.0.0.1:8090/".into();
+        assert_eq!(
+            root.metadata_url(),
+            "http://127.0.0.1:8090/.well-known/oauth-protected-resource"
+        );
+        for (oidc, field) in [
+            (
+                "{issuer: \"http://idp.example\", resource: \"https://mcp.example/mcp\"}",
+                "auth.oidc.issuer",
+            ),
+            (
+                "{issuer: \"https://idp.example\", resource: \"http://mcp.example/mcp\"}",
+                "auth.oidc.resource",
+            ),
+            (
+                "{issuer: \"https://idp.example\", resource: \"https://mcp.example/mcp?x=1\"}",
+                "auth.oidc.resource",
+            ),
+            (
+                "{issuer: \"https://idp.example\", resource: \"https://m/mcp\", groupsClaim: \" \"}",
+                "auth.oidc.groupsClaim",
+            ),
+            (
+                "{issuer: \"https://idp.example\", resource: \"https://m/mcp\", refreshSeconds: 600, keysMaxAgeSeconds: 60}",
+                "auth.oidc.keysMaxAgeSeconds",
+            ),
+        ] {
+            assert_eq!(error_for(&with(oidc)).field, field, "{oidc}");
+        }
+        // Loopback may be plain http (a port-forward).
+        SidecarConfig::parse(&with(
+            "{issuer: \"https://idp.example\", resource: \"http://localhost:8080/mcp\"}",
+        ))
+        .unwrap();
     }
 
     #[test]
