@@ -30,6 +30,12 @@ pub struct Caller {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// For a person signed in with the identity provider: its issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// And the OAuth client they signed in through (the token's `azp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,7 +1,8 @@
 //! The HTTP face of the sidecar: MCP at `/mcp` (rmcp's Streamable HTTP
 //! service, behind authentication and a request body limit), `/healthz`,
 //! `/readyz` and `/metrics`, the last on a listener of its own when
-//! `listen.metricsAddress` is set.
+//! `listen.metricsAddress` is set; with `auth.oidc`, the Protected Resource
+//! Metadata (RFC 9728) at `/.well-known/oauth-protected-resource`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,9 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
         ))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz));
+    if let Some(oidc) = &mcp.runtime().config.auth.oidc {
+        app = with_resource_metadata(app, oidc, &mcp.runtime().config.server.name);
+    }
     let metrics_app = if own_listener {
         Some(
             Router::new()
@@ -90,6 +94,45 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
         mcp: app.with_state(mcp),
         metrics: metrics_app,
     }
+}
+
+/// Serves the Protected Resource Metadata, unauthenticated, at the root
+/// form and at the forms suffixed with `/mcp` and with the public
+/// resource's own path (RFC 9728 section 3.1; MCP clients try the suffixed
+/// form first). Public metadata, so any origin may read it (browser-based
+/// clients such as the MCP Inspector fetch it directly).
+fn with_resource_metadata(
+    app: Router<KafkaMcp>,
+    oidc: &crate::config::OidcConfig,
+    server_name: &str,
+) -> Router<KafkaMcp> {
+    let document = crate::auth::oidc::resource_metadata(oidc, server_name).to_string();
+    let serve = get(move || {
+        let document = document.clone();
+        async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                    (header::CACHE_CONTROL, "max-age=300"),
+                ],
+                document,
+            )
+        }
+    });
+    let root = "/.well-known/oauth-protected-resource";
+    let own_path = oidc
+        .resource
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].trim_end_matches('/')))
+        .filter(|p| !p.is_empty() && *p != "/mcp");
+    let mut app = app
+        .route(root, serve.clone())
+        .route(&format!("{root}/mcp"), serve.clone());
+    if let Some(path) = own_path {
+        app = app.route(&format!("{root}{path}"), serve);
+    }
+    app
 }
 
 /// Reads a `/mcp` request's body up to `limits.maxRequestBytes` of the

@@ -7,6 +7,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::Parser;
 use mcp_kafka_sidecar::auth::Authorizer;
+use mcp_kafka_sidecar::auth::oidc::IdentityProvider;
 use mcp_kafka_sidecar::config::{
     AuthConfig, AuthMode, KafkaConfig, Limits, ListenConfig, ServerIdentity, SidecarConfig,
     ToolNameSet,
@@ -169,7 +170,13 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default()
                 .await
                 .context("auth.mode kubernetes needs the Kubernetes API (in-cluster, or KUBECONFIG) for TokenReview and SubjectAccessReview")?;
-            let authorizer = Authorizer::new(client, &runtime.config.auth);
+            let mut authorizer = Authorizer::new(client, &runtime.config.auth);
+            if let Some(oidc) = &runtime.config.auth.oidc {
+                let provider = IdentityProvider::new(oidc, std::sync::Arc::clone(&metrics))?;
+                provider.prefetch();
+                tracing::info!(issuer = %oidc.issuer, resource = %oidc.resource, metadata = %oidc.metadata_url(), "signing in with an identity provider");
+                authorizer = authorizer.signing_in_with(provider);
+            }
             KafkaMcp::with_authorizer(runtime, metrics, authorizer)
         }
     };

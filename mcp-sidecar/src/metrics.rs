@@ -82,6 +82,8 @@ pub struct Metrics {
     pub audit_sink_up: Gauge,
     /// Requests to `/mcp` refused before MCP, by reason (see [`Metrics::record_auth_refusal`]).
     auth_refusals: Family<Vec<(String, String)>, Counter>,
+    /// Fetches of the identity provider's signing keys, by outcome.
+    oidc_key_fetches: Family<Vec<(String, String)>, Counter>,
     /// The job path (`crate::jobs`).
     pub jobs: crate::jobs::JobMetrics,
 }
@@ -146,6 +148,12 @@ impl Metrics {
             "Requests to /mcp refused by authentication, by reason (missing, invalid, unverifiable: 401; too_many: 429, over the TokenReview limits)",
             auth_refusals.clone(),
         );
+        let oidc_key_fetches = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "oidc_key_fetches",
+            "Fetches of the identity provider's discovery document and signing keys (auth.oidc), by outcome (ok, failed)",
+            oidc_key_fetches.clone(),
+        );
         register_kafka_requests(&mut registry);
         let jobs = crate::jobs::JobMetrics::register(&mut registry);
         Self {
@@ -159,6 +167,7 @@ impl Metrics {
             audit_sink_failures,
             audit_sink_up,
             auth_refusals,
+            oidc_key_fetches,
             jobs,
         }
     }
@@ -200,6 +209,13 @@ impl Metrics {
     pub fn record_auth_refusal(&self, reason: &str) {
         self.auth_refusals
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    /// Counts one fetch of the identity provider's keys (`ok` or `failed`).
+    pub fn record_oidc_key_fetch(&self, outcome: &str) {
+        self.oidc_key_fetches
+            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
             .inc();
     }
 

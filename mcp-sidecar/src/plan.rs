@@ -257,6 +257,7 @@ mod tests {
             uid: format!("uid-{name}"),
             groups: vec![],
             extra: Default::default(),
+            signed_in: None,
         }
     }
 

@@ -171,6 +171,7 @@ impl KafkaMcp {
         TokenCheck::new(
             self.callers.clone(),
             config.auth.audience_for(&config.server),
+            config.auth.oidc.as_ref().map(|oidc| oidc.metadata_url()),
             Arc::clone(&self.metrics),
         )
     }
@@ -759,6 +760,8 @@ fn audit_record(
             username: s.username.clone(),
             uid: s.uid.clone(),
             groups: s.groups.clone(),
+            issuer: s.signed_in.as_ref().map(|i| i.issuer.clone()),
+            client: s.signed_in.as_ref().and_then(|i| i.client.clone()),
         }),
         server: config.server.name.clone(),
         namespace: config.server.namespace.clone(),

@@ -9,20 +9,22 @@
 //! is reviewed only within the limits of `rate::UnseenTokens` (per source
 //! address and overall), a refused one not again for the denial cache time,
 //! and concurrent requests asking the same question share one review.
+//!
+//! With `auth.oidc`, tokens of that identity provider are verified here
+//! instead (`oidc`), and authorized by the same SubjectAccessReview.
 
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::hash::Hash;
+mod flights;
+pub mod oidc;
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -31,18 +33,30 @@ use kube::Api;
 use kube::api::PostParams;
 use sha2::{Digest, Sha256};
 
+use self::flights::Flights;
+use self::oidc::IdentityProvider;
 use crate::config::{AuthConfig, AuthMode, ServerIdentity};
 use crate::metrics::Metrics;
 use crate::rate::UnseenTokens;
 use crate::tool_name::ToolName;
 
-/// Who is calling, as the TokenReview said.
+/// Who is calling, as the TokenReview or the identity provider's token said.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subject {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
     pub extra: BTreeMap<String, Vec<String>>,
+    /// Set for a person signed in with the identity provider.
+    pub signed_in: Option<SignedIn>,
+}
+
+/// Where a signed-in caller's token came from (for the audit trail).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignedIn {
+    pub issuer: String,
+    /// The OAuth client the person signed in through (`azp`).
+    pub client: Option<String>,
 }
 
 /// Why a token was not accepted (said in `WWW-Authenticate`, never with the token).
@@ -106,6 +120,8 @@ pub struct Authorizer {
     grants_allowed: moka::sync::Cache<GrantKey, ()>,
     grants_denied: moka::sync::Cache<GrantKey, ()>,
     access_reviews: Flights<GrantKey, Result<bool, Unchecked>>,
+    /// `auth.oidc`: the provider whose tokens are verified here.
+    identity_provider: Option<Arc<IdentityProvider>>,
 }
 
 impl Authorizer {
@@ -135,7 +151,14 @@ impl Authorizer {
                 .time_to_live(denied)
                 .build(),
             access_reviews: Flights::default(),
+            identity_provider: None,
         }
+    }
+
+    /// Accepts the tokens of `provider` as well, verified by this server.
+    pub fn signing_in_with(mut self, provider: Arc<IdentityProvider>) -> Self {
+        self.identity_provider = Some(provider);
+        self
     }
 
     /// The subject a bearer token stands for, if its audience is
@@ -158,6 +181,15 @@ impl Authorizer {
         if self.tokens_denied.contains_key(&key) {
             return Err(Refusal::Invalid);
         }
+        if let Some(idp) = self
+            .identity_provider
+            .as_ref()
+            .filter(|idp| idp.claims_to_have_issued(token))
+        {
+            // Verified here with the provider's keys; the apiserver is not
+            // asked, so the limits on unseen tokens do not apply.
+            return self.verify_signed_in(idp, key, token).await;
+        }
         let this = Arc::clone(self);
         let (token, audience) = (token.to_string(), audience.to_string());
         self.token_reviews
@@ -170,6 +202,50 @@ impl Authorizer {
                 Ok(this.review_token(key, token, audience))
             })
             .await
+    }
+
+    /// A token of the identity provider, verified, its answer remembered
+    /// as a TokenReview's is.
+    async fn verify_signed_in(
+        &self,
+        idp: &Arc<IdentityProvider>,
+        key: String,
+        token: &str,
+    ) -> Result<Arc<Subject>, Refusal> {
+        match idp.verify(token).await {
+            Ok((subject, left)) => {
+                let subject = Arc::new(subject);
+                self.remember_accepted(key, &subject, left);
+                Ok(subject)
+            }
+            Err(Refusal::Invalid) => {
+                self.remember_refused(key);
+                Err(Refusal::Invalid)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// An accepted token's subject, reused for `allow_for` and known until
+    /// it expires (at most [`KNOWN_FOR`]).
+    fn remember_accepted(&self, key: String, subject: &Arc<Subject>, left: Duration) {
+        let keep = KNOWN_FOR.min(left);
+        if !keep.is_zero() {
+            self.tokens_accepted.insert(
+                key,
+                Accepted {
+                    subject: Arc::clone(subject),
+                    reviewed: Instant::now(),
+                    keep,
+                },
+            );
+        }
+    }
+
+    fn remember_refused(&self, key: String) {
+        // No longer known either (a token that was revoked).
+        self.tokens_accepted.invalidate(&key);
+        self.tokens_denied.insert(key, ());
     }
 
     /// One TokenReview, its answer remembered.
@@ -208,25 +284,17 @@ impl Authorizer {
                     uid: user.uid.unwrap_or_default(),
                     groups: user.groups.unwrap_or_default(),
                     extra: user.extra.unwrap_or_default(),
+                    signed_in: None,
                 });
-                let keep =
-                    seconds_until_expiry(&token).map_or(KNOWN_FOR, |left| KNOWN_FOR.min(left));
-                if !keep.is_zero() {
-                    self.tokens_accepted.insert(
-                        key,
-                        Accepted {
-                            subject: Arc::clone(&subject),
-                            reviewed: Instant::now(),
-                            keep,
-                        },
-                    );
-                }
+                self.remember_accepted(
+                    key,
+                    &subject,
+                    seconds_until_expiry(&token).unwrap_or(KNOWN_FOR),
+                );
                 Ok(subject)
             }
             None => {
-                // No longer known either (a token that was revoked).
-                self.tokens_accepted.invalidate(&key);
-                self.tokens_denied.insert(key, ());
+                self.remember_refused(key);
                 Err(Refusal::Invalid)
             }
         }
@@ -291,78 +359,10 @@ impl Authorizer {
     }
 }
 
-/// Requests in flight to the apiserver, by question: whoever asks a
-/// question already being asked waits for that answer (errors included)
-/// instead of asking again, so that concurrent requests with one new token,
-/// or one caller's parallel `tools/list`, make one review each.
-struct Flights<K, V: Clone> {
-    pending: Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
-}
-
-impl<K, V: Clone> Default for Flights<K, V> {
-    fn default() -> Self {
-        Self {
-            pending: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone, V: Clone + Send + Sync + 'static> Flights<K, V> {
-    /// Joins the flight for `key`, or starts one with what `start` gives
-    /// (or returns its refusal without asking anything).
-    async fn join_or_start<F>(&self, key: K, start: impl FnOnce() -> Result<F, V>) -> V
-    where
-        F: Future<Output = V> + Send + 'static,
-    {
-        let (flight, _landing) = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match pending.get(&key) {
-                Some(flight) => (flight.clone(), None),
-                None => {
-                    let flight = match start() {
-                        Ok(asking) => asking.boxed().shared(),
-                        Err(refused) => return refused,
-                    };
-                    pending.insert(key.clone(), flight.clone());
-                    (flight, Some(Landing { flights: self, key }))
-                }
-            }
-        };
-        flight.await
-    }
-}
-
-/// Takes a flight off the board when its starter is done with it, answered
-/// or dropped (a caller that hangs up): those who joined keep their copy,
-/// and the next caller finds the answer in the caches, or asks anew.
-struct Landing<'a, K: Hash + Eq, V: Clone> {
-    flights: &'a Flights<K, V>,
-    key: K,
-}
-
-impl<K: Hash + Eq, V: Clone> Drop for Landing<'_, K, V> {
-    fn drop(&mut self) {
-        let mut pending = self
-            .flights
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        pending.remove(&self.key);
-    }
-}
-
 /// How long until a JWT's `exp`, read without verifying (TokenReview
 /// verified it); only ever used to keep a cached answer for less time.
 fn seconds_until_expiry(token: &str) -> Option<Duration> {
-    use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let exp = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()?
-        .get("exp")?
-        .as_i64()?;
+    let exp = oidc::unverified_claim(token, "exp")?.as_i64()?;
     let left = exp - jiff::Timestamp::now().as_second();
     Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
 }
@@ -403,14 +403,23 @@ impl Callers {
 pub struct TokenCheck {
     callers: Callers,
     audience: Arc<str>,
+    /// With `auth.oidc`: the Protected Resource Metadata's URL, named in
+    /// every 401 so that MCP clients find where to sign in.
+    resource_metadata: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
 
 impl TokenCheck {
-    pub fn new(callers: Callers, audience: String, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        callers: Callers,
+        audience: String,
+        resource_metadata: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             callers,
             audience: audience.into(),
+            resource_metadata: resource_metadata.map(Into::into),
             metrics,
         }
     }
@@ -424,10 +433,13 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let audience = &*check.audience;
     let refuse = |refusal: Refusal| {
         check.metrics.record_auth_refusal(refusal.as_label());
-        refusal_response(&refusal, audience)
+        refusal_response(
+            &refusal,
+            &check.audience,
+            check.resource_metadata.as_deref(),
+        )
     };
     let authorizer = match &check.callers {
         Callers::Anyone => return next.run(request).await,
@@ -450,7 +462,11 @@ pub async fn require_token(
         .filter(|t| !t.is_empty());
     let result = match token {
         None => Err(Refusal::Missing),
-        Some(token) => authorizer.authenticate(token, audience, source).await,
+        Some(token) => {
+            authorizer
+                .authenticate(token, &check.audience, source)
+                .await
+        }
     };
     match result {
         Ok(subject) => {
@@ -487,9 +503,17 @@ impl Refusal {
 }
 
 /// A refused token is 401 with a `WWW-Authenticate` challenge (sign in
-/// again); too many unseen tokens is 429 with `Retry-After` and no
-/// challenge, which clients do not take for a bad token.
-fn refusal_response(refusal: &Refusal, audience: &str) -> Response {
+/// again), naming the Protected Resource Metadata when there is one (the
+/// MCP authorization spec's discovery starts there); too many unseen
+/// tokens is 429 with `Retry-After` and no challenge, which clients do not
+/// take for a bad token. A caller RBAC refuses a tool is never answered
+/// here (a 403 `insufficient_scope` would make clients sign in again): that
+/// is a tool error.
+fn refusal_response(
+    refusal: &Refusal,
+    audience: &str,
+    resource_metadata: Option<&str>,
+) -> Response {
     let (error, description) = match refusal {
         Refusal::Missing => (None, "a bearer token is required"),
         Refusal::Invalid => (
@@ -506,6 +530,9 @@ fn refusal_response(refusal: &Refusal, audience: &str) -> Response {
         }
     };
     let mut challenge = format!("Bearer realm=\"mcp-kafka-sidecar\", audience=\"{audience}\"");
+    if let Some(url) = resource_metadata {
+        challenge.push_str(&format!(", resource_metadata=\"{url}\""));
+    }
     if let Some(e) = error {
         challenge.push_str(&format!(
             ", error=\"{e}\", error_description=\"{description}\""
@@ -535,57 +562,6 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn concurrent_askers_of_one_question_share_one_answer() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let flights = Flights::<&str, Result<u32, String>>::default();
-        let asked = Arc::new(AtomicUsize::new(0));
-        let (open, gate) = tokio::sync::watch::channel(false);
-        let ask = |answer: Result<u32, String>| {
-            let (asked, mut gate) = (Arc::clone(&asked), gate.clone());
-            flights.join_or_start("q", move || {
-                Ok(async move {
-                    asked.fetch_add(1, Ordering::SeqCst);
-                    let _ = gate.wait_for(|open| *open).await;
-                    answer
-                })
-            })
-        };
-        let waiting = futures::future::join_all((0..10).map(|_| ask(Err("down".into()))));
-        let released = async {
-            tokio::task::yield_now().await;
-            let _ = open.send(true);
-        };
-        let (answers, ()) = tokio::join!(waiting, released);
-        assert!(
-            answers.iter().all(|a| *a == Err("down".to_string())),
-            "errors are shared too"
-        );
-        assert_eq!(asked.load(Ordering::SeqCst), 1);
-        // Landed: the next asker asks again.
-        assert_eq!(ask(Ok(7)).await, Ok(7));
-        assert_eq!(asked.load(Ordering::SeqCst), 2);
-        // A refusal before asking starts no flight.
-        let refused = flights
-            .join_or_start("q", || Err::<std::future::Ready<_>, _>(Err("busy".into())))
-            .await;
-        assert_eq!(refused, Err("busy".to_string()));
-        assert!(flights.pending.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_flight_whose_starter_hangs_up_is_taken_off_the_board() {
-        let flights = Flights::<&str, u32>::default();
-        let never = flights.join_or_start("q", || Ok(std::future::pending::<u32>()));
-        assert!(
-            tokio::time::timeout(Duration::from_millis(10), never)
-                .await
-                .is_err()
-        );
-        assert!(flights.pending.lock().unwrap().is_empty());
-        assert_eq!(flights.join_or_start("q", || Ok(async { 3 })).await, 3);
-    }
-
     #[test]
     fn an_ipv6_client_is_one_source_per_64() {
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
@@ -603,17 +579,45 @@ mod tests {
 
     #[test]
     fn too_many_unseen_tokens_is_429_with_retry_after_and_no_challenge() {
-        let busy = refusal_response(&Refusal::TooMany(Duration::from_millis(1500)), "aud");
+        let busy = refusal_response(&Refusal::TooMany(Duration::from_millis(1500)), "aud", None);
         assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(busy.headers()[header::RETRY_AFTER], "2");
         assert!(busy.headers().get(header::WWW_AUTHENTICATE).is_none());
-        let refused = refusal_response(&Refusal::Invalid, "aud");
+        let refused = refusal_response(&Refusal::Invalid, "aud", None);
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         assert!(
             refused.headers()[header::WWW_AUTHENTICATE]
                 .to_str()
                 .unwrap()
                 .starts_with("Bearer ")
+        );
+    }
+
+    #[test]
+    fn every_401_names_the_resource_metadata_when_there_is_one() {
+        let url = "https://mcp.example/.well-known/oauth-protected-resource/mcp";
+        for refusal in [Refusal::Missing, Refusal::Invalid, Refusal::Unverifiable] {
+            let refused = refusal_response(&refusal, "aud", Some(url));
+            assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+            let challenge = refused.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap();
+            assert!(
+                challenge.contains(&format!("resource_metadata=\"{url}\"")),
+                "{challenge}"
+            );
+            assert_eq!(
+                challenge.contains("error=\"invalid_token\""),
+                refusal != Refusal::Missing,
+                "{challenge}"
+            );
+        }
+        let without = refusal_response(&Refusal::Invalid, "aud", None);
+        assert!(
+            !without.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("resource_metadata")
         );
     }
 
