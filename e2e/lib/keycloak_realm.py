@@ -40,15 +40,22 @@ GROUPS = ("kafka-operators", "kafka-viewers")
 TEST_CLIENT = "mcpk-tests"
 SHORT_CLIENT = "mcpk-tests-short"
 SHORT_TOKEN_SECONDS = 10
-# Realm default client scopes, so dynamically registered clients get them
-# too: the groups claim, and the audience mappers of registered resources.
-GROUPS_SCOPE = "groups"
-RESOURCES_SCOPE = "mcp-resources"
+# One realm default client scope holds what a sidecar needs in a token: the
+# groups claim, and the audience mappers of the registered resources. A
+# dynamically registered client gets the realm's default scopes only when
+# its registration names no `scope`. One that does gets the scopes named as
+# optional ones (given only when the authorization request asks for them)
+# and `basic` as its one default: a token asked for without `mcp` then has
+# no aud, and a resource indicator makes Keycloak 26.7.3 fail with HTTP 500
+# (a NullPointerException in its resource indicators). So this scope has a
+# name a server's metadata can list in scopes_supported, which MCP clients
+# send both when they register and when they ask for a code.
+MCP_SCOPE = "mcp"
 # Keycloak's resource indicators (RFC 8707, feature resource-indicators) accept
 # `resource=URL` only when a client already in the token's `aud` carries
 # that URL as its `resource_url` attribute; the token's aud then becomes
 # exactly [URL]. So each MCP resource URL is a client of this prefix (named
-# by a hash of the URL) with an audience mapper in RESOURCES_SCOPE.
+# by a hash of the URL) with an audience mapper in MCP_SCOPE.
 RESOURCE_CLIENT_PREFIX = "mcp-resource-"
 # Key providers added by `keys rotate` (removed by `keys restore`); the
 # realm's own rsa-generated provider has priority 100.
@@ -192,15 +199,16 @@ def ensure_client_scope(admin: Admin, realm: str, name: str, rep: dict) -> str:
     return scope_id
 
 
-GROUPS_SCOPE_REP = {
+MCP_SCOPE_REP = {
     "protocol": "openid-connect",
-    "description": "groups claim: the user's group names (no path)",
+    "description": "an MCP server's token: the groups claim and the registered resources' audiences",
     "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
     "protocolMappers": [
         {
             "name": "groups",
             "protocol": "openid-connect",
             "protocolMapper": "oidc-group-membership-mapper",
+            # Group names without their path ("kafka-operators", not "/kafka-operators").
             "config": {
                 "full.path": "false",
                 "claim.name": "groups",
@@ -211,12 +219,6 @@ GROUPS_SCOPE_REP = {
             },
         }
     ],
-}
-
-RESOURCES_SCOPE_REP = {
-    "protocol": "openid-connect",
-    "description": "audience mappers of the registered MCP resources (resource indicators)",
-    "attributes": {"include.in.token.scope": "false", "display.on.consent.screen": "false"},
 }
 
 
@@ -283,10 +285,12 @@ def test_client_rep(client_id: str, secret: str, lifespan: int | None) -> dict:
 def ensure_registration_policies(admin: Admin, realm: str) -> None:
     """Anonymous dynamic client registration (RFC 7591) as MCP clients do it:
     from loopback, with loopback redirect URIs. Keycloak's defaults refuse it
-    ("Trusted Hosts": no host is trusted), refuse a `scope` naming
-    `openid` (which MCP clients may send: it is no client scope in Keycloak,
-    so "Allowed Client Scopes" rejects it), and stop at 200 clients in a realm,
-    which a long-lived state dir reaches (every sign-in test registers one)."""
+    ("Trusted Hosts": no host is trusted) and stop at 200 clients in a realm,
+    which a long-lived state dir reaches (every sign-in test registers one).
+    "Allowed Client Scopes" stays as it is: a `scope` naming anything but the
+    realm's default scopes (`openid` too, which is no client scope here) is
+    refused at registration, which says more than the tokens without aud
+    that such a client would get (see MCP_SCOPE)."""
     policies = admin.get(f"/{realm}/components?type={REGISTRATION_POLICY}")
     wanted = {
         "trusted-hosts": {
@@ -295,7 +299,6 @@ def ensure_registration_policies(admin: Admin, realm: str) -> None:
             "client-uris-must-match": ["true"],
         },
         "max-clients": {"max-clients": ["100000"]},
-        "allowed-client-templates": {"allow-default-scopes": ["true"], "allowed-client-scopes": ["openid"]},
     }
     for policy in policies:
         config = wanted.get(policy["providerId"])
@@ -308,16 +311,14 @@ def ensure_registration_policies(admin: Admin, realm: str) -> None:
 
 def setup_realm(admin: Admin, realm: str, state: dict) -> None:
     ensure_realm(admin, realm)
-    scope_ids = [ensure_client_scope(admin, realm, GROUPS_SCOPE, GROUPS_SCOPE_REP),
-                 ensure_client_scope(admin, realm, RESOURCES_SCOPE, RESOURCES_SCOPE_REP)]
+    scope_id = ensure_client_scope(admin, realm, MCP_SCOPE, MCP_SCOPE_REP)
     group_ids = {name: ensure_group(admin, realm, name) for name in GROUPS}
     for username, (_, first_name) in USERS.items():
         ensure_user(admin, realm, username, first_name, state["users"][username], group_ids)
     for client_id, lifespan in ((TEST_CLIENT, None), (SHORT_CLIENT, SHORT_TOKEN_SECONDS)):
         internal = ensure_client(admin, realm, test_client_rep(client_id, state["client_secret"], lifespan))
-        # A client made before a scope was a realm default lacks it.
-        for scope_id in scope_ids:
-            admin.call("PUT", f"/{realm}/clients/{internal}/default-client-scopes/{scope_id}")
+        # A client made before the scope was a realm default lacks it.
+        admin.call("PUT", f"/{realm}/clients/{internal}/default-client-scopes/{scope_id}")
     ensure_registration_policies(admin, realm)
 
 
@@ -346,9 +347,9 @@ def add_resource(admin: Admin, realm: str, url: str) -> str:
         "serviceAccountsEnabled": False,
         "attributes": {"resource_url": url},
     })
-    scope = find(admin.get(f"/{realm}/client-scopes"), "name", RESOURCES_SCOPE)
+    scope = find(admin.get(f"/{realm}/client-scopes"), "name", MCP_SCOPE)
     if scope is None:
-        raise AdminError(f"realm {realm} has no client scope {RESOURCES_SCOPE}: run setup first")
+        raise AdminError(f"realm {realm} has no client scope {MCP_SCOPE}: run setup first")
     mappers = admin.get(f"/{realm}/client-scopes/{scope['id']}/protocol-mappers/models")
     if not find(mappers, "name", client_id):
         admin.create(f"/{realm}/client-scopes/{scope['id']}/protocol-mappers/models", {
@@ -363,7 +364,7 @@ def add_resource(admin: Admin, realm: str, url: str) -> str:
 
 def remove_resource(admin: Admin, realm: str, url: str) -> None:
     client_id = resource_client_id(url)
-    scope = find(admin.get(f"/{realm}/client-scopes"), "name", RESOURCES_SCOPE)
+    scope = find(admin.get(f"/{realm}/client-scopes"), "name", MCP_SCOPE)
     if scope:
         for mapper in admin.get(f"/{realm}/client-scopes/{scope['id']}/protocol-mappers/models"):
             if mapper["name"] == client_id:
