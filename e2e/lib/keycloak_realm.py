@@ -19,14 +19,13 @@ per state dir into 0600 files; nothing here prints them.
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import secrets
 import ssl
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 
 REALMS = ("mcp", "other")
 ADMIN_USERNAME = "admin"
@@ -74,7 +73,10 @@ class Admin:
 
     def __init__(self, url: str, ca_file: str, password: str, username: str = ADMIN_USERNAME):
         self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        self._host, self._port, self._base = parts.hostname, parts.port or 443, parts.path
         self.ssl = ssl.create_default_context(cafile=ca_file)
+        self._conn = None
         self._username = username
         self._password = password
         self._token = None
@@ -98,12 +100,22 @@ class Admin:
             headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = "Bearer " + token
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, context=self.ssl, timeout=timeout) as response:
+        # One kept-alive connection: setup makes ~70 calls, and a TLS
+        # handshake each doubled its time. A connection Keycloak closed (idle,
+        # or restarted) is opened again, once.
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = http.client.HTTPSConnection(self._host, self._port, context=self.ssl, timeout=timeout)
+            try:
+                self._conn.request(method, self._base + path, body=data, headers=headers)
+                response = self._conn.getresponse()
                 return response.status, parse(response.read()), response.headers
-        except urllib.error.HTTPError as e:
-            return e.code, parse(e.read()), e.headers
+            except (http.client.HTTPException, OSError):
+                self._conn.close()
+                self._conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def call(self, method: str, path: str, body=None, ok=(200, 201, 204)):
         """An admin API call (path under /admin/realms), logging in again once
@@ -320,6 +332,7 @@ def setup_realm(admin: Admin, realm: str, state: dict) -> None:
         # A client made before the scope was a realm default lacks it.
         admin.call("PUT", f"/{realm}/clients/{internal}/default-client-scopes/{scope_id}")
     ensure_registration_policies(admin, realm)
+    prune_resources(admin, realm)
 
 
 # --- resources (RFC 8707 audiences) ----------------------------------------
@@ -360,6 +373,21 @@ def add_resource(admin: Admin, realm: str, url: str) -> str:
                        "id.token.claim": "false", "introspection.token.claim": "true"},
         })
     return client_id
+
+
+def prune_resources(admin: Admin, realm: str) -> None:
+    """Remove every registered resource: each one's client ID is in every
+    token's aud until a resource indicator narrows it, so resources that
+    tests registered (one per port) must not pile up over a state dir's
+    life. Setup runs this; tests register what they use."""
+    scope = find(admin.get(f"/{realm}/client-scopes"), "name", MCP_SCOPE)
+    if scope:
+        for mapper in admin.get(f"/{realm}/client-scopes/{scope['id']}/protocol-mappers/models"):
+            if mapper["name"].startswith(RESOURCE_CLIENT_PREFIX):
+                admin.call("DELETE", f"/{realm}/client-scopes/{scope['id']}/protocol-mappers/models/{mapper['id']}")
+    for client in admin.get(f"/{realm}/clients?clientId={RESOURCE_CLIENT_PREFIX}&search=true&max=10000"):
+        if client["clientId"].startswith(RESOURCE_CLIENT_PREFIX):
+            admin.call("DELETE", f"/{realm}/clients/{client['id']}")
 
 
 def remove_resource(admin: Admin, realm: str, url: str) -> None:

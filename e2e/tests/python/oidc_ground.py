@@ -176,7 +176,9 @@ class OidcGround:
 
     def register_resource(self, url: str, realms=keycloak_realm.REALMS) -> None:
         """Let tokens be asked for `resource=url` (RFC 8707) in these realms;
-        idempotent, and cached for this process."""
+        idempotent, and cached for this process. A sign-in test registers its
+        server's URL before the client asks for a code; every Keycloak start
+        forgets them all again (keycloak_realm.prune_resources)."""
         for realm in realms:
             if (realm, url) not in self._resources:
                 keycloak_realm.add_resource(self.admin(), realm, url)
@@ -199,7 +201,16 @@ class OidcGround:
                 "password": password if password is not None else self.password(user)}
         if resource is not None:
             form["resource"] = resource
-        return self._json("POST", self.metadata(realm)["token_endpoint"], form=form)
+        try:
+            return self._json("POST", self.metadata(realm)["token_endpoint"], form=form)
+        except TokenError as e:
+            # Keycloak forgot the resource (a restart's setup prunes them):
+            # register it again, once.
+            if not (register and resource is not None and e.error == "invalid_target"):
+                raise
+            self._resources.discard((realm, resource))
+            self.register_resource(resource, realms=(realm,))
+            return self._json("POST", self.metadata(realm)["token_endpoint"], form=form)
 
     def token(self, user: str, resource: str | None, short_lived: bool = False, realm: str = REALM) -> str:
         """An access token for `user` whose aud is exactly `resource` (None:
