@@ -257,6 +257,13 @@ class OidcGround:
         cookies it set, accept the consent page if one comes, and return the
         `code` of the redirect to the client (never followed). Raises
         LoginError with Keycloak's message if the sign-in fails."""
+        return self.headless_redirect(authorization_url, user, password=password, timeout=timeout)["code"]
+
+    def headless_redirect(self, authorization_url: str, user: str, password: str | None = None,
+                          timeout: float = 30.0) -> dict[str, str]:
+        """headless_login's redirect to the client, as its query parameters
+        (code, state, iss: Keycloak sends RFC 9207's iss, which the Python
+        SDK checks)."""
         jar = http.cookiejar.CookieJar()
         opener = self._opener(jar)
         origin = urllib.parse.urlsplit(self.url)
@@ -273,7 +280,7 @@ class OidcGround:
                     continue
                 query = urllib.parse.parse_qs(target.query)
                 if "code" in query:
-                    return query["code"][0]
+                    return {k: v[0] for k, v in query.items()}
                 raise LoginError(f"redirected to the client without a code: error={query.get('error', ['?'])[0]}, "
                                  f"{query.get('error_description', [''])[0]}")
             if status != 200:
@@ -294,6 +301,28 @@ class OidcGround:
             else:
                 raise LoginError("sign-in refused: " + ("; ".join(page.errors) or "an unexpected page"))
         raise LoginError("too many steps before the redirect to the client")
+
+    def python_sdk_handlers(self, user: str, password: str | None = None):
+        """(redirect_handler, callback_handler) for the Python SDK's
+        mcp.client.auth.OAuthClientProvider: the first signs `user` in
+        headlessly (in a thread: it blocks), the second hands the SDK that
+        redirect's code, state and iss."""
+        import anyio
+        from mcp.shared.auth import AuthorizationCodeResult
+
+        redirect: dict[str, str] = {}
+
+        async def redirect_handler(authorization_url: str) -> None:
+            redirect.clear()
+            redirect.update(await anyio.to_thread.run_sync(
+                lambda: self.headless_redirect(authorization_url, user, password=password)))
+
+        async def callback_handler() -> AuthorizationCodeResult:
+            if "code" not in redirect:
+                raise LoginError("the SDK asked for the code before sending the user to sign in")
+            return AuthorizationCodeResult(code=redirect["code"], state=redirect.get("state"), iss=redirect.get("iss"))
+
+        return redirect_handler, callback_handler
 
     # --- signing keys -----------------------------------------------------------
 

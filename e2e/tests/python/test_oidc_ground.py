@@ -178,3 +178,20 @@ def test_setting_the_realms_up_again_changes_nothing(oidc):
     assert {realm: snapshot(realm) for realm in keycloak_realm.REALMS} == before
     # The resource is registered again on the first invalid_target.
     assert verify(oidc, oidc.token("alice", RESOURCE), RESOURCE)["groups"] == ["kafka-operators"]
+
+
+def test_the_python_sdk_handlers_hand_over_the_redirects_code_state_and_issuer(oidc):
+    import anyio
+
+    client = oidc.register_client(REDIRECT)
+    url, verifier, state = oidc.authorization_url(client["client_id"], REDIRECT, RESOURCE)
+    redirect_handler, callback_handler = oidc.python_sdk_handlers("alice")
+
+    async def run():
+        await redirect_handler(url)
+        return await callback_handler()
+
+    result = anyio.run(run)
+    assert (result.state, result.iss) == (state, oidc.issuer())
+    tokens = oidc.exchange_code(result.code, client["client_id"], REDIRECT, verifier, RESOURCE)
+    assert verify(oidc, tokens["access_token"], RESOURCE)["preferred_username"] == "alice"
