@@ -1,6 +1,7 @@
 # The stack's components: etcd, kube-apiserver, kube-controller-manager, a
 # single-node Kafka broker in KRaft mode, a Prometheus that scrapes the
-# broker's JMX exporter, and a Schema Registry. Sourced by e2e/stack.
+# broker's JMX exporter, a Schema Registry, and an identity provider
+# (Keycloak). Sourced by e2e/stack.
 # shellcheck shell=bash
 
 ETCD_PORT=${MCPK_ETCD_PORT:-12379}
@@ -31,6 +32,12 @@ PROMETHEUS_SCRAPE_SECONDS=5
 SCHEMA_REGISTRY_PORT=${MCPK_SCHEMA_REGISTRY_PORT:-19481}
 SCHEMA_REGISTRY_MANAGEMENT_PORT=${MCPK_SCHEMA_REGISTRY_MANAGEMENT_PORT:-19482}
 SCHEMA_REGISTRY_URL=http://127.0.0.1:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7
+# The identity provider (Keycloak), HTTPS only, and its management port
+# (health), both on loopback; issuers are https://127.0.0.1:PORT/realms/NAME.
+KEYCLOAK_PORT=${MCPK_KEYCLOAK_PORT:-19491}
+KEYCLOAK_MANAGEMENT_PORT=${MCPK_KEYCLOAK_MANAGEMENT_PORT:-19492}
+KEYCLOAK_URL=https://127.0.0.1:$KEYCLOAK_PORT
+KEYCLOAK_STATE_DIR=$STATE_DIR/keycloak
 # The stack's broker is the instance named `kafka`; tests that kill and
 # restart a broker start extra instances (`e2e/stack kafka ...`) instead of
 # disturbing the shared one.
@@ -424,4 +431,118 @@ start_schema_registry() {
     -jar "$APICURIO_DIR/quarkus-run.jar"
   wait_until schema-registry 90 schema_registry_answers
   log "schema registry ready in $((SECONDS - started))s, RSS $(proc_rss_mib schema-registry) MiB"
+}
+
+# --- Keycloak --------------------------------------------------------------------
+
+keycloak_ready() {
+  curl -fsS --cacert "$PKI_DIR/ca.crt" "https://127.0.0.1:$KEYCLOAK_MANAGEMENT_PORT/health/ready" | grep -q '"UP"'
+}
+
+# The admin's password, made once per state dir (0600); Keycloak creates
+# the admin from it at its first start (KC_BOOTSTRAP_ADMIN_*), later starts
+# ignore it.
+ensure_keycloak_admin() {
+  local file=$KEYCLOAK_STATE_DIR/admin-password
+  [ -s "$file" ] && return 0
+  mkdir -p "$KEYCLOAK_STATE_DIR"; chmod 700 "$KEYCLOAK_STATE_DIR"
+  (umask 077; openssl rand -hex 16 >"$file")
+}
+
+# Keycloak's java process: kc.sh (whose PID the PID file holds) runs it as
+# a child and waits. SIGSTOP/SIGCONT must reach the java process itself
+# (a stopped kc.sh would keep serving), so its PID has a file of its own.
+keycloak_java_pid() {
+  local pid
+  pid=$(proc_pid keycloak) || return 1
+  if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = java ]; then echo "$pid"; return 0; fi
+  pgrep -P "$pid" -x java | head -n1
+}
+
+# Realms `mcp` and `other` (users, groups, clients, registration policy),
+# through the admin REST API; idempotent, so every start runs it.
+keycloak_realms() {
+  need_cmd python3
+  run_logged "$LOG_DIR/keycloak-realms.log" python3 "$E2E_DIR/lib/keycloak_realm.py" setup \
+    --url "$KEYCLOAK_URL" --ca-file "$PKI_DIR/ca.crt" --state-dir "$KEYCLOAK_STATE_DIR"
+}
+
+start_keycloak() {
+  if proc_pid keycloak >/dev/null; then log "keycloak already running"; return 0; fi
+  check_port keycloak "$KEYCLOAK_PORT" MCPK_KEYCLOAK_PORT
+  check_port "keycloak (management)" "$KEYCLOAK_MANAGEMENT_PORT" MCPK_KEYCLOAK_MANAGEMENT_PORT
+  need_cmd java "Java 17 runs Keycloak"
+  ensure_keycloak_pki
+  ensure_keycloak_admin
+  mkdir -p "$KEYCLOAK_STATE_DIR/tmp"
+  log "starting Keycloak $KEYCLOAK_VERSION on $KEYCLOAK_URL"
+  local started=$SECONDS
+  # --cache=local at start (not build): otherwise it clusters, on
+  # non-loopback ports. http-host is where HTTPS listens too. The dev-file
+  # database (H2) and the temp files go to the state dir
+  # (-Dkc.db-url-path), not the shared cache. One more port, ephemeral and
+  # on loopback too, is the transaction manager's (Narayana's recovery
+  # listener; neither its nor Quarkus' switch closed it). The admin's
+  # password reaches it in the environment, not on a command line.
+  (
+    export KC_BOOTSTRAP_ADMIN_USERNAME=admin
+    KC_BOOTSTRAP_ADMIN_PASSWORD=$(cat "$KEYCLOAK_STATE_DIR/admin-password")
+    export KC_BOOTSTRAP_ADMIN_PASSWORD
+    start_proc keycloak "$KEYCLOAK_DIR/bin/kc.sh" \
+      "-Dkc.db-url-path=$KEYCLOAK_STATE_DIR" "-Djava.io.tmpdir=$KEYCLOAK_STATE_DIR/tmp" \
+      start --optimized --cache=local \
+      --http-enabled=false --http-host=127.0.0.1 --https-port="$KEYCLOAK_PORT" \
+      --https-certificate-file="$PKI_DIR/keycloak.crt" --https-certificate-key-file="$PKI_DIR/keycloak.key" \
+      --hostname="$KEYCLOAK_URL" \
+      --http-management-host=127.0.0.1 --http-management-port="$KEYCLOAK_MANAGEMENT_PORT" \
+      --log-level=INFO,io.smallrye.health:WARN
+  )
+  wait_until keycloak 120 keycloak_ready
+  keycloak_java_pid >"$KEYCLOAK_STATE_DIR/java.pid" || die "keycloak is ready but its java process was not found"
+  local ready=$((SECONDS - started))
+  keycloak_realms
+  log "keycloak ready in ${ready}s, its realms set up in $((SECONDS - started - ready))s, RSS $(awk '/^VmRSS:/ {printf "%d", $2 / 1024}' "/proc/$(cat "$KEYCLOAK_STATE_DIR/java.pid")/status") MiB"
+}
+
+# SIGCONT first: a test may have left it stopped (SIGSTOP, the "identity
+# provider unreachable" case), and a stopped java never acts on SIGTERM.
+# kc.sh passes SIGTERM on; if the java process outlives kc.sh, it is
+# killed too, so that nothing of Keycloak is left.
+stop_keycloak() {
+  local java
+  java=$(cat "$KEYCLOAK_STATE_DIR/java.pid" 2>/dev/null || true)
+  if [ -n "$java" ] && [[ "$(tr '\0' ' ' <"/proc/$java/cmdline" 2>/dev/null)" == *"$STATE_DIR"* ]]; then
+    kill -CONT "$java" 2>/dev/null || true
+  else
+    java=""
+  fi
+  stop_proc keycloak
+  if [ -n "$java" ]; then
+    local i
+    for ((i = 0; i < 60; i++)); do kill -0 "$java" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$java" 2>/dev/null || true
+  fi
+  rm -f "$KEYCLOAK_STATE_DIR/java.pid"
+}
+
+# The variables write_env adds for Keycloak (also printed alone by
+# `e2e/stack keycloak env`). Secrets stay in their 0600 files; these name
+# them. The realm script names its own parts (MCPK_OIDC_*).
+keycloak_env() {
+  cat <<ENV
+# The identity provider (Keycloak $KEYCLOAK_VERSION; e2e/lib/keycloak_realm.py
+# sets it up): realm mcp (the sidecars' issuer) and realm other (the same
+# users, another issuer); users alice (group kafka-operators) and bob
+# (kafka-viewers), their passwords in MCPK_OIDC_USERS_FILE; a confidential
+# client for quick tokens (password grant) and one whose tokens live
+# MCPK_OIDC_SHORT_TOKEN_SECONDS. A token's aud is the resource it asks for,
+# once that URL is registered (keycloak_realm.py resource add URL).
+export MCPK_KEYCLOAK_URL=$KEYCLOAK_URL
+export MCPK_KEYCLOAK_VERSION=$KEYCLOAK_VERSION
+export MCPK_KEYCLOAK_ADMIN_USERNAME=admin
+export MCPK_KEYCLOAK_ADMIN_PASSWORD_FILE=$KEYCLOAK_STATE_DIR/admin-password
+export MCPK_KEYCLOAK_STATE_DIR=$KEYCLOAK_STATE_DIR
+export MCPK_KEYCLOAK_PID_FILE=$KEYCLOAK_STATE_DIR/java.pid
+ENV
+  python3 "$E2E_DIR/lib/keycloak_realm.py" env --url "$KEYCLOAK_URL" --ca-file "$PKI_DIR/ca.crt" --state-dir "$KEYCLOAK_STATE_DIR"
 }

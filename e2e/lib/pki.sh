@@ -70,3 +70,14 @@ ensure_pki() {
   chmod 600 "$PKI_DIR"/*.key
   touch "$PKI_DIR/.complete"
 }
+
+# Keycloak's HTTPS certificate, from the same CA, so a client that trusts
+# ca.crt (MCPK_OIDC_CA_FILE) trusts the identity provider too. Its own
+# marker, so that an existing state dir gains it.
+ensure_keycloak_pki() {
+  [ -f "$PKI_DIR/.keycloak-complete" ] && return 0
+  log "generating Keycloak's certificate in $PKI_DIR"
+  issue_cert keycloak "/CN=keycloak" "IP:127.0.0.1,DNS:localhost"
+  chmod 600 "$PKI_DIR/keycloak.key"
+  touch "$PKI_DIR/.keycloak-complete"
+}

