@@ -202,10 +202,15 @@ def find(items, key: str, value):
 
 
 def ensure_client_scope(admin: Admin, realm: str, name: str, rep: dict) -> str:
-    """A realm default client scope named `name` (its mappers as in rep, when
-    created). Returns its id."""
+    """A realm default client scope named `name` with at least the mappers
+    of rep (added to a scope made before they were). Returns its id."""
     existing = find(admin.get(f"/{realm}/client-scopes"), "name", name)
     scope_id = existing["id"] if existing else admin.create(f"/{realm}/client-scopes", {"name": name, **rep})
+    models = f"/{realm}/client-scopes/{scope_id}/protocol-mappers/models"
+    have = admin.get(models)
+    for mapper in rep.get("protocolMappers", []):
+        if not find(have, "name", mapper["name"]):
+            admin.create(models, mapper)
     if not find(admin.get(f"/{realm}/default-default-client-scopes"), "id", scope_id):
         admin.call("PUT", f"/{realm}/default-default-client-scopes/{scope_id}")
     return scope_id
@@ -213,7 +218,7 @@ def ensure_client_scope(admin: Admin, realm: str, name: str, rep: dict) -> str:
 
 MCP_SCOPE_REP = {
     "protocol": "openid-connect",
-    "description": "an MCP server's token: the groups claim and the registered resources' audiences",
+    "description": "an MCP server's token: the username and groups claims and the registered resources' audiences",
     "attributes": {"include.in.token.scope": "true", "display.on.consent.screen": "false"},
     "protocolMappers": [
         {
@@ -229,7 +234,24 @@ MCP_SCOPE_REP = {
                 "userinfo.token.claim": "true",
                 "introspection.token.claim": "true",
             },
-        }
+        },
+        {
+            # preferred_username in every MCP token, also when the client
+            # asked for no `profile` scope (MCP clients ask for the scopes the
+            # server's metadata names, here only `mcp`).
+            "name": "username",
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-usermodel-property-mapper",
+            "config": {
+                "user.attribute": "username",
+                "claim.name": "preferred_username",
+                "jsonType.label": "String",
+                "access.token.claim": "true",
+                "id.token.claim": "true",
+                "userinfo.token.claim": "true",
+                "introspection.token.claim": "true",
+            },
+        },
     ],
 }
 

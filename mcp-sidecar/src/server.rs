@@ -171,7 +171,11 @@ impl KafkaMcp {
         TokenCheck::new(
             self.callers.clone(),
             config.auth.audience_for(&config.server),
-            config.auth.oidc.as_ref().map(|oidc| oidc.metadata_url()),
+            config
+                .auth
+                .oidc
+                .as_ref()
+                .map(crate::auth::oidc::challenge_parameters),
             Arc::clone(&self.metrics),
         )
     }

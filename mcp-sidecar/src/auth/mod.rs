@@ -403,9 +403,10 @@ impl Callers {
 pub struct TokenCheck {
     callers: Callers,
     audience: Arc<str>,
-    /// With `auth.oidc`: the Protected Resource Metadata's URL, named in
-    /// every 401 so that MCP clients find where to sign in.
-    resource_metadata: Option<Arc<str>>,
+    /// With `auth.oidc`: the challenge's parameters that name the
+    /// Protected Resource Metadata (and the scopes to ask for), in every
+    /// 401, so that MCP clients find where to sign in.
+    sign_in: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
 
@@ -413,13 +414,13 @@ impl TokenCheck {
     pub fn new(
         callers: Callers,
         audience: String,
-        resource_metadata: Option<String>,
+        sign_in: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             callers,
             audience: audience.into(),
-            resource_metadata: resource_metadata.map(Into::into),
+            sign_in: sign_in.map(Into::into),
             metrics,
         }
     }
@@ -435,11 +436,7 @@ pub async fn require_token(
 ) -> Response {
     let refuse = |refusal: Refusal| {
         check.metrics.record_auth_refusal(refusal.as_label());
-        refusal_response(
-            &refusal,
-            &check.audience,
-            check.resource_metadata.as_deref(),
-        )
+        refusal_response(&refusal, &check.audience, check.sign_in.as_deref())
     };
     let authorizer = match &check.callers {
         Callers::Anyone => return next.run(request).await,
@@ -509,11 +506,7 @@ impl Refusal {
 /// take for a bad token. A caller RBAC refuses a tool is never answered
 /// here (a 403 `insufficient_scope` would make clients sign in again): that
 /// is a tool error.
-fn refusal_response(
-    refusal: &Refusal,
-    audience: &str,
-    resource_metadata: Option<&str>,
-) -> Response {
+fn refusal_response(refusal: &Refusal, audience: &str, sign_in: Option<&str>) -> Response {
     let (error, description) = match refusal {
         Refusal::Missing => (None, "a bearer token is required"),
         Refusal::Invalid => (
@@ -530,8 +523,9 @@ fn refusal_response(
         }
     };
     let mut challenge = format!("Bearer realm=\"mcp-kafka-sidecar\", audience=\"{audience}\"");
-    if let Some(url) = resource_metadata {
-        challenge.push_str(&format!(", resource_metadata=\"{url}\""));
+    if let Some(sign_in) = sign_in {
+        challenge.push_str(", ");
+        challenge.push_str(sign_in);
     }
     if let Some(e) = error {
         challenge.push_str(&format!(
@@ -596,8 +590,9 @@ mod tests {
     #[test]
     fn every_401_names_the_resource_metadata_when_there_is_one() {
         let url = "https://mcp.example/.well-known/oauth-protected-resource/mcp";
+        let sign_in = format!("resource_metadata=\"{url}\"");
         for refusal in [Refusal::Missing, Refusal::Invalid, Refusal::Unverifiable] {
-            let refused = refusal_response(&refusal, "aud", Some(url));
+            let refused = refusal_response(&refusal, "aud", Some(&sign_in));
             assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
             let challenge = refused.headers()[header::WWW_AUTHENTICATE]
                 .to_str()

@@ -434,6 +434,18 @@ pub fn resource_metadata(config: &OidcConfig, server_name: &str) -> Value {
     metadata
 }
 
+/// What a 401's `WWW-Authenticate` adds for sign-in: the metadata's URL,
+/// and the scopes to ask for (MCP clients take the challenge's `scope`
+/// first, then the metadata's; without either, some ask for every scope the
+/// provider lists, which providers may refuse to register).
+pub fn challenge_parameters(config: &OidcConfig) -> String {
+    let mut parameters = format!("resource_metadata=\"{}\"", config.metadata_url());
+    if !config.scopes.is_empty() {
+        parameters.push_str(&format!(", scope=\"{}\"", config.scopes.join(" ")));
+    }
+    parameters
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,10 +642,15 @@ mod tests {
             "https://idp.example/realms/mcp"
         );
         assert!(m.get("scopes_supported").is_none());
-        c.scopes = vec!["kafka".into()];
+        assert_eq!(
+            challenge_parameters(&c),
+            "resource_metadata=\"https://mcp.example/.well-known/oauth-protected-resource/mcp\""
+        );
+        c.scopes = vec!["kafka".into(), "offline_access".into()];
         assert_eq!(
             resource_metadata(&c, "orders")["scopes_supported"][0],
             "kafka"
         );
+        assert!(challenge_parameters(&c).ends_with(", scope=\"kafka offline_access\""));
     }
 }
