@@ -224,6 +224,31 @@ export function toolGrants(t, env, server, grants) {
   return ns;
 }
 
+/**
+ * A new namespace where each key of `grants`, a Group as the sidecar names
+ * signed-in users' groups (`oidc:kafka-operators`), is bound by a Role to
+ * custom verbs on mcpkafkaservers/tools of `server`. Deleted after the test.
+ */
+export function groupGrants(t, env, server, grants) {
+  const ns = uniqueName("node-oidc");
+  const items = [{ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } }];
+  for (const [group, verbs] of Object.entries(grants)) {
+    const name = group.replace(/[^a-z0-9-]/g, "-");
+    items.push({
+      apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name, namespace: ns },
+      rules: [{ apiGroups: ["mcpkafka.dev"], resources: ["mcpkafkaservers/tools"], resourceNames: [server], verbs }],
+    });
+    items.push({
+      apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", metadata: { name, namespace: ns },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+      subjects: [{ kind: "Group", apiGroup: "rbac.authorization.k8s.io", name: group }],
+    });
+  }
+  kubectl(env, ["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+  t.after(() => kubectl(env, ["delete", "namespace", ns, "--wait=false"]));
+  return ns;
+}
+
 /** A TokenRequest token of `sa` for the server's default audience. */
 export function saToken(env, ns, sa, server) {
   return kubectl(env, ["create", "token", sa, "-n", ns, "--audience", `mcpkafka.dev/${ns}/${server}`]).trim();
