@@ -80,6 +80,13 @@ pub fn decide(
         // Admission lets a scoped client name one provider user and no
         // groups; its callers are told apart by that user's name.
         let (username, identity) = match client.users.as_slice() {
+            [] if !client.groups.is_empty() => {
+                cuts.push(format!(
+                    "client {}: a client of groups has no scope of its own; it applies to no one",
+                    client.name
+                ));
+                continue;
+            }
             [] => {
                 let service_account = names::client_service_account(server, client);
                 (
@@ -381,6 +388,22 @@ mod tests {
             vec![("sso:alice", scope("{topics: {allow: [{name: a1}]}}"))]
         );
         assert!(got.cuts.is_empty(), "{:?}", got.cuts);
+
+        // Admission refuses a scope on a client of groups: were one let
+        // through, it would be nobody's (no ServiceAccount is made up for it).
+        let groups = "[{name: ops, groups: [ops], tools: [list_topics], scope: {topics: {allow: [{name: a1}]}}}]";
+        let got = decide(
+            &policy(None),
+            "team-a",
+            "orders",
+            &spec(None, groups),
+            Some("sso:"),
+        );
+        assert!(got.clients.is_empty());
+        assert_eq!(
+            got.cuts,
+            vec!["client ops: a client of groups has no scope of its own; it applies to no one"]
+        );
 
         // Sign-in not wired (no provider resolved): the scope is nobody's,
         // and status says so; no username is made up for it.

@@ -37,8 +37,9 @@ pub const SERVICE_ACCOUNT_UID_ANNOTATION: &str = "mcpkafka.dev/token-service-acc
 
 /// Who a client's RoleBinding names: its ServiceAccount (its own or the
 /// one made for its issued token), or the identity provider's users and
-/// groups with the provider's prefixes. Without a provider the sidecar
-/// accepts (none resolved, status says why) such a binding names no one.
+/// groups with the provider's prefixes. While no provider can be resolved
+/// (status says why), no one signs in that way, and such a binding names
+/// no one.
 fn client_subjects(inputs: &Inputs, client: &ClientSpec) -> Vec<Subject> {
     if client.users.is_empty() && client.groups.is_empty() {
         return vec![Subject {
