@@ -50,7 +50,13 @@ fuzz_target!(|text: &str| {
     let decision = policy::decide(&server.spec.tools, &policy, fenced.mutations, now);
     let window = policy.open_window(now);
     let name = server.metadata.name.clone().unwrap_or_default();
-    let scopes = scope::decide(&policy, "team", &name, &server.spec);
+    let sign_in = mcp_kafka_operator::build::oidc::resolve(&server.spec, &config);
+    let user_prefix = sign_in
+        .as_ref()
+        .ok()
+        .and_then(|s| s.as_ref())
+        .map(|s| s.config.username_prefix.as_str());
+    let scopes = scope::decide(&policy, "team", &name, &server.spec, user_prefix);
     let built = desired(&Inputs {
         server: &server,
         config: &config,

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crd::{ToolGroupSelector, ToolSelector};
 
+mod identity_provider;
+pub use identity_provider::{DefaultIdentityProvider, OperatorAuth};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct OperatorConfig {
@@ -26,6 +29,14 @@ pub struct OperatorConfig {
     pub auth_delegator_cluster_role: String,
     /// The cluster's DNS domain, for endpoints and allowed Host headers.
     pub cluster_domain: String,
+    /// Sign-in defaults: the organization's identity provider, for servers
+    /// whose spec.auth.oidc names no issuer.
+    #[serde(skip_serializing_if = "is_default")]
+    pub auth: OperatorAuth,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +126,7 @@ impl Default for OperatorConfig {
             sidecar: SidecarDefaults::default(),
             auth_delegator_cluster_role: "system:auth-delegator".into(),
             cluster_domain: "cluster.local".into(),
+            auth: OperatorAuth::default(),
         }
     }
 }
@@ -135,6 +147,9 @@ impl OperatorConfig {
                 "invalid operator config at `sidecar.metricsFrom[{i}]`: a peer names a \
                  namespaceSelector, a podSelector or an ipBlock"
             );
+        }
+        if let Some((field, problem)) = config.auth.oidc.as_ref().and_then(|p| p.problem()) {
+            anyhow::bail!("invalid operator config at `auth.oidc.{field}`: {problem}");
         }
         Ok(config)
     }
@@ -166,6 +181,53 @@ mod tests {
         let e =
             OperatorConfig::parse("sidecar: {metricsFrom: [{namespaceSelectr: {}}]}").unwrap_err();
         assert!(e.to_string().contains("sidecar.metricsFrom[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_default_identity_provider_is_checked_at_start() {
+        let c =
+            OperatorConfig::parse("auth: {oidc: {issuer: 'https://sso.example.com/realms/acme'}}")
+                .unwrap();
+        assert_eq!(
+            c.auth.oidc.unwrap().issuer,
+            "https://sso.example.com/realms/acme"
+        );
+        assert_eq!(OperatorConfig::parse("{}").unwrap().auth.oidc, None);
+        const PEM: &str = "\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"";
+        for (yaml, field) in [
+            ("{issuer: 'http://sso.example.com'}", "auth.oidc.issuer"),
+            (
+                "{issuer: 'https://user:pw@sso.example.com'}",
+                "auth.oidc.issuer",
+            ),
+            ("{issuer: 'https://'}", "auth.oidc.issuer"),
+            (
+                &format!(
+                    "{{issuer: 'https://sso', caBundle: {PEM}, caConfigMapRef: {{name: t, key: ca.crt}}}}"
+                ),
+                "auth.oidc.caBundle",
+            ),
+            (
+                "{issuer: 'https://sso', caBundle: 'not a certificate'}",
+                "auth.oidc.caBundle",
+            ),
+            (
+                "{issuer: 'https://sso', claims: {username: {claim: ' '}}}",
+                "auth.oidc.claims.username",
+            ),
+            (
+                "{issuer: 'https://sso', claims: {groups: {claim: groups, prefix: 'a b'}}}",
+                "auth.oidc.claims.groups",
+            ),
+            (
+                "{issuer: 'https://sso', scopes: ['two words']}",
+                "auth.oidc.scopes",
+            ),
+            ("{issuer: 'https://sso', caFile: /etc/ca.crt}", "auth.oidc"),
+        ] {
+            let e = OperatorConfig::parse(&format!("auth: {{oidc: {yaml}}}")).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{field}")), "{yaml}: {e}");
+        }
     }
 
     #[test]

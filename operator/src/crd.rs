@@ -19,6 +19,9 @@ use mcp_kafka_sidecar::tool_name::ToolName;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod auth;
+pub use auth::{AuthSpec, AuthStatus, ClaimMapping, ClaimMappings, OidcSpec};
+
 /// An MCP server for one Kafka cluster, deployed next to it by the operator:
 /// a Deployment of the sidecar, a Service, RBAC for its clients, and the tool
 /// set that the namespace's McpToolPolicy allows.
@@ -41,8 +44,12 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.clients) || self.clients.all(c, c.tools.all(t, t in self.tools))")
-    .message("every tool of a client must also be listed in spec.tools"))]
+#[x_kube(
+    validation = Rule::new("!has(self.clients) || self.clients.all(c, c.tools.all(t, t in self.tools))")
+        .message("every tool of a client must also be listed in spec.tools"),
+    validation = Rule::new("!has(self.clients) || !self.clients.exists(c, has(c.users) || has(c.groups)) || (has(self.auth) && has(self.auth.oidc))")
+        .message("clients with users or groups need spec.auth.oidc (the identity provider that signs them in)")
+)]
 pub struct McpKafkaServerSpec {
     /// The environment this server belongs to: dev, staging, prod, or another
     /// name the operator's config defines. It must equal the namespace's
@@ -75,7 +82,9 @@ pub struct McpKafkaServerSpec {
     #[x_kube(
         validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))").message("client names must be unique"),
         validation = Rule::new("self.all(c, !has(c.scope) || !has(c.serviceAccountName) || self.exists_one(d, has(d.serviceAccountName) && d.serviceAccountName == c.serviceAccountName))")
-            .message("a client with a scope of its own needs a ServiceAccount no other client of this server uses (the server tells callers apart by it)")
+            .message("a client with a scope of its own needs a ServiceAccount no other client of this server uses (the server tells callers apart by it)"),
+        validation = Rule::new("self.all(c, !has(c.scope) || !has(c.users) || self.exists_one(d, has(d.users) && c.users[0] in d.users))")
+            .message("a client with a scope of its own needs a user no other client of this server names (the server tells callers apart by username)")
     )]
     pub clients: Vec<ClientSpec>,
     /// The Kafka topics and consumer groups this server's callers may see and
@@ -109,6 +118,12 @@ pub struct McpKafkaServerSpec {
     /// not exposed (status lists them among the denied tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<SchemaRegistrySpec>,
+    /// How people sign in besides Kubernetes tokens: `oidc`, the
+    /// organization's identity provider, as MCP clients do it on their own
+    /// (OAuth 2.1 with PKCE). Its users and groups are then clients too
+    /// (spec.clients[].users, .groups), authorized by the same RBAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
     /// Sidecar replicas (a PodDisruptionBudget is added above 1).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 20))]
@@ -193,12 +208,19 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// A caller of this server: an existing ServiceAccount, or a token the
-/// operator issues and rotates in a Secret.
+/// A caller of this server: an existing ServiceAccount, a token the
+/// operator issues and rotates in a Secret, or users and groups of the
+/// identity provider of spec.auth.oidc.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.serviceAccountName) != has(self.issueToken)")
-    .message("a client has either serviceAccountName or issueToken, not both and not neither"))]
+#[x_kube(
+    validation = Rule::new("[has(self.serviceAccountName), has(self.issueToken), has(self.users) || has(self.groups)].exists_one(k, k)")
+        .message("a client is exactly one of: serviceAccountName, issueToken, or users and groups of the identity provider"),
+    validation = Rule::new("!has(self.scope) || !has(self.groups)")
+        .message("a client with groups cannot have a scope of its own: the server tells callers apart by username, and a group has many (give the scope to a client with one user, or narrow spec.scope)"),
+    validation = Rule::new("!has(self.scope) || !has(self.users) || size(self.users) == 1")
+        .message("a client with a scope of its own names exactly one user (the server tells callers apart by username)")
+)]
 pub struct ClientSpec {
     /// Names the client's Role, RoleBinding and token Secret.
     #[schemars(
@@ -217,13 +239,26 @@ pub struct ClientSpec {
     /// Secret, rotated before it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_token: Option<IssueToken>,
+    /// Users of the identity provider (spec.auth.oidc), as its username
+    /// claim names them, without the prefix: each becomes a RoleBinding
+    /// subject of kind User, `<prefix><name>` (e.g. `oidc:alice`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 253)))]
+    pub users: Vec<String>,
+    /// Groups of the identity provider, as its groups claim names them,
+    /// without the prefix: each becomes a subject of kind Group,
+    /// `<prefix><name>` (e.g. `oidc:kafka-operators`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 253)))]
+    pub groups: Vec<String>,
     /// The tools this client may call (a subset of spec.tools).
     #[schemars(length(min = 1, max = ToolName::ALL.len()))]
     pub tools: Vec<ToolName>,
     /// The topics and consumer groups this client may see and touch, within
     /// the server's (spec.scope narrowed by the policy): callers with this
-    /// client's ServiceAccount get it instead of the server's. Written as
-    /// spec.scope is. Absent: the server's.
+    /// client's ServiceAccount (or its one user) get it instead of the
+    /// server's. Written as spec.scope is. Absent: the server's. A client
+    /// of groups has none: the server tells callers apart by username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
 }
@@ -452,6 +487,11 @@ pub struct McpKafkaServerStatus {
     /// Set while the sidecar's config wires the job path (spec.jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobsStatus>,
+    /// Set while the sidecar's config wires sign-in (spec.auth.oidc): the
+    /// identity provider, and the Protected Resource Metadata URL MCP
+    /// clients discover it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -38,11 +38,15 @@ fn usable(scope: &Scope, field: &str, cuts: &mut Vec<String>) -> Scope {
     }
 }
 
+/// `user_prefix`: the username prefix of the server's identity provider,
+/// when sign-in is wired (a client of one provider user is told apart by
+/// `<prefix><user>`).
 pub fn decide(
     policy: &Policy,
     namespace: &str,
     server: &str,
     spec: &McpKafkaServerSpec,
+    user_prefix: Option<&str>,
 ) -> ScopeDecision {
     let client_scoped = spec.clients.iter().any(|c| c.scope.is_some());
     if policy.scope.is_none() && spec.scope.is_none() && !client_scoped {
@@ -73,16 +77,52 @@ pub fn decide(
         let asked = usable(asked, &format!("spec.clients[{i}].scope"), &mut client_cuts);
         let (scope, cut) = server_scope.narrow(&asked, "the server's scope");
         client_cuts.extend(cut);
-        let service_account = names::client_service_account(server, client);
-        let username = names::service_account_username(namespace, &service_account);
+        // Admission lets a scoped client name one provider user and no
+        // groups; its callers are told apart by that user's name.
+        let (username, identity) = match client.users.as_slice() {
+            [] if !client.groups.is_empty() => {
+                cuts.push(format!(
+                    "client {}: a client of groups has no scope of its own; it applies to no one",
+                    client.name
+                ));
+                continue;
+            }
+            [] => {
+                let service_account = names::client_service_account(server, client);
+                (
+                    names::service_account_username(namespace, &service_account),
+                    format!("ServiceAccount {service_account}"),
+                )
+            }
+            [user] => match user_prefix {
+                Some(prefix) => (
+                    crate::build::oidc::prefixed(prefix, user),
+                    format!("user {user}"),
+                ),
+                None => {
+                    cuts.push(format!(
+                        "client {}: its scope applies to no one while sign-in is not wired",
+                        client.name
+                    ));
+                    continue;
+                }
+            },
+            _ => {
+                cuts.push(format!(
+                    "client {}: a scope needs exactly one user; it applies to no one",
+                    client.name
+                ));
+                continue;
+            }
+        };
         match clients.iter().position(|c| c.username == username) {
-            // Admission refuses two scoped clients on one ServiceAccount; the
-            // sidecar can tell them apart only by it, so its callers get what
-            // both scopes admit.
+            // Admission refuses two scoped clients on one ServiceAccount (or
+            // user); the sidecar can tell them apart only by it, so its
+            // callers get what both scopes admit.
             Some(at) => {
                 let (both, _) = clients[at].scope.narrow(&scope, "");
                 client_cuts.push(format!(
-                    "shares ServiceAccount {service_account} with client {}: its callers get what both scopes admit",
+                    "shares {identity} with client {}: its callers get what both scopes admit",
                     owners[at]
                 ));
                 clients[at].scope = both;
@@ -286,6 +326,7 @@ mod tests {
                 "team-a",
                 "orders",
                 &spec(case.server, &case.clients),
+                Some("oidc:"),
             );
             assert_eq!(got.server, case.effective.map(scope), "{}", case.what);
             let clients: Vec<(String, Scope)> = got
@@ -313,6 +354,7 @@ mod tests {
                 Some("{topics: {allow: [{name: team-, patternType: prefix}, {name: payments}]}}"),
                 "[]",
             ),
+            None,
         );
         let topics: &NameScope = &got.server.as_ref().unwrap().topics;
         for (name, admitted) in [
@@ -324,5 +366,52 @@ mod tests {
             assert_eq!(topics.admits(name), admitted, "{name}");
         }
         assert_eq!(topics.allow, vec![NamePattern::prefix("team-a.")]);
+    }
+
+    #[test]
+    fn a_client_of_one_provider_user_is_told_apart_by_the_prefixed_username() {
+        let yaml = "[{name: alice, users: [alice], tools: [list_topics], scope: {topics: {allow: [{name: a1}]}}}, {name: ops, groups: [ops], tools: [list_topics]}]";
+        let got = decide(
+            &policy(None),
+            "team-a",
+            "orders",
+            &spec(None, yaml),
+            Some("sso:"),
+        );
+        let clients: Vec<(&str, Scope)> = got
+            .clients
+            .iter()
+            .map(|c| (c.username.as_str(), c.scope.clone()))
+            .collect();
+        assert_eq!(
+            clients,
+            vec![("sso:alice", scope("{topics: {allow: [{name: a1}]}}"))]
+        );
+        assert!(got.cuts.is_empty(), "{:?}", got.cuts);
+
+        // Admission refuses a scope on a client of groups: were one let
+        // through, it would be nobody's (no ServiceAccount is made up for it).
+        let groups = "[{name: ops, groups: [ops], tools: [list_topics], scope: {topics: {allow: [{name: a1}]}}}]";
+        let got = decide(
+            &policy(None),
+            "team-a",
+            "orders",
+            &spec(None, groups),
+            Some("sso:"),
+        );
+        assert!(got.clients.is_empty());
+        assert_eq!(
+            got.cuts,
+            vec!["client ops: a client of groups has no scope of its own; it applies to no one"]
+        );
+
+        // Sign-in not wired (no provider resolved): the scope is nobody's,
+        // and status says so; no username is made up for it.
+        let got = decide(&policy(None), "team-a", "orders", &spec(None, yaml), None);
+        assert!(got.clients.is_empty());
+        assert_eq!(
+            got.cuts,
+            vec!["client alice: its scope applies to no one while sign-in is not wired"]
+        );
     }
 }

@@ -18,6 +18,8 @@ pub const READY: &str = "Ready";
 pub const POLICY_APPLIED: &str = "PolicyApplied";
 pub const ENVIRONMENT_FENCED: &str = "EnvironmentFenced";
 pub const DEGRADED: &str = "Degraded";
+/// The Degraded reason of a server whose spec.auth.oidc cannot be wired.
+pub const NO_IDENTITY_PROVIDER: &str = "NoIdentityProvider";
 
 /// What one reconcile found and did.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct Observed {
     pub scope_cuts: Vec<String>,
     /// Referenced Secrets that do not exist.
     pub missing_secrets: Vec<String>,
+    /// Why spec.auth.oidc is not wired, when it is not.
+    pub sign_in_problem: Option<String>,
     /// Applying the children: Ok, or the error message.
     pub applied: Result<(), String>,
     /// What runs after this reconcile.
@@ -57,6 +61,8 @@ pub struct Serving {
     pub client_scopes: Vec<ClientScope>,
     /// The job path, when the sidecar's config wires one.
     pub jobs: Option<crate::crd::JobsStatus>,
+    /// The sign-in, when the sidecar's config wires one.
+    pub auth: Option<crate::crd::AuthStatus>,
 }
 
 /// At most this many scope cuts are listed in status (the rest counted):
@@ -208,6 +214,12 @@ pub fn compute(
             "SecretNotFound",
             format!("{missing_message}; nothing is deployed until they exist"),
         ),
+        _ if observed.sign_in_problem.is_some() => condition(
+            DEGRADED,
+            true,
+            NO_IDENTITY_PROVIDER,
+            observed.sign_in_problem.clone().unwrap_or_default(),
+        ),
         Some((available, desired)) if available < desired => condition(
             DEGRADED,
             true,
@@ -241,6 +253,7 @@ pub fn compute(
         client_scopes: serving.client_scopes.clone(),
         scope_cuts: listed_cuts(&observed.scope_cuts),
         jobs: serving.jobs.clone(),
+        auth: serving.auth.clone(),
     }
 }
 
@@ -265,6 +278,7 @@ mod tests {
             }],
             scope_cuts: vec![],
             missing_secrets: vec![],
+            sign_in_problem: None,
             applied: Ok(()),
             serving: Serving {
                 tools: vec![ToolName::ListTopics],
@@ -356,6 +370,23 @@ mod tests {
         );
         assert_eq!(state(&s, RECONCILED).0, "False");
         assert!(s.effective_tools.is_empty() && s.endpoint.is_none());
+    }
+
+    #[test]
+    fn sign_in_that_cannot_be_wired_degrades_a_server_that_still_serves() {
+        let o = Observed {
+            sign_in_problem: Some("no issuer".into()),
+            ..replicas(1, 1)
+        };
+        let s = compute(None, &o, t("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            state(&s, DEGRADED),
+            ("True".into(), NO_IDENTITY_PROVIDER.into())
+        );
+        assert_eq!(find(&s, DEGRADED).unwrap().message, "no issuer");
+        assert_eq!(state(&s, READY), ("True".into(), "Available".into()));
+        assert_eq!(state(&s, RECONCILED), ("True".into(), "Applied".into()));
+        assert_eq!(s.auth, None);
     }
 
     #[test]

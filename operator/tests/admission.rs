@@ -154,7 +154,7 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
                 "/clients/0/issueToken",
                 json!({"expirationSeconds": 3600}),
             ),
-            "either serviceAccountName or issueToken",
+            "a client is exactly one of: serviceAccountName, issueToken, or users and groups",
         ),
         (
             "client with neither identity",
@@ -166,7 +166,7 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
                     .remove("serviceAccountName");
                 o
             },
-            "either serviceAccountName or issueToken",
+            "a client is exactly one of: serviceAccountName, issueToken, or users and groups",
         ),
         (
             "client tool not in spec.tools",
@@ -699,6 +699,259 @@ fn schema_registry_settings_are_checked_at_admission() {
         "{} of {} cases wrong:\n{}",
         failures.len(),
         admitted.len() + refused.len(),
+        failures.join("\n")
+    );
+    ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
+}
+
+/// `spec.auth.oidc` and the clients of its users and groups: what the
+/// apiserver admits and refuses, and on the public URL's scheme the
+/// apiserver and the sidecar agree (a URL admitted here is one the sidecar
+/// starts with).
+#[test]
+fn sign_in_settings_are_checked_at_admission() {
+    let ground = Ground::get();
+    ground.install_crds();
+    let ns = ground.namespace("admission-oidc", None);
+    let base = valid_server(&ns, "orders");
+    let own = json!({"issuer": "https://sso.example.com/realms/acme", "resource": "https://orders-mcp.example.com/mcp"});
+    let oidc = |value: Value| with(base.clone(), "/auth", json!({"oidc": value}));
+    let oidc_clients = |value: Value, clients: Value| {
+        let mut o = oidc(value);
+        o["spec"]["clients"] = clients;
+        o
+    };
+    let people = json!([
+        {"name": "alice", "users": ["alice"], "tools": ["list_topics"], "scope": {"topics": {"allow": [{"name": "a."}]}}},
+        {"name": "people", "users": ["bob", "carol@example.com"], "groups": ["Kafka Operators", "/team-a/admins"], "tools": ["list_topics", "create_topic"]},
+        {"name": "support-agent", "serviceAccountName": "support-agent", "tools": ["list_topics"]}
+    ]);
+    let admitted: Vec<(&str, Value)> = vec![
+        (
+            "an own provider with everything set, and clients of people",
+            oidc_clients(
+                json!({"issuer": "https://sso.example.com/realms/acme", "caConfigMapRef": {"name": "trust", "key": "bundle.pem"},
+                       "resource": "https://orders-mcp.example.com:8443/mcp", "audiences": ["orders-mcp", "urn:team-a:orders"],
+                       "claims": {"username": {"claim": "preferred_username", "prefix": "acme:"}, "groups": {"claim": "roles", "prefix": ""}},
+                       "scopes": ["openid", "kafka:read"]}),
+                people.clone(),
+            ),
+        ),
+        (
+            "the operator's provider: resource only",
+            oidc_clients(
+                json!({"resource": "https://orders-mcp.example.com/mcp"}),
+                people.clone(),
+            ),
+        ),
+        (
+            "a CA from a Secret",
+            oidc(
+                json!({"issuer": "https://sso.example.com", "caSecretRef": {"name": "sso-ca", "key": "ca.crt"}, "resource": "https://orders-mcp.example.com"}),
+            ),
+        ),
+        (
+            "a claim mapping without a prefix",
+            oidc(
+                json!({"issuer": "https://sso.example.com", "resource": "https://m.example.com/mcp", "claims": {"username": {"claim": "email"}}}),
+            ),
+        ),
+    ];
+    let refused: Vec<(&str, Value, &str)> = vec![
+        (
+            "an http issuer",
+            oidc(
+                json!({"issuer": "http://sso.example.com", "resource": "https://m.example.com/mcp"}),
+            ),
+            "spec.auth.oidc.issuer",
+        ),
+        (
+            "no resource",
+            oidc(json!({"issuer": "https://sso.example.com"})),
+            "spec.auth.oidc.resource: Required value",
+        ),
+        (
+            "a resource with a query",
+            oidc(json!({"resource": "https://m.example.com/mcp?x=1"})),
+            "spec.auth.oidc.resource",
+        ),
+        (
+            "two CAs",
+            oidc(
+                json!({"issuer": "https://sso.example.com", "resource": "https://m.example.com/mcp",
+                        "caSecretRef": {"name": "a", "key": "ca.crt"}, "caConfigMapRef": {"name": "b", "key": "ca.crt"}}),
+            ),
+            "name the CA in caSecretRef or caConfigMapRef, not both",
+        ),
+        (
+            "a CA without its issuer",
+            oidc(
+                json!({"resource": "https://m.example.com/mcp", "caConfigMapRef": {"name": "b", "key": "ca.crt"}}),
+            ),
+            "caSecretRef, caConfigMapRef, claims and scopes describe an issuer",
+        ),
+        (
+            "claims without their issuer",
+            oidc(
+                json!({"resource": "https://m.example.com/mcp", "claims": {"username": {"claim": "email"}}}),
+            ),
+            "caSecretRef, caConfigMapRef, claims and scopes describe an issuer",
+        ),
+        (
+            "scopes without their issuer",
+            oidc(json!({"resource": "https://m.example.com/mcp", "scopes": ["kafka"]})),
+            "caSecretRef, caConfigMapRef, claims and scopes describe an issuer",
+        ),
+        (
+            "a claim mapping without its claim",
+            oidc(
+                json!({"issuer": "https://sso.example.com", "resource": "https://m.example.com/mcp", "claims": {"groups": {"prefix": "x:"}}}),
+            ),
+            "spec.auth.oidc.claims.groups.claim: Required value",
+        ),
+        (
+            "a prefix with a space",
+            oidc(
+                json!({"issuer": "https://sso.example.com", "resource": "https://m.example.com/mcp", "claims": {"username": {"claim": "sub", "prefix": "my idp:"}}}),
+            ),
+            "spec.auth.oidc.claims.username.prefix",
+        ),
+        (
+            "a repeated audience",
+            oidc(json!({"resource": "https://m.example.com/mcp", "audiences": ["a", "a"]})),
+            "audiences must not repeat",
+        ),
+        (
+            "a scope that is two",
+            oidc(
+                json!({"issuer": "https://sso.example.com", "resource": "https://m.example.com/mcp", "scopes": ["kafka read"]}),
+            ),
+            "spec.auth.oidc.scopes[0]",
+        ),
+        (
+            "users and a ServiceAccount in one client",
+            oidc_clients(
+                own.clone(),
+                json!([{"name": "x", "users": ["alice"], "serviceAccountName": "x", "tools": ["list_topics"]}]),
+            ),
+            "a client is exactly one of: serviceAccountName, issueToken, or users and groups",
+        ),
+        (
+            "groups and an issued token in one client",
+            oidc_clients(
+                own.clone(),
+                json!([{"name": "x", "groups": ["ops"], "issueToken": {}, "tools": ["list_topics"]}]),
+            ),
+            "a client is exactly one of: serviceAccountName, issueToken, or users and groups",
+        ),
+        (
+            "an empty list of users",
+            oidc_clients(
+                own.clone(),
+                json!([{"name": "x", "users": [], "tools": ["list_topics"]}]),
+            ),
+            "spec.clients[0].users in body should have at least 1 items",
+        ),
+        (
+            "users without spec.auth.oidc",
+            {
+                let mut o = base.clone();
+                o["spec"]["clients"] =
+                    json!([{"name": "x", "users": ["alice"], "tools": ["list_topics"]}]);
+                o
+            },
+            "clients with users or groups need spec.auth.oidc",
+        ),
+        (
+            "a group client with a scope",
+            oidc_clients(
+                own.clone(),
+                json!([{"name": "ops", "groups": ["ops"], "tools": ["list_topics"], "scope": {"topics": {"allow": [{"name": "a"}]}}}]),
+            ),
+            "a client with groups cannot have a scope of its own",
+        ),
+        (
+            "a scoped client of two users",
+            oidc_clients(
+                own.clone(),
+                json!([{"name": "two", "users": ["a", "b"], "tools": ["list_topics"], "scope": {"topics": {"allow": [{"name": "a"}]}}}]),
+            ),
+            "a client with a scope of its own names exactly one user",
+        ),
+        (
+            "a scoped user another client names too",
+            oidc_clients(
+                own.clone(),
+                json!([
+                    {"name": "alice", "users": ["alice"], "tools": ["list_topics"], "scope": {"topics": {"allow": [{"name": "a"}]}}},
+                    {"name": "people", "users": ["bob", "alice"], "tools": ["list_topics"]}
+                ]),
+            ),
+            "a client with a scope of its own needs a user no other client of this server names",
+        ),
+    ];
+
+    // The public URL: http only on a loopback host, as the sidecar checks it.
+    let issuer = "https://sso.example.com";
+    let resources = [
+        ("https://orders-mcp.example.com/mcp", true),
+        ("https://10.0.0.1:8443", true),
+        ("http://localhost:8090/mcp", true),
+        ("http://localhost", true),
+        ("http://127.0.0.1:8090/mcp", true),
+        ("http://127.255.0.9/mcp", true),
+        ("http://[::1]:8090/mcp", true),
+        ("http://orders-mcp.example.com/mcp", false),
+        ("http://localhost.example.com/mcp", false),
+        ("http://127.0.0.1.example.com/mcp", false),
+        ("http://127.0.0.256/mcp", false),
+        ("http://10.0.0.1/mcp", false),
+    ];
+    let mut failures = Vec::new();
+    for (resource, loopback_or_https) in resources {
+        let sidecar = mcp_kafka_sidecar::config::SidecarConfig::parse(&format!(
+            "server: {{name: orders, namespace: team-a, environment: dev}}\nkafka: {{bootstrapServers: ['k:9092']}}\ntools: [list_topics]\nauth: {{oidc: {{issuer: '{issuer}', resource: '{resource}'}}}}\n"
+        ));
+        if sidecar.is_ok() != loopback_or_https {
+            failures.push(format!("{resource}: the sidecar says {sidecar:?}"));
+        }
+        let mut object = oidc(json!({"issuer": issuer, "resource": resource}));
+        object["metadata"]["name"] = json!(unique_name("resource"));
+        match (apply(ground, &object), loopback_or_https) {
+            (Ok(()), true) => {}
+            (Err(e), true) => failures.push(format!("{resource}: refused: {e}")),
+            (Ok(()), false) => failures.push(format!("{resource}: admitted")),
+            (Err(e), false)
+                if !e.contains("resource must be an https:// URL unless its host is loopback") =>
+            {
+                failures.push(format!("{resource}: message: {e}"))
+            }
+            (Err(_), false) => {}
+        }
+    }
+    for (what, object) in &admitted {
+        let mut object = object.clone();
+        object["metadata"]["name"] = json!(unique_name("oidc"));
+        if let Err(e) = apply(ground, &object) {
+            failures.push(format!("{what}: refused: {e}"));
+        }
+    }
+    for (what, object, expected) in &refused {
+        let mut object = object.clone();
+        object["metadata"]["name"] = json!(unique_name("bad-oidc"));
+        match apply(ground, &object) {
+            Ok(()) => failures.push(format!("{what}: admitted")),
+            Err(stderr) if !stderr.contains(expected) => {
+                failures.push(format!("{what}: message lacks {expected:?}: {stderr}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        resources.len() + admitted.len() + refused.len(),
         failures.join("\n")
     );
     ground.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);

@@ -816,6 +816,18 @@ async fn can(client: &Client, user: &str, ns: &str, server: &str, tool: &str) ->
         format!("system:serviceaccounts:{ns}"),
         "system:authenticated".into(),
     ];
+    can_as(client, user, groups, ns, server, tool).await
+}
+
+/// The SubjectAccessReview the sidecar asks for a caller with these groups.
+async fn can_as(
+    client: &Client,
+    user: &str,
+    groups: Vec<String>,
+    ns: &str,
+    server: &str,
+    tool: &str,
+) -> bool {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.into()),
@@ -1047,5 +1059,194 @@ async fn a_job_path_goes_into_the_config_and_status_says_it_is_wired() {
         }
     })
     .await;
+    delete_namespace(&client, &ns).await;
+}
+
+/// A server with sign-in: the sidecar's config names the identity provider
+/// and accepts the public host, status shows the Protected Resource
+/// Metadata URL, and the provider's users and groups are RoleBinding
+/// subjects that RBAC authorizes per tool for the names the sidecar asks
+/// about (prefix + claim). Without a provider to use (no issuer, and the
+/// operator sets no default) the server still serves, Degraded says why,
+/// and status shows no sign-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_is_wired_into_the_config_and_status_and_its_people_into_rbac() {
+    let ground = Ground::get();
+    Operator::shared();
+    let client = ground.kube_admin().await;
+    let ns = ground.namespace("reconcile-oidc", Some("dev"));
+    let api = servers(&client, &ns);
+    let mut manifest = server_manifest(
+        "orders",
+        "dev",
+        &["list_topics", "describe_topic"],
+        json!([
+            {"name": "alice", "users": ["alice"], "tools": ["list_topics"],
+             "scope": {"topics": {"allow": [{"name": "team-a.", "patternType": "prefix"}]}}},
+            {"name": "operators", "groups": ["kafka-operators"], "tools": ["list_topics", "describe_topic"]},
+        ]),
+        1,
+    );
+    manifest["spec"]["auth"] = json!({"oidc": {
+        "issuer": "https://127.0.0.1:18443/realms/mcp",
+        "resource": "https://orders-mcp.example.com/mcp",
+        "claims": {"username": {"claim": "preferred_username", "prefix": "sso:"}},
+    }});
+    apply_server(&client, &ns, &manifest).await;
+    let server = wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    let status = server.status.unwrap();
+    let auth = status.auth.expect("status.auth");
+    assert_eq!(
+        (
+            auth.issuer.as_str(),
+            auth.resource.as_str(),
+            auth.metadata_url.as_str()
+        ),
+        (
+            "https://127.0.0.1:18443/realms/mcp",
+            "https://orders-mcp.example.com/mcp",
+            "https://orders-mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        )
+    );
+    assert_eq!(
+        status
+            .client_scopes
+            .iter()
+            .map(|c| c.username.as_str())
+            .collect::<Vec<_>>(),
+        ["sso:alice"],
+        "the one-user client's scope is keyed by the name the sidecar gives her"
+    );
+
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("orders-mcp-config")
+        .await
+        .unwrap();
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"])
+        .expect("the sidecar accepts the rendered config");
+    let oidc = config.auth.oidc.expect("auth.oidc");
+    assert_eq!(
+        (oidc.username_prefix.as_str(), oidc.groups_prefix.as_str()),
+        ("sso:", "oidc:")
+    );
+    assert!(
+        config
+            .listen
+            .allowed_hosts
+            .contains(&"orders-mcp.example.com".to_string()),
+        "{:?}",
+        config.listen.allowed_hosts
+    );
+
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns);
+    let subjects = |b: RoleBinding| -> Vec<(String, String)> {
+        b.subjects
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.kind, s.name))
+            .collect()
+    };
+    assert_eq!(
+        subjects(bindings.get("orders-mcp-client-alice").await.unwrap()),
+        [("User".to_string(), "sso:alice".to_string())]
+    );
+    assert_eq!(
+        subjects(bindings.get("orders-mcp-client-operators").await.unwrap()),
+        [("Group".to_string(), "oidc:kafka-operators".to_string())]
+    );
+    // What the sidecar asks for a signed-in caller, answered by the real RBAC.
+    let signed_in = |groups: &[&str]| {
+        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        g.push("system:authenticated".into());
+        g
+    };
+    let cases = [
+        ("sso:alice", signed_in(&[]), "list_topics", true),
+        ("sso:alice", signed_in(&[]), "describe_topic", false),
+        ("alice", signed_in(&[]), "list_topics", false),
+        (
+            "sso:dave",
+            signed_in(&["oidc:kafka-operators"]),
+            "describe_topic",
+            true,
+        ),
+        (
+            "sso:dave",
+            signed_in(&["kafka-operators"]),
+            "describe_topic",
+            false,
+        ),
+        ("sso:erin", signed_in(&["oidc:other"]), "list_topics", false),
+    ];
+    for (user, groups, tool, expected) in cases {
+        assert_eq!(
+            can_as(&client, user, groups.clone(), &ns, "orders", tool).await,
+            expected,
+            "{user} {groups:?} {tool}"
+        );
+    }
+
+    // The provider's name left out, and no default in the operator's config:
+    // the server serves Kubernetes tokens only, says why, and shows no sign-in.
+    manifest["spec"]["auth"] = json!({"oidc": {"resource": "https://orders-mcp.example.com/mcp"}});
+    apply_server(&client, &ns, &manifest).await;
+    let server = wait_condition(
+        &api,
+        "orders",
+        "Degraded",
+        "True",
+        Some("NoIdentityProvider"),
+    )
+    .await;
+    let status = server.status.unwrap();
+    assert_eq!(status.auth, None);
+    let degraded = mcp_kafka_operator::status::find(&status, "Degraded").unwrap();
+    assert!(
+        degraded.message.contains("no default identity provider"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        subjects(bindings.get("orders-mcp-client-operators").await.unwrap()).is_empty(),
+        "a binding of people names no one while no provider signs them in"
+    );
+    assert!(
+        !can_as(
+            &client,
+            "oidc:dave",
+            signed_in(&["oidc:kafka-operators"]),
+            &ns,
+            "orders",
+            "list_topics"
+        )
+        .await
+    );
+
+    // Sign-in removed: the config and status lose it.
+    manifest["spec"].as_object_mut().unwrap().remove("auth");
+    manifest["spec"]["clients"] =
+        json!([{"name": "agent", "serviceAccountName": "agent", "tools": ["list_topics"]}]);
+    apply_server(&client, &ns, &manifest).await;
+    let server = wait_condition(&api, "orders", "Reconciled", "True", Some("Applied")).await;
+    let status = server.status.unwrap();
+    assert_eq!(status.auth, None);
+    assert_eq!(
+        mcp_kafka_operator::status::find(&status, "Degraded").map(|c| c.reason.as_str()),
+        Some("ReplicasUnavailable"),
+        "no kubelet here: only the replicas are missing"
+    );
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("orders-mcp-config")
+        .await
+        .unwrap();
+    let config = SidecarConfig::parse(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.auth.oidc, None);
+    assert!(
+        !config
+            .listen
+            .allowed_hosts
+            .iter()
+            .any(|h| h.ends_with("example.com"))
+    );
     delete_namespace(&client, &ns).await;
 }

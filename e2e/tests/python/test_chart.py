@@ -107,6 +107,11 @@ def test_the_chart_runs_the_operator_hardened(stack_env):
     (["--set", "replicaCount=2"], "additional properties 'replicaCount' not allowed"),
     (["--set-json", 'config.sidecar.metricsFrom=[{"namespaceSelectr": {}}]'], "at '/config/sidecar/metricsFrom/0'"),
     (["--set-json", "config.sidecar.metricsFrom=[{}]"], "at '/config/sidecar/metricsFrom/0'"),
+    (["--set", "config.auth.oidc.issuer=http://sso.example.com"], "at '/config/auth/oidc/issuer'"),
+    (["--set", "config.auth.oidc.issuer=https://sso.example.com", "--set", "config.auth.oidc.caFile=/etc/ca.crt"],
+     "additional properties 'caFile' not allowed"),
+    (["--set", "config.auth.oidc.issuer=https://sso.example.com", "--set", "config.auth.oidc.caBundle=-----BEGIN CERTIFICATE-----",
+      "--set-json", 'config.auth.oidc.caConfigMapRef={"name": "trust", "key": "ca.crt"}'], "at '/config/auth/oidc/caConfigMapRef'"),
 ])
 def test_bad_values_fail_with_the_key_named(stack_env, values, message):
     out = helm(stack_env, "template", "mko", str(CHART), *values, check=False)

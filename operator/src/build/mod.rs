@@ -2,6 +2,7 @@
 //! clock) so that unit tests cover them with plain values; the reconciler
 //! applies what they return.
 
+pub mod oidc;
 pub mod rbac;
 mod schema_registry;
 mod workload;
@@ -19,7 +20,9 @@ use crate::fence::Fenced;
 use crate::owned::{Objects, Owned};
 
 pub use rbac::{IssuedToken, token_secret};
-pub use workload::{jobs_status, served_jobs, served_scope, served_tools, sidecar_config};
+pub use workload::{
+    auth_status, jobs_status, served_auth, served_jobs, served_scope, served_tools, sidecar_config,
+};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "mcp-kafka-operator";
@@ -71,13 +74,17 @@ pub type Desired = Owned<Objects>;
 
 pub fn desired(inputs: &Inputs) -> Desired {
     let config_map = workload::config_map(inputs);
-    let config_hash = hash_text(
-        config_map
-            .data
-            .as_ref()
-            .and_then(|d| d.get(workload::CONFIG_FILE))
-            .map_or("", |s| s),
-    );
+    let data = config_map.data.as_ref();
+    let config_text = data
+        .and_then(|d| d.get(workload::CONFIG_FILE))
+        .map_or("", |s| s);
+    // An inline CA of the identity provider rides in the same ConfigMap: a
+    // new one rolls out as a config change does (the text alone, when there
+    // is none, so that other servers' hashes stay as they were).
+    let config_hash = match data.and_then(|d| d.get(oidc::INLINE_CA_KEY)) {
+        Some(ca) => hash_text(&format!("{config_text}\n{ca}")),
+        None => hash_text(config_text),
+    };
     Owned {
         service_accounts: rbac::service_accounts(inputs),
         cluster_role_bindings: vec![rbac::auth_delegator_binding(inputs)],

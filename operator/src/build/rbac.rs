@@ -35,13 +35,38 @@ pub const EXPIRES_AT_ANNOTATION: &str = "mcpkafka.dev/token-expires-at";
 pub const LIFETIME_ANNOTATION: &str = "mcpkafka.dev/token-lifetime-seconds";
 pub const SERVICE_ACCOUNT_UID_ANNOTATION: &str = "mcpkafka.dev/token-service-account-uid";
 
-fn client_subject(inputs: &Inputs, client: &ClientSpec) -> Subject {
-    Subject {
-        kind: "ServiceAccount".into(),
-        name: names::client_service_account(&inputs.name(), client),
-        namespace: Some(inputs.namespace()),
-        api_group: None,
+/// Who a client's RoleBinding names: its ServiceAccount (its own or the
+/// one made for its issued token), or the identity provider's users and
+/// groups with the provider's prefixes. While no provider can be resolved
+/// (status says why), no one signs in that way, and such a binding names
+/// no one.
+fn client_subjects(inputs: &Inputs, client: &ClientSpec) -> Vec<Subject> {
+    if client.users.is_empty() && client.groups.is_empty() {
+        return vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: names::client_service_account(&inputs.name(), client),
+            namespace: Some(inputs.namespace()),
+            api_group: None,
+        }];
     }
+    let Ok(Some(sign_in)) = super::oidc::resolve(&inputs.server.spec, inputs.config) else {
+        return Vec::new();
+    };
+    let subject = |kind: &str, prefix: &str, name: &str| Subject {
+        kind: kind.into(),
+        name: super::oidc::prefixed(prefix, name),
+        namespace: None,
+        api_group: Some("rbac.authorization.k8s.io".into()),
+    };
+    let users = client
+        .users
+        .iter()
+        .map(|u| subject("User", &sign_in.config.username_prefix, u));
+    let groups = client
+        .groups
+        .iter()
+        .map(|g| subject("Group", &sign_in.config.groups_prefix, g));
+    users.chain(groups).collect()
 }
 
 pub(super) fn service_accounts(inputs: &Inputs) -> Vec<ServiceAccount> {
@@ -140,7 +165,7 @@ pub(super) fn client_role_bindings(inputs: &Inputs) -> Vec<RoleBinding> {
                     kind: "Role".into(),
                     name,
                 },
-                subjects: Some(vec![client_subject(inputs, client)]),
+                subjects: Some(client_subjects(inputs, client)),
             }
         })
         .collect()

@@ -560,7 +560,7 @@ fn scopes_go_into_the_config_only_when_something_is_scoped() {
     };
     let plain = server(SERVER);
     let policy = Policy::operator_default(&Default::default());
-    let unscoped = crate::scope::decide(&policy, "team-a", "orders", &plain.spec);
+    let unscoped = crate::scope::decide(&policy, "team-a", "orders", &plain.spec, None);
     assert_eq!(unscoped, ScopeDecision::default());
     let text = config_of(&plain, &unscoped);
     assert!(
@@ -575,7 +575,7 @@ fn scopes_go_into_the_config_only_when_something_is_scoped() {
         "{name: laptop, issueToken: {expirationSeconds: 3600}, tools: [describe_topic]}",
         "{name: laptop, issueToken: {expirationSeconds: 3600}, tools: [describe_topic], scope: {topics: {allow: [{name: team-a., patternType: prefix}]}}}",
     ));
-    let decision = crate::scope::decide(&policy, "team-a", "orders", &scoped.spec);
+    let decision = crate::scope::decide(&policy, "team-a", "orders", &scoped.spec, None);
     let text = config_of(&scoped, &decision);
     let parsed = SidecarConfig::parse(&text).expect("the sidecar accepts the scopes");
     assert_eq!(
@@ -843,4 +843,369 @@ fn a_schema_registry_is_rendered_with_its_secrets_as_mounted_files() {
             .iter()
             .any(|(name, ..)| name.starts_with("schema-registry")),
     );
+}
+
+/// SERVER with sign-in: `oidc` is the YAML of spec.auth.oidc, and two more
+/// clients, of the provider's users and of its groups.
+fn signed_in(oidc: &str) -> McpKafkaServer {
+    server(&SERVER.replace(
+        "  replicas: 2\n",
+        &format!(
+            "  replicas: 2\n  auth: {{oidc: {oidc}}}\n  clients:\n    - {{name: support, serviceAccountName: support-agent, tools: [list_topics, create_topic]}}\n    - {{name: people, users: [alice, bob], tools: [list_topics]}}\n    - {{name: operators, groups: [kafka-operators], users: [carol], tools: [list_topics, create_topic]}}\n"
+        ),
+    ).replace(
+        // The first clients list gives way to the one above.
+        "  clients:\n    - {name: support, serviceAccountName: support-agent, tools: [list_topics, create_topic]}\n    - {name: laptop, issueToken: {expirationSeconds: 3600}, tools: [describe_topic]}\n",
+        "",
+    ))
+}
+
+fn build_with(server: &McpKafkaServer, config: &OperatorConfig) -> Desired {
+    desired(&Inputs {
+        server,
+        config,
+        fenced: &fenced(),
+        tools: &[ListTopics, CreateTopic],
+        break_glass: None,
+        scope: &crate::scope::ScopeDecision::default(),
+    })
+}
+
+fn sidecar_of(d: &Desired) -> SidecarConfig {
+    let text = &d.config_maps[0].data.as_ref().unwrap()["config.yaml"];
+    SidecarConfig::parse(text).expect("the sidecar accepts what the operator renders")
+}
+
+fn subjects_of(d: &Desired, binding: &str) -> Vec<serde_json::Value> {
+    let b = d
+        .role_bindings
+        .iter()
+        .find(|b| b.metadata.name.as_deref() == Some(binding))
+        .unwrap_or_else(|| panic!("RoleBinding {binding}"));
+    b.subjects
+        .iter()
+        .flatten()
+        .map(|s| serde_json::to_value(s).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_servers_own_identity_provider_is_rendered_with_its_ca_mounted_and_its_host_allowed() {
+    let s = signed_in(
+        "{issuer: 'https://sso.example.com/realms/acme', caConfigMapRef: {name: trust, key: bundle.pem}, resource: 'https://Orders-MCP.example.com:8443/mcp', audiences: [orders-mcp], claims: {username: {claim: preferred_username, prefix: 'acme:'}, groups: {claim: roles}}, scopes: [kafka-mcp]}",
+    );
+    let d = build_with(&s, &OperatorConfig::default());
+    let config = sidecar_of(&d);
+    let oidc = config.auth.oidc.clone().expect("auth.oidc");
+    assert_eq!(oidc.issuer, "https://sso.example.com/realms/acme");
+    assert_eq!(oidc.resource, "https://Orders-MCP.example.com:8443/mcp");
+    assert_eq!(oidc.audiences, ["orders-mcp"]);
+    assert_eq!(
+        (
+            oidc.username_claim.as_str(),
+            oidc.username_prefix.as_str(),
+            oidc.groups_claim.as_str(),
+            oidc.groups_prefix.as_str()
+        ),
+        ("preferred_username", "acme:", "roles", "oidc:"),
+        "a prefix left out is the default one"
+    );
+    assert_eq!(oidc.scopes, ["kafka-mcp"]);
+    assert_eq!(
+        oidc.ca_file.as_deref().and_then(|p| p.to_str()),
+        Some("/etc/mcp-kafka/oidc-ca/ca.crt")
+    );
+    assert_eq!(
+        oidc.metadata_url(),
+        "https://Orders-MCP.example.com:8443/.well-known/oauth-protected-resource/mcp"
+    );
+    // The public host (any port: a proxy may forward it with or without),
+    // after the Service's names, which stay.
+    assert_eq!(
+        config.listen.allowed_hosts,
+        [
+            "orders-mcp",
+            "orders-mcp.team-a",
+            "orders-mcp.team-a.svc",
+            "orders-mcp.team-a.svc.cluster.local",
+            "orders-mcp.example.com"
+        ]
+    );
+    assert!(
+        volume_sources(&d).contains(&(
+            "oidc-ca".into(),
+            "trust".into(),
+            vec![("bundle.pem".into(), "ca.crt".into())]
+        )),
+        "{:?}",
+        volume_sources(&d)
+    );
+    let mounts: Vec<String> = d.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(
+        mounts.contains(&"/etc/mcp-kafka/oidc-ca".to_string()),
+        "{mounts:?}"
+    );
+
+    // Users and groups become User and Group subjects with the prefixes;
+    // ServiceAccount clients stay as they were.
+    let rbac = |kind: &str, name: &str| serde_json::json!({"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"});
+    assert_eq!(
+        subjects_of(&d, "orders-mcp-client-people"),
+        [rbac("User", "acme:alice"), rbac("User", "acme:bob")]
+    );
+    assert_eq!(
+        subjects_of(&d, "orders-mcp-client-operators"),
+        [
+            rbac("User", "acme:carol"),
+            rbac("Group", "oidc:kafka-operators")
+        ]
+    );
+    assert_eq!(
+        subjects_of(&d, "orders-mcp-client-support"),
+        [
+            serde_json::json!({"kind": "ServiceAccount", "name": "support-agent", "namespace": "team-a"})
+        ]
+    );
+    let operators = d
+        .roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("orders-mcp-client-operators"))
+        .unwrap();
+    assert_eq!(
+        operators.rules.as_ref().unwrap()[0].verbs,
+        ["list_topics", "create_topic"]
+    );
+    // No ServiceAccount is made for a client of people.
+    assert_eq!(d.service_accounts.len(), 1, "the sidecar's only");
+
+    // A CA from a Secret, read-only for the pod's group like every Secret;
+    // a server without a CA trusts the system's roots and mounts nothing.
+    let s = signed_in(
+        "{issuer: 'https://sso.example.com', caSecretRef: {name: sso-ca, key: ca.pem}, resource: 'https://orders-mcp.example.com/mcp'}",
+    );
+    let d = build_with(&s, &OperatorConfig::default());
+    assert!(volume_sources(&d).contains(&(
+        "oidc-ca".into(),
+        "sso-ca".into(),
+        vec![("ca.pem".into(), "ca.crt".into())]
+    )));
+    let pod = d.deployments[0]
+        .spec
+        .clone()
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "oidc-ca")
+        .unwrap();
+    assert_eq!(volume.secret.unwrap().default_mode, Some(0o440));
+    let s = signed_in(
+        "{issuer: 'https://sso.example.com', resource: 'https://orders-mcp.example.com/mcp'}",
+    );
+    let d = build_with(&s, &OperatorConfig::default());
+    let oidc = sidecar_of(&d).auth.oidc.unwrap();
+    assert_eq!(oidc.ca_file, None);
+    assert_eq!(
+        (
+            oidc.username_claim.as_str(),
+            oidc.username_prefix.as_str(),
+            oidc.groups_claim.as_str()
+        ),
+        ("sub", "oidc:", "groups")
+    );
+    assert!(
+        !volume_sources(&d)
+            .iter()
+            .any(|(name, ..)| name == "oidc-ca")
+    );
+    assert_eq!(
+        subjects_of(&d, "orders-mcp-client-people")[0]["name"],
+        "oidc:alice"
+    );
+}
+
+#[test]
+fn a_server_naming_no_issuer_gets_the_operators_identity_provider_as_it_is() {
+    let org = OperatorConfig::parse(
+        "auth: {oidc: {issuer: 'https://sso.corp.example/realms/corp', caBundle: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\", claims: {username: {claim: email, prefix: 'corp:'}, groups: {claim: groups, prefix: 'corp:'}}, scopes: [openid, kafka]}}",
+    )
+    .unwrap();
+    let s = signed_in("{resource: 'https://orders-mcp.team-a.example.com/mcp'}");
+    let d = build_with(&s, &org);
+    let config = sidecar_of(&d);
+    let oidc = config.auth.oidc.unwrap();
+    assert_eq!(oidc.issuer, "https://sso.corp.example/realms/corp");
+    assert_eq!(
+        (oidc.username_claim.as_str(), oidc.username_prefix.as_str()),
+        ("email", "corp:")
+    );
+    assert_eq!(oidc.scopes, ["openid", "kafka"]);
+    // The inline CA rides in the server's own ConfigMap, already mounted.
+    assert_eq!(
+        oidc.ca_file.as_deref().and_then(|p| p.to_str()),
+        Some("/etc/mcp-kafka/config/oidc-ca.crt")
+    );
+    let data = d.config_maps[0].data.clone().unwrap();
+    assert!(data["oidc-ca.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(
+        !volume_sources(&d)
+            .iter()
+            .any(|(name, ..)| name == "oidc-ca")
+    );
+    assert_eq!(
+        subjects_of(&d, "orders-mcp-client-operators")[1]["name"],
+        "corp:kafka-operators"
+    );
+    // A new CA rolls the sidecar out, as a config change does.
+    let hash = |d: &Desired| {
+        d.deployments[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    let mut rotated = org.clone();
+    rotated.auth.oidc.as_mut().unwrap().ca_bundle =
+        Some("-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n".into());
+    assert_ne!(hash(&d), hash(&build_with(&s, &rotated)));
+
+    // The same provider with its CA in a ConfigMap of each server's namespace.
+    let mut trust = org.clone();
+    let p = trust.auth.oidc.as_mut().unwrap();
+    p.ca_bundle = None;
+    p.ca_config_map_ref = Some(crate::crd::ConfigMapKeyRef {
+        name: "corp-trust".into(),
+        key: "ca.crt".into(),
+    });
+    let d = build_with(&s, &trust);
+    assert!(volume_sources(&d).contains(&(
+        "oidc-ca".into(),
+        "corp-trust".into(),
+        vec![("ca.crt".into(), "ca.crt".into())]
+    )));
+    assert!(
+        !d.config_maps[0]
+            .data
+            .as_ref()
+            .unwrap()
+            .contains_key("oidc-ca.crt")
+    );
+
+    // No default, and the server names no issuer: no sign-in is wired (the
+    // reconcile says why in status), the people clients' bindings name no
+    // one, and Kubernetes tokens keep working as before.
+    let d = build_with(&s, &OperatorConfig::default());
+    assert_eq!(
+        crate::build::oidc::resolve(&s.spec, &OperatorConfig::default()),
+        Err(crate::build::oidc::SignInProblem::NoIssuer)
+    );
+    let config = sidecar_of(&d);
+    assert_eq!(config.auth.oidc, None);
+    assert!(
+        !config
+            .listen
+            .allowed_hosts
+            .iter()
+            .any(|h| h.ends_with("example.com"))
+    );
+    assert!(subjects_of(&d, "orders-mcp-client-people").is_empty());
+    assert_eq!(subjects_of(&d, "orders-mcp-client-support").len(), 1);
+}
+
+#[test]
+fn servers_without_sign_in_render_exactly_as_before_even_with_an_organization_provider() {
+    let org = OperatorConfig::parse(
+        "auth: {oidc: {issuer: 'https://sso.corp.example', caBundle: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"}}",
+    )
+    .unwrap();
+    let s = server(SERVER);
+    let plain = build_with(&s, &OperatorConfig::default());
+    let with_org = build_with(&s, &org);
+    assert_eq!(
+        serde_json::to_value(&plain.config_maps).unwrap(),
+        serde_json::to_value(&with_org.config_maps).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_value(&plain.deployments).unwrap(),
+        serde_json::to_value(&with_org.deployments).unwrap()
+    );
+    let text = &plain.config_maps[0].data.as_ref().unwrap()["config.yaml"];
+    assert!(!text.contains("oidc"), "{text}");
+}
+
+#[test]
+fn the_network_policy_leaves_egress_to_the_identity_provider_open() {
+    // The sidecar fetches the provider's discovery document and keys
+    // itself; the NetworkPolicy fences ingress only, so nothing is added.
+    let s = signed_in(
+        "{issuer: 'https://sso.example.com', resource: 'https://orders-mcp.example.com/mcp'}",
+    );
+    let np = one(build_with(&s, &OperatorConfig::default()).network_policies)
+        .spec
+        .unwrap();
+    assert_eq!(
+        np.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
+    assert!(np.egress.is_none());
+}
+
+#[test]
+fn the_public_host_is_what_the_host_header_carries() {
+    use crate::build::oidc::public_host;
+    for (resource, host) in [
+        ("https://MCP.example.com/mcp", Some("mcp.example.com")),
+        ("https://mcp.example.com:8443/mcp", Some("mcp.example.com")),
+        ("https://mcp.example.com", Some("mcp.example.com")),
+        ("http://127.0.0.1:8090/mcp", Some("127.0.0.1")),
+        ("http://[::1]:8090/mcp", Some("[::1]")),
+        ("https:///mcp", None),
+        ("mcp.example.com", None),
+    ] {
+        assert_eq!(public_host(resource).as_deref(), host, "{resource}");
+    }
+}
+
+#[test]
+fn status_reports_the_sign_in_the_config_wires() {
+    let s = signed_in(
+        "{issuer: 'https://sso.example.com/realms/acme', resource: 'https://orders-mcp.example.com/mcp'}",
+    );
+    let d = build_with(&s, &OperatorConfig::default());
+    let auth = crate::build::served_auth(&d.config_maps[0]).expect("sign-in is wired");
+    assert_eq!(
+        auth,
+        crate::crd::AuthStatus {
+            issuer: "https://sso.example.com/realms/acme".into(),
+            resource: "https://orders-mcp.example.com/mcp".into(),
+            metadata_url: "https://orders-mcp.example.com/.well-known/oauth-protected-resource/mcp"
+                .into(),
+        }
+    );
+    let d = build_with(&server(SERVER), &OperatorConfig::default());
+    assert_eq!(crate::build::served_auth(&d.config_maps[0]), None);
 }

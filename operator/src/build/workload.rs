@@ -39,7 +39,7 @@ pub(super) const CONFIG_FILE: &str = "config.yaml";
 /// RSS after a 64-session warm-up of `e2e/load` was 44 to 50 MiB in five
 /// runs, against 54 MiB in one run without.
 const SIDECAR_MALLOC_ARENAS: (&str, &str) = ("MALLOC_ARENA_MAX", "2");
-const CONFIG_DIR: &str = "/etc/mcp-kafka/config";
+pub(super) const CONFIG_DIR: &str = "/etc/mcp-kafka/config";
 const CA_DIR: &str = "/etc/mcp-kafka/kafka-ca";
 const CLIENT_CERT_DIR: &str = "/etc/mcp-kafka/kafka-client-cert";
 const SASL_DIR: &str = "/etc/mcp-kafka/kafka-sasl";
@@ -55,6 +55,24 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
     let service = names::sidecar(&server);
     let domain = &inputs.config.cluster_domain;
     let file = |dir: &str, name: &str| PathBuf::from(format!("{dir}/{name}"));
+    // A server whose provider cannot be resolved gets no sign-in (status
+    // says why): Kubernetes tokens keep working, no IdP token is accepted.
+    let sign_in = super::oidc::resolve(spec, inputs.config).ok().flatten();
+    // The Service's names, as a client inside the cluster sends them in
+    // Host; and the public URL's host, as a proxy in front forwards it.
+    let mut allowed_hosts = vec![
+        service.clone(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.{domain}"),
+    ];
+    if let Some(host) = sign_in
+        .as_ref()
+        .and_then(|s| super::oidc::public_host(&s.config.resource))
+        && !allowed_hosts.contains(&host)
+    {
+        allowed_hosts.push(host);
+    }
     SidecarConfig {
         server: ServerIdentity {
             name: server.clone(),
@@ -63,13 +81,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         },
         listen: ListenConfig {
             address: std::net::SocketAddr::from(([0, 0, 0, 0], MCP_PORT as u16)),
-            // The Service's names, as a client inside the cluster sends them in Host.
-            allowed_hosts: vec![
-                service.clone(),
-                format!("{service}.{namespace}"),
-                format!("{service}.{namespace}.svc"),
-                format!("{service}.{namespace}.svc.{domain}"),
-            ],
+            allowed_hosts,
             metrics_address: Some(std::net::SocketAddr::from((
                 [0, 0, 0, 0],
                 METRICS_PORT as u16,
@@ -102,6 +114,7 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
         limits: Limits::default(),
         auth: AuthConfig {
             mode: AuthMode::Kubernetes,
+            oidc: sign_in.map(|s| s.config),
             ..Default::default()
         },
         // The sidecar enforces the environment's rule itself too, and closes
@@ -169,13 +182,21 @@ pub fn sidecar_config(inputs: &Inputs) -> SidecarConfig {
     }
 }
 
+/// The sidecar's config, and the operator default identity provider's CA
+/// when it is given inline (a CA is public; it rides along, one file of the
+/// mounted ConfigMap).
 pub(super) fn config_map(inputs: &Inputs) -> ConfigMap {
+    let mut data = BTreeMap::from([(CONFIG_FILE.to_string(), sidecar_config(inputs).to_yaml())]);
+    if let Ok(Some(super::oidc::SignIn {
+        ca: super::oidc::CaSource::Inline(pem),
+        ..
+    })) = super::oidc::resolve(&inputs.server.spec, inputs.config)
+    {
+        data.insert(super::oidc::INLINE_CA_KEY.to_string(), pem);
+    }
     ConfigMap {
         metadata: owned_meta(inputs, names::config_map(&inputs.name()), "mcp-server"),
-        data: Some(BTreeMap::from([(
-            CONFIG_FILE.to_string(),
-            sidecar_config(inputs).to_yaml(),
-        )])),
+        data: Some(data),
         ..Default::default()
     }
 }
@@ -201,6 +222,25 @@ pub fn jobs_status(config: &SidecarConfig) -> Option<crate::crd::JobsStatus> {
         reply_topics: j.reply_topics.clone(),
         group: j.group_for(&config.server),
     })
+}
+
+/// The sign-in a sidecar config wires, as status reports it.
+pub fn auth_status(config: &SidecarConfig) -> Option<crate::crd::AuthStatus> {
+    config
+        .auth
+        .oidc
+        .as_ref()
+        .map(|oidc| crate::crd::AuthStatus {
+            issuer: oidc.issuer.clone(),
+            resource: oidc.resource.clone(),
+            metadata_url: oidc.metadata_url(),
+        })
+}
+
+/// The sign-in a live ConfigMap of ours wires (None: none, or no config the
+/// sidecar would accept).
+pub fn served_auth(config_map: &ConfigMap) -> Option<crate::crd::AuthStatus> {
+    served_config(config_map).as_ref().and_then(auth_status)
 }
 
 /// The job path a live ConfigMap of ours wires (None: none, or no config
@@ -309,6 +349,11 @@ fn volumes(inputs: &Inputs) -> (Vec<Volume>, Vec<VolumeMount>) {
     if let Some(ca) = prometheus.and_then(|p| p.ca_secret_ref.as_ref()) {
         let items = one_key(&ca.key, "ca.crt");
         add("prometheus-ca", PROMETHEUS_CA_DIR, secret(&ca.name, items));
+    }
+    if let Ok(Some(sign_in)) = super::oidc::resolve(&inputs.server.spec, inputs.config) {
+        let (v, m): (Vec<_>, Vec<_>) = super::oidc::volumes(&sign_in).into_iter().unzip();
+        volumes.extend(v);
+        mounts.extend(m);
     }
     if let Some(registry) = &inputs.server.spec.schema_registry {
         let (v, m): (Vec<_>, Vec<_>) = super::schema_registry::volumes(registry)

@@ -196,6 +196,7 @@ pub async fn apply_all(
             scope: inputs.scope.server.clone(),
             client_scopes: inputs.scope.clients.clone(),
             jobs: build::jobs_status(&build::sidecar_config(inputs)),
+            auth: build::auth_status(&build::sidecar_config(inputs)),
         },
         next_rotation,
         rotated,

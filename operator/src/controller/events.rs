@@ -71,6 +71,14 @@ pub fn chosen(
     if changed(status::RECONCILED) && fence_holds {
         events.extend(warning_if_false(status::RECONCILED));
     }
+    // Sign-in asked for and not wired is a warning of its own (the server
+    // still serves, with Kubernetes tokens only).
+    if changed(status::DEGRADED)
+        && let Some(c) = status::find(new, status::DEGRADED)
+            .filter(|c| c.status == "True" && c.reason == status::NO_IDENTITY_PROVIDER)
+    {
+        events.push(event(EventType::Warning, &c.reason, c.message.clone()));
+    }
     if old.denied_tools != new.denied_tools && !new.denied_tools.is_empty() {
         let list: Vec<String> = new
             .denied_tools
@@ -132,6 +140,7 @@ mod tests {
             denied_tools: vec![],
             scope_cuts: vec![],
             missing_secrets: vec![],
+            sign_in_problem: None,
             applied: Ok(()),
             serving: Serving {
                 tools: vec![ToolName::ListTopics],
@@ -185,6 +194,22 @@ mod tests {
             [(EventType::Warning, "EnvironmentMismatch")]
         );
         assert_eq!(events[0].note.as_deref(), Some("labelled prod"));
+    }
+
+    #[test]
+    fn sign_in_that_cannot_be_wired_warns_once() {
+        let before = status_of(&observed());
+        let degraded = status_of(&Observed {
+            sign_in_problem: Some("no issuer".into()),
+            ..observed()
+        });
+        let events = chosen("x", Some(&before), &degraded, &[], &[]);
+        assert_eq!(
+            reasons(&events),
+            [(EventType::Warning, status::NO_IDENTITY_PROVIDER)]
+        );
+        assert_eq!(events[0].note.as_deref(), Some("no issuer"));
+        assert!(chosen("x", Some(&degraded), &degraded, &[], &[]).is_empty());
     }
 
     #[test]

@@ -129,7 +129,13 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         ),
         spec.schema_registry.is_some(),
     );
-    let scopes = scope::decide(&policy, &namespace, &name, spec);
+    let sign_in = build::oidc::resolve(spec, &ctx.config);
+    let user_prefix = sign_in
+        .as_ref()
+        .ok()
+        .and_then(|s| s.as_ref())
+        .map(|s| s.config.username_prefix.as_str());
+    let scopes = scope::decide(&policy, &namespace, &name, spec, user_prefix);
 
     // Build and apply.
     let mut failure = None;
@@ -178,6 +184,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
                         scope: scopes.server.clone(),
                         client_scopes: scopes.clients.clone(),
                         jobs: build::jobs_status(&build::sidecar_config(&inputs)),
+                        auth: build::auth_status(&build::sidecar_config(&inputs)),
                         ..Serving::default()
                     };
                     failure = Some(e);
@@ -195,6 +202,7 @@ async fn reconcile_server(server: Arc<McpKafkaServer>, ctx: &Context) -> Result<
         denied_tools: decision.denied.clone(),
         scope_cuts: scopes.cuts.clone(),
         missing_secrets: missing_secrets.clone(),
+        sign_in_problem: sign_in.as_ref().err().map(ToString::to_string),
         applied: failure.as_ref().map_or(Ok(()), |e| Err(e.to_string())),
         serving: applied.serving,
     };
@@ -273,6 +281,7 @@ fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Servi
         .and_then(|cm| build::served_scope(cm))
         .unwrap_or_default();
     let jobs = config_map.as_ref().and_then(|cm| build::served_jobs(cm));
+    let auth = config_map.as_ref().and_then(|cm| build::served_auth(cm));
     let endpoint = owned
         .services
         .get(&key(&names::sidecar(&name), &namespace))
@@ -293,6 +302,7 @@ fn left_running(ctx: &Context, server: &McpKafkaServer, now: Timestamp) -> Servi
         scope,
         client_scopes,
         jobs,
+        auth,
     }
 }
 
@@ -331,6 +341,14 @@ async fn missing_secrets(
         referenced.extend(tls.client_cert_secret_ref.as_ref().map(|r| r.name.clone()));
     }
     referenced.extend(spec.kafka.sasl.as_ref().map(|s| s.secret_ref.name.clone()));
+    // A pod whose CA Secret is missing never starts: say which it is.
+    referenced.extend(
+        spec.auth
+            .as_ref()
+            .and_then(|a| a.oidc.as_ref())
+            .and_then(|o| o.ca_secret_ref.as_ref())
+            .map(|r| r.name.clone()),
+    );
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut missing = Vec::new();
     for name in referenced {
