@@ -793,11 +793,26 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
     });
     let mut rows = vec![
         ("auth kubernetes, warm cache", 30, token, None),
-        ("auth kubernetes, no cache (TokenReview+SAR)", 0, token, None),
+        (
+            "auth kubernetes, no cache (TokenReview+SAR)",
+            0,
+            token,
+            None,
+        ),
     ];
     if let Some((idp_token, config)) = &oidc {
-        rows.push(("auth oidc (IdP JWT), warm cache", 30, idp_token, Some(config)));
-        rows.push(("auth oidc, no cache (JWT check+SAR)", 0, idp_token, Some(config)));
+        rows.push((
+            "auth oidc (IdP JWT), warm cache",
+            30,
+            idp_token,
+            Some(config),
+        ));
+        rows.push((
+            "auth oidc, no cache (JWT check+SAR)",
+            0,
+            idp_token,
+            Some(config),
+        ));
     }
     for (label, cache_seconds, token, oidc) in rows {
         let mut auth = json!({"mode": "kubernetes", "allowCacheSeconds": cache_seconds, "denyCacheSeconds": cache_seconds});
@@ -824,7 +839,9 @@ async fn auth_figures(a: &Args, none_url: &str, ns: &str, token: &str, kubeconfi
             f.p50_ms - none.p50_ms
         );
     }
-    println!("target (issue): warm cache adds <= 0.2 ms p50 over auth none, for either kind of token");
+    println!(
+        "target (issue): warm cache adds <= 0.2 ms p50 over auth none, for either kind of token"
+    );
 }
 
 /// The cost of topic scopes on `list_topics` of 1,000 topics, on three
