@@ -302,28 +302,6 @@ class OidcGround:
                 raise LoginError("sign-in refused: " + ("; ".join(page.errors) or "an unexpected page"))
         raise LoginError("too many steps before the redirect to the client")
 
-    def python_sdk_handlers(self, user: str, password: str | None = None):
-        """(redirect_handler, callback_handler) for the Python SDK's
-        mcp.client.auth.OAuthClientProvider: the first signs `user` in
-        headlessly (in a thread: it blocks), the second hands the SDK that
-        redirect's code, state and iss."""
-        import anyio
-        from mcp.shared.auth import AuthorizationCodeResult
-
-        redirect: dict[str, str] = {}
-
-        async def redirect_handler(authorization_url: str) -> None:
-            redirect.clear()
-            redirect.update(await anyio.to_thread.run_sync(
-                lambda: self.headless_redirect(authorization_url, user, password=password)))
-
-        async def callback_handler() -> AuthorizationCodeResult:
-            if "code" not in redirect:
-                raise LoginError("the SDK asked for the code before sending the user to sign in")
-            return AuthorizationCodeResult(code=redirect["code"], state=redirect.get("state"), iss=redirect.get("iss"))
-
-        return redirect_handler, callback_handler
-
     # --- signing keys -----------------------------------------------------------
 
     def signing_kid(self, realm: str = REALM) -> str:
@@ -418,3 +396,93 @@ def resume() -> None:
 
 def stopped():
     return ground().stopped()
+
+
+class SdkSignIn:
+    """The Python SDK's redirect and callback handlers (for
+    mcp.client.auth.OAuthClientProvider), with Keycloak's login form posted
+    instead of a browser: the redirect's code, state and iss (RFC 9207,
+    which the SDK checks) come back as they would to the client's loopback
+    redirect URI. Keeps what it saw, for assertions."""
+
+    def __init__(self, user: str, password: str | None = None):
+        self.user, self.password = user, password
+        self.authorization_urls: list[str] = []
+        self.redirects: list[dict[str, str]] = []
+
+    async def redirect(self, authorization_url: str) -> None:
+        import anyio
+
+        self.authorization_urls.append(authorization_url)
+        # headless_redirect blocks: in a thread, as a browser is beside the client.
+        self.redirects.append(await anyio.to_thread.run_sync(
+            lambda: ground().headless_redirect(authorization_url, self.user, password=self.password)))
+
+    async def callback(self):
+        from mcp.shared.auth import AuthorizationCodeResult
+
+        if not self.redirects:
+            raise LoginError("the SDK asked for the code before sending the user to sign in")
+        last = self.redirects[-1]
+        return AuthorizationCodeResult(code=last["code"], state=last.get("state"), iss=last.get("iss"))
+
+
+class MemoryStorage:
+    """The SDK's TokenStorage, in memory."""
+
+    def __init__(self):
+        self.tokens = None
+        self.client_info = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client_info
+
+    async def set_client_info(self, client_info):
+        self.client_info = client_info
+
+
+async def signed_in_session(url: str, user: str, work):
+    """Runs `work(session)` in an MCP session of the official Python SDK on
+    the server at `url` (its MCP endpoint), which signs `user` in by itself
+    (it starts with no token: 401, metadata, registration, PKCE). Returns
+    (work's result, the SdkSignIn, the MemoryStorage)."""
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.auth import OAuthClientMetadata
+
+    sign_in, storage = SdkSignIn(user), MemoryStorage()
+    provider = OAuthClientProvider(
+        server_url=url,
+        client_metadata=OAuthClientMetadata(client_name="mcpk e2e (python sdk)", redirect_uris=["http://127.0.0.1:33418/callback"],
+                                            grant_types=["authorization_code", "refresh_token"], response_types=["code"],
+                                            token_endpoint_auth_method="none"),
+        storage=storage, redirect_handler=sign_in.redirect, callback_handler=sign_in.callback)
+    client = httpx2.AsyncClient(auth=provider, verify=ground().ssl, timeout=60)
+    async with client:
+        async with streamable_http_client(url, http_client=client) as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session), sign_in, storage
+
+
+if __name__ == "__main__":
+    # e2e/run: `oidc_ground.py sign-in URL USER` signs USER in with the
+    # Python SDK and prints the tools the server lists for them.
+    import anyio
+
+    if sys.argv[1:2] != ["sign-in"] or len(sys.argv) != 4:
+        sys.exit("usage: oidc_ground.py sign-in MCP_URL USER")
+
+    async def tools(session):
+        return sorted(t.name for t in (await session.list_tools()).tools)
+
+    listed, _, _ = anyio.run(signed_in_session, sys.argv[2], sys.argv[3], tools)
+    print(" ".join(listed))

@@ -185,11 +185,11 @@ def test_the_python_sdk_handlers_hand_over_the_redirects_code_state_and_issuer(o
 
     client = oidc.register_client(REDIRECT)
     url, verifier, state = oidc.authorization_url(client["client_id"], REDIRECT, RESOURCE)
-    redirect_handler, callback_handler = oidc.python_sdk_handlers("alice")
+    sign_in = oidc_ground.SdkSignIn("alice")
 
     async def run():
-        await redirect_handler(url)
-        return await callback_handler()
+        await sign_in.redirect(url)
+        return await sign_in.callback()
 
     result = anyio.run(run)
     assert (result.state, result.iss) == (state, oidc.issuer())

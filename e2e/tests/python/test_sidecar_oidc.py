@@ -128,73 +128,6 @@ def test_the_metadata_names_the_resource_and_the_provider_and_every_401_points_a
     assert 'scope="mcp"' in challenge, challenge
 
 
-class HeadlessSignIn:
-    """The Python SDK's redirect and callback handlers, with Keycloak's login
-    form posted instead of a browser: the code, state and iss come back as
-    they would to the client's loopback redirect URI."""
-
-    def __init__(self, user):
-        self.user = user
-        self.authorization_urls = []
-        self.redirects = []
-
-    async def redirect(self, authorization_url):
-        self.authorization_urls.append(authorization_url)
-        self.redirects.append(await anyio.to_thread.run_sync(
-            oidc_ground.ground().headless_redirect, authorization_url, self.user))
-
-    async def callback(self):
-        from mcp.shared.auth import AuthorizationCodeResult
-
-        last = self.redirects[-1]
-        return AuthorizationCodeResult(code=last["code"], state=last.get("state"), iss=last.get("iss"))
-
-
-class MemoryStorage:
-    def __init__(self):
-        self.tokens = None
-        self.client_info = None
-
-    async def get_tokens(self):
-        return self.tokens
-
-    async def set_tokens(self, tokens):
-        self.tokens = tokens
-
-    async def get_client_info(self):
-        return self.client_info
-
-    async def set_client_info(self, client_info):
-        self.client_info = client_info
-
-
-async def signed_in_as(sidecar, user, work, ca_file):
-    """Runs `work(session)` in an MCP session of the official Python SDK
-    that signs `user` in by itself (it starts with no token)."""
-    import ssl
-
-    import httpx2
-    from mcp import ClientSession
-    from mcp.client.auth import OAuthClientProvider
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared.auth import OAuthClientMetadata
-
-    sign_in = HeadlessSignIn(user)
-    storage = MemoryStorage()
-    provider = OAuthClientProvider(
-        server_url=sidecar.resource,
-        client_metadata=OAuthClientMetadata(client_name="mcpk e2e (python sdk)", redirect_uris=["http://127.0.0.1:33418/callback"],
-                                            grant_types=["authorization_code", "refresh_token"], response_types=["code"],
-                                            token_endpoint_auth_method="none"),
-        storage=storage, redirect_handler=sign_in.redirect, callback_handler=sign_in.callback)
-    client = httpx2.AsyncClient(auth=provider, verify=ssl.create_default_context(cafile=ca_file), timeout=60)
-    async with client:
-        async with streamable_http_client(sidecar.resource, http_client=client) as (read, write, *_):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await work(session), sign_in, storage
-
-
 def audit_records(sidecar):
     records = []
     for line in sidecar.log.read_text().splitlines():
@@ -210,8 +143,7 @@ def test_the_python_sdk_signs_in_and_rbac_decides_per_tool_by_the_users_group(si
         status = await session.call_tool("cluster_status", {})
         return listed, topics, status
 
-    (listed, topics, status), sign_in, storage = anyio.run(
-        signed_in_as, signed_in_sidecar, "alice", tour, stack_env["MCPK_OIDC_CA_FILE"])
+    (listed, topics, status), sign_in, storage = anyio.run(oidc_ground.signed_in_session, signed_in_sidecar.resource, "alice", tour)
     assert len(sign_in.redirects) == 1, "one sign-in"
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(sign_in.authorization_urls[0]).query)
     assert query["resource"] == [signed_in_sidecar.resource], query
@@ -237,7 +169,7 @@ def test_the_python_sdk_signs_in_and_rbac_decides_per_tool_by_the_users_group(si
         listed = [t.name for t in (await session.list_tools()).tools]
         return listed, await session.call_tool("list_topics", {})
 
-    (listed, topics), _, _ = anyio.run(signed_in_as, signed_in_sidecar, "bob", bob_tour, stack_env["MCPK_OIDC_CA_FILE"])
+    (listed, topics), _, _ = anyio.run(oidc_ground.signed_in_session, signed_in_sidecar.resource, "bob", bob_tour)
     assert listed == [], "bob's group has no grant"
     assert tool_error(topics)["code"] == "PERMISSION_DENIED"
 
@@ -347,7 +279,7 @@ def test_no_token_secret_or_code_appears_in_the_sidecars_log_or_audit(signed_in_
     async def tour(session):
         return await session.call_tool("list_topics", {})
 
-    _, sign_in, storage = anyio.run(signed_in_as, signed_in_sidecar, "alice", tour, stack_env["MCPK_OIDC_CA_FILE"])
+    _, sign_in, storage = anyio.run(oidc_ground.signed_in_session, signed_in_sidecar.resource, "alice", tour)
     password_token = oidc_ground.token("bob", signed_in_sidecar.resource)
     post_initialize(signed_in_sidecar.url, password_token)
     assert_refused(signed_in_sidecar, password_token[:-4] + "AAAA", "a broken signature")
