@@ -32,6 +32,18 @@ fn apply(ground: &Ground, object: &Value) -> Result<(), String> {
     }
 }
 
+/// What is wrong with how `object` was refused: admitted, or refused with
+/// a message that lacks `expected`; None when refused as expected.
+fn refusal_problem(ground: &Ground, what: &str, object: &Value, expected: &str) -> Option<String> {
+    match apply(ground, object) {
+        Ok(()) => Some(format!("{what}: admitted")),
+        Err(stderr) if !stderr.contains(expected) => {
+            Some(format!("{what}: message lacks {expected:?}: {stderr}"))
+        }
+        Err(_) => None,
+    }
+}
+
 /// Sets `value` at a JSON pointer below `spec`, creating objects on the way.
 fn with(mut object: Value, pointer: &str, value: Value) -> Value {
     let mut target = &mut object["spec"];
@@ -225,13 +237,7 @@ fn invalid_servers_are_rejected_at_admission_with_clear_messages() {
     for (what, object, expected) in &cases {
         let mut object = object.clone();
         object["metadata"]["name"] = json!(unique_name("bad"));
-        match apply(ground, &object) {
-            Ok(()) => failures.push(format!("{what}: admitted")),
-            Err(stderr) if !stderr.contains(expected) => {
-                failures.push(format!("{what}: message lacks {expected:?}: {stderr}"))
-            }
-            Err(_) => {}
-        }
+        failures.extend(refusal_problem(ground, what, &object, expected));
     }
     assert!(
         failures.is_empty(),
@@ -686,13 +692,7 @@ fn schema_registry_settings_are_checked_at_admission() {
     for (what, value, expected) in &refused {
         let mut object = registry(value.clone());
         object["metadata"]["name"] = json!(unique_name("bad-registry"));
-        match apply(ground, &object) {
-            Ok(()) => failures.push(format!("{what}: admitted")),
-            Err(stderr) if !stderr.contains(expected) => {
-                failures.push(format!("{what}: message lacks {expected:?}: {stderr}"))
-            }
-            Err(_) => {}
-        }
+        failures.extend(refusal_problem(ground, what, &object, expected));
     }
     assert!(
         failures.is_empty(),
@@ -939,13 +939,7 @@ fn sign_in_settings_are_checked_at_admission() {
     for (what, object, expected) in &refused {
         let mut object = object.clone();
         object["metadata"]["name"] = json!(unique_name("bad-oidc"));
-        match apply(ground, &object) {
-            Ok(()) => failures.push(format!("{what}: admitted")),
-            Err(stderr) if !stderr.contains(expected) => {
-                failures.push(format!("{what}: message lacks {expected:?}: {stderr}"))
-            }
-            Err(_) => {}
-        }
+        failures.extend(refusal_problem(ground, what, &object, expected));
     }
     assert!(
         failures.is_empty(),
