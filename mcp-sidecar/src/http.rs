@@ -121,11 +121,7 @@ fn with_resource_metadata(
         }
     });
     let root = "/.well-known/oauth-protected-resource";
-    let own_path = oidc
-        .resource
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].trim_end_matches('/')))
-        .filter(|p| !p.is_empty() && *p != "/mcp");
+    let own_path = resource_path_route(&oidc.resource);
     let mut app = app
         .route(root, serve.clone())
         .route(&format!("{root}/mcp"), serve.clone());
@@ -133,6 +129,19 @@ fn with_resource_metadata(
         app = app.route(&format!("{root}{path}"), serve);
     }
     app
+}
+
+/// The public resource's path, when the metadata needs a route of its own
+/// for it (not empty, not `/mcp`); `None` too for a path axum would read as
+/// a parameter or wildcard, or refuse (that resource is served at the root
+/// form only).
+fn resource_path_route(resource: &str) -> Option<&str> {
+    let (_, rest) = resource.split_once("://")?;
+    let path = rest[rest.find('/')?..].trim_end_matches('/');
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    (plain && !path.is_empty() && path != "/mcp" && !path.contains("//")).then_some(path)
 }
 
 /// Reads a `/mcp` request's body up to `limits.maxRequestBytes` of the
@@ -253,4 +262,36 @@ async fn metrics(State(mcp): State<KafkaMcp>, sessions: Arc<LocalSessionManager>
         mcp.metrics.encode(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_path_gets_a_metadata_route_only_when_axum_takes_it_literally() {
+        for (resource, route) in [
+            ("https://mcp.example/mcp", None),
+            ("https://mcp.example", None),
+            ("https://mcp.example/", None),
+            (
+                "https://mcp.example/kafka/orders/mcp/",
+                Some("/kafka/orders/mcp"),
+            ),
+            ("https://mcp.example/:id/mcp", None),
+            ("https://mcp.example/{x}", None),
+            ("https://mcp.example/a//b", None),
+            ("https://mcp.example/%7Bx%7D", None),
+        ] {
+            assert_eq!(resource_path_route(resource), route, "{resource}");
+        }
+        // Each route it gives is one axum accepts (it panics on the others).
+        let _ = Router::<()>::new().route(
+            &format!(
+                "/.well-known/oauth-protected-resource{}",
+                resource_path_route("https://m/kafka-1/o.r_d~s").unwrap()
+            ),
+            get(|| async { "" }),
+        );
+    }
 }

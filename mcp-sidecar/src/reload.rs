@@ -48,7 +48,9 @@ fn apply(mcp: &KafkaMcp, text: &str) -> anyhow::Result<()> {
         );
     }
     if config.auth != current.config.auth {
-        tracing::warn!("auth cache settings changed; they take effect at the next restart");
+        tracing::warn!(
+            "auth settings changed (decision caches, limits, identity provider); they take effect at the next restart"
+        );
     }
     if config.listen != current.config.listen {
         tracing::warn!("listen settings changed; they take effect at the next restart");
