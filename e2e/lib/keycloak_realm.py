@@ -90,14 +90,7 @@ class Admin:
 
     def raw(self, method: str, path: str, body=None, form=None, token: str | None = None, timeout: float = 30):
         """One request; returns (status, parsed JSON or text, headers)."""
-        headers = {"Accept": "application/json"}
-        data = None
-        if form is not None:
-            data = urllib.parse.urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        data, headers = encode_body(form, body, {"Accept": "application/json"})
         if token:
             headers["Authorization"] = "Bearer " + token
         # One kept-alive connection: setup makes ~70 calls, and a TLS
@@ -139,6 +132,15 @@ class Admin:
         """POST a new object; returns its id (from Location)."""
         _, _, headers = self.call("POST", path, body, ok=(201,))
         return headers["Location"].rstrip("/").rsplit("/", 1)[1]
+
+
+def encode_body(form, body, headers: dict) -> tuple[bytes | None, dict]:
+    """A request's body and headers: a form (urlencoded), JSON, or none."""
+    if form is not None:
+        return urllib.parse.urlencode(form).encode(), {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    if body is not None:
+        return json.dumps(body).encode(), {**headers, "Content-Type": "application/json"}
+    return None, headers
 
 
 def parse(raw: bytes):

@@ -144,14 +144,7 @@ class OidcGround:
     # --- HTTP ---------------------------------------------------------------
 
     def _open(self, opener, method, url, form=None, body=None, timeout=30.0):
-        headers = {"Accept": "application/json, text/html"}
-        data = None
-        if form is not None:
-            data = urllib.parse.urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        data, headers = keycloak_realm.encode_body(form, body, {"Accept": "application/json, text/html"})
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with opener.open(request, timeout=timeout) as response:

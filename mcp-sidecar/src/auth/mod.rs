@@ -64,7 +64,8 @@ pub struct SignedIn {
 pub enum Refusal {
     Missing,
     Invalid,
-    /// TokenReview could not be asked: refused, not allowed (fail closed).
+    /// TokenReview could not be asked, or the identity provider's keys
+    /// could not be fetched: refused, not allowed (fail closed).
     Unverifiable,
     /// A token never accepted here, over the TokenReview limits: not a
     /// verdict on the token (HTTP 429, no challenge), try again after this.
@@ -78,7 +79,8 @@ pub enum Refusal {
 /// already in.
 const KNOWN_FOR: Duration = Duration::from_secs(3600);
 
-/// A token the apiserver accepted, its subject, and when.
+/// A token accepted (by TokenReview, or verified with the identity
+/// provider's keys), its subject, and when.
 #[derive(Clone)]
 struct Accepted {
     subject: Arc<Subject>,

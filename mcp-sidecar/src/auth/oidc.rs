@@ -223,7 +223,10 @@ impl IdentityProvider {
     /// `refreshSeconds`); with none, a fetch is waited for.
     async fn usable_keys(self: &Arc<Self>) -> Result<Arc<KeySet>, Refusal> {
         if let Some(keys) = self.fresh_enough() {
-            if keys.fetched.elapsed() >= Duration::from_secs(self.config.refresh_seconds) {
+            // Spawned only when a fetch may start, not once per request
+            // while the provider is down.
+            let stale = keys.fetched.elapsed() >= Duration::from_secs(self.config.refresh_seconds);
+            if stale && !self.fetch_started_recently() {
                 self.prefetch();
             }
             return Ok(keys);
@@ -240,6 +243,13 @@ impl IdentityProvider {
             .clone()?;
         let max_age = Duration::from_secs(self.config.keys_max_age_seconds);
         (keys.fetched.elapsed() < max_age).then_some(keys)
+    }
+
+    fn fetch_started_recently(&self) -> bool {
+        self.last_fetch_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < MIN_FETCH_INTERVAL)
     }
 
     /// Joins the fetch in flight, or starts one unless one started less

@@ -67,14 +67,15 @@ pub struct SubjectVersion {
     pub references: Vec<Reference>,
 }
 
+/// The answer of `GET /schemas/ids/{id}`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SchemaById {
-    schema: String,
+pub struct SchemaById {
+    pub schema: String,
     #[serde(default)]
-    schema_type: Option<String>,
+    pub schema_type: Option<String>,
     #[serde(default)]
-    references: Vec<Reference>,
+    pub references: Vec<Reference>,
 }
 
 /// A subject version that holds a schema id.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::ToolContext;
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::schema::registry::{Reference, segment};
+use crate::schema::registry::{Reference, SchemaById, segment};
 use crate::schema::{Codec, Format, SchemaRegistry};
 
 /// The topic a subject belongs to under the TopicNameStrategy, if its name
@@ -151,16 +151,6 @@ pub struct SchemaDescription {
 pub struct SubjectVersionRef {
     pub subject: String,
     pub version: i32,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SchemaById {
-    schema: String,
-    #[serde(default)]
-    schema_type: Option<String>,
-    #[serde(default)]
-    references: Vec<Reference>,
 }
 
 pub async fn get_schema(ctx: &ToolContext, args: GetSchemaArgs) -> ToolResult<SchemaDescription> {
