@@ -118,6 +118,19 @@ rules:
   verbs: [create, update, patch, delete, deletecollection]
 - level: None
 POLICY
+  if node_mode; then
+    cat >"$STATE_DIR/apiserver/admission.yaml" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodNodeSelector
+  path: $STATE_DIR/apiserver/pod-node-selector.yaml
+YAML
+    cat >"$STATE_DIR/apiserver/pod-node-selector.yaml" <<YAML
+podNodeSelectorPluginConfig:
+  clusterDefaultNodeSelector: "$NO_POD_NODE_SELECTOR"
+YAML
+  fi
   log "starting kube-apiserver $K8S_VERSION on $APISERVER_URL"
   # Service CIDR /16: room for thousands of Services (the operator benchmark
   # makes one per McpKafkaServer, 1,000 of them; a /24 ran out at 254).
@@ -151,9 +164,20 @@ CONTROLLERS=garbage-collector-controller,serviceaccount-controller,serviceaccoun
 # authorizer and NodeRestriction for the kubelet, and as the kubelet's
 # client for exec, logs and port-forward; and the controllers that make
 # Deployments, Services and the node real run too.
+#
+# Pods are scheduled only in namespaces that ask for it (PodNodeSelector:
+# every other namespace gets a node selector no node matches, so its Pods
+# stay Pending): the tests that run a server's sidecar as a local process
+# (the process-level tests, see the README) do not also start its Pod. A
+# namespace opts in with the annotation
+#   scheduler.alpha.kubernetes.io/node-selector: ""
+# (an empty selector: any node), as the Pod tests and e2e/run do.
+POD_OPT_IN_ANNOTATION=scheduler.alpha.kubernetes.io/node-selector
+NO_POD_NODE_SELECTOR=mcpkafka.dev/test-ground=pods-not-asked-for
 if node_mode; then
   APISERVER_ADDRESS_FLAGS=(--bind-address=0.0.0.0 "--advertise-address=$NODE_IP")
-  APISERVER_AUTHZ_FLAGS=("--authorization-mode=Node,RBAC" --enable-admission-plugins=NodeRestriction
+  APISERVER_AUTHZ_FLAGS=("--authorization-mode=Node,RBAC" --enable-admission-plugins=NodeRestriction,PodNodeSelector
+    "--admission-control-config-file=$STATE_DIR/apiserver/admission.yaml"
     "--kubelet-client-certificate=$PKI_DIR/apiserver-kubelet-client.crt"
     "--kubelet-client-key=$PKI_DIR/apiserver-kubelet-client.key"
     "--kubelet-certificate-authority=$PKI_DIR/ca.crt" --kubelet-preferred-address-types=InternalIP)

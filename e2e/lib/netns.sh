@@ -1,5 +1,5 @@
-# The ground's own network namespace, for the node (MCPK_NODE=1). Sourced
-# by e2e/stack.
+# The ground's own network namespace, for the node (on unless MCPK_NODE=0).
+# Sourced by e2e/stack.
 # shellcheck shell=bash
 #
 # A kubelet refuses a loopback node IP, and a Pod cannot reach the host's
@@ -15,7 +15,12 @@
 #   nsenter --net="$MCPK_NETNS_FILE" COMMAND
 # The node's private mount namespace (node.sh) is kept the same way.
 
-NODE_MODE=${MCPK_NODE:-0}
+# The node is on by default; MCPK_NODE=0 starts the lighter ground of
+# earlier rounds (everything on the host's 127.0.0.1, no Pods). A running
+# ground keeps the mode it was started with (recorded by `up`, removed by
+# `down`), so that `down` or `exec` without the variable find it.
+NODE_MODE_FILE=$STATE_DIR/node-mode
+NODE_MODE=${MCPK_NODE:-$(cat "$NODE_MODE_FILE" 2>/dev/null || echo 1)}
 NS_DIR=$STATE_DIR/ns
 NETNS_FILE=$NS_DIR/net
 MNTNS_FILE=$NS_DIR/mnt

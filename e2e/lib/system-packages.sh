@@ -16,9 +16,10 @@
 # command: a Node from elsewhere brings its own npm.
 SYSTEM_PACKAGES=(cmake libcurl4-openssl-dev libssl-dev pkg-config curl openssl iproute2 maven python3-venv
   git redis-server socat unzip)
-# With a node (MCPK_NODE=1; e2e/lib/node.sh): the OCI runtime, the CNI
-# plugins, kube-proxy's iptables and conntrack, and gcc for the static pause.
-[ "${MCPK_NODE:-0}" = 1 ] && SYSTEM_PACKAGES+=(runc containernetworking-plugins iptables conntrack gcc libc6-dev)
+# With the node (unless MCPK_NODE=0; e2e/lib/node.sh): the OCI runtime, the
+# CNI plugins, kube-proxy's iptables and conntrack, and gcc for the static
+# pause.
+[ "${MCPK_NODE:-1}" = 1 ] && SYSTEM_PACKAGES+=(runc containernetworking-plugins iptables conntrack gcc libc6-dev)
 
 missing_system_packages() {
   local p

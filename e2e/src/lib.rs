@@ -82,6 +82,13 @@ impl Ground {
 
     /// A variable of the env file, or a failure that says the ground is
     /// older than the test (restart it) rather than a silent skip.
+    /// Whether the ground has a node (kubelet, scheduler, and the
+    /// deployment and replicaset controllers): started without
+    /// `MCPK_NODE=0`.
+    pub fn has_node(&self) -> bool {
+        self.vars.contains_key("MCPK_NODE_NAME")
+    }
+
     pub fn var(&self, key: &str) -> &str {
         match self.vars.get(key).filter(|v| !v.is_empty()) {
             Some(v) => v,

@@ -1,7 +1,7 @@
 //! The controller on the real apiserver and controller-manager of the test
 //! ground: what it makes, how it follows changes, what it puts back and what
-//! it removes. There is no kubelet: `Ready` is driven by writing the
-//! Deployment's status as the deployment controller would.
+//! it removes. The servers' sidecars do not run here: `Ready` is driven by
+//! writing what a kubelet would (see `set_available`).
 
 mod support;
 
@@ -10,11 +10,11 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use mcp_kafka_operator::crd::McpKafkaServer;
 use mcp_kafka_sidecar::config::SidecarConfig;
@@ -26,12 +26,62 @@ use support::{
     servers, wait_condition,
 };
 
+/// Makes `available` replicas of a server's Deployment available, as the
+/// kubelet and the deployment controller would. On the ground without a
+/// node nothing else writes the Deployment's status, so the test does. With
+/// the node the real deployment and replicaset controllers run (and would
+/// undo such a write), but this namespace asks for no Pods, so its Pods stay
+/// Pending: the test writes their Ready condition as a kubelet would, and
+/// the controllers derive the Deployment's availability from them.
 async fn set_available(client: &Client, ns: &str, name: &str, available: i32) {
-    let status = json!({"status": {"replicas": 2, "availableReplicas": available, "readyReplicas": available, "observedGeneration": 1}});
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+    if !Ground::get().has_node() {
+        let status = json!({"status": {"replicas": 2, "availableReplicas": available, "readyReplicas": available, "observedGeneration": 1}});
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("writing the Deployment's status");
+        return;
+    }
+    let deployment = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
         .await
-        .expect("writing the Deployment's status");
+        .expect("reading the Deployment");
+    let selector = deployment
+        .spec
+        .and_then(|s| s.selector.match_labels)
+        .expect("the Deployment selects its Pods by labels")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let listed = eventually("the Deployment's Pods to exist", || async {
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .ok()?;
+        let live: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        (live.len() >= available as usize).then_some(live)
+    })
+    .await;
+    for (i, pod) in listed.iter().enumerate() {
+        let ready = if (i as i32) < available { "True" } else { "False" };
+        let status = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": ready},
+            {"type": "ContainersReady", "status": ready},
+        ]}});
+        pods.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&status),
+        )
+        .await
+        .expect("writing a Pod's Ready condition");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
