@@ -53,6 +53,15 @@ KAFKA_DIR=$STATE_DIR/$KAFKA_NAME
 use_kafka_instance() {
   [[ $1 =~ ^[a-z0-9-]+$ ]] || die "a Kafka instance name is lowercase letters, digits and '-'"
   KAFKA_NAME=$1 KAFKA_PORT=$2 KAFKA_CONTROLLER_PORT=$3 KAFKA_DIR=$STATE_DIR/$1
+  # Where an extra instance listens and is advertised: 127.0.0.1, or (with
+  # the node) MCPK_KAFKA_ADDRESS=$NODE_IP for one that Pods reach too (the
+  # ground's processes reach the node IP as well).
+  KAFKA_ADDRESS=${MCPK_KAFKA_ADDRESS:-127.0.0.1}
+  case $KAFKA_ADDRESS in
+    127.0.0.1) ;;
+    "$NODE_IP") node_mode || die "MCPK_KAFKA_ADDRESS=$NODE_IP is for the ground with the node" ;;
+    *) die "MCPK_KAFKA_ADDRESS is 127.0.0.1 or the node IP $NODE_IP (the ground sends traffic nowhere else)" ;;
+  esac
 }
 
 # --- etcd ------------------------------------------------------------------
@@ -219,7 +228,7 @@ kafka_java() { kafka_java_argv; "${KAFKA_JAVA[@]}" "$@"; }
 
 # A metadata answer from the broker: what "ready" means for a client.
 kafka_answers_metadata() {
-  kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list
+  kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "${KAFKA_ADDRESS:-127.0.0.1}:$KAFKA_PORT" --list
 }
 
 # With a node, Pods reach the stack's broker on the node IP, advertised as
@@ -228,8 +237,8 @@ kafka_answers_metadata() {
 kafka_pod_listener() {
   node_mode || return 0
   case $1 in
-    listeners | advertised) printf ',POD://%s:%s' "$NODE_IP" "$KAFKA_POD_PORT" ;;
-    map) printf ',POD:PLAINTEXT' ;;
+    listeners | advertised) printf ',POD://%s:%s,POD_SASL_SSL://%s:%s' "$NODE_IP" "$KAFKA_POD_PORT" "$NODE_IP" "$KAFKA_POD_SASL_SSL_PORT" ;;
+    map) printf ',POD:PLAINTEXT,POD_SASL_SSL:SASL_SSL' ;;
   esac
 }
 
@@ -247,10 +256,15 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$PKI_DIR/ca.crt
 listener.name.mtls.ssl.client.auth=required
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
-listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$(cat "$PKI_DIR/kafka-sasl-password")";
-listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 PROPS
+  local listener
+  for listener in sasl_ssl $(node_mode && echo pod_sasl_ssl); do
+    cat <<PROPS
+listener.name.$listener.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$(cat "$PKI_DIR/kafka-sasl-password")";
+listener.name.$listener.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.$listener.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+  done
 }
 
 # The stack's broker authorizes every request with KRaft's own
@@ -327,8 +341,8 @@ write_kafka_config() {
     listeners="$(kafka_secured_listeners)
 $(kafka_authorizer)"
   else
-    listeners="listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+    listeners="listeners=PLAINTEXT://$KAFKA_ADDRESS:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_ADDRESS:$KAFKA_PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
   fi
   cat >"$KAFKA_DIR/server.properties" <<PROPS
@@ -378,7 +392,7 @@ start_kafka() {
     run_logged "$LOG_DIR/$KAFKA_NAME-format.log" kafka_java kafka.tools.StorageTool format \
       --cluster-id="$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties"
   fi
-  log "starting Apache Kafka $KAFKA_VERSION (KRaft) on 127.0.0.1:$KAFKA_PORT ($KAFKA_NAME)"
+  log "starting Apache Kafka $KAFKA_VERSION (KRaft) on ${KAFKA_ADDRESS:-127.0.0.1}:$KAFKA_PORT ($KAFKA_NAME)"
   kafka_java_argv
   # Only the stack's own broker, and only the broker process (not the
   # admin tools kafka_java runs), loads the exporter: one port, one owner.

@@ -31,8 +31,10 @@ POD_SUBNET=10.244.0.0/24
 POD_GATEWAY=10.244.0.1
 CLUSTER_CIDR=10.244.0.0/16
 SERVICE_CIDR=10.96.0.0/16
-# Pods reach the stack's broker here (advertised as such); tests keep 127.0.0.1.
+# Pods reach the stack's broker here (advertised as such); tests keep
+# 127.0.0.1: PLAINTEXT, and SASL over TLS as on 127.0.0.1's secured port.
 KAFKA_POD_PORT=${MCPK_KAFKA_POD_PORT:-19096}
+KAFKA_POD_SASL_SSL_PORT=${MCPK_KAFKA_POD_SASL_SSL_PORT:-19097}
 
 node_mode() { [ "$NODE_MODE" = 1 ]; }
 
@@ -77,6 +79,19 @@ netns_create() {
   in_netns ip route add "$SERVICE_CIDR" dev "$POD_BRIDGE" src "$NODE_IP"
 }
 
+# The host's own network namespace, bound to a file while the ground
+# runs (made from outside, by `up`): where `e2e/stack forward` listens,
+# and where tests run what a person's client on the host would (nsenter
+# --net="$MCPK_HOST_NETNS_FILE"). PID 1's namespace file may not be
+# readable here.
+HOST_NETNS_FILE=$NS_DIR/host-net
+host_netns_bind() {
+  findmnt -n --mountpoint "$HOST_NETNS_FILE" >/dev/null 2>&1 && return 0
+  ns_dir_ready
+  : >"$HOST_NETNS_FILE"
+  mount -n --bind /proc/self/ns/net "$HOST_NETNS_FILE"
+}
+
 # netns_pids [FILE]: processes whose network namespace is the one bound
 # at FILE (default: the ground's).
 netns_pids() {
@@ -102,6 +117,7 @@ ns_teardown() {
     umount -n "$NETNS_FILE"
   fi
   if findmnt -n --mountpoint "$MNTNS_FILE" >/dev/null 2>&1; then umount -n "$MNTNS_FILE"; fi
+  if findmnt -n --mountpoint "$HOST_NETNS_FILE" >/dev/null 2>&1; then umount -n "$HOST_NETNS_FILE"; fi
   if findmnt -n --mountpoint "$NS_DIR" >/dev/null 2>&1; then umount -n "$NS_DIR"; fi
   rm -rf "$NS_DIR"
 }

@@ -74,6 +74,11 @@ install_node() {
 # --- certificates -----------------------------------------------------------
 
 ensure_node_pki() {
+  # A state dir whose broker certificate predates the node's IP in it.
+  if [ ! -f "$PKI_DIR/.kafka-node-ip" ]; then
+    issue_kafka_broker_cert
+    touch "$PKI_DIR/.kafka-node-ip"
+  fi
   [ -f "$PKI_DIR/.node-complete" ] && return 0
   log "generating the node's certificates in $PKI_DIR"
   # Pods reach the apiserver through the `kubernetes` Service, whose

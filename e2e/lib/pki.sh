@@ -23,11 +23,21 @@ issue_cert() {
 # The broker's certificate (a PEM key store: key then certificate) and a
 # client certificate for mutual TLS, plus the SASL user's password. Kept
 # apart from the control plane's set so an existing state dir gains them.
+# The broker's serving certificate: 127.0.0.1 for the tests, and with the
+# node the node IP, where Pods reach its SASL over TLS listener.
+issue_kafka_broker_cert() {
+  local names="IP:127.0.0.1,DNS:localhost"
+  node_mode && names+=",IP:$NODE_IP"
+  issue_cert kafka-broker "/CN=kafka-broker" "$names"
+  cat "$PKI_DIR/kafka-broker.key" "$PKI_DIR/kafka-broker.crt" >"$PKI_DIR/kafka-broker.pem"
+  chmod 600 "$PKI_DIR/kafka-broker.key" "$PKI_DIR/kafka-broker.pem"
+}
+
 ensure_kafka_pki() {
   [ -f "$PKI_DIR/.kafka-complete" ] && return 0
   log "generating Kafka certificates in $PKI_DIR"
-  issue_cert kafka-broker "/CN=kafka-broker" "IP:127.0.0.1,DNS:localhost"
-  cat "$PKI_DIR/kafka-broker.key" "$PKI_DIR/kafka-broker.crt" >"$PKI_DIR/kafka-broker.pem"
+  issue_kafka_broker_cert
+  node_mode && touch "$PKI_DIR/.kafka-node-ip"
   issue_cert kafka-client "/CN=mcp-kafka-sidecar"
   openssl rand -hex 16 >"$PKI_DIR/kafka-sasl-password"
   printf '%s' "$KAFKA_SASL_USER" >"$PKI_DIR/kafka-sasl-username"

@@ -4,12 +4,12 @@ servers from the ground's own git repository, as a platform team's GitOps
 repository would hold them, and these tests read what Argo CD reports in
 its Application objects.
 
-The ground runs no kubelet unless MCPK_NODE=1, so the operator's Pods never
-start: the operator runs as its Pod would (the chart's ServiceAccount token
-and config, as Argo CD applied them), and Argo CD sees the Deployments it
-synced as not yet available. On a ground with a node (MCPK_NODE=1, the
-tests run inside its network namespace) the chart's operator Pods and the
-servers' sidecar Pods run for real, and the Applications go Healthy."""
+On the ground with the node (the default; the tests run inside its network
+namespace) the chart's operator Pods and the servers' sidecar Pods run for
+real, and the Applications go Healthy. On the lighter ground
+(MCPK_NODE=0) no Pod runs: the operator runs as its Pod would (the chart's
+ServiceAccount token and config, as Argo CD applied them), and Argo CD sees
+the Deployments it synced as not yet available."""
 
 import json
 import os
@@ -151,11 +151,23 @@ def gitops(argocd, tmp_path_factory):
     return repo
 
 
-def chart_application(repo_url):
-    """examples/argocd/application.yaml with only its repoURL changed."""
+def pods_on_node(stack_env, app):
+    """On the ground with the node, Pods run only in namespaces that ask for
+    it (README, "Pods on the node"): the namespace the Application creates
+    carries the ground's opt-in annotation, through Argo CD's
+    managedNamespaceMetadata, as a platform team adds its own."""
+    if on_node(stack_env):
+        managed = app["spec"].setdefault("syncPolicy", {}).setdefault("managedNamespaceMetadata", {})
+        managed.setdefault("annotations", {})[stack_env["MCPK_POD_OPT_IN_ANNOTATION"]] = ""
+    return app
+
+
+def chart_application(stack_env, repo_url):
+    """examples/argocd/application.yaml with only its repoURL changed (and
+    the node's opt-in, see pods_on_node)."""
     doc = yaml.safe_load((ROOT / "examples" / "argocd" / "application.yaml").read_text())
     doc["spec"]["source"]["repoURL"] = repo_url
-    return doc
+    return pods_on_node(stack_env, doc)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +198,7 @@ def operator_by_argocd(argocd, gitops, tmp_path_factory):
     assert cm["data"] == {**others, key: lua}
     run_readme()
     assert argocd_cm()["metadata"]["resourceVersion"] == cm["metadata"]["resourceVersion"]
-    apply(stack_env, chart_application(gitops.url))
+    apply(stack_env, chart_application(stack_env, gitops.url))
     process = None
     try:
         head = git("rev-parse", "HEAD", cwd=gitops.dir)
@@ -213,7 +225,7 @@ def operator_by_argocd(argocd, gitops, tmp_path_factory):
 SERVERS_APP = "mcp-kafka-servers-dev"
 
 
-def servers_application(repo_url, namespace):
+def servers_application(stack_env, repo_url, namespace):
     """The ApplicationSet example's template for one environment (dev), as
     its list generator renders it, into `namespace`."""
     appset = yaml.safe_load((ROOT / "examples" / "argocd" / "applicationset.yaml").read_text())
@@ -224,8 +236,8 @@ def servers_application(repo_url, namespace):
     doc["spec"]["source"]["repoURL"] = repo_url
     # Deleting the Application deletes what it synced (Argo CD's own finalizer).
     doc["metadata"]["finalizers"] = ["resources-finalizer.argocd.argoproj.io"]
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {**doc["metadata"], "namespace": ARGOCD_NS}, "spec": doc["spec"]}
+    return pods_on_node(stack_env, {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                                    "metadata": {**doc["metadata"], "namespace": ARGOCD_NS}, "spec": doc["spec"]})
 
 
 def server_yaml(stack_env, name, environment="dev", tools=("cluster_status", "list_topics"), extra_kafka=""):
@@ -320,12 +332,12 @@ def test_servers_health_as_argo_cd_evaluates_the_examples_check(argocd, gitops, 
     head = gitops.push("dev servers")
     if operator is None:
         # The operator's Pods run: the servers are reconciled at once.
-        apply(stack_env, servers_application(gitops.url, namespace))
+        apply(stack_env, servers_application(stack_env, gitops.url, namespace))
         wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
     else:
         operator.send_signal(signal.SIGSTOP)
         try:
-            apply(stack_env, servers_application(gitops.url, namespace))
+            apply(stack_env, servers_application(stack_env, gitops.url, namespace))
             app = wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
             app = wait_for(stack_env, SERVERS_APP, lambda a: len(healths(a)) == 3 and all(h.get("status") for h in healths(a).values()),
                            "assessed")
@@ -376,7 +388,7 @@ def test_no_perpetual_diff_while_the_operator_writes_and_self_heal_puts_a_hand_c
     namespace, write = dev_servers
     write("orders", server_yaml(stack_env, "orders"))
     head = gitops.push("a dev server")
-    apply(stack_env, servers_application(gitops.url, namespace))
+    apply(stack_env, servers_application(stack_env, gitops.url, namespace))
     wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
     wait_for(stack_env, SERVERS_APP, lambda a: server_settled(stack_env, healths(a).get("orders", {})), "settled")
     server = reconciled(stack_env, namespace, "orders")
@@ -438,7 +450,7 @@ spec:
       tools: [{", ".join(tools)}]
 """)
     head = gitops.push("orders, a dev server")
-    apply(stack_env, servers_application(gitops.url, namespace))
+    apply(stack_env, servers_application(stack_env, gitops.url, namespace))
     wait_for(stack_env, SERVERS_APP, synced_at(head), "synced")
     deadline = time.monotonic() + 120
     while not (found := reconciled(stack_env, namespace, "orders")) or not found["status"].get("tokenSecrets"):
