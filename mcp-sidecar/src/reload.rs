@@ -55,6 +55,14 @@ fn apply(mcp: &KafkaMcp, text: &str) -> anyhow::Result<()> {
     if config.listen != current.config.listen {
         tracing::warn!("listen settings changed; they take effect at the next restart");
     }
+    // The worker owns its consumer group membership and in-flight jobs;
+    // under the operator a changed section rolls the Pods out anyway (the
+    // config's hash is in the Pod template).
+    if config.jobs != current.config.jobs {
+        tracing::warn!(
+            "jobs settings changed (topics, group, maxInFlight, dedup window); they take effect at the next restart"
+        );
+    }
     // New Kafka clients only when the connection changed; sessions stay.
     mcp.replace_runtime(Runtime::start(config, Some(&current))?);
     Ok(())

@@ -69,7 +69,11 @@ async fn set_available(client: &Client, ns: &str, name: &str, available: i32) {
     })
     .await;
     for (i, pod) in listed.iter().enumerate() {
-        let ready = if (i as i32) < available { "True" } else { "False" };
+        let ready = if (i as i32) < available {
+            "True"
+        } else {
+            "False"
+        };
         let status = json!({"status": {"phase": "Running", "conditions": [
             {"type": "Ready", "status": ready},
             {"type": "ContainersReady", "status": ready},

@@ -526,3 +526,49 @@ def test_faults_a_container_killed_a_pod_deleted_kafka_stopped_and_the_kubelet_r
     finally:
         stack("kafka", "stop", name_, port, cport, env=kafka_env)
         run(env["MCPK_KUBECTL"], "--kubeconfig", env["KUBECONFIG"], "delete", "mks", "flaky", "-n", PROD_NS, "--ignore-not-found")
+
+
+def test_three_sidecar_pods_share_the_jobs_and_one_deleted_mid_stream_loses_none(cluster):
+    """Tool calls as Kafka jobs with the server's replicas as the worker
+    group: 3 sidecar Pods in one consumer group; one Pod deleted mid-stream
+    (its replacement joins): every job answered, each mutation exactly once
+    and applied at most once on Kafka, observe jobs at least once."""
+    from test_sidecar_jobs import JobClient, Topics, check_answered_once, stream_of_jobs
+    from confluent_kafka.admin import AdminClient
+
+    env = cluster
+    ns = "pods-jobs"
+    topics = Topics(env["KAFKA_BOOTSTRAP_SERVERS"], 6)
+    apply(env, namespace(env, ns, "dev"),
+          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "submitter", "namespace": ns}},
+          {"apiVersion": "mcpkafka.dev/v1alpha1", "kind": "McpToolPolicy", "metadata": {"name": "default", "namespace": ns},
+           "spec": {"allow": ["all"]}},
+          server_doc("workers", ns, "dev", ["describe_topic", "publish_message"],
+                     clients=[{"name": "submitter", "serviceAccountName": "submitter", "tools": ["describe_topic", "publish_message"]}],
+                     replicas=3, kafka={"bootstrapServers": [env["MCPK_KAFKA_POD_BOOTSTRAP"]]}, jobs=topics.section()))
+    try:
+        wait("3 worker Pods Ready", lambda: ready_pods(env, ns, "workers", 3))
+        group = wait("status.jobs", lambda: k_json(env, "get", "mks", "workers", "-n", ns)["status"]["jobs"]["group"])
+        admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+
+        def members():
+            described = admin.describe_consumer_groups([group])[group].result(10)
+            return len(described.members)
+
+        wait("3 members in the jobs group", lambda: members() == 3)
+        token = sa_token(env, ns, "submitter", "workers")
+        victim = pods_of(env, ns, "workers")[0]["metadata"]["name"]
+
+        def delete_a_pod():
+            k(env, "delete", "pod", victim, "-n", ns, "--wait=false")
+
+        started = time.monotonic()
+        with JobClient(topics.bootstrap, topics.requests, topics.replies) as jobs:
+            publishes, observes = stream_of_jobs(jobs, topics, token, 150, 50, delete_a_pod)
+            replies = jobs.replies(publishes + observes, timeout=180, settle=5)
+        print(f"\n  jobs: 150 jobs over 3 Pods, {victim} deleted after 50, all answered in {time.monotonic() - started:.1f}s")
+        check_answered_once(topics, replies, publishes, observes, f"deleting Pod {victim}")
+        wait("3 worker Pods Ready again", lambda: ready_pods(env, ns, "workers", 3))
+        assert victim not in {p["metadata"]["name"] for p in pods_of(env, ns, "workers")}
+    finally:
+        delete_namespaces(env, ns)

@@ -326,19 +326,38 @@ def test_three_workers_one_killed_mid_stream_answer_every_job_once(worker, grant
     fast = {"limits": {"callsPerSecond": 2000, "callBurst": 4000}}
     workers = [worker(topics, **fast) for _ in range(3)]
     token = sa_token(stack_env, grants, "agent", SERVER)
-    publishes, observes = [], []
+
+    def kill():
+        workers[0].proc.send_signal(signal.SIGKILL)
+        workers[0].proc.wait(timeout=10)
+
     with JobClient(topics.bootstrap, topics.requests, topics.replies) as jobs:
-        for i in range(240):
-            if i % 2:
-                publishes.append(jobs.submit("publish_message", {"topic": topics.target, "value": f"v-{i}"}, token=token))
-            else:
-                observes.append(jobs.submit("describe_topic", {"topic": topics.target}, token=token))
-            if i == 80:
-                # Mid-stream: replies are flowing, jobs are running.
-                jobs.replies(publishes[:10], timeout=60)
-                workers[0].proc.send_signal(signal.SIGKILL)
-                workers[0].proc.wait(timeout=10)
+        # Mid-stream: replies are flowing, jobs are running.
+        publishes, observes = stream_of_jobs(jobs, topics, token, 240, 80, kill)
         replies = jobs.replies(publishes + observes, timeout=180, settle=5)
+    check_answered_once(topics, replies, publishes, observes, "the kill")
+
+
+def stream_of_jobs(jobs, topics, token, count, interrupt_at, interrupt):
+    """`count` jobs, publishes and describes alternating; at `interrupt_at`,
+    once replies flow (the first 10 publishes answered), `interrupt()`.
+    Returns the publish and observe job IDs."""
+    publishes, observes = [], []
+    for i in range(count):
+        if i % 2:
+            publishes.append(jobs.submit("publish_message", {"topic": topics.target, "value": f"v-{i}"}, token=token))
+        else:
+            observes.append(jobs.submit("describe_topic", {"topic": topics.target}, token=token))
+        if i == interrupt_at:
+            jobs.replies(publishes[:10], timeout=60)
+            interrupt()
+    return publishes, observes
+
+
+def check_answered_once(topics, replies, publishes, observes, fault):
+    """Every job answered; every mutation exactly once and applied at most
+    once (on Kafka: each value published once), its reply ok or
+    OUTCOME_UNKNOWN; every observe job ok, at least once."""
     missing = [j for j, r in replies.items() if not r]
     assert not missing, f"{len(missing)} jobs unanswered"
     twice = {j: replies[j] for j in publishes if len(replies[j]) != 1}
@@ -347,7 +366,7 @@ def test_three_workers_one_killed_mid_stream_answer_every_job_once(worker, grant
     observed_again = [j for j in observes if len(replies[j]) > 1]
     published = [m.value().decode() for m in topics.read_all(topics.target)]
     assert len(published) == len(set(published)), "a mutation was applied twice"
-    by_value = {f"v-{i}": j for i, j in zip(range(1, 240, 2), publishes)}
+    by_value = {f"v-{i}": j for i, j in zip(range(1, 2 * len(publishes), 2), publishes)}
     for value, job_id in by_value.items():
         reply = replies[job_id][0]
         if reply["ok"]:
@@ -355,7 +374,7 @@ def test_three_workers_one_killed_mid_stream_answer_every_job_once(worker, grant
         else:
             assert reply["error"]["code"] == "OUTCOME_UNKNOWN", reply
     unknown = [j for j in publishes if not replies[j][0]["ok"]]
-    print(f"{len(publishes) - len(unknown)} publishes ok, {len(unknown)} OUTCOME_UNKNOWN after the kill;"
+    print(f"{len(publishes) - len(unknown)} publishes ok, {len(unknown)} OUTCOME_UNKNOWN after {fault};"
           f" {len(observed_again)} observe jobs answered twice")
 
 
