@@ -23,6 +23,17 @@ need_cmd() {
 
 # Run a long step with its output in a log file; on failure show the tail and
 # the log's path instead of a wall of text.
+# Writes standard input to FILE only when it differs from what FILE holds:
+# a running component may watch its file (kube-proxy exits when its
+# config file is written at all), and `e2e/stack up` on a running ground
+# writes every config again.
+write_if_changed() {
+  local file=$1 tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
+}
+
 run_logged() {
   local logfile=$1; shift
   mkdir -p "$(dirname "$logfile")"

@@ -181,7 +181,7 @@ write_node_configs() {
   write_kubeconfig "$NODE_DIR/kube-scheduler.kubeconfig" kube-scheduler
   write_kubeconfig "$NODE_DIR/coredns.kubeconfig" coredns
 
-  cat >"$NODE_DIR/containerd.toml" <<TOML
+  write_if_changed "$NODE_DIR/containerd.toml" <<TOML
 # Written by e2e/stack (node.sh). Inside the node's mount namespace /run is
 # $NODE_DIR/run, so the default socket and state paths land there.
 version = 3
@@ -224,7 +224,7 @@ TOML
 
   # No masquerading and no route beyond the ground's namespace: Pods reach
   # the node IP, each other and Services, nothing else.
-  cat >"$NODE_DIR/cni/net.d/10-mcpk.conflist" <<JSON
+  write_if_changed "$NODE_DIR/cni/net.d/10-mcpk.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "mcpk",
@@ -248,7 +248,7 @@ JSON
 
   # Pods get CoreDNS only: no search domain or server of the host's.
   : >"$NODE_DIR/resolv.conf"
-  cat >"$NODE_DIR/kubelet.yaml" <<YAML
+  write_if_changed "$NODE_DIR/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -289,7 +289,7 @@ serializeImagePulls: false
 shutdownGracePeriod: 0s
 YAML
 
-  cat >"$NODE_DIR/kube-proxy.yaml" <<YAML
+  write_if_changed "$NODE_DIR/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -307,7 +307,7 @@ YAML
 
   # The cluster zone only: there is no upstream to forward anything else
   # to (and the ground must send nothing off the machine).
-  cat >"$NODE_DIR/coredns/Corefile" <<COREFILE
+  write_if_changed "$NODE_DIR/coredns/Corefile" <<COREFILE
 cluster.local:53 in-addr.arpa:53 {
     bind $NODE_IP
     errors

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -59,7 +59,18 @@ pub fn router(mcp: KafkaMcp, allowed_hosts: &[String], shutdown: CancellationTok
     // and host list with it, several times per request.
     let mcp_endpoint = any(move |request: Request| {
         let service = Arc::clone(&service);
-        async move { service.handle(request).await }
+        async move {
+            let ends_session = request.method() == Method::DELETE;
+            let mut response = service.handle(request).await;
+            // rmcp answers a session's DELETE with 202 Accepted; the
+            // official Python SDK takes only 200 and 204 there and logs
+            // "Session termination failed: 202" at every session's end.
+            // The session is already closed: 204 says so to every client.
+            if ends_session && response.status() == StatusCode::ACCEPTED {
+                *response.status_mut() = StatusCode::NO_CONTENT;
+            }
+            response
+        }
     });
     let scrape = get(move |state| metrics(state, Arc::clone(&sessions)));
     let own_listener = mcp.runtime().config.listen.metrics_address.is_some();

@@ -6,6 +6,7 @@ import pathlib
 import socket
 
 import pytest
+from mcp_session import mcp_session
 
 E2E_DIR = pathlib.Path(__file__).resolve().parents[2]
 ENV_FILE = pathlib.Path(os.environ.get("MCPK_STACK_ENV", E2E_DIR / ".stack" / "env"))
@@ -189,17 +190,8 @@ def sa_token(stack_env, ns: str, sa: str, server: str, audience: str | None = No
 
 
 async def as_caller(url: str, bearer: str, work):
-    """Runs `work(session)` in an MCP session that presents `bearer`."""
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    client = create_mcp_http_client(headers={"Authorization": f"Bearer {bearer}"})
-    async with client:
-        async with streamable_http_client(f"{url}/mcp", http_client=client) as (read, write, *_):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await work(session)
+    """Runs `work(session)` in an MCP session at `url`/mcp that presents `bearer`."""
+    return await mcp_session(f"{url}/mcp", bearer, work)
 
 
 def kafka_java(stack_env, main_class: str, *args: str) -> list[str]:

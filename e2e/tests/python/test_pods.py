@@ -24,6 +24,7 @@ import time
 
 import pytest
 from conftest import E2E_DIR, kubectl, sa_token
+from mcp_session import mcp_session
 from operator_install import CHART, helm, run
 
 SYS_NS = "pods-operator"
@@ -128,33 +129,16 @@ def service_url(env, ns, server):
     return f"http://{ip}:8090/mcp", f"{server}-mcp.{ns}.svc.cluster.local:8090"
 
 
-async def _session(url, token, work, host=None):
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    headers = {"Authorization": f"Bearer {token}"}
-    if host:
-        # The sidecar admits its Service's names in Host (DNS rebinding
-        # protection): a client of the ClusterIP names the Service.
-        headers["Host"] = host
-    async with create_mcp_http_client(headers=headers) as client:
-        async with streamable_http_client(url, http_client=client) as (read, write, *_):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await work(session)
-
-
 def tool_names(url, token, host=None):
     async def work(session):
         return sorted(t.name for t in (await session.list_tools()).tools)
-    return asyncio.run(_session(url, token, work, host))
+    return asyncio.run(mcp_session(url, token, work, host))
 
 
 def call(url, token, tool, arguments=None, host=None):
     async def work(session):
         return await session.call_tool(tool, arguments or {})
-    return asyncio.run(_session(url, token, work, host))
+    return asyncio.run(mcp_session(url, token, work, host))
 
 
 HOST_CLIENT = """

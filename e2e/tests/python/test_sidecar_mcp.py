@@ -2,7 +2,9 @@
 Streamable HTTP lists tools with schemas and annotations, calls them against
 the real broker, reads resources, and gets typed errors."""
 
+import http.client
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +16,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from conftest import ERROR_META_KEY, tool_error
+from raw_mcp import RawSession
 
 OBSERVE = {
     "cluster_status", "list_brokers", "list_topics", "describe_topic", "describe_configs",
@@ -226,6 +229,33 @@ def test_a_client_that_hangs_up_leaves_no_request_in_flight_and_its_call_is_stil
         listener.close()
         for conn in held:
             conn.close()
+
+
+def test_a_session_ends_on_delete_with_a_status_the_sdks_take(start_sidecar, caplog):
+    """DELETE ends a session (MCP, "Session Management"). The Python SDK
+    takes 200 or 204 there and logs "Session termination failed" for any
+    other status (rmcp's own answer is 202): the sidecar answers 204, and
+    the session is gone."""
+    sidecar = start_sidecar()
+    sidecar.wait_ready()
+    session = RawSession(sidecar.port)
+    assert session.initialize().status == 200
+    assert session.call("list_topics").status == 200
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
+    conn.request("DELETE", "/mcp", headers=session.headers())
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 204
+    assert session.call("list_topics").status == 404, "the session outlived its DELETE"
+
+    async def list_tools(session, init):
+        return await session.list_tools()
+
+    with caplog.at_level(logging.DEBUG, logger="mcp.client.streamable_http"):
+        assert with_session(sidecar.url, list_tools).tools
+    ended = [r.getMessage() for r in caplog.records if "termination" in r.getMessage().lower()]
+    assert not [m for m in ended if "failed" in m.lower()], ended
 
 
 def test_resources_list_and_read_json(start_sidecar):
