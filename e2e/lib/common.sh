@@ -21,8 +21,6 @@ need_cmd() {
   command -v "$1" >/dev/null 2>&1 || die "$1 is not installed${2:+ ($2)}"
 }
 
-# Run a long step with its output in a log file; on failure show the tail and
-# the log's path instead of a wall of text.
 # Writes standard input to FILE only when it differs from what FILE holds:
 # a running component may watch its file (kube-proxy exits when its
 # config file is written at all), and `e2e/stack up` on a running ground
@@ -34,6 +32,8 @@ write_if_changed() {
   if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
 }
 
+# Run a long step with its output in a log file; on failure show the tail and
+# the log's path instead of a wall of text.
 run_logged() {
   local logfile=$1; shift
   mkdir -p "$(dirname "$logfile")"
