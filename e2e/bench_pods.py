@@ -256,7 +256,7 @@ def main():
 
     def lease_holder():
         holder = kubectl("get", "lease", RELEASE, "-n", SYS_NS, "-o", "jsonpath={.spec.holderIdentity}", check=False)
-        return holder and holder in kubectl("get", "pods", "-n", SYS_NS, "-o", "name")
+        return holder and f"pod/{holder}" in kubectl("get", "pods", "-n", SYS_NS, "-o", "name").split()
 
     # Until one Pod leads, no server is reconciled: the rounds below start after.
     wait("an operator Pod holding the Lease", lease_holder)
