@@ -59,10 +59,13 @@ prune_build_cache() {
 }
 
 # Builds go to $CARGO_TARGET_DIR when set (left as it is), else to the
-# shared cache, so that a fresh clone reuses them.
+# shared cache, so that a fresh clone reuses them. Incremental data there
+# is off unless CARGO_INCREMENTAL says otherwise: it is kept per checkout
+# path (about 3 GiB for each fresh clone) and a one-off build never reads it.
 use_build_cache() {
   if [ -z "${CARGO_TARGET_DIR:-}" ]; then
     prune_build_cache "$CACHE_DIR/target"
     export CARGO_TARGET_DIR=$CACHE_DIR/target
+    export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
   fi
 }

@@ -162,6 +162,14 @@ def test_each_outcome_has_one_reply_and_one_audit_record(worker, grants, stack_e
         jobs.submit("list_topics", None, token=token, value=json.dumps({"tool": "list_topics"}).encode())
         after = jobs.submit("list_topics", {}, token=token)
         assert jobs.replies([after], timeout=60)[after][0]["ok"], "a malformed record blocked the partition"
+    # Jobs of one partition run side by side, so `after` may be answered
+    # before a malformed record is through: wait until nothing is in flight.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        seen = metrics(sidecar)
+        if seen["mcp_kafka_jobs_received_total"] >= len(cases) + 3 and seen["mcp_kafka_jobs_in_flight"] == 0:
+            break
+        time.sleep(0.2)
 
     def only(key):
         got = replies[cases[key]]
