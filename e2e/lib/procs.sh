@@ -56,7 +56,16 @@ start_proc() {
   # Without job control the background child is not a group leader, so
   # setsid execs in place and $! is the real PID.
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$PID_DIR/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$PID_DIR/$name.pid"
+  # Until the child has exec'd: before, it is a copy of this shell, whose
+  # command line does not name the state dir, and proc_pid would call it
+  # a stranger (a busy machine's CI run failed at the apiserver's start so).
+  for ((i = 0; i < 200; i++)); do
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$STATE_DIR"* ]] && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
 }
 
 # wait_until NAME SECONDS CMD...: poll CMD until it succeeds; fail with the
