@@ -1,6 +1,7 @@
 # The ground's node (MCPK_NODE=1): containerd with Debian's runc and CNI
-# plugins, kubelet, kube-proxy (iptables), kube-scheduler and CoreDNS,
-# running the images e2e/lib/images.sh builds. Sourced by e2e/stack; the
+# plugins, kubelet, kube-proxy (iptables), kube-router's firewall
+# (NetworkPolicy), kube-scheduler and CoreDNS, running the images
+# e2e/lib/images.sh builds. Sourced by e2e/stack; the
 # functions that start processes run inside the ground's network namespace
 # (netns.sh).
 # shellcheck shell=bash
@@ -23,11 +24,13 @@ NODE_DIR=$STATE_DIR/node
 NODE_CGROUP_ROOT=mcpk-$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-8)
 CONTAINERD_BIN_DIR=$CACHE_DIR/containerd-$CONTAINERD_VERSION
 COREDNS_BIN=$CACHE_DIR/coredns-$COREDNS_VERSION/coredns
+KUBE_ROUTER_BIN=$CACHE_DIR/kube-router-$KUBE_ROUTER_VERSION/kube-router
+KUBE_ROUTER_HEALTH_PORT=20244
 RUNC_BIN=/usr/sbin/runc
 CNI_BIN_DIR=/usr/lib/cni
 # containerd's socket is the default /run/containerd/containerd.sock inside
 # the node's mount namespace (node/run in the state dir from outside).
-NODE_COMPONENTS=(containerd kubelet kube-scheduler kube-proxy coredns)
+NODE_COMPONENTS=(containerd kubelet kube-scheduler kube-proxy kube-router coredns)
 
 # What the kubelet sets when it starts (pkg/kubelet/cm: setupKernelTunables).
 NODE_SYSCTLS=(vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1
@@ -62,13 +65,45 @@ build_coredns() {
   log "  coredns built in $((SECONDS - started))s"
 }
 
+# `go install .../cmd/kube-router@v` cannot replace the netlink version
+# (see versions.sh): a wrapper module that requires kube-router builds it.
+build_kube_router() {
+  [ -x "$KUBE_ROUTER_BIN" ] && return 0
+  need_cmd go "Go is needed to build kube-router"
+  log "building kube-router $KUBE_ROUTER_VERSION from the Go module proxy (once)"
+  local work=$CACHE_DIR/build/kube-router-$KUBE_ROUTER_VERSION module=github.com/cloudnativelabs/kube-router/v2
+  local started=$SECONDS
+  mkdir -p "$work" "$(dirname "$KUBE_ROUTER_BIN")"
+  run_logged "$work/download.log" go mod download -json "$module@$KUBE_ROUTER_VERSION"
+  cat >"$work/go.mod" <<MOD
+module mcpkafka.dev/testground/kube-router
+
+$(grep -E '^go [0-9]' "$(go env GOMODCACHE)/cache/download/$module/@v/$KUBE_ROUTER_VERSION.mod")
+
+require $module $KUBE_ROUTER_VERSION
+
+replace github.com/vishvananda/netlink => github.com/vishvananda/netlink $KUBE_ROUTER_NETLINK
+MOD
+  (
+    cd "$work" || exit 1
+    export CGO_ENABLED=0 GOFLAGS=-mod=mod
+    run_logged "$work/build.log" go build -trimpath \
+      -ldflags "-s -w -X $module/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+      -o "$KUBE_ROUTER_BIN.tmp" "$module/cmd/kube-router"
+  )
+  mv "$KUBE_ROUTER_BIN.tmp" "$KUBE_ROUTER_BIN"
+  log "  kube-router built in $((SECONDS - started))s"
+}
+
 install_node() {
   [ -x "$RUNC_BIN" ] || die "runc is not installed (Debian package runc)"
   [ -x "$CNI_BIN_DIR/bridge" ] || die "the CNI plugins are not installed (Debian package containernetworking-plugins)"
-  need_cmd iptables "Debian package iptables (kube-proxy's rules)"
+  need_cmd iptables "Debian package iptables (kube-proxy's and kube-router's rules)"
+  need_cmd ipset "Debian package ipset (kube-router's NetworkPolicy sets)"
   build_k8s_node
   build_containerd
   build_coredns
+  build_kube_router
 }
 
 # --- certificates -----------------------------------------------------------
@@ -78,6 +113,11 @@ ensure_node_pki() {
   if [ ! -f "$PKI_DIR/.kafka-node-ip" ]; then
     issue_kafka_broker_cert
     touch "$PKI_DIR/.kafka-node-ip"
+  fi
+  # A state dir from before kube-router.
+  if [ -f "$PKI_DIR/.node-complete" ] && [ ! -f "$PKI_DIR/kube-router.crt" ]; then
+    issue_cert kube-router "/CN=mcpk:kube-router"
+    chmod 600 "$PKI_DIR/kube-router.key"
   fi
   [ -f "$PKI_DIR/.node-complete" ] && return 0
   log "generating the node's certificates in $PKI_DIR"
@@ -94,6 +134,7 @@ ensure_node_pki() {
   issue_cert kube-proxy "/CN=system:kube-proxy"
   issue_cert kube-scheduler "/CN=system:kube-scheduler"
   issue_cert coredns "/CN=mcpk:coredns"
+  issue_cert kube-router "/CN=mcpk:kube-router"
   chmod 600 "$PKI_DIR"/*.key
   touch "$PKI_DIR/.node-complete"
 }
@@ -180,6 +221,7 @@ write_node_configs() {
   write_kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
   write_kubeconfig "$NODE_DIR/kube-scheduler.kubeconfig" kube-scheduler
   write_kubeconfig "$NODE_DIR/coredns.kubeconfig" coredns
+  write_kubeconfig "$NODE_DIR/kube-router.kubeconfig" kube-router
 
   write_if_changed "$NODE_DIR/containerd.toml" <<TOML
 # Written by e2e/stack (node.sh). Inside the node's mount namespace /run is
@@ -321,10 +363,33 @@ cluster.local:53 in-addr.arpa:53 {
 COREFILE
 }
 
-# RBAC for CoreDNS (the kube-proxy, scheduler and kubelet users have theirs
-# from the bootstrap policy and the Node authorizer).
+# RBAC for CoreDNS and kube-router (the kube-proxy, scheduler and kubelet
+# users have theirs from the bootstrap policy and the Node authorizer).
+# kube-router reads what its informers watch, and its own Node; it writes
+# nothing to the API with only its firewall on.
 node_rbac() {
   kubectl_admin apply -f - >/dev/null <<'YAML'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "mcpk:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [pods, services, namespaces, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "mcpk:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "mcpk:kube-router"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "mcpk:kube-router"}
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: "mcpk:coredns"}
@@ -360,6 +425,7 @@ node_ready() {
 }
 kube_proxy_healthy() { curl -fsS http://127.0.0.1:10256/healthz; }
 coredns_ready() { curl -fsS http://127.0.0.1:8181/ready; }
+kube_router_healthy() { curl -fsS "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz"; }
 # The scheduler's Lease is not used (no leader election): a Pending Pod
 # bound is what shows it acts; here, that it answers its health check.
 scheduler_healthy() { curl -fsSk https://127.0.0.1:10259/healthz; }
@@ -418,6 +484,24 @@ start_kube_proxy() {
   wait_until kube-proxy 60 kube_proxy_healthy
 }
 
+# kube-router's firewall: each Pod's traffic through chains built from the
+# NetworkPolicies that select it. Pods on one bridge reach each other
+# switched, not routed: only br_netfilter (bridge-nf-call-iptables, per
+# network namespace) shows those frames to iptables, and a ground whose
+# namespace had it off would enforce nothing between its Pods.
+start_kube_router() {
+  if proc_pid kube-router >/dev/null; then log "kube-router already running"; return 0; fi
+  [ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)" = 1 ] \
+    || die "net.bridge.bridge-nf-call-iptables is not 1 in the ground's namespace: NetworkPolicy would not apply between Pods"
+  log "starting kube-router $KUBE_ROUTER_VERSION (its firewall only: NetworkPolicy on the Pod bridge)"
+  start_proc kube-router nsenter --mount="$MNTNS_FILE" -- "$KUBE_ROUTER_BIN" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+    --kubeconfig="$NODE_DIR/kube-router.kubeconfig" --hostname-override="$NODE_NAME" \
+    --enable-ipv4=true --enable-ipv6=false --service-cluster-ip-range="$SERVICE_CIDR" \
+    --health-addr=127.0.0.1 --health-port="$KUBE_ROUTER_HEALTH_PORT" --metrics-port=0 --v=1
+  wait_until kube-router 60 kube_router_healthy
+}
+
 start_coredns() {
   if proc_pid coredns >/dev/null; then log "coredns already running"; return 0; fi
   log "starting CoreDNS $COREDNS_VERSION on $NODE_IP:53 (cluster.local)"
@@ -437,6 +521,7 @@ start_node() {
   start_kubelet
   start_scheduler
   start_kube_proxy
+  start_kube_router
   start_coredns
   wait_until kubelet 120 node_ready
 }
@@ -447,6 +532,7 @@ start_node() {
 # grace period is waited for: `down` is for a throwaway ground.
 stop_node() {
   stop_proc coredns
+  stop_proc kube-router
   stop_proc kube-proxy
   stop_proc kube-scheduler
   stop_proc kubelet

@@ -17,9 +17,9 @@
 SYSTEM_PACKAGES=(cmake libcurl4-openssl-dev libssl-dev pkg-config curl openssl iproute2 maven python3-venv
   git redis-server socat unzip)
 # With the node (unless MCPK_NODE=0; e2e/lib/node.sh): the OCI runtime, the
-# CNI plugins, kube-proxy's iptables and conntrack, and gcc for the static
-# pause.
-[ "${MCPK_NODE:-1}" = 1 ] && SYSTEM_PACKAGES+=(runc containernetworking-plugins iptables conntrack gcc libc6-dev)
+# CNI plugins, kube-proxy's iptables and conntrack, kube-router's ipset, and
+# gcc for the static pause.
+[ "${MCPK_NODE:-1}" = 1 ] && SYSTEM_PACKAGES+=(runc containernetworking-plugins iptables conntrack ipset gcc libc6-dev)
 
 missing_system_packages() {
   local p

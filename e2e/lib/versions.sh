@@ -37,6 +37,11 @@ KEYCLOAK_BUILD_OPTIONS=(--db=dev-file --features=cimd,resource-indicators --heal
 # system-packages.sh); crun does not work on a cgroup v1 hybrid host.
 CONTAINERD_VERSION=v2.4.2  # Go module proxy; kubelet 1.37 drops runtimes without the RuntimeConfig call (1.6)
 COREDNS_VERSION=v1.15.0    # Go module proxy; *.svc.cluster.local for Pods
+# NetworkPolicy on the Pod bridge: kube-router's firewall alone (no routing,
+# no service proxy). The newest release this machine's module proxy serves;
+# the netlink pseudo-version it pins is not served, its release v1.3.1 is.
+KUBE_ROUTER_VERSION=v2.10.0
+KUBE_ROUTER_NETLINK=v1.3.1
 # The images' runtime files come from these Debian 12 packages, as
 # distroless/cc-debian12's do (e2e/lib/images.sh). Changing the list changes
 # the base layer's cache key.

@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -40,6 +41,8 @@ type report struct {
 	IsError   bool            `json:"isError"`
 	Result    json.RawMessage `json:"result"`
 	Error     string          `json:"error,omitempty"`
+	// Connection attempts (more than one when the network refused at first).
+	Attempts int `json:"attempts"`
 }
 
 func main() {
@@ -79,9 +82,30 @@ func run(rep *report, endpoint, tokenFile, tool string, timeout time.Duration) e
 	}
 	httpClient := &http.Client{Transport: bearer{strings.TrimSpace(string(token)), http.DefaultTransport}}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpk-probe", Version: "1"}, nil)
-	session, err := client.Connect(ctx, &mcp.StreamableClientTransport{
-		Endpoint: endpoint, HTTPClient: httpClient, DisableStandaloneSSE: true, MaxRetries: -1,
-	}, nil)
+	// A refused or unanswered connection is tried again until the deadline:
+	// a node's NetworkPolicy engine lets a new Pod's address in a moment
+	// after the Pod starts, as kube-router does. An HTTP answer is final.
+	var session *mcp.ClientSession
+	var refused error
+	for {
+		rep.Attempts++
+		session, err = client.Connect(ctx, &mcp.StreamableClientTransport{
+			Endpoint: endpoint, HTTPClient: httpClient, DisableStandaloneSSE: true, MaxRetries: -1,
+		}, nil)
+		var netErr net.Error
+		if err == nil || !errors.As(err, &netErr) || ctx.Err() != nil {
+			break
+		}
+		refused = err
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err != nil && refused != nil && ctx.Err() != nil {
+		// What the network said, rather than the deadline it led to.
+		return fmt.Errorf("connecting: %w (until the deadline)", refused)
+	}
 	if err != nil {
 		return fmt.Errorf("connecting: %w", err)
 	}

@@ -5,7 +5,9 @@ own ServiceAccount (in-cluster config); the operator Pod reconciles
 servers into sidecar Deployments whose Pods go Ready only when Kafka
 answers and the fence holds; agents call tools from a Pod through the
 Service's DNS name, and from the host through a forwarded loopback port;
-changes reach the running server; and the faults a cluster has (a
+the operator's NetworkPolicy keeps other environments' Pods out (enforced
+by kube-router's firewall on the node); changes reach the running server;
+and the faults a cluster has (a
 container killed, a Pod deleted, Kafka stopped, the kubelet restarted) do
 what Kubernetes promises.
 
@@ -168,10 +170,10 @@ def from_the_host(env, args, **kwargs):
                           timeout=120, **kwargs)
 
 
-def probe(env, ns, name, service_account, url, tool, audience):
+def probe(env, ns, name, service_account, url, tool, audience, timeout="30s"):
     """A Pod with the official Go MCP SDK (the probe image) that calls
-    `tool` at `url` with a projected token of `audience`. Returns its phase
-    and its one-line JSON report."""
+    `tool` at `url` with a projected token of `audience` (giving up after
+    `timeout`). Returns its phase and its one-line JSON report."""
     apply(env, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
         "spec": {
@@ -179,7 +181,7 @@ def probe(env, ns, name, service_account, url, tool, audience):
             "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "probe", "image": env["MCPK_PROBE_IMAGE"],
-                "args": ["-url", url, "-tool", tool, "-token-file", "/var/run/secrets/mcp/token"],
+                "args": ["-url", url, "-tool", tool, "-token-file", "/var/run/secrets/mcp/token", "-timeout", timeout],
                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}},
                 "volumeMounts": [{"name": "token", "mountPath": "/var/run/secrets/mcp", "readOnly": True}]}],
@@ -377,6 +379,39 @@ def test_callers_from_a_pod_by_dns_and_from_the_host_through_a_forwarded_port(cl
     finally:
         stack("forward", str(HOST_PORT), "stop")
         os.unlink(script.name)
+
+
+def test_the_network_policy_lets_only_the_servers_environment_in(cluster, orders):
+    """The operator's NetworkPolicy, enforced on the node (kube-router's
+    firewall): a Pod in a staging namespace cannot even connect to the dev
+    server; labelled dev, the same namespace's Pod connects (and is denied
+    by RBAC, its ServiceAccount being no client: the network let it in)."""
+    env = cluster
+    ns = "pods-np-other"
+    apply(env, namespace(env, ns, "staging"),
+          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "outsider", "namespace": ns}})
+    try:
+        url = f"http://orders-mcp.{DEV_NS}.svc.cluster.local:8090/mcp"
+        audience = f"mcpkafka.dev/{DEV_NS}/orders"
+        phase, report = probe(env, ns, "probe-staging", "outsider", url, "list_topics", audience, timeout="10s")
+        assert phase == "Failed" and report["addresses"], report
+        # kube-router rejects what no policy admits (ICMP port unreachable).
+        assert report.get("error", "").startswith("connecting:") and "connection refused" in report["error"], report
+        assert report["tools"] is None and report["attempts"] > 1, report
+        assert not any(code in report["error"] for code in ("401", "403", "Unauthorized")), report
+        print(f"\n  network policy: from a staging namespace -> {report['error'][:120]}")
+
+        k(env, "label", "namespace", ns, "mcpkafka.dev/environment=dev", "--overwrite")
+
+        def let_in():
+            phase, report = probe(env, ns, f"probe-relabelled-{time.monotonic_ns()}", "outsider", url, "list_topics",
+                                  audience, timeout="10s")
+            return report if "PERMISSION_DENIED" in json.dumps(report.get("result")) else None
+
+        report = wait("a Pod of the relabelled namespace to connect", let_in, timeout=120, every=1)
+        assert report["tools"] in (None, []), report
+    finally:
+        delete_namespaces(env, ns)
 
 
 def test_policy_and_break_glass_changes_reach_the_running_server(cluster):
