@@ -196,6 +196,48 @@ async fn submit(
     }
 }
 
+/// Where a job's time goes, from clocks on this one host: submit to the
+/// worker's `startedAt`, `startedAt` to `finishedAt` (the call, its audit
+/// and the reply's making), and `finishedAt` to the reply's arrival here.
+/// Medians of `count` jobs, one at a time; None when one failed.
+async fn job_stages(
+    producer: &FutureProducer,
+    replies: &Waiting,
+    topics: &Topics,
+    target: &str,
+    count: usize,
+) -> Option<[f64; 3]> {
+    fn at(reply: &Value, field: &str) -> Option<jiff::Timestamp> {
+        reply[field].as_str()?.parse().ok()
+    }
+    let ms = |from: jiff::Timestamp, to: jiff::Timestamp| to.duration_since(from).as_secs_f64() * 1e3;
+    let mut stages: [Vec<f64>; 3] = Default::default();
+    for n in 0..count {
+        let id = format!("stages-{}-{n}", std::process::id());
+        let answer = replies.expect(&id);
+        let payload = job(&id, target).to_string();
+        let record = FutureRecord::to(&topics.requests)
+            .key(&id)
+            .payload(&payload)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "replyTo",
+                value: Some(topics.replies.as_str()),
+            }));
+        let submitted = jiff::Timestamp::now();
+        producer.send(record, REPLY_TIMEOUT).await.ok()?;
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, answer).await.ok()?.ok()?;
+        let back = jiff::Timestamp::now();
+        let (started, finished) = (at(&reply, "startedAt")?, at(&reply, "finishedAt")?);
+        stages[0].push(ms(submitted, started));
+        stages[1].push(ms(started, finished));
+        stages[2].push(ms(finished, back));
+    }
+    Some(stages.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }))
+}
+
 fn jobs_config(a: &Args, topics: &Topics) -> Value {
     json!({
         "server": {"name": "bench-jobs", "environment": "dev"},
@@ -382,6 +424,12 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
             floor.p50_ms,
             as_jobs.per_second / over_http.per_second
         );
+    }
+    match job_stages(&producer, &replies, &topics, target, 500).await {
+        Some([to_worker, in_worker, back]) => println!(
+            "  a job's stages, medians of 500 one at a time: submit to startedAt {to_worker:.3} ms, startedAt to finishedAt {in_worker:.3} ms, finishedAt to the reply here {back:.3} ms"
+        ),
+        None => println!("  a job's stages: a job was not answered"),
     }
     for sidecars in [2usize, 3] {
         let (more, _, _) = start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
