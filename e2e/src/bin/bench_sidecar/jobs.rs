@@ -210,7 +210,8 @@ async fn job_stages(
     fn at(reply: &Value, field: &str) -> Option<jiff::Timestamp> {
         reply[field].as_str()?.parse().ok()
     }
-    let ms = |from: jiff::Timestamp, to: jiff::Timestamp| to.duration_since(from).as_secs_f64() * 1e3;
+    let ms =
+        |from: jiff::Timestamp, to: jiff::Timestamp| to.duration_since(from).as_secs_f64() * 1e3;
     let mut stages: [Vec<f64>; 3] = Default::default();
     for n in 0..count {
         let id = format!("stages-{}-{n}", std::process::id());
@@ -225,7 +226,10 @@ async fn job_stages(
             }));
         let submitted = jiff::Timestamp::now();
         producer.send(record, REPLY_TIMEOUT).await.ok()?;
-        let reply = tokio::time::timeout(REPLY_TIMEOUT, answer).await.ok()?.ok()?;
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, answer)
+            .await
+            .ok()?
+            .ok()?;
         let back = jiff::Timestamp::now();
         let (started, finished) = (at(&reply, "startedAt")?, at(&reply, "finishedAt")?);
         stages[0].push(ms(submitted, started));
