@@ -12,19 +12,22 @@ proc_pid() {
   local pidfile=$PID_DIR/$1.pid pid cmdline="" try
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
-  # A process between two execs (setsid, nsenter, env, then the program)
-  # shows an empty command line for a moment: read again before calling
-  # it gone (that moment made a starting component look dead now and then).
-  for try in 1 2 3; do
+  # A live process whose command line does not name the state dir is read
+  # again for up to 2 s before it is called a stranger: between two execs
+  # (setsid, nsenter, then the program) a starting component shows an
+  # empty or another command line for a moment (before its first exec it is
+  # a copy of this shell), and on a busy machine that moment made live
+  # components look dead (the apiserver in one CI run, kube-router in
+  # another).
+  for try in $(seq 20); do
     [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || break
     cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || cmdline=""
-    [ -n "$cmdline" ] && break
+    if [[ -n "$cmdline" && "$cmdline" == *"$STATE_DIR"* ]]; then
+      echo "$pid"; return 0
+    fi
     sleep 0.1
   done
-  if [[ -n "$cmdline" && "$cmdline" == *"$STATE_DIR"* ]]; then
-    echo "$pid"; return 0
-  fi
-  log "removing stale PID file for $1 (PID ${pid:-?} is not ours any more)"
+  log "removing stale PID file for $1 (PID ${pid:-?} is not ours any more${cmdline:+: it runs ${cmdline:0:120}})"
   rm -f "$pidfile"
   return 1
 }
@@ -56,16 +59,7 @@ start_proc() {
   # Without job control the background child is not a group leader, so
   # setsid execs in place and $! is the real PID.
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  local pid=$! i
-  echo "$pid" >"$PID_DIR/$name.pid"
-  # Until the child has exec'd: before, it is a copy of this shell, whose
-  # command line does not name the state dir, and proc_pid would call it
-  # a stranger (a busy machine's CI run failed at the apiserver's start so).
-  for ((i = 0; i < 200; i++)); do
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$STATE_DIR"* ]] && return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
-  done
+  echo $! >"$PID_DIR/$name.pid"
 }
 
 # wait_until NAME SECONDS CMD...: poll CMD until it succeeds; fail with the
