@@ -169,16 +169,10 @@ fn job(id: &str, topic: &str) -> Value {
     json!({"jobId": id, "tool": TOOL, "arguments": {"topic": topic}})
 }
 
-/// A job submitted as `tool` calls go: a value, no token (the sidecar's
-/// auth is `none`, as the HTTP sidecar's is), waiting for its reply.
-async fn submit(
-    producer: &FutureProducer,
-    replies: &Waiting,
-    topics: &Topics,
-    id: &str,
-    target: &str,
-) -> bool {
-    let answer = replies.expect(id);
+/// Submits the job `id` as `tool` calls go: a value, no token (the
+/// sidecar's auth is `none`, as the HTTP sidecar's is), the reply topic in
+/// its header; true once the broker has it.
+async fn send_job(producer: &FutureProducer, topics: &Topics, id: &str, target: &str) -> bool {
     let payload = job(id, target).to_string();
     let record = FutureRecord::to(&topics.requests)
         .key(id)
@@ -187,7 +181,19 @@ async fn submit(
             key: "replyTo",
             value: Some(topics.replies.as_str()),
         }));
-    if producer.send(record, REPLY_TIMEOUT).await.is_err() {
+    producer.send(record, REPLY_TIMEOUT).await.is_ok()
+}
+
+/// A job submitted and its reply waited for: true when it came and says ok.
+async fn submit(
+    producer: &FutureProducer,
+    replies: &Waiting,
+    topics: &Topics,
+    id: &str,
+    target: &str,
+) -> bool {
+    let answer = replies.expect(id);
+    if !send_job(producer, topics, id, target).await {
         return false;
     }
     match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
@@ -198,34 +204,29 @@ async fn submit(
 
 /// Where a job's time goes, from clocks on this one host: submit to the
 /// worker's `startedAt`, `startedAt` to `finishedAt` (the call, its audit
-/// and the reply's making), and `finishedAt` to the reply's arrival here.
-/// Medians of `count` jobs, one at a time; None when one failed.
+/// and the reply's making), `finishedAt` to the reply's arrival here, and
+/// the whole job. Medians of `count` jobs, one at a time; None when one
+/// failed.
 async fn job_stages(
     producer: &FutureProducer,
     replies: &Waiting,
     topics: &Topics,
     target: &str,
     count: usize,
-) -> Option<[f64; 3]> {
+) -> Option<[f64; 4]> {
     fn at(reply: &Value, field: &str) -> Option<jiff::Timestamp> {
         reply[field].as_str()?.parse().ok()
     }
     let ms =
         |from: jiff::Timestamp, to: jiff::Timestamp| to.duration_since(from).as_secs_f64() * 1e3;
-    let mut stages: [Vec<f64>; 3] = Default::default();
+    let mut stages: [Vec<f64>; 4] = Default::default();
     for n in 0..count {
         let id = format!("stages-{}-{n}", std::process::id());
         let answer = replies.expect(&id);
-        let payload = job(&id, target).to_string();
-        let record = FutureRecord::to(&topics.requests)
-            .key(&id)
-            .payload(&payload)
-            .headers(OwnedHeaders::new().insert(Header {
-                key: "replyTo",
-                value: Some(topics.replies.as_str()),
-            }));
         let submitted = jiff::Timestamp::now();
-        producer.send(record, REPLY_TIMEOUT).await.ok()?;
+        if !send_job(producer, topics, &id, target).await {
+            return None;
+        }
         let reply = tokio::time::timeout(REPLY_TIMEOUT, answer)
             .await
             .ok()?
@@ -235,6 +236,7 @@ async fn job_stages(
         stages[0].push(ms(submitted, started));
         stages[1].push(ms(started, finished));
         stages[2].push(ms(finished, back));
+        stages[3].push(ms(submitted, back));
     }
     Some(stages.map(|mut v| {
         v.sort_by(f64::total_cmp);
@@ -393,6 +395,8 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         "operation", "conc", "p50 ms", "p99 ms", "/s", "cpu ms/op"
     );
     let args = json!({"topic": target});
+    // p50s of the HTTP call and of the floor, one at a time.
+    let mut one_at_a_time = (f64::NAN, f64::NAN);
     for workers in [1usize, 16] {
         // The HTTP sidecar runs only while it is measured: it would
         // otherwise share the 2 cores idly with the job cells.
@@ -422,6 +426,9 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         row("over MCP HTTP", workers, &over_http);
         row("as a job (1 sidecar)", workers, &as_jobs);
         row("floor: one produce + one fetch", workers, &floor);
+        if workers == 1 {
+            one_at_a_time = (over_http.p50_ms, floor.p50_ms);
+        }
         println!(
             "  job p50 - HTTP p50 = {:.3} ms, floor p50 {:.3} ms; job/HTTP throughput {:.2}",
             as_jobs.p50_ms - over_http.p50_ms,
@@ -430,9 +437,22 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         );
     }
     match job_stages(&producer, &replies, &topics, target, 500).await {
-        Some([to_worker, in_worker, back]) => println!(
-            "  a job's stages, medians of 500 one at a time: submit to startedAt {to_worker:.3} ms, startedAt to finishedAt {in_worker:.3} ms, finishedAt to the reply here {back:.3} ms"
-        ),
+        Some([to_worker, in_worker, back, whole]) => {
+            let (http, floor) = one_at_a_time;
+            println!(
+                "  a job's stages, medians of 500 one at a time: submit to startedAt {to_worker:.3} ms, startedAt to finishedAt {in_worker:.3} ms, finishedAt to the reply here {back:.3} ms; the whole job {whole:.3} ms"
+            );
+            // A job has two Kafka legs (the request's, the reply's) where
+            // the HTTP call has its own transport: with both legs at the
+            // floor, it adds 2 floors less what HTTP spends outside the
+            // worker's part.
+            let http_transport = http - in_worker;
+            println!(
+                "  one at a time a job adds {:.3} ms to the HTTP call ({http:.3} ms); with both legs at the floor ({floor:.3} ms) it adds at least 2 x {floor:.3} - {http_transport:.3} (the HTTP call outside the worker's part) = {:.3} ms",
+                whole - http,
+                2.0 * floor - http_transport
+            );
+        }
         None => println!("  a job's stages: a job was not answered"),
     }
     for sidecars in [2usize, 3] {
