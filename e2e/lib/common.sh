@@ -13,6 +13,9 @@ REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
 CACHE_DIR=${MCPK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcp-kafka-operator}
 # Runtime state of one stack (certs, data, logs, pids, env) lives in the clone.
 STATE_DIR=${MCPK_STATE_DIR:-$E2E_DIR/.stack}
+# kubectl's discovery cache (keyed by host:port, which another ground may
+# answer on too) stays in the state dir, not in ~/.kube/cache.
+export KUBECACHEDIR=$STATE_DIR/kubectl-cache
 
 log()  { printf '[stack] %s\n' "$*" >&2; }
 die()  { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

@@ -47,8 +47,9 @@ class Peer:
              "--transport", "http", "--disable-auth"],
             stdout=self._log_file, stderr=subprocess.STDOUT,
             # Only the broker: no Confluent Cloud, and no usage analytics
-            # (on by default; this machine talks to loopback only).
-            env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "BOOTSTRAP_SERVERS": bootstrap,
+            # (on by default; this machine talks to loopback only). Its HOME
+            # is the log's directory: it writes ~/.mcp-confluent/machine-id.
+            env={"PATH": os.environ.get("PATH", ""), "HOME": str(log.parent), "BOOTSTRAP_SERVERS": bootstrap,
                  "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "DO_NOT_TRACK": "true"},
         )
 
