@@ -25,24 +25,28 @@ ALLOW_CACHE_SECONDS = 12
 
 class Apiserver:
     """Kills (SIGKILL) and starts the ground's kube-apiserver (etcd keeps the
-    state); started again at the end of the test whatever happened."""
+    state); started again at the end of the test whatever happened, and
+    then what watches it restarted (`e2e/stack apiserver-clients`): their
+    watches reconnect under a backoff that left them stale for a minute
+    or more, and the tests after this one need them current."""
 
     def __init__(self):
         self.stopped = False
+        self.killed = False
 
-    def _stack(self, action):
+    def _stack(self, *args):
         started = time.monotonic()
-        out = subprocess.run([str(STACK), "apiserver", action], capture_output=True, text=True, timeout=180)
-        assert out.returncode == 0, f"e2e/stack apiserver {action}:\n{out.stderr[-2000:]}"
+        out = subprocess.run([str(STACK), *args], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, f"e2e/stack {' '.join(args)}:\n{out.stderr[-2000:]}"
         return time.monotonic() - started
 
     def kill(self):
-        took = self._stack("kill")
-        self.stopped = True
+        took = self._stack("apiserver", "kill")
+        self.stopped = self.killed = True
         return took
 
     def start(self):
-        took = self._stack("start")
+        took = self._stack("apiserver", "start")
         self.stopped = False
         return took
 
@@ -53,6 +57,8 @@ def apiserver():
     yield server
     if server.stopped:
         server.start()
+    if server.killed:
+        server._stack("apiserver-clients", "restart")
 
 
 class RawSession:

@@ -263,7 +263,8 @@ def orders(cluster):
 def test_the_operator_runs_as_two_pods_of_its_image_and_the_lease_moves_when_its_holder_goes(cluster):
     env = cluster
     pods = pods_of(env, SYS_NS, RELEASE)
-    assert len(pods) == 2 and all(ready(p) for p in pods)
+    assert len(pods) == 2 and all(ready(p) for p in pods), [
+        (p["metadata"]["name"], p["status"].get("conditions"), p["status"].get("containerStatuses")) for p in pods]
     for pod in pods:
         assert pod["spec"]["serviceAccountName"] == RELEASE
         container = pod["spec"]["containers"][0]
