@@ -7,7 +7,7 @@
 //! (once the cap has held for `PAUSE_AFTER`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -92,8 +92,8 @@ struct Env {
 }
 
 /// How many jobs run: taken by the consumer thread (the only one that
-/// takes, and only below the cap), given back by each job's task as it
-/// ends. The consumer thread learns of the rest of a job's end (its
+/// takes, and only below the cap), given back by each job's task (see
+/// `Slot`). The consumer thread learns of the rest of a job's end (its
 /// offset, its journal entry) only when it next looks at its completions,
 /// which may be 100 ms later while it waits for records: counted there,
 /// a free slot looked taken for that long, and the cap was hit when it
@@ -104,6 +104,43 @@ struct InFlight(AtomicUsize);
 impl InFlight {
     fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One job's place under `maxInFlight`: given back once its reply is
+/// written, or when the job ends without one. An observe job's journal
+/// entry, written after its reply, does not hold it: it did, and 16
+/// submitters against the default cap of 16 found the cap full while
+/// their replies were already in, so the worker waited and paused, and
+/// the job path had a third of HTTP's throughput.
+struct Slot {
+    in_flight: Arc<InFlight>,
+    metrics: Arc<Metrics>,
+    held: AtomicBool,
+}
+
+impl Slot {
+    fn take(in_flight: &Arc<InFlight>, metrics: &Arc<Metrics>) -> Self {
+        in_flight.0.fetch_add(1, Ordering::SeqCst);
+        metrics.jobs.in_flight.inc();
+        Self {
+            in_flight: Arc::clone(in_flight),
+            metrics: Arc::clone(metrics),
+            held: AtomicBool::new(true),
+        }
+    }
+
+    fn give_back(&self) {
+        if self.held.swap(false, Ordering::SeqCst) {
+            self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
+            self.metrics.jobs.in_flight.dec();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 
@@ -521,8 +558,7 @@ fn receive(
     part.running.insert(key.clone(), (offset, rx));
     part.in_flight.insert(offset);
     drop(state);
-    env.in_flight.0.fetch_add(1, Ordering::SeqCst);
-    env.metrics.jobs.in_flight.inc();
+    let slot = Slot::take(&env.in_flight, &env.metrics);
     let received = Received {
         partition,
         offset,
@@ -531,12 +567,12 @@ fn receive(
         reply_to,
         header_names,
         value: message.payload().map(<[u8]>::to_vec),
+        slot,
     };
     let env = Arc::clone(env);
     handle.spawn(async move {
+        // `answer` owns the record, and its slot: given back by now.
         let completion = answer(&env, received, parsed, decision, previous).await;
-        env.in_flight.0.fetch_sub(1, Ordering::SeqCst);
-        env.metrics.jobs.in_flight.dec();
         let entry = completion.entry.clone();
         // The consumer thread takes the ends of one key's jobs in the
         // order they ended: this one is in the channel before the next
@@ -562,6 +598,7 @@ struct Received {
     reply_to: Option<Vec<u8>>,
     header_names: Vec<String>,
     value: Option<Vec<u8>>,
+    slot: Slot,
 }
 
 /// Answers one record; says how it ended.
@@ -809,27 +846,32 @@ async fn finish(
         }
     };
     let entry = Entry::done(tool, reply.clone(), rec.offset, previous);
-    let outs = vec![
-        Out {
-            topic: reply_topic.to_string(),
-            partition: None,
-            key: info.job_id.clone().unwrap_or_default(),
-            value: reply.to_string().into_bytes(),
-        },
-        Out {
-            topic: env.jobs.journal_topic.clone(),
-            partition: Some(rec.partition),
-            key: rec.key.clone(),
-            value: serde_json::to_vec(&entry).unwrap_or_default(),
-        },
-    ];
+    let reply_out = Out {
+        topic: reply_topic.to_string(),
+        partition: None,
+        key: info.job_id.clone().unwrap_or_default(),
+        value: reply.to_string().into_bytes(),
+    };
+    let entry_out = Out {
+        topic: env.jobs.journal_topic.clone(),
+        partition: Some(rec.partition),
+        key: rec.key.clone(),
+        value: serde_json::to_vec(&entry).unwrap_or_default(),
+    };
     // A mutation job (whatever its outcome: run, refused, OUTCOME_UNKNOWN)
     // is answered exactly once: its reply and entry in one transaction. An
-    // observe job at least once: its reply, then its entry.
+    // observe job at least once: its reply, then its entry (each
+    // acknowledged before the next); its slot is free once the reply is.
     let written = if is_mutation(tool) {
-        env.writer.write(outs).await
+        env.writer.write(vec![reply_out, entry_out]).await
     } else {
-        env.writer.write_in_order(outs).await
+        match env.writer.write_in_order(vec![reply_out]).await {
+            Ok(()) => {
+                rec.slot.give_back();
+                env.writer.write_in_order(vec![entry_out]).await
+            }
+            failed => failed,
+        }
     };
     if let Err(e) = written {
         return Completion {
