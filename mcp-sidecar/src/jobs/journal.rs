@@ -19,7 +19,7 @@
 //! Reading partition p waits until no transaction is open on it (its last
 //! stable offset is its end), so an answer a dead worker committed is seen.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -152,16 +152,23 @@ pub fn forget_old(entries: &mut Entries, now: jiff::Timestamp, window: Duration)
     entries.retain(|_, e| e.at.checked_add(window).is_ok_and(|end| end >= now));
 }
 
-/// Reads journal partition `partition` to its end, once no transaction
-/// is open on it, within `wait`. `base` is the consumer settings of the
-/// served cluster. Entries that do not parse are skipped (logged).
+/// Reads journal partitions `partitions` to their ends, once no
+/// transaction is open on them, within `wait`: one reader for all of them,
+/// since a rebalance hands over several at once and each reader costs a
+/// connection and a fetch session (a reader per partition took 0.3-1 s
+/// each, one after the other, while the worker's consumer thread waited).
+/// `base` is the consumer settings of the served cluster. Entries that do
+/// not parse are skipped (logged).
 pub fn load(
     base: &ClientConfig,
     topic: &str,
-    partition: i32,
+    partitions: &[i32],
     wait: Duration,
     window: Duration,
-) -> Result<Entries, String> {
+) -> Result<HashMap<i32, Entries>, String> {
+    if partitions.is_empty() {
+        return Ok(HashMap::new());
+    }
     let consumer: BaseConsumer = base
         .clone()
         .set("group.id", "mcp-kafka-sidecar-journal")
@@ -173,21 +180,48 @@ pub fn load(
         .create()
         .map_err(|e| format!("creating the journal reader: {e}"))?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(|e| e.to_string())?;
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + wait;
-    let mut entries = Entries::new();
-    let mut next = 0i64;
-    loop {
+    // Each partition's entries, and the offset after the last record read.
+    let mut read: HashMap<i32, (Entries, i64)> = partitions
+        .iter()
+        .map(|&p| (p, (Entries::new(), 0)))
+        .collect();
+    let mut open: BTreeSet<i32> = partitions.iter().copied().collect();
+    // At the last stable offset: the end only if no transaction is open
+    // (markers and aborted records move the end too).
+    let at_end = |p: i32, next: i64| -> Result<bool, String> {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .map_err(|e| format!("journal {topic}/{p}: {e}"))?;
+        let position = consumer
+            .position()
+            .ok()
+            .and_then(|tpl| {
+                tpl.find_partition(topic, p)
+                    .and_then(|e| e.offset().to_raw())
+            })
+            .unwrap_or(next)
+            .max(next);
+        Ok(position >= high)
+    };
+    while !open.is_empty() {
         if std::time::Instant::now() > deadline {
             return Err(format!(
-                "journal {topic}/{partition}: not readable to its end within {wait:?} (a transaction stays open?)"
+                "journal {topic}, partitions {open:?}: not readable to the end within {wait:?} (a transaction stays open?)"
             ));
         }
-        match consumer.poll(Duration::from_millis(200)) {
+        let reached: Vec<i32> = match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                next = message.offset() + 1;
+                let p = message.partition();
+                let Some((entries, next)) = read.get_mut(&p) else {
+                    continue;
+                };
+                *next = message.offset() + 1;
                 let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                     continue;
                 };
@@ -200,34 +234,30 @@ pub fn load(
                         entries.remove(key);
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(topic, partition, offset = message.offset(), error = %e, "a journal entry does not parse; skipped");
+                        tracing::warn!(topic, partition = p, offset = message.offset(), error = %e, "a journal entry does not parse; skipped");
                     }
                 }
+                continue;
             }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {
-                // At the last stable offset: the end only if no transaction
-                // is open (markers and aborted records move the end too).
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, partition, Duration::from_secs(5))
-                    .map_err(|e| format!("journal {topic}/{partition}: {e}"))?;
-                let position = consumer
-                    .position()
-                    .ok()
-                    .and_then(|p| {
-                        p.find_partition(topic, partition)
-                            .and_then(|e| e.offset().to_raw())
-                    })
-                    .unwrap_or(next)
-                    .max(next);
-                if position >= high {
-                    break;
-                }
+            Some(Err(KafkaError::PartitionEOF(p))) => vec![p],
+            None => open.iter().copied().collect(),
+            Some(Err(e)) => return Err(format!("journal {topic}: {e}")),
+        };
+        for p in reached {
+            let next = read.get(&p).map_or(0, |(_, next)| *next);
+            if open.contains(&p) && at_end(p, next)? {
+                open.remove(&p);
             }
-            Some(Err(e)) => return Err(format!("journal {topic}/{partition}: {e}")),
         }
     }
-    forget_old(&mut entries, jiff::Timestamp::now(), window);
-    Ok(entries)
+    let now = jiff::Timestamp::now();
+    Ok(read
+        .into_iter()
+        .map(|(p, (mut entries, _))| {
+            forget_old(&mut entries, now, window);
+            (p, entries)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ impl JobMetrics {
         );
         registry.register(
             "jobs_lag",
-            "Records of each assigned request partition not yet answered, as this sidecar sees it (every 5 s)",
+            "Records of each assigned request partition not yet answered, as this sidecar sees it (every 5 s, and on assignment)",
             metrics.lag.clone(),
         );
         metrics

@@ -35,6 +35,11 @@ use crate::tool_name::ToolName;
 const MAX_REPLY_BYTES: usize = 900 * 1024;
 /// How often the group's lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How often answered offsets are committed while jobs run (a revoke and a
+/// shutdown commit at once). Committing after every job cost the broker two
+/// OffsetCommits a job, on the cores the jobs run on; what a crash leaves
+/// uncommitted is redelivered and passed over by the journal, as before.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
 /// How long the worker waits at the cap for a slot before it pauses its
 /// partitions. Pausing makes the consumer drop what it fetched and fetch
 /// it again on resume: for a cap that clears within milliseconds (one
@@ -179,6 +184,9 @@ impl Partition {
 struct State {
     partitions: HashMap<i32, Partition>,
     paused: bool,
+    /// Partitions were assigned since the lag was last measured: measure
+    /// it now, so the lag metric says at once which partitions are here.
+    assigned: bool,
     /// Why the worker must start over (a journal not read, an answer not written).
     broken: Option<String>,
 }
@@ -218,22 +226,24 @@ impl ConsumerContext for Worker {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            for element in tpl.elements() {
-                let p = element.partition();
-                match journal::load(
-                    &self.base,
-                    &self.jobs.journal_topic,
-                    p,
-                    self.journal_wait,
-                    self.window,
-                ) {
-                    Ok(journal) => {
+            let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            match journal::load(
+                &self.base,
+                &self.jobs.journal_topic,
+                &assigned,
+                self.journal_wait,
+                self.window,
+            ) {
+                Ok(journals) => {
+                    let mut state = self.lock();
+                    state.assigned = true;
+                    for (p, journal) in journals {
                         tracing::info!(
                             partition = p,
                             entries = journal.len(),
                             "job partition assigned"
                         );
-                        self.lock().partitions.insert(
+                        state.partitions.insert(
                             p,
                             Partition {
                                 journal,
@@ -244,9 +254,9 @@ impl ConsumerContext for Worker {
                             },
                         );
                     }
-                    Err(e) => {
-                        self.lock().broken = Some(e);
-                    }
+                }
+                Err(e) => {
+                    self.lock().broken = Some(e);
                 }
             }
             if self.lock().paused {
@@ -428,14 +438,17 @@ fn run(
         .map_err(|e| format!("subscribing to {}: {e}", jobs.request_topic))?;
     tracing::info!(topic = %jobs.request_topic, %group, "taking jobs");
     let max = jobs.max_in_flight as usize;
-    let mut lag_at = Instant::now();
+    let (mut lag_at, mut committed_at) = (Instant::now(), Instant::now());
     let worker = consumer.context();
     loop {
         worker.take_completions();
         if let Some(why) = worker.lock().broken.take() {
             return Err(why);
         }
-        worker.commit(&consumer, None, CommitMode::Async);
+        if committed_at.elapsed() >= COMMIT_EVERY {
+            worker.commit(&consumer, None, CommitMode::Async);
+            committed_at = Instant::now();
+        }
         if shutdown.is_cancelled() {
             let all: Vec<i32> = worker.lock().partitions.keys().copied().collect();
             worker.drain(&all, worker.drain_wait);
@@ -443,7 +456,8 @@ fn run(
             consumer.unsubscribe();
             return Ok(());
         }
-        if lag_at.elapsed() >= LAG_EVERY {
+        let assigned = std::mem::take(&mut worker.lock().assigned);
+        if assigned || lag_at.elapsed() >= LAG_EVERY {
             measure_lag(&consumer);
             worker.forget_old();
             lag_at = Instant::now();
@@ -923,7 +937,10 @@ fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         // A worker that dies gives up its partitions within this.
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000")
+        // A member learns of a rebalance from its next heartbeat, and a
+        // cooperative one takes two rounds: a new worker got its first
+        // partitions 4-5 s after it joined with 2 s heartbeats.
+        .set("heartbeat.interval.ms", "1000")
         // What is fetched ahead of the jobs running is bounded (librdkafka's
         // default is 64 MiB per consumer).
         .set("queued.max.messages.kbytes", "1024")
