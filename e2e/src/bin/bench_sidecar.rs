@@ -494,6 +494,12 @@ async fn in_server_seconds(base: &str, tool: &str) -> (f64, f64) {
     (value("sum"), value("count"))
 }
 
+/// The mean milliseconds of the calls between two readings of
+/// `in_server_seconds`.
+fn mean_ms_since(before: (f64, f64), after: (f64, f64)) -> f64 {
+    (after.0 - before.0) * 1000.0 / (after.1 - before.1).max(1.0)
+}
+
 /// A number from a process's /proc status (`VmRSS:` in KiB, `Threads:`); 0 when gone.
 fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -707,9 +713,8 @@ async fn main() {
                     &args,
                 )
                 .await;
-                let in_server = in_server_seconds(server_base, tool).await;
-                let in_server_ms = (in_server.0 - in_server_before.0) * 1000.0
-                    / (in_server.1 - in_server_before.1).max(1.0);
+                let in_server_ms =
+                    mean_ms_since(in_server_before, in_server_seconds(server_base, tool).await);
                 let errors = over_mcp.errors + direct.errors;
                 println!(
                     "{:<27} {:>4} {:>11.3} {:>11.3} {:>10.0} {:>10.3} {:>9.3} {:>10.3} {:>10.0} {:>8.2}x{}",
@@ -1694,10 +1699,18 @@ async fn start_sidecar(a: &Args, launch: Launch<'_>, ready: Ready) -> (Sidecar, 
         }
     };
     let started = Instant::now();
+    // MCPK_BENCH_SIDECAR_LOGS=DIR keeps each sidecar's log as DIR/PORT.log.
+    let stderr = match std::env::var_os("MCPK_BENCH_SIDECAR_LOGS") {
+        Some(dir) => Stdio::from(
+            std::fs::File::create(std::path::Path::new(&dir).join(format!("{port}.log")))
+                .expect("a sidecar's log file"),
+        ),
+        None => Stdio::null(),
+    };
     let child = command
         .env("MALLOC_ARENA_MAX", "2")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start the sidecar");
     let sidecar = Sidecar(child);

@@ -3,7 +3,8 @@
 //! HTTP and to the floor of one produce and one fetch round trip on the
 //! same broker; then the job path's throughput with 1, 2 and 3 sidecars in
 //! the group. Both clients are this process: an rdkafka producer (acks=all,
-//! no linger) and a consumer assigned to every reply partition.
+//! no linger) and a consumer assigned to every reply partition, both with
+//! TCP_NODELAY as the sidecar has it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Args, Figures, Launch, Protocol, Ready, Sidecar, mcp_calls, measure, start_sidecar};
+use super::{
+    Args, Figures, Launch, Protocol, Ready, Sidecar, get_once, in_server_seconds, mcp_calls,
+    mean_ms_since, measure, start_sidecar,
+};
 
 const PARTITIONS: i32 = 6;
 /// The tool both paths call: one metadata request and one ListOffsets, as
@@ -101,6 +105,7 @@ impl Waiting {
             .set("bootstrap.servers", bootstrap)
             .set("group.id", format!("{topic}-reader"))
             .set("enable.auto.commit", "false")
+            .set("socket.nagle.disable", "true")
             .create()
             .expect("reply consumer");
         let mut assignment = TopicPartitionList::new();
@@ -161,6 +166,7 @@ fn producer(bootstrap: &str) -> FutureProducer {
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("linger.ms", "0")
+        .set("socket.nagle.disable", "true")
         .create()
         .expect("producer")
 }
@@ -205,15 +211,15 @@ async fn submit(
 /// Where a job's time goes, from clocks on this one host: submit to the
 /// worker's `startedAt`, `startedAt` to `finishedAt` (the call, its audit
 /// and the reply's making), `finishedAt` to the reply's arrival here, and
-/// the whole job. Medians of `count` jobs, one at a time; None when one
-/// failed.
+/// the whole job. (p50, p99) of `count` jobs, one at a time; None when
+/// one failed.
 async fn job_stages(
     producer: &FutureProducer,
     replies: &Waiting,
     topics: &Topics,
     target: &str,
     count: usize,
-) -> Option<[f64; 4]> {
+) -> Option<[(f64, f64); 4]> {
     fn at(reply: &Value, field: &str) -> Option<jiff::Timestamp> {
         reply[field].as_str()?.parse().ok()
     }
@@ -240,7 +246,7 @@ async fn job_stages(
     }
     Some(stages.map(|mut v| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        (v[v.len() / 2], v[v.len() * 99 / 100])
     }))
 }
 
@@ -352,6 +358,45 @@ async fn answered(producer: &FutureProducer, replies: &Waiting, topics: &Topics,
     panic!("the job workers did not answer");
 }
 
+/// The request partitions a sidecar owns now, from its lag metric (set on
+/// assignment, dropped on revocation).
+async fn owned_partitions(base: &str) -> Vec<i32> {
+    let answer = get_once(&format!("{base}/metrics"))
+        .await
+        .map(http::Response::into_body)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .filter_map(|l| l.strip_prefix("mcp_kafka_jobs_lag{partition=\""))
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// Waits until the group has settled onto `sidecars` (cooperative-sticky
+/// takes two rounds): each owns some partitions and every partition is
+/// owned once. Seconds it took.
+async fn settled(sidecars: &[String]) -> f64 {
+    let started = std::time::Instant::now();
+    loop {
+        let mut owned = Vec::new();
+        let mut each_owns = true;
+        for base in sidecars {
+            let mine = owned_partitions(base).await;
+            each_owns &= !mine.is_empty();
+            owned.extend(mine);
+        }
+        owned.sort_unstable();
+        if each_owns && owned == (0..PARTITIONS).collect::<Vec<_>>() {
+            return started.elapsed().as_secs_f64();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the group did not settle: {owned:?} owned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn row(label: &str, workers: usize, f: &Figures) {
     let errors = f.errors_note();
     println!(
@@ -381,14 +426,17 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         kubeconfig: "",
     };
     let mut workers_up: Vec<Sidecar> = Vec::new();
-    let (first, _, _) = start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
+    let mut worker_bases: Vec<String> = Vec::new();
+    let (first, first_base, _) =
+        start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
     let first_pid = first.0.id();
     workers_up.push(first);
+    worker_bases.push(first_base.clone());
     answered(&producer, &replies, &topics, target).await;
 
     println!();
     println!(
-        "tool calls as Kafka jobs ({TOOL}; {PARTITIONS}-partition topics; acks=all, no linger)"
+        "tool calls as Kafka jobs ({TOOL}; {PARTITIONS}-partition topics; acks=all, no linger, TCP_NODELAY)"
     );
     println!(
         "{:<44} {:>4} {:>9} {:>9} {:>9} {:>10}",
@@ -397,11 +445,14 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
     let args = json!({"topic": target});
     // p50s of the HTTP call and of the floor, one at a time.
     let mut one_at_a_time = (f64::NAN, f64::NAN);
+    // The tool's own mean time inside each sidecar, one at a time: (HTTP, job).
+    let mut in_server_ms = (f64::NAN, f64::NAN);
     for workers in [1usize, 16] {
         // The HTTP sidecar runs only while it is measured: it would
         // otherwise share the 2 cores idly with the job cells.
         let (http, base, _) = start_sidecar(a, launch(http_config.clone()), Ready::Readyz).await;
         let url = format!("{base}/mcp");
+        let http_before = in_server_seconds(&base, TOOL).await;
         let over_http = mcp_calls(
             (&url, http.0.id()),
             Protocol::Sessions,
@@ -411,7 +462,9 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
             &args,
         )
         .await;
+        let http_in_server = mean_ms_since(http_before, in_server_seconds(&base, TOOL).await);
         drop(http);
+        let jobs_before = in_server_seconds(&first_base, TOOL).await;
         let as_jobs = job_calls(
             a,
             &topics,
@@ -422,12 +475,14 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
             target,
         )
         .await;
+        let jobs_in_server = mean_ms_since(jobs_before, in_server_seconds(&first_base, TOOL).await);
         let floor = floor_calls(a, &topics, &producer, &pings, workers).await;
         row("over MCP HTTP", workers, &over_http);
         row("as a job (1 sidecar)", workers, &as_jobs);
         row("floor: one produce + one fetch", workers, &floor);
         if workers == 1 {
             one_at_a_time = (over_http.p50_ms, floor.p50_ms);
+            in_server_ms = (http_in_server, jobs_in_server);
         }
         println!(
             "  job p50 - HTTP p50 = {:.3} ms, floor p50 {:.3} ms; job/HTTP throughput {:.2}",
@@ -437,10 +492,15 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         );
     }
     match job_stages(&producer, &replies, &topics, target, 500).await {
-        Some([to_worker, in_worker, back, whole]) => {
+        Some(stages) => {
+            let [to_worker, in_worker, back, whole] = stages.map(|(p50, _)| p50);
+            let [to_worker_99, in_worker_99, back_99, whole_99] = stages.map(|(_, p99)| p99);
             let (http, floor) = one_at_a_time;
             println!(
                 "  a job's stages, medians of 500 one at a time: submit to startedAt {to_worker:.3} ms, startedAt to finishedAt {in_worker:.3} ms, finishedAt to the reply here {back:.3} ms; the whole job {whole:.3} ms"
+            );
+            println!(
+                "  and their p99s: {to_worker_99:.3}, {in_worker_99:.3}, {back_99:.3}; the whole job {whole_99:.3} ms"
             );
             // A job has two Kafka legs (the request's, the reply's) where
             // the HTTP call has its own transport: with both legs at the
@@ -455,12 +515,18 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         }
         None => println!("  a job's stages: a job was not answered"),
     }
+    let (http_call, job_call) = in_server_ms;
+    println!(
+        "  the tool's own time inside the sidecar (its histogram's mean), one at a time: over HTTP {http_call:.3} ms, as a job {job_call:.3} ms"
+    );
     for sidecars in [2usize, 3] {
-        let (more, _, _) = start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
+        let (more, base, _) =
+            start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
         workers_up.push(more);
-        // The group rebalances onto the new member (cooperative-sticky).
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        worker_bases.push(base);
+        let settled = settled(&worker_bases).await;
         answered(&producer, &replies, &topics, target).await;
+        println!("  the group took {settled:.1} s to settle onto {sidecars} sidecars");
         let f = job_calls(a, &topics, &producer, &replies, 16, None, target).await;
         row(&format!("as a job ({sidecars} sidecars)"), 16, &f);
     }
