@@ -28,9 +28,9 @@ pub(super) fn client_config(config: &KafkaConfig, client_id: &str) -> anyhow::Re
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
         // TCP_NODELAY, as Kafka's Java clients set it: librdkafka leaves
-        // Nagle on, which holds a small request back while an earlier one
-        // is unacknowledged (pipelined produces, a job's reply behind its
-        // predecessor's journal entry).
+        // Nagle on, which can hold a small request back while an earlier
+        // one on its connection is unacknowledged (pipelined produces; a
+        // job's reply sent while another job's journal entry is in flight).
         .set("socket.nagle.disable", "true")
         .set("log_level", "4");
     let protocol = match (config.tls.is_some(), config.sasl.is_some()) {
