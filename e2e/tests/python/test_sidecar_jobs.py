@@ -410,6 +410,11 @@ def test_a_worker_stopped_gracefully_finishes_its_jobs_and_hands_over(worker, gr
     answered_by_leaving = [r for r in audit_records(leaving) if r.get("via") == "kafka"]
     assert answered_by_leaving, "the leaving worker answered nothing before it left"
     assert staying.proc.poll() is None
+    # A hand-over is routine: neither worker logged an ERROR (reading a
+    # journal partition to its end was one, "PartitionEOF", until 2026-12-03).
+    for sidecar in (leaving, staying):
+        errors = [line for line in sidecar.log.read_text().splitlines() if '"level":"ERROR"' in line]
+        assert errors == [], errors[:3]
 
 
 def test_at_most_max_in_flight_jobs_run_at_once(worker, grants, stack_env):

@@ -115,6 +115,10 @@ def test_calls_change_and_read_real_kafka_with_structured_results(start_sidecar)
     assert bad.is_error and tool_error(bad)["code"] == "INVALID_ARGUMENT"
     assert wrong_type.is_error and tool_error(wrong_type)["code"] == "INVALID_ARGUMENT"
     assert "max_messages" in tool_error(wrong_type)["message"]
+    # The peek read its partitions to their ends, which is routine: no
+    # ERROR line (each end was one, "PartitionEOF", until 2026-12-03).
+    errors = [line for line in sidecar.log.read_text().splitlines() if '"level":"ERROR"' in line]
+    assert errors == [], errors[:3]
 
 
 def test_an_error_result_carries_its_typed_error_in_meta_and_no_structured_content(start_sidecar):

@@ -29,6 +29,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kafka::QuietEof;
+
 /// How many answered offsets one entry keeps (the first and the latest):
 /// a jobId submitted more often than this within its window may be
 /// answered twice after a crash, never run twice.
@@ -169,7 +171,7 @@ pub fn load(
     if partitions.is_empty() {
         return Ok(HashMap::new());
     }
-    let consumer: BaseConsumer = base
+    let consumer: BaseConsumer<QuietEof> = base
         .clone()
         .set("group.id", "mcp-kafka-sidecar-journal")
         .set("enable.auto.commit", "false")
@@ -177,7 +179,7 @@ pub fn load(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(|e| format!("creating the journal reader: {e}"))?;
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {

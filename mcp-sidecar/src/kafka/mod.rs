@@ -58,6 +58,34 @@ pub use statistics::{ClientRole, Counted, RequestsSent, RoleCounts};
 
 pub type Admin = AdminClient<Counted>;
 
+/// The context of a consumer that asks to be told of partition ends
+/// (`enable.partition.eof`: the peeks, the job journal's reader): logs
+/// librdkafka's errors as rust-rdkafka's default context does, except a
+/// partition's end. rust-rdkafka hands every error event to the context
+/// before `poll` returns it, so each partition read to its end was an
+/// ERROR line in the log ("Global error: PartitionEOF").
+#[derive(Clone, Copy, Default)]
+pub struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !is_partition_eof(&error) {
+            rdkafka::ClientContext::error(&rdkafka::client::DefaultClientContext, error, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// A partition's end, as a global error or as `poll` returns it.
+fn is_partition_eof(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+}
+
+/// A peek consumer.
+pub type PeekingConsumer = BaseConsumer<QuietEof>;
+
 pub struct Kafka {
     admin: Admin,
     producer: FutureProducer<Counted<RefusalWatch>>,

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::{BlockingKafka, Kafka};
+use super::{BlockingKafka, Kafka, PeekingConsumer, QuietEof};
 use crate::error::{ErrorCode, ToolError, ToolResult};
 
 /// Peeks at once, and peek consumers kept connected between peeks: a
@@ -20,7 +20,7 @@ pub(super) struct PeekPool {
     /// What a new peek consumer is made with (`settings::peek_consumer_config`).
     config: ClientConfig,
     /// Peek consumers between peeks: unassigned, never subscribed or committed.
-    idle: Mutex<Vec<BaseConsumer>>,
+    idle: Mutex<Vec<PeekingConsumer>>,
     /// One permit per peek running.
     slots: Semaphore,
 }
@@ -83,7 +83,7 @@ impl BlockingKafka<'_> {
             Some(consumer) => consumer,
             None => pool
                 .config
-                .create()
+                .create_with_context(QuietEof)
                 .map_err(|e| ToolError::from_kafka("creating a consumer", &e))?,
         };
         Ok(PeekConsumer {
@@ -95,14 +95,14 @@ impl BlockingKafka<'_> {
 
 /// A peek consumer on loan; back to the idle ones when dropped.
 pub struct PeekConsumer<'a> {
-    consumer: Option<BaseConsumer>,
-    idle: &'a Mutex<Vec<BaseConsumer>>,
+    consumer: Option<PeekingConsumer>,
+    idle: &'a Mutex<Vec<PeekingConsumer>>,
 }
 
 impl std::ops::Deref for PeekConsumer<'_> {
-    type Target = BaseConsumer;
+    type Target = PeekingConsumer;
 
-    fn deref(&self) -> &BaseConsumer {
+    fn deref(&self) -> &PeekingConsumer {
         self.consumer.as_ref().expect("present until dropped")
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Freshness, offsets_for_timestamp, select_partitions};
 use super::{ToolContext, validate};
 use crate::error::{ErrorCode, ToolError, ToolResult};
-use crate::kafka::{BlockingKafka, PeekConsumer};
+use crate::kafka::{BlockingKafka, PeekConsumer, PeekingConsumer};
 use crate::schema::{Decoded, PeekDecoder, SchemaRegistry, WireSchema};
 use crate::scope::Scope;
 
@@ -275,7 +275,7 @@ struct PeekPlan {
 /// concurrent peeks queued on it).
 fn plan_peek(
     k: &BlockingKafka,
-    consumer: &BaseConsumer,
+    consumer: &PeekingConsumer,
     args: ConsumeArgs,
     max_messages: usize,
 ) -> ToolResult<PeekPlan> {
