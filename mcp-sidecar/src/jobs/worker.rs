@@ -92,7 +92,7 @@ struct Env {
     jobs: JobsConfig,
     metrics: Arc<Metrics>,
     window: Duration,
-    done: Sender<Completion>,
+    done: Sender<Event>,
     in_flight: Arc<InFlight>,
 }
 
@@ -122,16 +122,19 @@ struct Slot {
     in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
     held: AtomicBool,
+    /// Wakes the consumer thread if it waits at the cap.
+    freed: Sender<Event>,
 }
 
 impl Slot {
-    fn take(in_flight: &Arc<InFlight>, metrics: &Arc<Metrics>) -> Self {
-        in_flight.0.fetch_add(1, Ordering::SeqCst);
-        metrics.jobs.in_flight.inc();
+    fn take(env: &Env) -> Self {
+        env.in_flight.0.fetch_add(1, Ordering::SeqCst);
+        env.metrics.jobs.in_flight.inc();
         Self {
-            in_flight: Arc::clone(in_flight),
-            metrics: Arc::clone(metrics),
+            in_flight: Arc::clone(&env.in_flight),
+            metrics: Arc::clone(&env.metrics),
             held: AtomicBool::new(true),
+            freed: env.done.clone(),
         }
     }
 
@@ -139,6 +142,7 @@ impl Slot {
         if self.held.swap(false, Ordering::SeqCst) {
             self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
             self.metrics.jobs.in_flight.dec();
+            let _ = self.freed.send(Event::SlotFree);
         }
     }
 }
@@ -147,6 +151,14 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.give_back();
     }
+}
+
+/// What a job's task tells the consumer thread.
+enum Event {
+    /// Its slot is free (an observe job's once its reply is written, before
+    /// its journal entry is and it completes).
+    SlotFree,
+    Done(Completion),
 }
 
 /// A job's end, as the consumer thread learns it.
@@ -195,7 +207,7 @@ struct State {
 /// rebalance callbacks (both on the consumer thread).
 struct Worker {
     state: Mutex<State>,
-    done: Mutex<Receiver<Completion>>,
+    done: Mutex<Receiver<Event>>,
     in_flight: Arc<InFlight>,
     base: ClientConfig,
     jobs: JobsConfig,
@@ -301,11 +313,18 @@ impl Worker {
         }
     }
 
+    /// A free slot needs nothing: the count is already down.
+    fn take_event(&self, event: Event) {
+        if let Event::Done(c) = event {
+            self.complete(c);
+        }
+    }
+
     /// Takes in the ends that arrived.
     fn take_completions(&self) {
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        while let Ok(c) = done.try_recv() {
-            self.complete(c);
+        while let Ok(event) = done.try_recv() {
+            self.take_event(event);
         }
     }
 
@@ -317,13 +336,12 @@ impl Worker {
             if left.is_zero() {
                 return false;
             }
-            // A task gives its slot back before it sends its completion.
             let next = {
                 let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
                 done.recv_timeout(left)
             };
-            if let Ok(c) = next {
-                self.complete(c);
+            if let Ok(event) = next {
+                self.take_event(event);
             }
         }
         true
@@ -351,8 +369,8 @@ impl Worker {
                 let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
                 done.recv_timeout(left.min(Duration::from_millis(100)))
             };
-            if let Ok(c) = next {
-                self.complete(c);
+            if let Ok(event) = next {
+                self.take_event(event);
             }
         }
     }
@@ -572,7 +590,7 @@ fn receive(
     part.running.insert(key.clone(), (offset, rx));
     part.in_flight.insert(offset);
     drop(state);
-    let slot = Slot::take(&env.in_flight, &env.metrics);
+    let slot = Slot::take(env);
     let received = Received {
         partition,
         offset,
@@ -591,7 +609,7 @@ fn receive(
         // The consumer thread takes the ends of one key's jobs in the
         // order they ended: this one is in the channel before the next
         // job of its key learns of its entry (and may end).
-        let _ = env.done.send(completion);
+        let _ = env.done.send(Event::Done(completion));
         if let Some(entry) = entry {
             let _ = tx.send(Some(entry));
         }
@@ -818,8 +836,8 @@ enum ReplyBody {
 }
 use ReplyBody::{Fresh, Stored};
 
-/// Writes the reply and the journal entry (one transaction), counts it,
-/// and lets records of the same key go on.
+/// Writes the reply and the journal entry (together or in order, below),
+/// counts it, and lets records of the same key go on.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     env: &Env,
@@ -831,7 +849,8 @@ async fn finish(
     body: ReplyBody,
     previous: Option<&Entry>,
 ) -> Completion {
-    let (reply, outcome) = match body {
+    // Each reply is serialized once: its size is that of the bytes sent.
+    let (reply, reply_bytes, outcome) = match body {
         Stored(reply) => {
             let outcome = reply_outcome(&reply);
             let why = format!(
@@ -841,61 +860,72 @@ async fn finish(
             env.mcp
                 .audit_unrun(None, info, tool, args, &outcome, why)
                 .await;
-            (reply, outcome)
+            let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+            (reply, bytes, outcome)
         }
         Fresh(answer, started_at, job_id) => {
             let mut reply = Reply::new(&job_id, &answer, started_at).to_json();
-            let size = reply.to_string().len();
-            if size > MAX_REPLY_BYTES {
+            let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
+            if bytes.len() > MAX_REPLY_BYTES {
                 let too_big = Err(ToolError::new(
                     ErrorCode::LimitExceeded,
                     format!(
-                        "the result is {size} bytes, more than a reply holds ({MAX_REPLY_BYTES}); ask for less"
+                        "the result is {} bytes, more than a reply holds ({MAX_REPLY_BYTES}); ask for less",
+                        bytes.len()
                     ),
                 ));
                 reply = Reply::new(&job_id, &too_big, started_at).to_json();
+                bytes = serde_json::to_vec(&reply).unwrap_or_default();
             }
             let outcome = reply_outcome(&reply);
-            (reply, outcome)
+            (reply, bytes, outcome)
         }
     };
-    let entry = Entry::done(tool, reply.clone(), rec.offset, previous);
     let reply_out = Out {
         topic: reply_topic.to_string(),
         partition: None,
         key: info.job_id.clone().unwrap_or_default(),
-        value: reply.to_string().into_bytes(),
+        value: reply_bytes,
     };
-    let entry_out = Out {
-        topic: env.jobs.journal_topic.clone(),
-        partition: Some(rec.partition),
+    let journal = |reply: Value| {
+        let entry = Entry::done(tool, reply, rec.offset, previous);
+        let out = Out {
+            topic: env.jobs.journal_topic.clone(),
+            partition: Some(rec.partition),
+            key: rec.key.clone(),
+            value: serde_json::to_vec(&entry).unwrap_or_default(),
+        };
+        (entry, out)
+    };
+    let failed = |e: String| Completion {
+        partition: rec.partition,
+        offset: rec.offset,
         key: rec.key.clone(),
-        value: serde_json::to_vec(&entry).unwrap_or_default(),
+        entry: None,
+        failed: Some(e),
     };
     // A mutation job (whatever its outcome: run, refused, OUTCOME_UNKNOWN)
     // is answered exactly once: its reply and entry in one transaction. An
     // observe job at least once: its reply, then its entry (each
-    // acknowledged before the next); its slot is free once the reply is.
-    let written = if is_mutation(tool) {
-        env.writer.write(vec![reply_out, entry_out]).await
-    } else {
-        match env.writer.write_in_order(vec![reply_out]).await {
-            Ok(()) => {
-                rec.slot.give_back();
-                env.writer.write_in_order(vec![entry_out]).await
-            }
-            failed => failed,
+    // acknowledged before the next, the entry made once the reply is on
+    // its way); its slot is free once the reply is written.
+    let entry = if is_mutation(tool) {
+        let (entry, entry_out) = journal(reply);
+        if let Err(e) = env.writer.write(vec![reply_out, entry_out]).await {
+            return failed(e);
         }
+        entry
+    } else {
+        if let Err(e) = env.writer.write_in_order(vec![reply_out]).await {
+            return failed(e);
+        }
+        rec.slot.give_back();
+        let (entry, entry_out) = journal(reply);
+        if let Err(e) = env.writer.write_in_order(vec![entry_out]).await {
+            return failed(e);
+        }
+        entry
     };
-    if let Err(e) = written {
-        return Completion {
-            partition: rec.partition,
-            offset: rec.offset,
-            key: rec.key.clone(),
-            entry: None,
-            failed: Some(e),
-        };
-    }
     env.metrics.jobs.answered(&outcome);
     Completion {
         partition: rec.partition,

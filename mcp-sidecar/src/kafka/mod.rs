@@ -69,19 +69,14 @@ pub struct QuietEof;
 
 impl rdkafka::ClientContext for QuietEof {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !is_partition_eof(&error) {
+        // rust-rdkafka hands a partition's end over as `Global(PartitionEOF)`.
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
             rdkafka::ClientContext::error(&rdkafka::client::DefaultClientContext, error, reason);
         }
     }
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
-
-/// A partition's end, as a global error or as `poll` returns it.
-fn is_partition_eof(error: &rdkafka::error::KafkaError) -> bool {
-    matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
-        || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-}
 
 /// A peek consumer.
 pub type PeekingConsumer = BaseConsumer<QuietEof>;
