@@ -479,11 +479,7 @@ impl Session {
 /// latency histogram: what the call costs inside the server, apart from HTTP
 /// and the client.
 async fn in_server_seconds(base: &str, tool: &str) -> (f64, f64) {
-    let answer = get_once(&format!("{base}/metrics"))
-        .await
-        .map(http::Response::into_body)
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&answer);
+    let text = metrics_text(base).await;
     let value = |suffix: &str| {
         let prefix = format!("mcp_kafka_tool_call_duration_seconds_{suffix}{{tool=\"{tool}\"}} ");
         text.lines()
@@ -492,6 +488,15 @@ async fn in_server_seconds(base: &str, tool: &str) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     (value("sum"), value("count"))
+}
+
+/// A sidecar's `/metrics` page (empty when it cannot be read).
+async fn metrics_text(base: &str) -> String {
+    let answer = get_once(&format!("{base}/metrics"))
+        .await
+        .map(http::Response::into_body)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// The mean milliseconds of the calls between two readings of

@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::{
-    Args, Figures, Launch, Protocol, Ready, Sidecar, get_once, in_server_seconds, mcp_calls,
-    mean_ms_since, measure, start_sidecar,
+    Args, Figures, Launch, Protocol, Ready, Session, Sidecar, in_server_seconds, mcp_calls,
+    mean_ms_since, measure, metrics_text, start_sidecar,
 };
 
 const PARTITIONS: i32 = 6;
@@ -29,6 +29,8 @@ const PARTITIONS: i32 = 6;
 /// the main table's `describe_topic`.
 const TOOL: &str = "describe_topic";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rounds of the one-at-a-time comparison (`in_turns`).
+const TURNS: usize = 500;
 
 struct Topics {
     requests: String,
@@ -86,13 +88,14 @@ impl Topics {
     }
 }
 
-/// Records of a topic by the jobId in their value, handed to whoever waits
-/// for that id.
+/// Records of a topic by their key (a reply's is its jobId), their values
+/// handed unparsed to whoever waits for that key: a waiter reads the
+/// clock before it parses, as the HTTP client only scans its answer.
 #[derive(Clone, Default)]
-struct Waiting(Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>);
+struct Waiting(Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>);
 
 impl Waiting {
-    fn expect(&self, id: &str) -> oneshot::Receiver<Value> {
+    fn expect(&self, id: &str) -> oneshot::Receiver<Vec<u8>> {
         let (tx, rx) = oneshot::channel();
         self.0.lock().expect("waiting").insert(id.to_string(), tx);
         rx
@@ -121,44 +124,33 @@ impl Waiting {
                 let Ok(message) = consumer.recv().await else {
                     continue;
                 };
-                let Some(value) = message
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<Value>(p).ok())
-                else {
-                    continue;
-                };
-                let Some(id) = value["jobId"].as_str() else {
+                let Some(Ok(id)) = message.key_view::<str>() else {
                     continue;
                 };
                 let waiter = waiting.0.lock().expect("waiting").remove(id);
                 if let Some(tx) = waiter {
-                    let _ = tx.send(value);
+                    let _ = tx.send(message.payload().unwrap_or_default().to_vec());
                 }
             }
         });
     }
 }
 
-/// Produces `value` keyed by `id` to `topic` and waits for the record
-/// `waiting` hands over for that id: true when it came and `ok(record)`.
-async fn round_trip(
-    producer: &FutureProducer,
-    waiting: &Waiting,
-    topic: &str,
-    id: &str,
-    value: &Value,
-    ok: fn(&Value) -> bool,
-) -> bool {
+/// Produces a record keyed by `id` to `topic` and waits until `waiting`
+/// hands it over: true when it came.
+async fn round_trip(producer: &FutureProducer, waiting: &Waiting, topic: &str, id: &str) -> bool {
     let answer = waiting.expect(id);
-    let payload = value.to_string();
+    let payload = json!({"jobId": id}).to_string();
     let record = FutureRecord::to(topic).key(id).payload(&payload);
     if producer.send(record, REPLY_TIMEOUT).await.is_err() {
         return false;
     }
-    match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
-        Ok(Ok(record)) => ok(&record),
-        _ => false,
-    }
+    matches!(tokio::time::timeout(REPLY_TIMEOUT, answer).await, Ok(Ok(_)))
+}
+
+/// A reply says ok.
+fn says_ok(reply: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(reply).is_ok_and(|r| r["ok"] == json!(true))
 }
 
 fn producer(bootstrap: &str) -> FutureProducer {
@@ -203,51 +195,151 @@ async fn submit(
         return false;
     }
     match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
-        Ok(Ok(reply)) => reply["ok"] == json!(true),
+        Ok(Ok(reply)) => says_ok(&reply),
         _ => false,
     }
 }
 
-/// Where a job's time goes, from clocks on this one host: submit to the
+/// Where one job's time goes, from clocks on this one host: submit to the
 /// worker's `startedAt`, `startedAt` to `finishedAt` (the call, its audit
 /// and the reply's making), `finishedAt` to the reply's arrival here, and
-/// the whole job. (p50, p99) of `count` jobs, one at a time; None when
-/// one failed.
+/// the whole job, in ms; None when it was not answered.
 async fn job_stages(
     producer: &FutureProducer,
     replies: &Waiting,
     topics: &Topics,
+    id: &str,
     target: &str,
-    count: usize,
-) -> Option<[(f64, f64); 4]> {
+) -> Option<[f64; 4]> {
     fn at(reply: &Value, field: &str) -> Option<jiff::Timestamp> {
         reply[field].as_str()?.parse().ok()
     }
     let ms =
         |from: jiff::Timestamp, to: jiff::Timestamp| to.duration_since(from).as_secs_f64() * 1e3;
-    let mut stages: [Vec<f64>; 4] = Default::default();
-    for n in 0..count {
-        let id = format!("stages-{}-{n}", std::process::id());
-        let answer = replies.expect(&id);
-        let submitted = jiff::Timestamp::now();
-        if !send_job(producer, topics, &id, target).await {
-            return None;
-        }
-        let reply = tokio::time::timeout(REPLY_TIMEOUT, answer)
-            .await
-            .ok()?
-            .ok()?;
-        let back = jiff::Timestamp::now();
-        let (started, finished) = (at(&reply, "startedAt")?, at(&reply, "finishedAt")?);
-        stages[0].push(ms(submitted, started));
-        stages[1].push(ms(started, finished));
-        stages[2].push(ms(finished, back));
-        stages[3].push(ms(submitted, back));
+    let answer = replies.expect(id);
+    let submitted = jiff::Timestamp::now();
+    if !send_job(producer, topics, id, target).await {
+        return None;
     }
-    Some(stages.map(|mut v| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[v.len() * 99 / 100])
-    }))
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, answer)
+        .await
+        .ok()?
+        .ok()?;
+    let back = jiff::Timestamp::now();
+    let reply: Value = serde_json::from_slice(&reply).ok()?;
+    let (started, finished) = (at(&reply, "startedAt")?, at(&reply, "finishedAt")?);
+    Some([
+        ms(submitted, started),
+        ms(started, finished),
+        ms(finished, back),
+        ms(submitted, back),
+    ])
+}
+
+/// The three paths one call at a time, measured in turns: each round makes
+/// one HTTP call, one job and one floor ping, the first of them in turn,
+/// so that a broker still warming up or a busy moment of the machine
+/// weighs on all three alike (measured one after the other, the first
+/// cell of a fresh ground took twice the later ones).
+struct Turns {
+    http: Vec<f64>,
+    floor: Vec<f64>,
+    /// A job's stages, as `job_stages` gives them.
+    stages: [Vec<f64>; 4],
+}
+
+/// (p50, p99) of `samples`.
+fn quantiles(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    (samples[n / 2], samples[n * 99 / 100])
+}
+
+async fn in_turns(
+    http: &mut Session,
+    producer: &FutureProducer,
+    replies: &Waiting,
+    pings: &Waiting,
+    topics: &Topics,
+    target: &str,
+    rounds: usize,
+) -> Result<Turns, String> {
+    let args = json!({"topic": target});
+    let mut turns = Turns {
+        http: Vec::with_capacity(rounds),
+        floor: Vec::with_capacity(rounds),
+        stages: Default::default(),
+    };
+    let pid = std::process::id();
+    for n in 0..rounds {
+        for path in (0..3).map(|k| (n + k) % 3) {
+            match path {
+                0 => {
+                    let t0 = std::time::Instant::now();
+                    if !http.call(TOOL, &args).await {
+                        return Err(format!("HTTP call {n} failed"));
+                    }
+                    turns.http.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+                1 => {
+                    let id = format!("turn-{pid}-{n}");
+                    let stages = job_stages(producer, replies, topics, &id, target)
+                        .await
+                        .ok_or_else(|| format!("job {id} was not answered"))?;
+                    for (all, s) in turns.stages.iter_mut().zip(stages) {
+                        all.push(s);
+                    }
+                }
+                _ => {
+                    let id = format!("turn-ping-{n}");
+                    let t0 = std::time::Instant::now();
+                    if !round_trip(producer, pings, &topics.ping, &id).await {
+                        return Err(format!("floor ping {n} was not fetched back"));
+                    }
+                    turns.floor.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+    }
+    Ok(turns)
+}
+
+/// Prints what `in_turns` measured: the goal's figures.
+fn print_turns(mut t: Turns, rounds: usize, in_server_ms: (f64, f64)) {
+    let (http, http_99) = quantiles(&mut t.http);
+    let (floor, floor_99) = quantiles(&mut t.floor);
+    let [to_worker, in_worker, back, whole] = t.stages.each_mut().map(|s| quantiles(s));
+    println!(
+        "  one at a time, {rounds} rounds of an HTTP call, a job and a floor ping in turn: p50 (p99) ms"
+    );
+    println!(
+        "    over MCP HTTP {http:.3} ({http_99:.3}); as a job {:.3} ({:.3}); floor {floor:.3} ({floor_99:.3})",
+        whole.0, whole.1
+    );
+    println!(
+        "    a job's stages: submit to startedAt {:.3} ({:.3}), startedAt to finishedAt {:.3} ({:.3}), finishedAt to the reply here {:.3} ({:.3})",
+        to_worker.0, to_worker.1, in_worker.0, in_worker.1, back.0, back.1
+    );
+    let (http_call, job_call) = in_server_ms;
+    println!(
+        "    the tool's own time inside the sidecar (its histogram's mean): over HTTP {http_call:.3}, as a job {job_call:.3}"
+    );
+    // A job has two Kafka legs (the request's, the reply's) where the HTTP
+    // call has its own transport: with both legs at the floor, it adds 2
+    // floors less what HTTP spends outside the worker's part.
+    let added = whole.0 - http;
+    let http_transport = http - in_worker.0;
+    println!(
+        "    a job adds {added:.3} ms to the HTTP call ({:.2} floors; the goal is 1 at most); its legs are {:.2} and {:.2} floors",
+        added / floor,
+        to_worker.0 / floor,
+        back.0 / floor
+    );
+    println!(
+        "    with both legs at the floor a job would add 2 x {floor:.3} - {http_transport:.3} (the HTTP call outside the worker's part) = {:.3} ms, {:.2} floors",
+        2.0 * floor - http_transport,
+        (2.0 * floor - http_transport) / floor
+    );
 }
 
 fn jobs_config(a: &Args, topics: &Topics) -> Value {
@@ -325,15 +417,7 @@ async fn floor_calls(
             let n = sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let id = format!("ping-{n}");
-                round_trip(
-                    &producer,
-                    &pings,
-                    &topics.ping,
-                    &id,
-                    &json!({"jobId": id}),
-                    |_| true,
-                )
-                .await
+                round_trip(&producer, &pings, &topics.ping, &id).await
             }
         }
     })
@@ -361,11 +445,8 @@ async fn answered(producer: &FutureProducer, replies: &Waiting, topics: &Topics,
 /// The request partitions a sidecar owns now, from its lag metric (set on
 /// assignment, dropped on revocation).
 async fn owned_partitions(base: &str) -> Vec<i32> {
-    let answer = get_once(&format!("{base}/metrics"))
+    metrics_text(base)
         .await
-        .map(http::Response::into_body)
-        .unwrap_or_default();
-    String::from_utf8_lossy(&answer)
         .lines()
         .filter_map(|l| l.strip_prefix("mcp_kafka_jobs_lag{partition=\""))
         .filter_map(|rest| rest.split('"').next()?.parse().ok())
@@ -443,18 +524,12 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
         "operation", "conc", "p50 ms", "p99 ms", "/s", "cpu ms/op"
     );
     let args = json!({"topic": target});
-    // p50s of the HTTP call and of the floor, one at a time.
-    let mut one_at_a_time = (f64::NAN, f64::NAN);
-    // The tool's own mean time inside each sidecar, one at a time: (HTTP, job).
-    let mut in_server_ms = (f64::NAN, f64::NAN);
     for workers in [1usize, 16] {
         // The HTTP sidecar runs only while it is measured: it would
         // otherwise share the 2 cores idly with the job cells.
         let (http, base, _) = start_sidecar(a, launch(http_config.clone()), Ready::Readyz).await;
-        let url = format!("{base}/mcp");
-        let http_before = in_server_seconds(&base, TOOL).await;
         let over_http = mcp_calls(
-            (&url, http.0.id()),
+            (&format!("{base}/mcp"), http.0.id()),
             Protocol::Sessions,
             workers,
             a.seconds,
@@ -462,9 +537,7 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
             &args,
         )
         .await;
-        let http_in_server = mean_ms_since(http_before, in_server_seconds(&base, TOOL).await);
         drop(http);
-        let jobs_before = in_server_seconds(&first_base, TOOL).await;
         let as_jobs = job_calls(
             a,
             &topics,
@@ -475,50 +548,44 @@ pub async fn job_figures(a: &Args, admin: &AdminClient<DefaultClientContext>, ta
             target,
         )
         .await;
-        let jobs_in_server = mean_ms_since(jobs_before, in_server_seconds(&first_base, TOOL).await);
         let floor = floor_calls(a, &topics, &producer, &pings, workers).await;
         row("over MCP HTTP", workers, &over_http);
         row("as a job (1 sidecar)", workers, &as_jobs);
         row("floor: one produce + one fetch", workers, &floor);
-        if workers == 1 {
-            one_at_a_time = (over_http.p50_ms, floor.p50_ms);
-            in_server_ms = (http_in_server, jobs_in_server);
-        }
         println!(
-            "  job p50 - HTTP p50 = {:.3} ms, floor p50 {:.3} ms; job/HTTP throughput {:.2}",
-            as_jobs.p50_ms - over_http.p50_ms,
-            floor.p50_ms,
+            "  job/HTTP throughput {:.2}",
             as_jobs.per_second / over_http.per_second
         );
     }
-    match job_stages(&producer, &replies, &topics, target, 500).await {
-        Some(stages) => {
-            let [to_worker, in_worker, back, whole] = stages.map(|(p50, _)| p50);
-            let [to_worker_99, in_worker_99, back_99, whole_99] = stages.map(|(_, p99)| p99);
-            let (http, floor) = one_at_a_time;
-            println!(
-                "  a job's stages, medians of 500 one at a time: submit to startedAt {to_worker:.3} ms, startedAt to finishedAt {in_worker:.3} ms, finishedAt to the reply here {back:.3} ms; the whole job {whole:.3} ms"
-            );
-            println!(
-                "  and their p99s: {to_worker_99:.3}, {in_worker_99:.3}, {back_99:.3}; the whole job {whole_99:.3} ms"
-            );
-            // A job has two Kafka legs (the request's, the reply's) where
-            // the HTTP call has its own transport: with both legs at the
-            // floor, it adds 2 floors less what HTTP spends outside the
-            // worker's part.
-            let http_transport = http - in_worker;
-            println!(
-                "  one at a time a job adds {:.3} ms to the HTTP call ({http:.3} ms); with both legs at the floor ({floor:.3} ms) it adds at least 2 x {floor:.3} - {http_transport:.3} (the HTTP call outside the worker's part) = {:.3} ms",
-                whole - http,
-                2.0 * floor - http_transport
-            );
-        }
-        None => println!("  a job's stages: a job was not answered"),
-    }
-    let (http_call, job_call) = in_server_ms;
-    println!(
-        "  the tool's own time inside the sidecar (its histogram's mean), one at a time: over HTTP {http_call:.3} ms, as a job {job_call:.3} ms"
+    // The latency goal, from the three paths measured in turns; the HTTP
+    // sidecar runs beside the job worker only here, where both are idle
+    // between calls.
+    let (http, base, _) = start_sidecar(a, launch(http_config.clone()), Ready::Readyz).await;
+    let mut session = Session::open(&format!("{base}/mcp")).await;
+    let before = (
+        in_server_seconds(&base, TOOL).await,
+        in_server_seconds(&first_base, TOOL).await,
     );
+    let turns = in_turns(
+        &mut session,
+        &producer,
+        &replies,
+        &pings,
+        &topics,
+        target,
+        TURNS,
+    )
+    .await;
+    let in_server_ms = (
+        mean_ms_since(before.0, in_server_seconds(&base, TOOL).await),
+        mean_ms_since(before.1, in_server_seconds(&first_base, TOOL).await),
+    );
+    drop(session);
+    drop(http);
+    match turns {
+        Ok(turns) => print_turns(turns, TURNS, in_server_ms),
+        Err(why) => println!("  one at a time in turns: {why}"),
+    }
     for sidecars in [2usize, 3] {
         let (more, base, _) =
             start_sidecar(a, launch(jobs_config(a, &topics)), Ready::Readyz).await;
