@@ -155,8 +155,8 @@ impl Drop for Slot {
 
 /// What a job's task tells the consumer thread.
 enum Event {
-    /// Its slot is free (an observe job's once its reply is written, before
-    /// its journal entry is and it completes).
+    /// Its slot is free. An observe job frees it once its reply is
+    /// written: before its journal entry is, and before it is `Done`.
     SlotFree,
     Done(Completion),
 }
