@@ -72,3 +72,41 @@ use_build_cache() {
     export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
   fi
 }
+
+# Builds that overlap. On 2 cores one build alone leaves a core idle for
+# stretches (a link, one large crate, a download), so a second build, or a
+# build next to the tests, runs in those stretches. The background one runs
+# at a lower CPU priority, so the step in front keeps its speed (and a
+# component's start its readiness waits) and the background takes what is
+# left. start_background NAME CMD... starts CMD (a function or a command)
+# with its output in $CACHE_DIR/build/NAME.log; wait_background NAME waits
+# for it and fails as it failed. A script that exits before it waited
+# stops what it started (its EXIT trap: scripts that call this set none of
+# their own).
+declare -A BACKGROUND_PIDS=()
+start_background() {
+  local name=$1; shift
+  local logfile=$CACHE_DIR/build/$name.log
+  mkdir -p "$(dirname "$logfile")"
+  log "$name: in the background (log: $logfile)"
+  # Job control gives the step a process group of its own, to stop as one.
+  set -m
+  ( renice -n 10 -p "$BASHPID" >/dev/null; "$@" ) >"$logfile" 2>&1 </dev/null &
+  BACKGROUND_PIDS[$name]=$!
+  set +m
+  trap stop_background EXIT
+}
+wait_background() {
+  local name=$1 started=$SECONDS rc=0
+  wait "${BACKGROUND_PIDS[$name]}" || rc=$?
+  unset "BACKGROUND_PIDS[$name]"
+  if [ "$rc" -ne 0 ]; then
+    tail -n 25 "$CACHE_DIR/build/$name.log" >&2
+    die "$name failed (exit $rc); full log: $CACHE_DIR/build/$name.log"
+  fi
+  log "$name: done (waited $((SECONDS - started))s for it)"
+}
+stop_background() {
+  local pid
+  for pid in "${BACKGROUND_PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+}
